@@ -1,0 +1,12 @@
+//! Adapters: the ports implemented on real services. Each sits behind a Cargo feature.
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "cache")]
+pub mod cache;
+#[cfg(feature = "secrets")]
+pub mod secrets;

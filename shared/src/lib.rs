@@ -1,0 +1,35 @@
+//! The inventory pipeline's domain: what an inventory update is, how a supplier's record
+//! becomes one (or is rejected, with a reason), the events the store keeps, the projection
+//! rules (newest `occurred_at` wins), key schemes, and the error taxonomy the state machine
+//! retries on.
+//!
+//! Everything at the top level is pure: no AWS SDK, SeaORM or Redis type appears in it.
+//! Adapters live in [`adapters`], each behind a Cargo feature, so a function compiles only
+//! the ones it uses.
+
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod keys;
+pub mod money;
+pub mod pipeline;
+pub mod ports;
+pub mod projection;
+pub mod rejection;
+pub mod update;
+pub mod usecase;
+
+pub mod adapters;
+
+pub use error::{ErrorKind, PipelineError};
+pub use event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
+pub use ids::{ProductId, SupplierId, UpdateId};
+pub use keys::{ArchiveKey, CacheKeys};
+pub use money::{Currency, Price, Quantity};
+pub use pipeline::{
+    ArchiveOutput, CacheInvalidateInput, CacheInvalidateOutput, ChangedProduct, ChunkId,
+    ChunkInput, PersistInput, PersistOutput, RejectedRecord, SourceRecord, ValidateOutput,
+};
+pub use projection::{Offer, ProductSummary, ProjectionChange};
+pub use rejection::{Rejection, RejectionCode};
+pub use update::{InventoryUpdate, SourcePosition};

@@ -1,0 +1,66 @@
+//! Ports: the small traits the use cases need from the outside world. Adapters implement
+//! them (see [`crate::adapters`]); tests implement them in memory.
+
+use crate::error::PipelineError;
+use crate::keys::ArchiveKey;
+use crate::pipeline::{ChangedProduct, ObjectRef};
+use crate::rejection::Rejection;
+use crate::update::InventoryUpdate;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// A rejected record as quarantine keeps it: where it came from, why, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedRecord {
+    pub stream: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub partition_key: String,
+    pub arrived_at: DateTime<Utc>,
+    pub reason: Rejection,
+    /// The raw bytes, when they travelled inline.
+    pub raw: Option<Vec<u8>>,
+    /// Where the raw bytes are, when they did not.
+    pub payload_ref: Option<ObjectRef>,
+}
+
+/// Keeps rejected records where ops can see and replay them.
+#[async_trait]
+pub trait Quarantine: Send + Sync {
+    /// Stores the records; a record already quarantined (same stream position) is kept once.
+    /// Returns how many were new.
+    async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError>;
+}
+
+/// The outcome of appending a chunk's updates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub appended: usize,
+    pub duplicates: usize,
+    pub changed: Vec<ChangedProduct>,
+}
+
+/// The event store and its projection, written together.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends the updates' events (once each, by update key) and applies the new ones to the
+    /// projection, in one transaction.
+    async fn append(&self, updates: &[InventoryUpdate]) -> Result<AppendOutcome, PipelineError>;
+}
+
+/// Stores archive objects.
+#[async_trait]
+pub trait ArchiveStore: Send + Sync {
+    /// The bucket objects go to.
+    fn bucket(&self) -> &str;
+    /// Writes (or overwrites) one gzip JSON-lines object.
+    async fn put(&self, key: &ArchiveKey, gzip_jsonl: Vec<u8>) -> Result<(), PipelineError>;
+}
+
+/// Invalidates cached products.
+#[async_trait]
+pub trait ProductCache: Send + Sync {
+    /// Raises each product's fence to its version and drops any cached entry older than it,
+    /// in one round trip. Returns (entries evicted, fences raised).
+    async fn invalidate(&self, products: &[ChangedProduct]) -> Result<(usize, usize), PipelineError>;
+}

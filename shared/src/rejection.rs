@@ -1,0 +1,173 @@
+//! Why a record was rejected: a stable machine-readable code plus a human message.
+//!
+//! Codes are part of the public contract (quarantine rows, the supplier CLI, dashboards):
+//! never rename one, only add.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A stable, machine-readable rejection code. Serialised in `snake_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionCode {
+    /// The record is larger than [`crate::update::MAX_RECORD_BYTES`].
+    RecordTooLarge,
+    /// The record is empty.
+    EmptyRecord,
+    /// The bytes are not valid UTF-8.
+    NotUtf8,
+    /// The text is not valid JSON (or nests too deeply).
+    NotJson,
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// The object has a field that the data contract does not define.
+    UnknownField,
+    /// The object names the same field twice.
+    DuplicateField,
+    /// `product_id` is absent or null.
+    ProductIdMissing,
+    /// `product_id` is not a string.
+    ProductIdWrongType,
+    /// `product_id` is an empty string.
+    ProductIdEmpty,
+    /// `product_id` is longer than [`crate::ids::MAX_ID_LEN`].
+    ProductIdTooLong,
+    /// `product_id` has a character outside `[A-Za-z0-9._-]`.
+    ProductIdInvalidChars,
+    /// `supplier_id` is not a string.
+    SupplierIdWrongType,
+    /// `supplier_id` is empty, too long, or has a character outside `[A-Za-z0-9._-]`.
+    SupplierIdInvalid,
+    /// Neither `quantity` nor `inventory` is given.
+    QuantityMissing,
+    /// Both `quantity` and `inventory` are given.
+    QuantityAmbiguous,
+    /// The quantity is not a JSON number.
+    QuantityWrongType,
+    /// The quantity has a fraction or an exponent.
+    QuantityNotInteger,
+    /// The quantity is below zero.
+    QuantityNegative,
+    /// The quantity is above [`crate::money::MAX_QUANTITY`].
+    QuantityTooLarge,
+    /// `price` is absent or null.
+    PriceMissing,
+    /// `price` is neither a JSON number nor a decimal string.
+    PriceWrongType,
+    /// `price` is not a plain decimal (for example it uses an exponent).
+    PriceInvalid,
+    /// The price is below zero.
+    PriceNegative,
+    /// The price has more than [`crate::money::MAX_PRICE_SCALE`] decimal places.
+    PriceTooPrecise,
+    /// The price is above [`crate::money::MAX_PRICE`].
+    PriceTooLarge,
+    /// `currency` is not a string.
+    CurrencyWrongType,
+    /// `currency` is not an ISO 4217 code that we accept.
+    CurrencyUnknown,
+    /// `update_id` is not a string.
+    UpdateIdWrongType,
+    /// `update_id` is empty, too long, or has control characters.
+    UpdateIdInvalid,
+    /// `occurred_at` is not a string.
+    OccurredAtWrongType,
+    /// `occurred_at` is not an RFC 3339 timestamp with an offset.
+    OccurredAtInvalid,
+    /// `occurred_at` lies too far after the stream's arrival time.
+    OccurredAtInFuture,
+    /// `occurred_at` lies before [`crate::update::EARLIEST_OCCURRED_AT`].
+    OccurredAtTooOld,
+    /// The record could not be fetched from where the fan-out put it.
+    PayloadUnavailable,
+}
+
+impl RejectionCode {
+    /// The code as it appears in JSON and in the quarantine table.
+    pub fn as_str(self) -> &'static str {
+        use RejectionCode::*;
+        match self {
+            RecordTooLarge => "record_too_large",
+            EmptyRecord => "empty_record",
+            NotUtf8 => "not_utf8",
+            NotJson => "not_json",
+            NotAnObject => "not_an_object",
+            UnknownField => "unknown_field",
+            DuplicateField => "duplicate_field",
+            ProductIdMissing => "product_id_missing",
+            ProductIdWrongType => "product_id_wrong_type",
+            ProductIdEmpty => "product_id_empty",
+            ProductIdTooLong => "product_id_too_long",
+            ProductIdInvalidChars => "product_id_invalid_chars",
+            SupplierIdWrongType => "supplier_id_wrong_type",
+            SupplierIdInvalid => "supplier_id_invalid",
+            QuantityMissing => "quantity_missing",
+            QuantityAmbiguous => "quantity_ambiguous",
+            QuantityWrongType => "quantity_wrong_type",
+            QuantityNotInteger => "quantity_not_integer",
+            QuantityNegative => "quantity_negative",
+            QuantityTooLarge => "quantity_too_large",
+            PriceMissing => "price_missing",
+            PriceWrongType => "price_wrong_type",
+            PriceInvalid => "price_invalid",
+            PriceNegative => "price_negative",
+            PriceTooPrecise => "price_too_precise",
+            PriceTooLarge => "price_too_large",
+            CurrencyWrongType => "currency_wrong_type",
+            CurrencyUnknown => "currency_unknown",
+            UpdateIdWrongType => "update_id_wrong_type",
+            UpdateIdInvalid => "update_id_invalid",
+            OccurredAtWrongType => "occurred_at_wrong_type",
+            OccurredAtInvalid => "occurred_at_invalid",
+            OccurredAtInFuture => "occurred_at_in_future",
+            OccurredAtTooOld => "occurred_at_too_old",
+            PayloadUnavailable => "payload_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for RejectionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejection: the code to act on and a message for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub code: RejectionCode,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: RejectionCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_as_their_stable_names() {
+        for code in [RejectionCode::NotJson, RejectionCode::PriceTooPrecise, RejectionCode::OccurredAtInFuture] {
+            let json = serde_json::to_string(&code).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_rejection_displays_its_code_and_message() {
+        let r = Rejection::new(RejectionCode::PriceNegative, "price -1 is below zero");
+        assert_eq!(r.to_string(), "price_negative: price -1 is below zero");
+    }
+}
