@@ -1,0 +1,159 @@
+//! Set-up on a fresh machine: the project venv with the Python tools, the npm tools, and the
+//! local PostgreSQL and Redis services. Every step is skipped when already done.
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// npm tools, installed without a lockfile into `.local/node`.
+const NPM_TOOLS: &[&str] = &["asl-validator@4.0.0"];
+
+/// The workspace root (this crate lives in `tests/xtask`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+pub fn venv() -> PathBuf {
+    root().join(".venv")
+}
+
+pub fn venv_bin(tool: &str) -> PathBuf {
+    venv().join("bin").join(tool)
+}
+
+pub fn npm_bin(tool: &str) -> PathBuf {
+    root().join(".local/node/node_modules/.bin").join(tool)
+}
+
+pub fn run() -> Result<()> {
+    ensure_services()?;
+    ensure_venv()?;
+    ensure_npm_tools()?;
+    Ok(())
+}
+
+/// Prints a step, the way every command reports progress.
+pub fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+/// Runs a command to completion, failing with its name if it fails.
+pub fn sh(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn port_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+fn wait_for_port(port: u16, what: &str) -> Result<()> {
+    let start = Instant::now();
+    while !port_open(port) {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("{what} did not come up on 127.0.0.1:{port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// PostgreSQL on 5432 and Redis on 6379, started with the machine's own service commands
+/// when they are down (LOCAL.md).
+pub fn ensure_services() -> Result<()> {
+    if !port_open(5432) {
+        step("starting PostgreSQL");
+        let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+            .context("PostgreSQL is not installed (/etc/postgresql is missing)")?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        let version = versions.first().context("no PostgreSQL cluster under /etc/postgresql")?;
+        sh(Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", version, "main", "start"]))?;
+        wait_for_port(5432, "PostgreSQL")?;
+    }
+    if !port_open(6379) {
+        step("starting Redis");
+        sh(Command::new("redis-server").args([
+            "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "", "--appendonly", "no",
+            "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+        ]))?;
+        wait_for_port(6379, "Redis")?;
+    }
+    Ok(())
+}
+
+/// Hash of the files an install depends on, so a changed pin reinstalls.
+fn fingerprint(files: &[PathBuf]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(f).unwrap_or_default());
+    }
+    hex::encode(h.finalize())
+}
+
+fn up_to_date(stamp: &Path, print: &str) -> bool {
+    std::fs::read_to_string(stamp).is_ok_and(|s| s == print)
+}
+
+/// The project venv with every pinned Python tool (moto, cargo-lambda, SAM CLI, linters).
+pub fn ensure_venv() -> Result<()> {
+    let requirements: Vec<PathBuf> = ["tests/requirements.txt", "infra/requirements.txt"]
+        .iter()
+        .map(|p| root().join(p))
+        .filter(|p| p.exists())
+        .collect();
+    let stamp = venv().join(".installed");
+    let print = fingerprint(&requirements);
+    if up_to_date(&stamp, &print) {
+        return Ok(());
+    }
+    if !venv_bin("python").exists() {
+        step("creating the project venv (.venv)");
+        sh(Command::new("python3").args(["-m", "venv"]).arg(venv()))?;
+    }
+    step("installing the Python tools into .venv (first time: a few minutes)");
+    let mut pip = Command::new(venv_bin("pip"));
+    pip.args(["install", "--quiet", "--disable-pip-version-check"]);
+    for r in &requirements {
+        pip.arg("-r").arg(r);
+    }
+    sh(&mut pip)?;
+    std::fs::write(&stamp, print)?;
+    Ok(())
+}
+
+/// npm tools (asl-validator) in `.local/node`, with no lockfile, so nothing records where
+/// packages were downloaded from.
+pub fn ensure_npm_tools() -> Result<()> {
+    let dir = root().join(".local/node");
+    let stamp = dir.join(".installed");
+    let print = NPM_TOOLS.join(" ");
+    if up_to_date(&stamp, &print) {
+        return Ok(());
+    }
+    step("installing npm tools into .local/node");
+    std::fs::create_dir_all(&dir)?;
+    sh(Command::new("npm")
+        .args(["install", "--silent", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .args(NPM_TOOLS))?;
+    std::fs::write(&stamp, print)?;
+    Ok(())
+}
+
+/// `PATH` with the venv and npm tools first, for child processes.
+pub fn tool_path() -> String {
+    let mut parts = vec![venv().join("bin").display().to_string(), root().join(".local/node/node_modules/.bin").display().to_string()];
+    if let Ok(p) = std::env::var("PATH") {
+        parts.push(p);
+    }
+    parts.join(":")
+}
