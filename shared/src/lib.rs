@@ -7,8 +7,11 @@
 //! Adapters live in [`adapters`], each behind a Cargo feature, so a function compiles only
 //! the ones it uses.
 
+pub mod config;
 pub mod error;
 pub mod event;
+pub mod fanout;
+pub mod feed;
 pub mod ids;
 pub mod keys;
 pub mod money;
