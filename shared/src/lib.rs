@@ -11,7 +11,6 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod fanout;
-pub mod fanout;
 pub mod feed;
 pub mod ids;
 pub mod keys;
