@@ -1,1 +1,91 @@
-//! Migrations.
+//! SeaORM migrations for the inventory pipeline's database: the append-only event store, the
+//! product projection, and the quarantine of rejected records.
+//!
+//! [`run`] applies pending migrations under a PostgreSQL advisory lock, so two deploys or two
+//! cold starts running it at once apply each migration exactly once. Migrations are never
+//! edited once shipped: add a new file instead.
+
+pub use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
+
+mod m20261124_000001_create_event_store;
+mod m20261124_000002_create_projection;
+mod m20261124_000003_create_quarantine;
+
+/// Key of the advisory lock that serialises migration runs ("inv-migr" in ASCII). Nothing
+/// else in the database may use it.
+pub const MIGRATION_LOCK_KEY: i64 = 0x696e_762d_6d69_6772;
+
+/// The project's migrations, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_event_store::Migration),
+            Box::new(m20261124_000002_create_projection::Migration),
+            Box::new(m20261124_000003_create_quarantine::Migration),
+        ]
+    }
+}
+
+/// Applies every pending migration and returns the names of those it applied (empty when the
+/// schema was already current).
+///
+/// Everything runs in one transaction on one connection that first takes
+/// `pg_advisory_xact_lock(MIGRATION_LOCK_KEY)`: a concurrent run waits for this one to commit,
+/// then finds nothing pending. The lock is released on commit or rollback, and by the server
+/// if the process dies mid-run, so it can never be left behind. PostgreSQL's DDL is
+/// transactional, so a failed run leaves the schema as it was.
+pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let txn = db.begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [MIGRATION_LOCK_KEY.into()],
+    ))
+    .await?;
+    let pending: Vec<String> = Migrator::get_pending_migrations(&txn)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    if !pending.is_empty() {
+        Migrator::up(&txn, None).await?;
+    }
+    txn.commit().await?;
+    Ok(pending)
+}
+
+/// Names of all migrations this build knows, oldest first.
+pub fn known() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_names_follow_the_seaorm_convention_and_are_ordered() {
+        let names = known();
+        assert_eq!(names.len(), 3);
+        for n in &names {
+            let (stamp, rest) = n.split_at(16);
+            assert!(stamp.starts_with('m') && stamp.as_bytes()[9] == b'_', "{n}");
+            assert!(
+                stamp[1..].chars().all(|c| c.is_ascii_digit() || c == '_'),
+                "{n}"
+            );
+            assert!(rest.starts_with('_') && rest.len() > 1, "{n}");
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "migrations must be listed oldest first");
+    }
+}
