@@ -1,0 +1,336 @@
+//! Where the database is and how to reach it: typed configuration from the environment, and
+//! a small connection pool built once per cold start and reused by every invocation.
+//!
+//! Either `DATABASE_URL` (local runs and tests), or `DB_HOST`, `DB_PORT`, `DB_NAME` and
+//! `DB_SECRET_ARN` (an existing Secrets Manager secret with `username` and `password`).
+//! `DB_TLS_CA_FILE` (the RDS CA bundle) turns on `sslmode=verify-full` with that bundle as the
+//! only trust root; it is required with `DB_HOST`. `DB_POOL_MAX` sizes the pool (default 2).
+//! Neither the password nor a full URL is ever logged or shown by `Debug`.
+
+use super::error::db_error;
+use crate::config::parse_value;
+use crate::error::PipelineError;
+use sea_orm::sqlx::postgres::PgSslMode;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default pool size: a Lambda instance handles one invocation at a time.
+pub const DEFAULT_POOL_MAX: u32 = 2;
+
+/// Where the database is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A full connection URL (`DATABASE_URL`), used as given.
+    Url(String),
+    /// An RDS instance whose credentials are in a Secrets Manager secret.
+    Rds {
+        host: String,
+        port: u16,
+        name: String,
+        secret_arn: String,
+    },
+}
+
+impl fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The URL may hold a password: show nothing of it.
+            DatabaseTarget::Url(_) => f.write_str("Url(<redacted>)"),
+            DatabaseTarget::Rds {
+                host,
+                port,
+                name,
+                secret_arn,
+            } => f
+                .debug_struct("Rds")
+                .field("host", host)
+                .field("port", port)
+                .field("name", name)
+                .field("secret_arn", secret_arn)
+                .finish(),
+        }
+    }
+}
+
+/// How the connection is protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Whatever the URL says (sqlx's default, `prefer`, when it says nothing): local runs.
+    AsConfigured,
+    /// TLS with the server certificate checked against this CA bundle, host name included.
+    VerifyFull { ca_file: PathBuf },
+}
+
+/// The database configuration of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub target: DatabaseTarget,
+    pub tls: TlsMode,
+    pub pool_max: u32,
+}
+
+/// Database user and password, read from the secret. `Debug` shows the user only.
+#[derive(Clone)]
+pub struct DbCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for DbCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, PipelineError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `get` (the environment, or a map in tests). Errors
+    /// name the variable that is missing or wrong.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &str| {
+            get(name).ok_or_else(|| {
+                PipelineError::misconfigured(format!(
+                    "environment variable {name} is required when DATABASE_URL is not set"
+                ))
+            })
+        };
+        let pool_max = parse_value("DB_POOL_MAX", get("DB_POOL_MAX"), DEFAULT_POOL_MAX)?;
+        if pool_max == 0 {
+            return Err(PipelineError::misconfigured(
+                "environment variable DB_POOL_MAX must be at least 1",
+            ));
+        }
+        let tls = match get("DB_TLS_CA_FILE") {
+            Some(path) => TlsMode::VerifyFull {
+                ca_file: PathBuf::from(path),
+            },
+            None => TlsMode::AsConfigured,
+        };
+        let target = match get("DATABASE_URL") {
+            Some(url) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(PipelineError::misconfigured(
+                        "environment variable DATABASE_URL must start with postgres://",
+                    ));
+                }
+                DatabaseTarget::Url(url)
+            }
+            None => {
+                let target = DatabaseTarget::Rds {
+                    host: required("DB_HOST")?,
+                    port: parse_value("DB_PORT", get("DB_PORT"), 5432u16)?,
+                    name: required("DB_NAME")?,
+                    secret_arn: required("DB_SECRET_ARN")?,
+                };
+                if tls == TlsMode::AsConfigured {
+                    return Err(PipelineError::misconfigured(
+                        "environment variable DB_TLS_CA_FILE is required with DB_HOST: connections to RDS use verified TLS",
+                    ));
+                }
+                target
+            }
+        };
+        Ok(Self {
+            target,
+            tls,
+            pool_max,
+        })
+    }
+
+    /// The secret to read credentials from, when the target needs one.
+    pub fn secret_arn(&self) -> Option<&str> {
+        match &self.target {
+            DatabaseTarget::Rds { secret_arn, .. } => Some(secret_arn),
+            DatabaseTarget::Url(_) => None,
+        }
+    }
+}
+
+/// Reads `username` and `password` from the database secret.
+#[cfg(feature = "secrets")]
+pub async fn credentials_from_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<DbCredentials, PipelineError> {
+    let fields = crate::adapters::secrets::fetch(client, arn).await?;
+    Ok(DbCredentials {
+        username: fields.field(arn, "username")?.to_owned(),
+        password: fields.field(arn, "password")?.to_owned(),
+    })
+}
+
+/// The pool options for `config`: small, lazy (a cold start never fails because the database
+/// is briefly unreachable; the first query reports it as a transient error instead), idle
+/// connections pinged before reuse (a frozen Lambda may find them dead), no statement logs.
+pub fn connect_options(
+    config: &DatabaseConfig,
+    credentials: Option<DbCredentials>,
+) -> Result<ConnectOptions, PipelineError> {
+    let url = match &config.target {
+        DatabaseTarget::Url(url) => url.clone(),
+        DatabaseTarget::Rds {
+            host, port, name, ..
+        } => {
+            if credentials.is_none() {
+                return Err(PipelineError::misconfigured(
+                    "database credentials from DB_SECRET_ARN are needed to connect to DB_HOST",
+                ));
+            }
+            format!("postgres://{host}:{port}/{name}")
+        }
+    };
+    let tls = config.tls.clone();
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(config.pool_max)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+        .connect_lazy(true)
+        .sqlx_logging(false)
+        .set_application_name("inventory-pipeline")
+        .map_sqlx_postgres_opts(move |mut o| {
+            if let Some(c) = &credentials {
+                o = o.username(&c.username).password(&c.password);
+            }
+            if let TlsMode::VerifyFull { ca_file } = &tls {
+                o = o.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca_file);
+            }
+            o
+        });
+    Ok(opts)
+}
+
+/// Builds the pool. Call once per cold start and keep the connection for every invocation.
+#[tracing::instrument(skip_all, fields(pool_max = config.pool_max))]
+pub async fn connect(
+    config: &DatabaseConfig,
+    credentials: Option<DbCredentials>,
+) -> Result<DatabaseConnection, PipelineError> {
+    let opts = connect_options(config, credentials)?;
+    match &config.target {
+        DatabaseTarget::Url(_) => {
+            tracing::info!(tls = ?config.tls, "database pool from DATABASE_URL")
+        }
+        DatabaseTarget::Rds {
+            host, port, name, ..
+        } => {
+            tracing::info!(db_host = %host, db_port = port, db_name = %name, tls = ?config.tls, "database pool")
+        }
+    }
+    Database::connect(opts)
+        .await
+        .map_err(|e| db_error("could not set up the database pool", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<DatabaseConfig, PipelineError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DatabaseConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_database_url_is_used_as_given_and_never_shown() {
+        let c = config(&[("DATABASE_URL", "postgres://app:hunter2@127.0.0.1/inv")]).expect("valid");
+        assert_eq!(c.pool_max, DEFAULT_POOL_MAX);
+        assert_eq!(c.tls, TlsMode::AsConfigured);
+        assert_eq!(c.secret_arn(), None);
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn rds_settings_need_every_variable_and_name_the_missing_one() {
+        let full = [
+            ("DB_HOST", "db.example.internal"),
+            ("DB_PORT", "5433"),
+            ("DB_NAME", "inventory"),
+            (
+                "DB_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:db",
+            ),
+            ("DB_TLS_CA_FILE", "/opt/rds-ca/global-bundle.pem"),
+            ("DB_POOL_MAX", "3"),
+        ];
+        let c = config(&full).expect("valid");
+        assert_eq!(
+            c.secret_arn(),
+            Some("arn:aws:secretsmanager:us-east-1:1:secret:db")
+        );
+        assert_eq!(c.pool_max, 3);
+        assert!(matches!(&c.target, DatabaseTarget::Rds { port: 5433, .. }));
+        assert_eq!(
+            c.tls,
+            TlsMode::VerifyFull {
+                ca_file: "/opt/rds-ca/global-bundle.pem".into()
+            }
+        );
+        for missing in ["DB_HOST", "DB_NAME", "DB_SECRET_ARN", "DB_TLS_CA_FILE"] {
+            let vars: Vec<_> = full
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let e = config(&vars).expect_err(missing);
+            assert!(e.message.contains(missing), "{missing}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn bad_numbers_and_urls_are_configuration_errors() {
+        let e = config(&[("DATABASE_URL", "postgres://x/y"), ("DB_POOL_MAX", "many")])
+            .expect_err("bad");
+        assert!(e.message.contains("DB_POOL_MAX"), "{}", e.message);
+        let e =
+            config(&[("DATABASE_URL", "postgres://x/y"), ("DB_POOL_MAX", "0")]).expect_err("zero");
+        assert!(e.message.contains("DB_POOL_MAX"), "{}", e.message);
+        let e = config(&[("DATABASE_URL", "mysql://x/y")]).expect_err("scheme");
+        assert!(
+            e.message.contains("DATABASE_URL") && !e.message.contains("mysql://x/y"),
+            "{}",
+            e.message
+        );
+        let e = config(&[]).expect_err("nothing set");
+        assert!(e.message.contains("DB_HOST"), "{}", e.message);
+    }
+
+    #[test]
+    fn rds_needs_credentials_and_credentials_never_show_the_password() {
+        let c = DatabaseConfig {
+            target: DatabaseTarget::Rds {
+                host: "h".into(),
+                port: 5432,
+                name: "n".into(),
+                secret_arn: "a".into(),
+            },
+            tls: TlsMode::VerifyFull {
+                ca_file: "/ca.pem".into(),
+            },
+            pool_max: 2,
+        };
+        assert!(connect_options(&c, None).is_err());
+        let creds = DbCredentials {
+            username: "app".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{creds:?}").contains("hunter2"));
+        let opts = connect_options(&c, Some(creds)).expect("options");
+        assert_eq!(opts.get_url(), "postgres://h:5432/n");
+        assert_eq!(opts.get_max_connections(), Some(2));
+    }
+}

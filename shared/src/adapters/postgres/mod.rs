@@ -1,0 +1,23 @@
+//! PostgreSQL adapter (SeaORM): the event store and its projection, written in one
+//! transaction; the quarantine; the projection rebuild; and the reads tests and the read API
+//! need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
+//! nothing here decides which update wins.
+
+mod config;
+pub mod entity;
+mod error;
+mod event_store;
+mod projection_store;
+mod quarantine;
+mod read;
+mod rows;
+
+#[cfg(feature = "secrets")]
+pub use config::credentials_from_secret;
+pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect};
+pub use error::db_error;
+pub use event_store::PgEventStore;
+pub use projection_store::{RebuildReport, rebuild_projection};
+pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
+pub use read::{load_offers, load_projection, load_summary};
+pub use sea_orm::DatabaseConnection;

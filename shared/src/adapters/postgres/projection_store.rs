@@ -1,0 +1,261 @@
+//! Applying events to the stored projection, for the append path and the rebuild alike: load
+//! the touched products' offers, run the pure [`project`] on them, write what changed. Every
+//! step is one statement whatever the number of rows (JSON parameters, `jsonb_to_recordset`),
+//! so a chunk costs the same few round trips at any size.
+
+use super::entity::{inventory_event, product_offer};
+use super::error::db_error;
+use super::rows;
+use crate::error::{ErrorKind, PipelineError};
+use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
+use crate::ids::ProductId;
+use crate::projection::{Offer, ProjectionChange, project};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A value as a JSON text parameter (bound as text, cast to `jsonb` in SQL).
+pub(crate) fn json_param<T: Serialize + ?Sized>(v: &T) -> Result<sea_orm::Value, PipelineError> {
+    serde_json::to_string(v)
+        .map(sea_orm::Value::from)
+        .map_err(|e| {
+            PipelineError::with_source(ErrorKind::Internal, "could not encode a query parameter", e)
+        })
+}
+
+pub(crate) fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+const LOCK_PLACEHOLDERS: &str = r#"
+INSERT INTO product_summaries (product_id)
+SELECT p FROM jsonb_array_elements_text($1::jsonb) AS t(p) ORDER BY p COLLATE "C"
+ON CONFLICT (product_id) DO NOTHING"#;
+
+const LOCK_ROWS: &str = r#"
+SELECT product_id FROM product_summaries
+WHERE product_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+ORDER BY product_id FOR UPDATE"#;
+
+/// Locks the summary rows of `products`, creating placeholders for new products first, in
+/// one global order (the ids' byte order), so concurrent writers of overlapping products wait
+/// for each other instead of deadlocking. Events appended after this get `seq`s in commit
+/// order per product.
+pub(crate) async fn lock_products(
+    txn: &DatabaseTransaction,
+    products: &BTreeSet<ProductId>,
+) -> Result<(), PipelineError> {
+    let ids = json_param(products)?;
+    txn.execute_raw(stmt(LOCK_PLACEHOLDERS, vec![ids.clone()]))
+        .await
+        .map_err(|e| db_error("could not create summary placeholders", e))?;
+    txn.query_all_raw(stmt(LOCK_ROWS, vec![ids]))
+        .await
+        .map_err(|e| db_error("could not lock product summaries", e))?;
+    Ok(())
+}
+
+const LOAD_OFFERS: &str = r#"
+SELECT product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq
+FROM product_offers WHERE product_id IN (SELECT jsonb_array_elements_text($1::jsonb))"#;
+
+async fn load_offers_of(
+    txn: &DatabaseTransaction,
+    products: &BTreeSet<ProductId>,
+) -> Result<Vec<Offer>, PipelineError> {
+    let models = product_offer::Entity::find()
+        .from_raw_sql(stmt(LOAD_OFFERS, vec![json_param(products)?]))
+        .all(txn)
+        .await
+        .map_err(|e| db_error("could not load current offers", e))?;
+    models.into_iter().map(rows::offer).collect()
+}
+
+const WRITE_CHANGE: &str = r#"
+WITH offers AS (
+    INSERT INTO product_offers (product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq)
+    SELECT product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq
+    FROM jsonb_to_recordset($1::jsonb) AS x(product_id text, supplier_id text, quantity bigint, price numeric,
+        currency text, occurred_at timestamptz, update_key text, event_seq bigint)
+    ON CONFLICT (product_id, supplier_id) DO UPDATE SET
+        quantity = EXCLUDED.quantity, price = EXCLUDED.price, currency = EXCLUDED.currency,
+        occurred_at = EXCLUDED.occurred_at, update_key = EXCLUDED.update_key, event_seq = EXCLUDED.event_seq
+    RETURNING 1
+), summaries AS (
+    INSERT INTO product_summaries (product_id, total_quantity, best_price, best_price_currency, best_price_supplier,
+        supplier_count, version, updated_at)
+    SELECT product_id, total_quantity, best_price, best_price_currency, best_price_supplier, supplier_count, version, updated_at
+    FROM jsonb_to_recordset($2::jsonb) AS x(product_id text, total_quantity bigint, best_price numeric,
+        best_price_currency text, best_price_supplier text, supplier_count int, version bigint, updated_at timestamptz)
+    ON CONFLICT (product_id) DO UPDATE SET
+        total_quantity = EXCLUDED.total_quantity, best_price = EXCLUDED.best_price,
+        best_price_currency = EXCLUDED.best_price_currency, best_price_supplier = EXCLUDED.best_price_supplier,
+        supplier_count = EXCLUDED.supplier_count, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+    RETURNING 1
+), emptied AS (
+    DELETE FROM product_summaries
+    WHERE product_id IN (SELECT jsonb_array_elements_text($3::jsonb)) AND version = 0
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM offers) + (SELECT count(*) FROM summaries) + (SELECT count(*) FROM emptied) AS n"#;
+
+/// The products' offers after applying a set of events, grouped by product.
+pub(crate) type OffersByProduct = BTreeMap<ProductId, Vec<Offer>>;
+
+/// Applies `events` (already in the store, with their `seq`) to the projection of `products`
+/// (which must include every product the events touch) and returns those products' offers
+/// afterwards. Which offer wins is decided by [`project`] alone.
+pub(crate) async fn apply_events(
+    txn: &DatabaseTransaction,
+    products: &BTreeSet<ProductId>,
+    events: &[EventEnvelope],
+) -> Result<OffersByProduct, PipelineError> {
+    let current = load_offers_of(txn, products).await?;
+    let change = project(&current, events);
+    let mut after: BTreeMap<(ProductId, crate::ids::SupplierId), Offer> = current
+        .into_iter()
+        .map(|o| ((o.product_id.clone(), o.supplier_id.clone()), o))
+        .collect();
+    for o in &change.offers {
+        after.insert((o.product_id.clone(), o.supplier_id.clone()), o.clone());
+    }
+    let mut by_product: OffersByProduct =
+        products.iter().map(|p| (p.clone(), Vec::new())).collect();
+    for ((p, _), o) in after {
+        by_product.entry(p).or_default().push(o);
+    }
+    let emptied: Vec<&ProductId> = by_product
+        .iter()
+        .filter(|(_, o)| o.is_empty())
+        .map(|(p, _)| p)
+        .collect();
+    if !change.offers.is_empty() || !emptied.is_empty() {
+        write_change(txn, &change, &emptied).await?;
+    }
+    Ok(by_product)
+}
+
+async fn write_change(
+    txn: &DatabaseTransaction,
+    change: &ProjectionChange,
+    emptied: &[&ProductId],
+) -> Result<(), PipelineError> {
+    let values = vec![
+        json_param(&change.offers)?,
+        json_param(&change.summaries)?,
+        json_param(emptied)?,
+    ];
+    txn.query_one_raw(stmt(WRITE_CHANGE, values))
+        .await
+        .map_err(|e| db_error("could not write the projection", e))?;
+    Ok(())
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RebuildReport {
+    pub events: u64,
+    pub offers: u64,
+    pub products: u64,
+}
+
+/// Events read per batch during a rebuild.
+pub const REBUILD_BATCH: u64 = 5_000;
+
+/// Rebuilds the projection from the event store alone (SPEC invariant 7): empties the offers
+/// and summaries, then replays every event in `seq` order, in batches, through the same rules
+/// as the append path, all in one transaction. Appends wait until it commits (the truncate
+/// holds an exclusive lock on the projection), and readers keep seeing the old projection
+/// until then.
+#[tracing::instrument(skip(db))]
+pub async fn rebuild_projection(db: &DatabaseConnection) -> Result<RebuildReport, PipelineError> {
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start the rebuild", e))?;
+    txn.execute_unprepared("TRUNCATE product_offers, product_summaries")
+        .await
+        .map_err(|e| db_error("could not empty the projection", e))?;
+    let mut report = RebuildReport::default();
+    let mut after_seq = 0i64;
+    loop {
+        let batch = inventory_event::Entity::find()
+            .filter(inventory_event::Column::Seq.gt(after_seq))
+            .order_by_asc(inventory_event::Column::Seq)
+            .limit(REBUILD_BATCH)
+            .all(&txn)
+            .await
+            .map_err(|e| db_error("could not read events", e))?;
+        let Some(last) = batch.last() else { break };
+        after_seq = last.seq;
+        let events = batch
+            .into_iter()
+            .map(envelope)
+            .collect::<Result<Vec<_>, _>>()?;
+        let products: BTreeSet<ProductId> =
+            events.iter().map(|e| e.event.product_id.clone()).collect();
+        apply_events(&txn, &products, &events).await?;
+        report.events += events.len() as u64;
+    }
+    let counts = txn
+        .query_one_raw(stmt(
+            "SELECT (SELECT count(*) FROM product_offers) AS offers, (SELECT count(*) FROM product_summaries) AS products",
+            vec![],
+        ))
+        .await
+        .map_err(|e| db_error("could not count the projection", e))?;
+    if let Some(row) = counts {
+        let count = |col: &str| {
+            row.try_get::<i64>("", col)
+                .map(|n| u64::try_from(n).unwrap_or(0))
+        };
+        report.offers = count("offers").map_err(|e| db_error("could not count offers", e))?;
+        report.products = count("products").map_err(|e| db_error("could not count products", e))?;
+    }
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the rebuild", e))?;
+    tracing::info!(
+        events = report.events,
+        offers = report.offers,
+        products = report.products,
+        "projection rebuilt"
+    );
+    Ok(report)
+}
+
+/// A stored event back as an envelope; an event type this build does not know is an error.
+pub(crate) fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, PipelineError> {
+    if m.event_type != InventoryUpdateReceived::EVENT_TYPE
+        || m.event_version != InventoryUpdateReceived::EVENT_VERSION
+    {
+        return Err(PipelineError::new(
+            ErrorKind::Internal,
+            format!(
+                "event {} is {} v{}, which this build cannot replay",
+                m.seq, m.event_type, m.event_version
+            ),
+        ));
+    }
+    let event: InventoryUpdateReceived = serde_json::from_value(m.payload).map_err(|e| {
+        PipelineError::with_source(
+            ErrorKind::Internal,
+            format!("event {} does not parse", m.seq),
+            e,
+        )
+    })?;
+    let update_key = UpdateKey::try_from(m.update_key).map_err(|e| {
+        PipelineError::new(
+            ErrorKind::Internal,
+            format!("event {} has a bad update key: {e}", m.seq),
+        )
+    })?;
+    Ok(EventEnvelope {
+        update_key,
+        seq: m.seq,
+        event,
+    })
+}

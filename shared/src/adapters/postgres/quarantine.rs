@@ -1,0 +1,152 @@
+//! The quarantine on PostgreSQL: rejected records with their reason, kept once per stream
+//! position, listed for ops.
+
+use super::entity::quarantined_record::{self, ActiveModel, Column, Entity};
+use super::error::db_error;
+use crate::error::{ErrorKind, PipelineError};
+use crate::pipeline::ObjectRef;
+use crate::ports::{Quarantine, QuarantinedRecord};
+use crate::rejection::{Rejection, RejectionCode};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+};
+
+/// [`Quarantine`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgQuarantine {
+    db: DatabaseConnection,
+}
+
+impl PgQuarantine {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn row(r: &QuarantinedRecord) -> Result<ActiveModel, PipelineError> {
+    let payload_ref = r
+        .payload_ref
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| {
+            PipelineError::with_source(
+                ErrorKind::Internal,
+                "could not encode a payload reference",
+                e,
+            )
+        })?;
+    Ok(ActiveModel {
+        id: NotSet,
+        stream: Set(r.stream.clone()),
+        shard_id: Set(r.shard_id.clone()),
+        sequence_number: Set(r.sequence_number.clone()),
+        partition_key: Set(r.partition_key.clone()),
+        arrived_at: Set(r.arrived_at),
+        reason_code: Set(r.reason.code.as_str().to_owned()),
+        reason_message: Set(r.reason.message.clone()),
+        raw_payload: Set(r.raw.clone()),
+        payload_ref: Set(payload_ref),
+        quarantined_at: NotSet,
+        replayed_at: NotSet,
+    })
+}
+
+#[async_trait]
+impl Quarantine for PgQuarantine {
+    /// One multi-row insert; a stream position already quarantined is skipped, so a redelivered
+    /// or retried chunk adds nothing.
+    #[tracing::instrument(skip_all, fields(records = records.len()))]
+    async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let rows = records.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        let inserted = Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([Column::Stream, Column::ShardId, Column::SequenceNumber])
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(|e| db_error("could not quarantine records", e))?;
+        let new = match inserted {
+            TryInsertResult::Inserted(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
+        };
+        tracing::info!(
+            new,
+            already_kept = records.len().saturating_sub(new),
+            "records quarantined"
+        );
+        Ok(new)
+    }
+}
+
+/// A quarantined record as stored, with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub record: QuarantinedRecord,
+    pub quarantined_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+fn entry(m: quarantined_record::Model) -> Result<QuarantineEntry, PipelineError> {
+    let code: RejectionCode =
+        serde_json::from_value(serde_json::Value::String(m.reason_code.clone())).map_err(|_| {
+            PipelineError::new(
+                ErrorKind::Internal,
+                format!(
+                    "quarantine row {} has unknown reason code {:?}",
+                    m.id, m.reason_code
+                ),
+            )
+        })?;
+    let payload_ref: Option<ObjectRef> = m
+        .payload_ref
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            PipelineError::with_source(
+                ErrorKind::Internal,
+                format!("quarantine row {} has a bad payload_ref", m.id),
+                e,
+            )
+        })?;
+    Ok(QuarantineEntry {
+        id: m.id,
+        record: QuarantinedRecord {
+            stream: m.stream,
+            shard_id: m.shard_id,
+            sequence_number: m.sequence_number,
+            partition_key: m.partition_key,
+            arrived_at: m.arrived_at,
+            reason: Rejection::new(code, m.reason_message),
+            raw: m.raw_payload,
+            payload_ref,
+        },
+        quarantined_at: m.quarantined_at,
+        replayed_at: m.replayed_at,
+    })
+}
+
+/// Quarantined records with an id above `after_id`, oldest first, at most `limit`. Page with
+/// the last entry's id.
+#[tracing::instrument(skip(db))]
+pub async fn list_quarantine(
+    db: &DatabaseConnection,
+    after_id: i64,
+    limit: u64,
+) -> Result<Vec<QuarantineEntry>, PipelineError> {
+    Entity::find()
+        .filter(Column::Id.gt(after_id))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(|e| db_error("could not list quarantined records", e))?
+        .into_iter()
+        .map(entry)
+        .collect()
+}
