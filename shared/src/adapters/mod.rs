@@ -10,3 +10,5 @@ pub mod s3;
 pub mod cache;
 #[cfg(feature = "secrets")]
 pub mod secrets;
+#[cfg(feature = "custom-resource")]
+pub mod custom_resource;

@@ -1,0 +1,308 @@
+//! Tests for the custom-resource responder, against a loopback HTTP server standing in for
+//! CloudFormation's presigned `ResponseURL`.
+
+use super::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// One request the fake `ResponseURL` received.
+#[derive(Debug)]
+struct Received {
+    head: String,
+    body: Value,
+}
+
+/// Serves one request per connection, answering with `statuses` in turn (200 after them).
+async fn fake_response_url(statuses: Vec<u16>) -> (String, mpsc::UnboundedReceiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut statuses = statuses.into_iter();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let n = socket.read(&mut chunk).await.expect("read");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse().expect("length"))
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        let n = socket.read(&mut chunk).await.expect("read body");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    break (head, buf[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            let status = statuses.next().unwrap_or(200);
+            let answer =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            socket.write_all(answer.as_bytes()).await.expect("write");
+            let body = serde_json::from_slice(&body).expect("json body");
+            let _ = tx.send(Received { head, body });
+        }
+    });
+    (
+        format!("http://{addr}/cfn-response?X-Amz-Signature=abc"),
+        rx,
+    )
+}
+
+fn request(kind: &str, url: &str) -> Value {
+    let mut v = json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:bucket-emptier-dev",
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/inventory-dev/guid",
+        "RequestId": "5d478078-13e9-baf0-464a-7ef285ecc786",
+        "ResourceType": "Custom::BucketEmptier",
+        "LogicalResourceId": "ArchiveBucketEmptier",
+        "ResourceProperties": { "ServiceToken": "arn:x", "BucketName": "inventory-archive-dev-123" }
+    });
+    if kind != "Create" {
+        v["PhysicalResourceId"] = json!("inventory-archive-dev-123");
+    }
+    if kind == "Update" {
+        v["OldResourceProperties"] = json!({ "BucketName": "old" });
+    }
+    v
+}
+
+fn budget(secs: u64) -> Budget {
+    Budget {
+        time_left: Duration::from_secs(secs),
+        log_stream: "2025/01/01/[$LATEST]abc".into(),
+    }
+}
+
+fn sender() -> ResponseSender {
+    ResponseSender::new().expect("sender").with_quick_retries()
+}
+
+#[test]
+fn a_create_request_is_read_with_its_properties_and_no_physical_id() {
+    let event = CustomResourceEvent::from_value(request("Create", "https://x")).expect("valid");
+    assert_eq!(event.kind, RequestKind::Create);
+    assert_eq!(event.physical_resource_id, None);
+    assert_eq!(
+        event.property("BucketName").expect("present"),
+        "inventory-archive-dev-123"
+    );
+    let missing = event.property("Nope").expect_err("absent");
+    assert!(missing.message.contains("Nope"));
+    assert_eq!(
+        event.default_physical_id(),
+        "ArchiveBucketEmptier-5d47807813e9"
+    );
+}
+
+#[test]
+fn an_update_keeps_the_physical_id_cloudformation_has_and_sees_the_old_properties() {
+    let event = CustomResourceEvent::from_value(request("Update", "https://x")).expect("valid");
+    assert_eq!(event.kind, RequestKind::Update);
+    assert_eq!(event.default_physical_id(), "inventory-archive-dev-123");
+    assert_eq!(event.old_properties, Some(json!({ "BucketName": "old" })));
+}
+
+#[test]
+fn a_long_reason_is_cut_to_the_limit_on_a_character_boundary() {
+    let event = CustomResourceEvent::from_value(request("Delete", "https://x")).expect("valid");
+    let reason = "é".repeat(2000);
+    let response = Response::failure(&event, &reason);
+    assert!(response.reason.len() <= MAX_REASON_BYTES);
+    assert!(response.reason.ends_with("..."));
+    assert_eq!(response.physical_resource_id, "inventory-archive-dev-123");
+}
+
+#[tokio::test]
+async fn successful_work_is_answered_with_success_its_id_and_its_data() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    let sent = respond(
+        request("Create", &url),
+        &budget(60),
+        &sender(),
+        |event| async move {
+            let bucket = event.property("BucketName")?.to_owned();
+            Ok(Outcome {
+                physical_resource_id: Some(bucket.clone()),
+                data: [("Bucket".to_owned(), bucket)].into(),
+            })
+        },
+    )
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert_eq!(sent.status, Status::Success);
+    assert!(
+        got.head
+            .starts_with("put /cfn-response?x-amz-signature=abc"),
+        "{}",
+        got.head
+    );
+    assert!(
+        got.head.lines().any(|l| l.trim_end() == "content-type:"),
+        "{}",
+        got.head
+    );
+    assert_eq!(got.body["Status"], "SUCCESS");
+    assert_eq!(got.body["PhysicalResourceId"], "inventory-archive-dev-123");
+    assert_eq!(got.body["Data"]["Bucket"], "inventory-archive-dev-123");
+    assert_eq!(
+        got.body["RequestId"],
+        "5d478078-13e9-baf0-464a-7ef285ecc786"
+    );
+    assert_eq!(got.body["LogicalResourceId"], "ArchiveBucketEmptier");
+}
+
+#[tokio::test]
+async fn failing_work_is_answered_with_failed_the_error_name_and_the_log_stream() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    respond(request("Delete", &url), &budget(60), &sender(), |_| async {
+        Err(PipelineError::new(
+            ErrorKind::DependencyUnavailable,
+            "S3 said no",
+        ))
+    })
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert_eq!(got.body["Status"], "FAILED");
+    let reason = got.body["Reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("Inventory.DependencyUnavailable: S3 said no"),
+        "{reason}"
+    );
+    assert!(reason.contains("[$LATEST]abc"), "{reason}");
+    assert_eq!(got.body["PhysicalResourceId"], "inventory-archive-dev-123");
+}
+
+#[tokio::test]
+async fn panicking_work_is_answered_with_failed() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    respond(request("Delete", &url), &budget(60), &sender(), |_| async {
+        if true {
+            panic!("bug in the handler");
+        }
+        Ok(Outcome::default())
+    })
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert_eq!(got.body["Status"], "FAILED");
+    assert!(
+        got.body["Reason"]
+            .as_str()
+            .expect("reason")
+            .contains("Inventory.Internal")
+    );
+}
+
+#[tokio::test]
+async fn work_that_runs_out_of_time_is_answered_with_failed_before_the_deadline() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    let tight = Budget {
+        time_left: Budget::RESPONSE_MARGIN + Duration::from_millis(200),
+        log_stream: String::new(),
+    };
+    let started = std::time::Instant::now();
+    respond(request("Delete", &url), &tight, &sender(), |_| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(Outcome::default())
+    })
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert_eq!(got.body["Status"], "FAILED");
+    assert!(
+        got.body["Reason"]
+            .as_str()
+            .expect("reason")
+            .contains("did not finish")
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_malformed_request_that_has_a_response_url_is_answered_with_failed() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    let payload = json!({ "RequestType": "Delete", "ResponseURL": url, "RequestId": "r-1", "LogicalResourceId": "X" });
+    let mut ran = false;
+    respond(payload, &budget(60), &sender(), |_| {
+        ran = true;
+        async { Ok(Outcome::default()) }
+    })
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert!(!ran, "the work must not run on a malformed request");
+    assert_eq!(got.body["Status"], "FAILED");
+    assert_eq!(got.body["RequestId"], "r-1");
+    assert!(
+        got.body["Reason"]
+            .as_str()
+            .expect("reason")
+            .contains("Inventory.InvalidPayload")
+    );
+}
+
+#[tokio::test]
+async fn a_payload_without_a_response_url_is_an_error_because_nobody_can_be_answered() {
+    let e = respond(
+        json!({ "RequestType": "Create" }),
+        &budget(60),
+        &sender(),
+        |_| async { Ok(Outcome::default()) },
+    )
+    .await
+    .expect_err("nothing to answer");
+    assert_eq!(e.kind, ErrorKind::InvalidPayload);
+}
+
+#[tokio::test]
+async fn a_server_error_at_the_response_url_is_retried_until_delivered() {
+    let (url, mut received) = fake_response_url(vec![500]).await;
+    respond(request("Create", &url), &budget(60), &sender(), |_| async {
+        Ok(Outcome::default())
+    })
+    .await
+    .expect("delivered on the second attempt");
+
+    assert_eq!(
+        received.recv().await.expect("first").body["Status"],
+        "SUCCESS"
+    );
+    assert_eq!(
+        received.recv().await.expect("second").body["Status"],
+        "SUCCESS"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_response_url_is_a_transient_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener); // nothing listens there now
+    let e = respond(
+        request("Create", &format!("http://{addr}/x")),
+        &budget(60),
+        &sender(),
+        |_| async { Ok(Outcome::default()) },
+    )
+    .await
+    .expect_err("undeliverable");
+    assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+}

@@ -1,0 +1,104 @@
+//! Sends a custom-resource response: an HTTP PUT of the JSON body to the presigned
+//! `ResponseURL` (HTTPS in AWS; plain HTTP is accepted for tests on loopback).
+
+use super::Response;
+use crate::error::{ErrorKind, PipelineError};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An HTTP client for responses, built once per cold start.
+pub struct ResponseSender {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    attempts: u32,
+    attempt_timeout: Duration,
+    backoff: Duration,
+}
+
+impl std::fmt::Debug for ResponseSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseSender")
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseSender {
+    /// Three attempts, ten seconds each. TLS with the system's roots (AWS's presigned S3 URL).
+    pub fn new() -> Result<Self, PipelineError> {
+        // The workspace links both of rustls' providers, so name one instead of relying on a
+        // process default.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| {
+                PipelineError::with_source(ErrorKind::Misconfigured, "no TLS root certificates", e)
+            })?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            attempts: 3,
+            attempt_timeout: Duration::from_secs(10),
+            backoff: Duration::from_millis(500),
+        })
+    }
+
+    /// Sends the response, retrying transport failures and non-2xx answers.
+    #[tracing::instrument(skip_all, fields(request_id = %response.request_id, status = ?response.status))]
+    pub async fn send(&self, url: &str, response: &Response) -> Result<(), PipelineError> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|_| PipelineError::invalid_payload("the ResponseURL is not a valid URL"))?;
+        let body = Bytes::from(serde_json::to_vec(response).map_err(|e| {
+            PipelineError::with_source(ErrorKind::Internal, "could not serialise the response", e)
+        })?);
+        let mut last = String::new();
+        for attempt in 1..=self.attempts {
+            // The presigned URL is signed for an empty content type.
+            let request = hyper::Request::put(uri.clone())
+                .header(CONTENT_TYPE, "")
+                .header(CONTENT_LENGTH, body.len())
+                .body(Full::new(body.clone()))
+                .map_err(|e| {
+                    PipelineError::with_source(
+                        ErrorKind::Internal,
+                        "could not build the request",
+                        e,
+                    )
+                })?;
+            match tokio::time::timeout(self.attempt_timeout, self.client.request(request)).await {
+                Ok(Ok(answer)) if answer.status().is_success() => {
+                    tracing::info!(attempt, "response delivered to CloudFormation");
+                    return Ok(());
+                }
+                Ok(Ok(answer)) => last = format!("HTTP {}", answer.status()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer within {}s", self.attempt_timeout.as_secs()),
+            }
+            tracing::warn!(attempt, error = %last, "response not delivered; retrying");
+            tokio::time::sleep(self.backoff * attempt).await;
+        }
+        Err(PipelineError::new(
+            ErrorKind::DependencyUnavailable,
+            format!(
+                "could not deliver the response after {} attempts: {last}",
+                self.attempts
+            ),
+        ))
+    }
+
+    #[cfg(test)]
+    pub(super) fn with_quick_retries(mut self) -> Self {
+        self.attempt_timeout = Duration::from_secs(2);
+        self.backoff = Duration::from_millis(10);
+        self
+    }
+}
