@@ -1,1 +1,23 @@
-fn main() {}
+//! Lambda entry point of `cache-invalidate`: configuration, the AUTH token and the Redis
+//! connection manager are set up once per process, then every invocation runs
+//! [`cache_invalidate::handle`].
+
+use aws_config::BehaviorVersion;
+use cache_invalidate::{Config, connect, handle};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    inventory::adapters::lambda::init_tracing();
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let cache = connect(&config, &sdk)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e.detailed(), "no cache"))?;
+    let cache = &cache;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        handle(event.payload, cache)
+    }))
+    .await
+}
