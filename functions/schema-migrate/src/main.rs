@@ -1,1 +1,44 @@
-fn main() {}
+//! The `schema-migrate` Lambda: config, pool and HTTP client once per cold start; then a
+//! direct invocation or a CloudFormation custom-resource request per invocation.
+
+use inventory::PipelineError;
+use inventory::adapters::custom_resource::{Budget, ResponseSender};
+use inventory::adapters::lambda::init_tracing;
+use lambda_runtime::{LambdaEvent, service_fn};
+use schema_migrate::{PgSchemaMigrator, SchemaMigrator, UnavailableMigrator};
+use serde_json::Value;
+use std::sync::Arc;
+
+async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
+    let config = schema_migrate::Config::from_env()?;
+    Ok(PgSchemaMigrator {
+        db: schema_migrate::database(&config.database).await?,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let sender = ResponseSender::new()?;
+    // A setup failure must not stop the runtime: CloudFormation would wait for an answer
+    // that never comes. Every request is answered with the setup error instead.
+    let migrator: Arc<dyn SchemaMigrator> = match migrator().await {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "cold start failed; every request will report it");
+            Arc::new(UnavailableMigrator::new(&e))
+        }
+    };
+    let sender = &sender;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let migrator = migrator.clone();
+        async move {
+            let budget = Budget::from_deadline_ms(
+                event.context.deadline,
+                event.context.env_config.log_stream.clone(),
+            );
+            schema_migrate::handle(event.payload, &budget, sender, migrator).await
+        }
+    }))
+    .await
+}

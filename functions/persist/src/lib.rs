@@ -1,0 +1,179 @@
+//! The `persist` task: appends a chunk's valid updates to the event store and updates the
+//! projection in the same transaction, once per update whatever the retries, and reports the
+//! products whose state this chunk now determines.
+
+use inventory::adapters::postgres::{self, DatabaseConfig, DatabaseConnection};
+use inventory::pipeline::{PersistInput, PersistOutput};
+use inventory::ports::EventStore;
+use inventory::{PipelineError, usecase};
+use serde_json::Value;
+
+/// What the function reads from its environment at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, PipelineError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env()?,
+        })
+    }
+}
+
+/// Handles one invocation: the payload must be a [`PersistInput`].
+pub async fn handle(
+    payload: Value,
+    store: &dyn EventStore,
+) -> Result<PersistOutput, PipelineError> {
+    let input: PersistInput = serde_json::from_value(payload).map_err(|e| {
+        PipelineError::invalid_payload(format!(
+            "persist expects {{chunk, updates}} (PersistInput): {e}"
+        ))
+    })?;
+    usecase::persist_updates(&input, store).await
+}
+
+/// The pool, with credentials from the database secret when the configuration names one.
+pub async fn database(config: &DatabaseConfig) -> Result<DatabaseConnection, PipelineError> {
+    let credentials = match config.secret_arn() {
+        Some(arn) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(
+                postgres::credentials_from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn)
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    postgres::connect(config, credentials).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inventory::ports::AppendOutcome;
+    use inventory::projection::Catalog;
+    use inventory::{
+        ChangedProduct, ErrorKind, EventEnvelope, InventoryUpdate, InventoryUpdateReceived,
+    };
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    /// An event store in memory: keys seen once, the projection through the domain's
+    /// `Catalog`. Or a store that reports a conflict.
+    #[derive(Default)]
+    struct MemoryStore {
+        state: Mutex<(HashSet<String>, Catalog, i64)>,
+        conflict: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl EventStore for MemoryStore {
+        async fn append(
+            &self,
+            updates: &[InventoryUpdate],
+        ) -> Result<AppendOutcome, PipelineError> {
+            if self.conflict {
+                return Err(PipelineError::new(ErrorKind::Conflict, "deadlock detected"));
+            }
+            let mut guard = self.state.lock().expect("lock");
+            let (keys, catalog, seq) = &mut *guard;
+            let mut events = Vec::new();
+            for u in updates {
+                if keys.insert(u.update_key.to_string()) {
+                    *seq += 1;
+                    events.push(EventEnvelope {
+                        update_key: u.update_key.clone(),
+                        seq: *seq,
+                        event: InventoryUpdateReceived::from(u),
+                    });
+                }
+            }
+            let change = catalog.apply(&events);
+            Ok(AppendOutcome {
+                appended: events.len(),
+                duplicates: updates.len() - events.len(),
+                changed: change
+                    .summaries
+                    .iter()
+                    .map(|s| ChangedProduct {
+                        product_id: s.product_id.clone(),
+                        version: s.version,
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    fn input() -> Value {
+        let update = |quantity: u32| {
+            serde_json::json!({
+                "update_key": format!("{quantity:064x}"),
+                "product_id": "SKU-1", "supplier_id": "acme", "quantity": quantity, "price": "10.5",
+                "currency": "EUR", "occurred_at": format!("2026-11-24T11:5{quantity}:00Z"),
+                "occurred_at_from_supplier": true, "update_id": null,
+                "source": {"shard_id": "shardId-000000000000", "sequence_number": quantity.to_string(), "arrived_at": "2026-11-24T12:00:00Z"}
+            })
+        };
+        serde_json::json!({
+            "chunk": {"stream": "inventory-updates-test", "shard_id": "shardId-000000000000", "first_sequence": "1", "last_sequence": "3", "index": 0},
+            "updates": [update(1), update(3), update(1)]
+        })
+    }
+
+    #[tokio::test]
+    async fn updates_are_appended_once_and_the_changed_products_reported() {
+        let store = MemoryStore::default();
+
+        let first = handle(input(), &store).await.expect("persisted");
+        let retry = handle(input(), &store).await.expect("persisted again");
+
+        assert_eq!((first.appended, first.duplicates), (2, 1));
+        assert_eq!(first.changed.len(), 1);
+        assert_eq!(first.changed[0].product_id.as_str(), "SKU-1");
+        assert_eq!((retry.appended, retry.duplicates), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_with_no_valid_updates_persists_nothing() {
+        let payload = serde_json::json!({
+            "chunk": {"stream": "s", "shard_id": "shardId-0", "first_sequence": "1", "last_sequence": "1", "index": 0},
+            "updates": []
+        });
+        let store = MemoryStore {
+            conflict: true,
+            ..MemoryStore::default()
+        };
+
+        let out = handle(payload, &store)
+            .await
+            .expect("nothing to do is not an error");
+
+        assert_eq!(out, PersistOutput::default());
+    }
+
+    #[tokio::test]
+    async fn a_payload_that_is_not_a_persist_input_is_an_invalid_payload() {
+        let mut bad_key = input();
+        bad_key["updates"][0]["update_key"] = Value::from("not-a-key");
+        for payload in [serde_json::json!({"chunk": 1}), Value::Null, bad_key] {
+            let e = handle(payload, &MemoryStore::default())
+                .await
+                .expect_err("invalid");
+            assert_eq!(e.kind, ErrorKind::InvalidPayload, "{}", e.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_reported_as_transient_so_the_state_machine_retries() {
+        let store = MemoryStore {
+            conflict: true,
+            ..MemoryStore::default()
+        };
+        let e = handle(input(), &store).await.expect_err("conflict");
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert!(e.is_transient());
+    }
+}

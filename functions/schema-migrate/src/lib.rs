@@ -1,0 +1,186 @@
+//! The `schema-migrate` function: applies pending database migrations. Invoked directly it
+//! answers with what it applied; as a CloudFormation custom resource it migrates on Create and
+//! Update, does nothing destructive on Delete, and always answers CloudFormation through the
+//! request's `ResponseURL` (see [`inventory::adapters::custom_resource`]).
+
+use async_trait::async_trait;
+use inventory::adapters::custom_resource::{
+    self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
+};
+use inventory::adapters::postgres::{self, DatabaseConfig, DatabaseConnection, db_error};
+use inventory::{ErrorKind, PipelineError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The physical id of the schema resource: the same on every Create, so a replacement never
+/// makes CloudFormation "delete" the schema.
+pub const PHYSICAL_ID: &str = "inventory-database-schema";
+
+/// What the function reads from its environment at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, PipelineError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env()?,
+        })
+    }
+}
+
+/// Applies pending migrations; returns the names of those applied.
+#[async_trait]
+pub trait SchemaMigrator: Send + Sync {
+    async fn migrate(&self) -> Result<Vec<String>, PipelineError>;
+}
+
+/// The project's migrations on a PostgreSQL pool, under the migration advisory lock.
+#[derive(Debug, Clone)]
+pub struct PgSchemaMigrator {
+    pub db: DatabaseConnection,
+}
+
+#[async_trait]
+impl SchemaMigrator for PgSchemaMigrator {
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> Result<Vec<String>, PipelineError> {
+        let applied = migration::run(&self.db)
+            .await
+            .map_err(|e| db_error("could not run the migrations", e))?;
+        tracing::info!(applied = ?applied, "migrations run");
+        Ok(applied)
+    }
+}
+
+/// Stands in for the migrator when the cold start could not set up the database (bad
+/// configuration, unreadable secret), so every request still gets an answer naming the
+/// problem, and CloudFormation hears FAILED instead of waiting for an hour.
+#[derive(Debug, Clone)]
+pub struct UnavailableMigrator {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl UnavailableMigrator {
+    pub fn new(cause: &PipelineError) -> Self {
+        Self {
+            kind: cause.kind,
+            message: format!("the function could not start: {}", cause.detailed()),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaMigrator for UnavailableMigrator {
+    async fn migrate(&self) -> Result<Vec<String>, PipelineError> {
+        Err(PipelineError::new(self.kind, self.message.clone()))
+    }
+}
+
+/// A direct invocation's payload: `{}` (or nothing).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {}
+
+/// A direct invocation's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateOutput {
+    /// Migrations this run applied (empty when the schema was current).
+    pub applied: Vec<String>,
+    /// Every migration this build knows, oldest first.
+    pub known: Vec<String>,
+}
+
+/// Whether a payload is a CloudFormation custom-resource request (even a malformed one, which
+/// still gets a FAILED answer when it has a `ResponseURL`).
+pub fn is_custom_resource(payload: &Value) -> bool {
+    payload.get("RequestType").is_some() || payload.get("ResponseURL").is_some()
+}
+
+/// Handles one invocation of either kind.
+pub async fn handle(
+    payload: Value,
+    budget: &Budget,
+    sender: &ResponseSender,
+    migrator: Arc<dyn SchemaMigrator>,
+) -> Result<Value, PipelineError> {
+    if is_custom_resource(&payload) {
+        let response = custom_resource::respond(payload, budget, sender, move |event| {
+            on_custom_resource(migrator, event)
+        })
+        .await?;
+        return to_value(&response);
+    }
+    let payload = if payload.is_null() {
+        Value::Object(Default::default())
+    } else {
+        payload
+    };
+    let _request: MigrateRequest = serde_json::from_value(payload).map_err(|e| {
+        PipelineError::invalid_payload(format!(
+            "schema-migrate expects {{}} or a CloudFormation custom-resource request: {e}"
+        ))
+    })?;
+    let applied = migrator.migrate().await?;
+    to_value(&MigrateOutput {
+        applied,
+        known: migration::known(),
+    })
+}
+
+/// Create and Update migrate; Delete leaves the schema (and the data) alone: the database
+/// goes away with its own resource.
+pub async fn on_custom_resource(
+    migrator: Arc<dyn SchemaMigrator>,
+    event: CustomResourceEvent,
+) -> Result<Outcome, PipelineError> {
+    let applied = match event.kind {
+        RequestKind::Create | RequestKind::Update => migrator.migrate().await?,
+        RequestKind::Delete => {
+            tracing::info!("Delete: the schema is left as it is");
+            Vec::new()
+        }
+    };
+    let latest = migration::known().last().cloned().unwrap_or_default();
+    Ok(Outcome {
+        // Keep the id CloudFormation knows on Update and Delete; a stable one on Create.
+        physical_resource_id: Some(
+            event
+                .physical_resource_id
+                .clone()
+                .unwrap_or_else(|| PHYSICAL_ID.to_owned()),
+        ),
+        data: [
+            ("Applied".to_owned(), applied.len().to_string()),
+            ("LatestMigration".to_owned(), latest),
+        ]
+        .into(),
+    })
+}
+
+/// The pool, with credentials from the database secret when the configuration names one.
+pub async fn database(config: &DatabaseConfig) -> Result<DatabaseConnection, PipelineError> {
+    let credentials = match config.secret_arn() {
+        Some(arn) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(
+                postgres::credentials_from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn)
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    postgres::connect(config, credentials).await
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value, PipelineError> {
+    serde_json::to_value(v).map_err(|e| {
+        PipelineError::with_source(ErrorKind::Internal, "could not encode the answer", e)
+    })
+}
+
+#[cfg(test)]
+mod tests;

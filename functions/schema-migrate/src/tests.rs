@@ -1,0 +1,255 @@
+//! Tests for the handler with an in-memory migrator and a loopback server standing in for
+//! CloudFormation's presigned `ResponseURL`.
+
+use super::*;
+use inventory::ErrorKind;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Counts calls; fails with `error` when set.
+#[derive(Default)]
+struct FakeMigrator {
+    calls: AtomicUsize,
+    error: Option<ErrorKind>,
+}
+
+#[async_trait]
+impl SchemaMigrator for FakeMigrator {
+    async fn migrate(&self) -> Result<Vec<String>, PipelineError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.error {
+            Some(kind) => Err(PipelineError::new(kind, "could not reach PostgreSQL")),
+            None => Ok(vec!["m20261124_000001_create_event_store".to_owned()]),
+        }
+    }
+}
+
+/// A loopback `ResponseURL` that answers 200 and hands over each body it receives.
+async fn response_url() -> (String, mpsc::UnboundedReceiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!(
+        "http://{}/cfn-response?X-Amz-Signature=abc",
+        listener.local_addr().expect("addr")
+    );
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = socket.read(&mut chunk).await.expect("read");
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                assert!(head.starts_with("put "), "{head}");
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().expect("length"));
+                while buf.len() < end + 4 + len {
+                    let n = socket.read(&mut chunk).await.expect("read body");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                break buf[end + 4..end + 4 + len].to_vec();
+            };
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let _ = tx.send(serde_json::from_slice(&body).expect("json body"));
+        }
+    });
+    (url, rx)
+}
+
+fn budget() -> Budget {
+    Budget {
+        time_left: Duration::from_secs(60),
+        log_stream: "2026/11/24/[$LATEST]abc".into(),
+    }
+}
+
+fn cfn_event(request_type: &str, url: &str) -> Value {
+    let mut e: Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/cfn-schema-migrate-create.json"
+    ))
+    .expect("fixture");
+    e["RequestType"] = Value::from(request_type);
+    e["ResponseURL"] = Value::from(url);
+    if request_type != "Create" {
+        e["PhysicalResourceId"] = Value::from(PHYSICAL_ID);
+    }
+    if request_type == "Update" {
+        e["OldResourceProperties"] = serde_json::json!({"MigrationsVersion": "2"});
+    }
+    e
+}
+
+#[tokio::test]
+async fn a_direct_invocation_migrates_and_says_what_it_applied() {
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+
+    let out = handle(serde_json::json!({}), &budget(), &sender, fake.clone())
+        .await
+        .expect("migrated");
+    let null = handle(Value::Null, &budget(), &sender, fake.clone())
+        .await
+        .expect("migrated");
+
+    let out: MigrateOutput = serde_json::from_value(out).expect("output");
+    assert_eq!(out.applied, ["m20261124_000001_create_event_store"]);
+    assert_eq!(out.known, migration::known());
+    assert!(null.get("applied").is_some());
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_direct_invocation_with_an_unknown_payload_is_an_invalid_payload() {
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+    for payload in [
+        serde_json::json!({"drop": true}),
+        serde_json::json!("migrate"),
+        serde_json::json!([1]),
+    ] {
+        let e = handle(payload, &budget(), &sender, fake.clone())
+            .await
+            .expect_err("invalid");
+        assert_eq!(e.kind, ErrorKind::InvalidPayload);
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn create_and_update_migrate_and_answer_success_with_a_stable_physical_id() {
+    let (url, mut answers) = response_url().await;
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+
+    for kind in ["Create", "Update"] {
+        handle(cfn_event(kind, &url), &budget(), &sender, fake.clone())
+            .await
+            .expect("answered");
+        let body = answers.recv().await.expect("a response was PUT");
+        assert_eq!(body["Status"], "SUCCESS", "{kind}: {body}");
+        assert_eq!(body["PhysicalResourceId"], PHYSICAL_ID, "{kind}");
+        assert_eq!(body["RequestId"], "0b5a3f1e-6c2d-4e7f-9a8b-1c2d3e4f5a6b");
+        assert_eq!(body["LogicalResourceId"], "SchemaMigration");
+        assert_eq!(body["Data"]["Applied"], "1");
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn delete_touches_nothing_and_still_answers() {
+    let (url, mut answers) = response_url().await;
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+
+    handle(cfn_event("Delete", &url), &budget(), &sender, fake.clone())
+        .await
+        .expect("answered");
+
+    let body = answers.recv().await.expect("a response was PUT");
+    assert_eq!(body["Status"], "SUCCESS");
+    assert_eq!(body["PhysicalResourceId"], PHYSICAL_ID);
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        0,
+        "Delete never migrates or drops anything"
+    );
+}
+
+#[tokio::test]
+async fn a_migration_error_is_answered_as_failed_with_the_reason() {
+    let (url, mut answers) = response_url().await;
+    let fake = Arc::new(FakeMigrator {
+        error: Some(ErrorKind::DependencyUnavailable),
+        ..FakeMigrator::default()
+    });
+    let sender = ResponseSender::new().expect("client");
+
+    handle(cfn_event("Create", &url), &budget(), &sender, fake)
+        .await
+        .expect("answered even though it failed");
+
+    let body = answers.recv().await.expect("a response was PUT");
+    assert_eq!(body["Status"], "FAILED");
+    let reason = body["Reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("could not reach PostgreSQL")
+            && reason.contains("Inventory.DependencyUnavailable"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_request_is_answered_as_failed() {
+    let (url, mut answers) = response_url().await;
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+    let mut event = cfn_event("Create", &url);
+    event.as_object_mut().expect("object").remove("StackId");
+
+    handle(event, &budget(), &sender, fake.clone())
+        .await
+        .expect("answered");
+
+    let body = answers.recv().await.expect("a response was PUT");
+    assert_eq!(body["Status"], "FAILED");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_request_without_a_response_url_cannot_be_answered_and_says_so() {
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+    let mut event = cfn_event("Create", "http://127.0.0.1:1/");
+    event.as_object_mut().expect("object").remove("ResponseURL");
+
+    let e = handle(event, &budget(), &sender, fake)
+        .await
+        .expect_err("no ResponseURL");
+
+    assert_eq!(e.kind, ErrorKind::InvalidPayload);
+}
+
+#[tokio::test]
+async fn a_failed_cold_start_is_reported_on_every_request() {
+    let (url, mut answers) = response_url().await;
+    let cause = PipelineError::misconfigured(
+        "environment variable DB_HOST is required when DATABASE_URL is not set",
+    );
+    let broken: Arc<dyn SchemaMigrator> = Arc::new(UnavailableMigrator::new(&cause));
+    let sender = ResponseSender::new().expect("client");
+
+    handle(
+        cfn_event("Create", &url),
+        &budget(),
+        &sender,
+        broken.clone(),
+    )
+    .await
+    .expect("answered");
+    let direct = handle(Value::Null, &budget(), &sender, broken)
+        .await
+        .expect_err("direct call fails");
+
+    let body = answers.recv().await.expect("a response was PUT");
+    assert_eq!(body["Status"], "FAILED");
+    assert!(
+        body["Reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("DB_HOST")),
+        "{body}"
+    );
+    assert_eq!(direct.kind, ErrorKind::Misconfigured);
+}

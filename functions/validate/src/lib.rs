@@ -1,0 +1,137 @@
+//! The `validate` task: parses a chunk's records into inventory updates, quarantines the bad
+//! ones with their reasons, and passes the good ones on. One bad record never fails the chunk.
+
+use inventory::adapters::postgres::{self, DatabaseConfig, DatabaseConnection};
+use inventory::pipeline::{ChunkInput, ValidateOutput};
+use inventory::ports::Quarantine;
+use inventory::{PipelineError, usecase};
+use serde_json::Value;
+
+/// What the function reads from its environment at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, PipelineError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env()?,
+        })
+    }
+}
+
+/// Handles one invocation: the payload must be a [`ChunkInput`].
+pub async fn handle(
+    payload: Value,
+    quarantine: &dyn Quarantine,
+) -> Result<ValidateOutput, PipelineError> {
+    let input: ChunkInput = serde_json::from_value(payload).map_err(|e| {
+        PipelineError::invalid_payload(format!("validate expects a chunk (ChunkInput): {e}"))
+    })?;
+    usecase::validate_chunk(&input, quarantine).await
+}
+
+/// The pool, with credentials from the database secret when the configuration names one.
+pub async fn database(config: &DatabaseConfig) -> Result<DatabaseConnection, PipelineError> {
+    let credentials = match config.secret_arn() {
+        Some(arn) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(
+                postgres::credentials_from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn)
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    postgres::connect(config, credentials).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inventory::ports::QuarantinedRecord;
+    use inventory::{ErrorKind, RejectionCode};
+    use std::sync::Mutex;
+
+    /// Keeps quarantined records in memory, or fails like an unreachable database.
+    #[derive(Default)]
+    struct MemoryQuarantine {
+        kept: Mutex<Vec<QuarantinedRecord>>,
+        unavailable: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Quarantine for MemoryQuarantine {
+        async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError> {
+            if self.unavailable {
+                return Err(PipelineError::new(
+                    ErrorKind::DependencyUnavailable,
+                    "database unreachable",
+                ));
+            }
+            let mut kept = self.kept.lock().expect("lock");
+            kept.extend_from_slice(records);
+            Ok(records.len())
+        }
+    }
+
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/chunk-with-bad-records.json"
+        ))
+        .expect("fixture")
+    }
+
+    #[tokio::test]
+    async fn good_records_pass_and_bad_ones_are_quarantined_with_their_reasons() {
+        let q = MemoryQuarantine::default();
+
+        let out = handle(fixture(), &q)
+            .await
+            .expect("a chunk with bad records still succeeds");
+
+        assert_eq!(out.valid.len(), 4);
+        assert_eq!(out.valid[0].product_id.as_str(), "product123");
+        let codes: Vec<RejectionCode> = out.rejected.iter().map(|r| r.reason.code).collect();
+        assert_eq!(
+            codes,
+            [
+                RejectionCode::NotJson,
+                RejectionCode::QuantityNegative,
+                RejectionCode::CurrencyUnknown,
+                RejectionCode::PayloadUnavailable,
+                RejectionCode::RecordTooLarge
+            ]
+        );
+        let kept = q.kept.lock().expect("lock");
+        assert_eq!(kept.len(), 5);
+        assert_eq!(kept[0].stream, "inventory-updates-test");
+        assert_eq!(kept[0].sequence_number, out.rejected[0].sequence_number);
+    }
+
+    #[tokio::test]
+    async fn a_payload_that_is_not_a_chunk_is_an_invalid_payload() {
+        for payload in [
+            serde_json::json!({"records": "nope"}),
+            Value::Null,
+            serde_json::json!([1, 2]),
+        ] {
+            let e = handle(payload, &MemoryQuarantine::default())
+                .await
+                .expect_err("not a chunk");
+            assert_eq!(e.kind, ErrorKind::InvalidPayload);
+            assert!(e.message.contains("ChunkInput"), "{}", e.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_quarantine_fails_the_task_so_it_is_retried() {
+        let q = MemoryQuarantine {
+            unavailable: true,
+            ..MemoryQuarantine::default()
+        };
+        let e = handle(fixture(), &q).await.expect_err("quarantine down");
+        assert!(e.is_transient());
+    }
+}
