@@ -1,0 +1,262 @@
+"""The project's template policy: each rule holds on infra/template.yaml, and each rule
+catches a small bad snippet (so the test can fail)."""
+
+from __future__ import annotations
+
+import pytest
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+import policy
+from conftest import load_snippet
+
+SAM_TAGGABLE = {"AWS::Serverless::Function", "AWS::Serverless::HttpApi", "AWS::Serverless::StateMachine"}
+
+
+def taggable_types(template: dict) -> set[str]:
+    """Types of this template whose CloudFormation schema has a Tags property."""
+    out = set()
+    for _, res in policy.resources(template):
+        kind = res.get("Type", "")
+        if kind in SAM_TAGGABLE:
+            out.add(kind)
+        elif kind.startswith("AWS::") and not kind.startswith("AWS::Serverless::"):
+            schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", kind)
+            if "Tags" in schema.schema.get("properties", {}):
+                out.add(kind)
+    return out
+
+
+# ------------------------------------------------------------------ the real template
+@pytest.mark.parametrize("rule", policy.ALL_RULES, ids=lambda r: r.__name__)
+def test_the_template_follows_the_rule(template, rule):
+    assert rule(template) == []
+
+
+def test_every_taggable_resource_of_the_template_is_tagged(template):
+    taggable = taggable_types(template)
+    assert "AWS::CloudWatch::Alarm" in taggable  # the schema lookup works
+    assert policy.check_tags(template, taggable) == []
+
+
+def test_the_template_declares_every_function_of_the_contract(template):
+    binaries = {
+        res["Metadata"]["BuildProperties"]["Binary"]
+        for _, res in policy.resources(template)
+        if res.get("Type") == "AWS::Serverless::Function"
+    }
+    assert binaries == {"validate", "archive", "persist", "cache-invalidate", "schema-migrate", "fanout",
+                        "bucket-emptier", "product-api"}
+
+
+def test_the_stream_mapping_reports_item_failures_and_bounds_retries(template):
+    stream = template["Resources"]["FanoutFunction"]["Properties"]["Events"]["Stream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert stream["MaximumRetryAttempts"] == {"Ref": "FanoutMaximumRetryAttempts"}
+    assert stream["MaximumRecordAgeInSeconds"] == {"Ref": "FanoutMaximumRecordAgeSeconds"}
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["FanoutDlq", "Arn"]}
+
+
+def test_the_state_machine_role_may_invoke_only_the_four_task_functions(template):
+    statements = template["Resources"]["PipelineRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    invoking = [s for s in statements if "lambda" in str(s["Action"])]
+    assert len(invoking) == 1 and invoking[0]["Action"] == "lambda:InvokeFunction"
+    targets = {r["Fn::GetAtt"][0] for r in invoking[0]["Resource"]}
+    assert targets == {"ValidateFunction", "ArchiveFunction", "PersistFunction", "CacheInvalidateFunction"}
+
+
+def test_the_outputs_carry_the_keys_the_integration_tests_read(template):
+    required = {"StreamName", "StreamArn", "ArchiveBucketName", "StateMachineArn", "FanoutDlqUrl", "AlarmTopicArn",
+                "ProductApiUrl", "DbEndpoint", "CacheEndpoint", "KmsKeyArn"}
+    assert required <= set(template["Outputs"])
+
+
+def test_the_database_and_cache_take_credentials_only_from_the_existing_secrets(template):
+    db = template["Resources"]["Database"]["Properties"]
+    cache = template["Resources"]["Cache"]["Properties"]
+    assert "{{resolve:secretsmanager:${DbSecretArn}" in db["MasterUserPassword"]["Fn::Sub"]
+    assert "{{resolve:secretsmanager:${CacheAuthSecretArn}" in cache["AuthToken"]["Fn::Sub"]
+
+
+# ------------------------------------------------------------------ each rule can fail
+KEY = """
+  Key:
+    Type: AWS::KMS::Key
+    DeletionPolicy: Delete
+    Properties: {}
+"""
+
+
+def resources_snippet(body: str) -> dict:
+    return load_snippet("Resources:\n" + KEY + body)
+
+
+def test_a_name_without_the_suffix_is_caught():
+    t = resources_snippet("""
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: inventory-dlq
+      KmsMasterKeyId: !GetAtt Key.Arn
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties:
+      CidrBlock: 10.0.0.0/16
+""")
+    problems = policy.check_suffix(t)
+    assert any("Queue" in p and "QueueName" in p for p in problems)
+    assert any("Vpc" in p and "Name tag" in p for p in problems)
+
+
+def test_a_name_with_the_suffix_passes():
+    t = resources_snippet("""
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub inventory-dlq-${EnvironmentSuffix}
+""")
+    assert policy.check_suffix(t) == []
+
+
+def test_a_retain_policy_a_default_snapshot_and_deletion_protection_are_caught():
+    t = resources_snippet("""
+  Bucket:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: Retain
+  Db:
+    Type: AWS::RDS::DBInstance
+    Properties:
+      DeletionProtection: true
+""")
+    problems = policy.check_destroyable(t)
+    assert any("Bucket" in p and "Retain" in p for p in problems)
+    assert any("Db" in p and "snapshot" in p for p in problems)
+    assert any("Db" in p and "DeletionProtection" in p for p in problems)
+
+
+def test_data_stores_without_the_customer_key_are_caught():
+    t = resources_snippet("""
+  Stream:
+    Type: AWS::Kinesis::Stream
+    Properties:
+      StreamEncryption: { EncryptionType: KMS, KeyId: alias/aws/kinesis }
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketEncryption:
+        ServerSideEncryptionConfiguration:
+          - ServerSideEncryptionByDefault: { SSEAlgorithm: AES256 }
+  Redis:
+    Type: AWS::ElastiCache::CacheCluster
+    Properties: { Engine: redis }
+  Group:
+    Type: AWS::ElastiCache::ReplicationGroup
+    Properties: { KmsKeyId: !Ref Key, AtRestEncryptionEnabled: true, TransitEncryptionEnabled: false }
+""")
+    problems = policy.check_customer_key(t)
+    assert any(p.startswith("Stream ") for p in problems)
+    assert any(p.startswith("Bucket ") for p in problems)
+    assert any(p.startswith("Redis ") for p in problems)
+    assert any(p.startswith("Group ") and "TransitEncryptionEnabled" in p for p in problems)
+
+
+def test_a_created_secret_is_caught():
+    t = resources_snippet("""
+  DbSecret:
+    Type: AWS::SecretsManager::Secret
+    Properties:
+      GenerateSecretString: { SecretStringTemplate: '{"username":"postgres"}', GenerateStringKey: password }
+""")
+    assert len(policy.check_no_secret_created(t)) == 1
+
+
+def test_a_function_without_its_own_log_group_is_caught():
+    t = resources_snippet("""
+  Logs:
+    Type: AWS::Logs::LogGroup
+    Properties: { KmsKeyId: !GetAtt Key.Arn }
+  One:
+    Type: AWS::Serverless::Function
+    Properties:
+      LoggingConfig: { LogGroup: !Ref Logs }
+  Two:
+    Type: AWS::Serverless::Function
+    Properties:
+      LoggingConfig: { LogGroup: !Ref Logs }
+  Three:
+    Type: AWS::Serverless::Function
+    Properties: {}
+""")
+    problems = policy.check_function_log_groups(t)
+    assert any("RetentionInDays" in p for p in problems)
+    assert any("DeletionPolicy" in p for p in problems)
+    assert any(p.startswith("Two shares") for p in problems)
+    assert any(p.startswith("Three ") for p in problems)
+
+
+def test_a_wildcard_without_a_reason_is_caught_and_one_with_a_reason_passes():
+    t = resources_snippet("""
+  Role:
+    Type: AWS::IAM::Role
+    Metadata:
+      WildcardReasons:
+        Tracing: X-Ray supports no resource-level permissions at all.
+    Properties:
+      Policies:
+        - PolicyName: p
+          PolicyDocument:
+            Statement:
+              - Sid: Tracing
+                Effect: Allow
+                Action: xray:PutTraceSegments
+                Resource: "*"
+              - Sid: Everything
+                Effect: Allow
+                Action: "s3:*"
+                Resource: !Sub "arn:aws:s3:::bucket-${EnvironmentSuffix}/*"
+              - Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: "*"
+              - Sid: OneBucketsObjects
+                Effect: Allow
+                Action: s3:GetObject
+                Resource: !Sub "arn:aws:s3:::bucket-${EnvironmentSuffix}/*"
+""")
+    problems = policy.check_wildcards(t)
+    assert len(problems) == 2, problems
+    assert any("Everything" in p and "Action" in p for p in problems)
+    assert any("(no Sid)" in p and "Resource" in p for p in problems)
+
+
+def test_a_lifecycle_that_deletes_data_before_three_years_is_caught():
+    t = resources_snippet("""
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      LifecycleConfiguration:
+        Rules:
+          - Id: short
+            Status: Enabled
+            ExpirationInDays: 365
+          - Id: noncurrent
+            Status: Enabled
+            ExpirationInDays: 1096
+            NoncurrentVersionExpiration: { NoncurrentDays: 30 }
+          - Id: disabled
+            Status: Disabled
+            ExpirationInDays: 1
+""")
+    problems = policy.check_retention(t)
+    assert len(problems) == 2, problems
+    assert any("short" in p for p in problems)
+    assert any("noncurrent" in p for p in problems)
+
+
+def test_an_untagged_resource_is_caught():
+    t = resources_snippet("""
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      Tags: [{ Key: Project, Value: inventory-pipeline }]
+""")
+    assert policy.check_tags(t, {"AWS::SQS::Queue"}) == ["Queue (AWS::SQS::Queue) lacks tags ['Environment']"]
