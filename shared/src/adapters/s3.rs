@@ -253,6 +253,39 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_unreachable_s3_is_a_transient_failure() {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:1") // nothing listens there
+            .force_path_style(true)
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let config = ArchiveConfig {
+            bucket: "archive-test".into(),
+            kms_key_id: Some("alias/archive".into()),
+        };
+        let store = S3ArchiveStore::new(Client::from_conf(conf), config.clone());
+        let key = ArchiveKey::for_chunk("s", chrono::DateTime::UNIX_EPOCH, "c");
+
+        let e = store
+            .put(&key, vec![0x1f, 0x8b])
+            .await
+            .expect_err("unreachable");
+
+        assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+        assert!(
+            e.message
+                .starts_with("could not write s3://archive-test/raw/s/"),
+            "{}",
+            e.message
+        );
+        assert_eq!((store.bucket(), store.config()), ("archive-test", &config));
+    }
+
     #[test]
     fn the_config_needs_a_bucket_and_takes_an_optional_key() {
         let vars: HashMap<&str, &str> = [

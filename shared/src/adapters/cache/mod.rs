@@ -308,6 +308,50 @@ pub async fn fetch_auth_token(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_unreachable_redis_fails_every_call_as_transient() {
+        let config = RedisConfig {
+            endpoint: RedisEndpoint::Url("redis://127.0.0.1:1".into()), // nothing listens there
+            key_prefix: "t:".into(),
+            fence_ttl_secs: 60,
+        };
+        let cache = RedisProductCache::connect(&config, None).expect("connects lazily");
+        let p = ProductId::parse("sku-1").expect("valid");
+        let changed = [ChangedProduct {
+            product_id: p.clone(),
+            version: 2,
+        }];
+
+        let invalidate = cache.invalidate(&changed).await.expect_err("unreachable");
+        let get = cache
+            .get_many(std::slice::from_ref(&p))
+            .await
+            .expect_err("unreachable");
+        let populate = cache
+            .populate(&p, 1, "{}", Duration::from_secs(5))
+            .await
+            .expect_err("unreachable");
+
+        for e in [invalidate, get, populate] {
+            assert_eq!(e.kind, ErrorKind::DependencyUnavailable, "{}", e.detailed());
+        }
+        assert_eq!(cache.keys().prefix(), "t:");
+        assert!(format!("{cache:?}").contains("fence_ttl_secs: 60"));
+    }
+
+    #[tokio::test]
+    async fn nothing_to_do_needs_no_round_trip() {
+        let config = RedisConfig {
+            endpoint: RedisEndpoint::Url("redis://127.0.0.1:1".into()),
+            key_prefix: "t:".into(),
+            fence_ttl_secs: 60,
+        };
+        let cache = RedisProductCache::connect(&config, None).expect("connects lazily");
+
+        assert_eq!(cache.invalidate(&[]).await.expect("no call"), (0, 0));
+        assert!(cache.get_many(&[]).await.expect("no call").is_empty());
+    }
+
     #[test]
     fn entries_parse_only_in_the_versioned_form() {
         assert_eq!(
