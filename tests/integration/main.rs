@@ -1,2 +1,5 @@
 //! Integration tests against real PostgreSQL, Redis and a local S3 emulator. One binary,
 //! one module per area, so the suite links once.
+
+mod fanout;
+mod state_machine;
