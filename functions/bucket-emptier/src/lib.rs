@@ -1,0 +1,154 @@
+//! Empties an S3 bucket on the stack's Delete: every object version and delete marker, page
+//! by page (ListObjectVersions, then DeleteObjects of up to 1,000 keys), so CloudFormation can
+//! delete the bucket. Create and Update only record the bucket name as the physical id, so a
+//! Delete is only ever sent when the bucket itself goes away (stack deletion, or replacement
+//! by a bucket with a new name).
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use inventory::adapters::custom_resource::{CustomResourceEvent, Outcome, RequestKind};
+use inventory::{ErrorKind, PipelineError};
+
+/// Full listings before we give up on a bucket that keeps getting new objects.
+pub const MAX_PASSES: u32 = 5;
+/// The most keys DeleteObjects takes at once.
+const DELETE_BATCH: usize = 1000;
+
+/// What emptying did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emptied {
+    /// Object versions and delete markers removed.
+    pub deleted: u64,
+    /// Full listings made; the last one found nothing.
+    pub passes: u32,
+}
+
+/// Answers one custom-resource request for the bucket named by the `BucketName` property.
+pub async fn on_request(s3: &Client, event: CustomResourceEvent) -> Result<Outcome, PipelineError> {
+    let bucket = event.property("BucketName")?.to_owned();
+    if event.kind == RequestKind::Delete {
+        let emptied = empty_bucket(s3, &bucket).await?;
+        tracing::info!(bucket = %bucket, deleted = emptied.deleted, passes = emptied.passes, "bucket emptied");
+    }
+    Ok(Outcome {
+        physical_resource_id: Some(bucket.clone()),
+        data: [("BucketName".to_owned(), bucket)].into(),
+    })
+}
+
+/// Deletes every version and delete marker, listing again until a pass finds nothing. A
+/// bucket that no longer exists counts as empty.
+#[tracing::instrument(skip(s3))]
+pub async fn empty_bucket(s3: &Client, bucket: &str) -> Result<Emptied, PipelineError> {
+    let mut deleted = 0;
+    for pass in 1..=MAX_PASSES {
+        let removed = delete_one_pass(s3, bucket).await?;
+        deleted += removed;
+        if removed == 0 {
+            return Ok(Emptied {
+                deleted,
+                passes: pass,
+            });
+        }
+    }
+    Err(PipelineError::new(
+        ErrorKind::Conflict,
+        format!(
+            "bucket {bucket} still had objects after {MAX_PASSES} passes: is something still writing to it?"
+        ),
+    ))
+}
+
+/// One full listing, deleting each page as it comes. Returns how many entries it removed.
+async fn delete_one_pass(s3: &Client, bucket: &str) -> Result<u64, PipelineError> {
+    let (mut key_marker, mut version_marker) = (None, None);
+    let mut removed = 0u64;
+    loop {
+        let page = match s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker)
+            .send()
+            .await
+        {
+            Ok(page) => page,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(removed),
+            Err(e) => return Err(s3_error("ListObjectVersions", bucket, e)),
+        };
+        let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+        let markers = page
+            .delete_markers()
+            .iter()
+            .map(|m| (m.key(), m.version_id()));
+        let ids = versions
+            .chain(markers)
+            .filter_map(|(key, version)| {
+                ObjectIdentifier::builder()
+                    .key(key?)
+                    .set_version_id(version.map(str::to_owned))
+                    .build()
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        for batch in ids.chunks(DELETE_BATCH) {
+            delete_batch(s3, bucket, batch.to_vec()).await?;
+            removed += batch.len() as u64;
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(removed);
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+    }
+}
+
+async fn delete_batch(
+    s3: &Client,
+    bucket: &str,
+    ids: Vec<ObjectIdentifier>,
+) -> Result<(), PipelineError> {
+    let delete = Delete::builder()
+        .set_objects(Some(ids))
+        .quiet(true)
+        .build()
+        .map_err(|e| {
+            PipelineError::with_source(ErrorKind::Internal, "could not build DeleteObjects", e)
+        })?;
+    let out = s3
+        .delete_objects()
+        .bucket(bucket)
+        .delete(delete)
+        .send()
+        .await
+        .map_err(|e| s3_error("DeleteObjects", bucket, e))?;
+    match out.errors().first() {
+        None => Ok(()),
+        Some(first) => Err(PipelineError::new(
+            ErrorKind::DependencyUnavailable,
+            format!(
+                "DeleteObjects on {bucket} failed for {} keys, first {:?}: {} {}",
+                out.errors().len(),
+                first.key().unwrap_or_default(),
+                first.code().unwrap_or_default(),
+                first.message().unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+fn s3_error<E>(operation: &str, bucket: &str, e: aws_sdk_s3::error::SdkError<E>) -> PipelineError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let kind = match e.code() {
+        Some("SlowDown" | "Throttling" | "ThrottlingException") => ErrorKind::Throttled,
+        Some("AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId") => {
+            ErrorKind::Misconfigured
+        }
+        _ => ErrorKind::DependencyUnavailable,
+    };
+    let detail = aws_sdk_s3::error::DisplayErrorContext(&e);
+    PipelineError::new(kind, format!("{operation} on {bucket} failed: {detail}"))
+}
