@@ -19,6 +19,14 @@ pub fn run(extra: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The pipeline benchmark (tests/benches/pipeline.rs), optimised (`bench` profile).
+pub fn bench(extra: &[String]) -> Result<()> {
+    setup::run()?;
+    step("cargo bench --bench pipeline (first run builds optimised binaries: several minutes)");
+    let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
+    sh(cargo().args(["bench", "--package", "integration-tests", "--bench", "pipeline", "--"]).args(extra))
+}
+
 /// Line coverage of the unit tests of `shared` and the functions.
 pub fn coverage(extra: &[String]) -> Result<()> {
     setup::run()?;
