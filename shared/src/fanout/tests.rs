@@ -376,7 +376,9 @@ prop_compose! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // No regression file: a failing batch holds megabytes of record data; the failure
+    // message prints the shrunk case instead.
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn every_chunk_fits_and_no_record_is_lost_or_reordered(batch in batch()) {
@@ -408,5 +410,60 @@ proptest! {
         names.sort();
         names.dedup();
         prop_assert_eq!(names.len(), once.len());
+    }
+}
+
+/// Room for what the `lambda:invoke` integration wraps around a function's output
+/// (`StatusCode`, `ExecutedVersion`, `SdkHttpMetadata`, ...) before `ResultSelector` trims it.
+const INVOKE_ENVELOPE_BYTES: usize = 4 * 1024;
+
+#[test]
+fn a_full_chunk_of_the_smallest_valid_records_keeps_validates_output_under_the_state_limit() {
+    use crate::pipeline::{STATE_PAYLOAD_LIMIT_BYTES, ValidateOutput};
+    use crate::update::{SourcePosition, parse_record};
+    // The smallest valid record grows the most when parsed: its update carries a fixed
+    // update key, timestamps and stream position. One-character partition keys pack the
+    // most of them into a chunk.
+    let batch: Vec<_> = (0..2_000)
+        .map(|n| {
+            let mut r = record(
+                "shardId-000000000000",
+                n,
+                br#"{"product_id":"a","quantity":0,"price":0}"#.to_vec(),
+            );
+            r.partition_key = "a".into();
+            r
+        })
+        .collect();
+    let chunks = plan_chunks(batch, BUCKET).expect("planned");
+
+    for c in &chunks {
+        let valid = c
+            .input
+            .records
+            .iter()
+            .map(|r| {
+                let bytes = BASE64
+                    .decode(r.data.as_deref().expect("inline"))
+                    .expect("base64");
+                let position = SourcePosition {
+                    shard_id: c.input.chunk.shard_id.clone(),
+                    sequence_number: r.sequence_number.clone(),
+                    arrived_at: r.arrived_at,
+                };
+                parse_record(&bytes, &position).expect("valid record")
+            })
+            .collect();
+        let output = ValidateOutput {
+            chunk: c.input.chunk.clone(),
+            valid,
+            rejected: Vec::new(),
+        };
+        let bytes = serde_json::to_vec(&output).expect("serialises").len();
+        assert!(
+            bytes + INVOKE_ENVELOPE_BYTES < STATE_PAYLOAD_LIMIT_BYTES,
+            "validate's output for {} records is {bytes} bytes",
+            c.input.records.len()
+        );
     }
 }
