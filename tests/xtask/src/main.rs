@@ -5,9 +5,14 @@
 //! cargo xtask setup      install the project's tools and start PostgreSQL/Redis if down
 //! cargo xtask test       set up, then run every test (the README's test command)
 //! cargo xtask coverage   line coverage of `shared` and the functions (cargo llvm-cov)
+//! cargo xtask demo       the pipeline end to end on this machine, checked
+//! cargo xtask stack up   the local stack (`stack down` stops it)
 //! ```
 
+mod args;
+mod demo;
 mod setup;
+mod stack;
 mod test;
 
 use anyhow::{Result, bail};
@@ -18,6 +23,8 @@ commands:
   setup       install the project's tools (.venv, npm tools) and start PostgreSQL and Redis if down
   test        set up, then run every test: unit, integration, end to end and infrastructure checks
   coverage    unit-test line coverage of `shared` and the functions, with cargo llvm-cov
+  demo        the pipeline end to end: a supplier feed through the local stack, checked (--help)
+  stack       up|down: the whole pipeline on 127.0.0.1 (moto, the functions, Postgres, Redis)
 ";
 
 fn main() -> Result<()> {
@@ -33,6 +40,8 @@ fn main() -> Result<()> {
         "setup" => setup::run(),
         "test" => test::run(rest),
         "coverage" => test::coverage(rest),
+        "demo" => demo::run(rest),
+        "stack" => stack::cli::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

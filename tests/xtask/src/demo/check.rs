@@ -1,0 +1,266 @@
+//! The end state, read back from PostgreSQL, Redis and the S3 emulator, and its comparison
+//! with what the feed must give (the domain's own projection of the feed).
+
+use crate::stack::Outputs;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use flate2::read::GzDecoder;
+use inventory::feed::Expectation;
+use inventory::{CacheKeys, ProductId};
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferRow {
+    pub quantity: i64,
+    pub price: Decimal,
+    pub currency: String,
+    pub occurred_at: DateTime<Utc>,
+    pub update_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub total_quantity: i64,
+    pub best_price: Option<Decimal>,
+    pub best_price_currency: Option<String>,
+    pub best_price_supplier: Option<String>,
+    pub supplier_count: i32,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// What the pipeline left behind.
+#[derive(Debug, Clone, Default)]
+pub struct EndState {
+    pub offers: BTreeMap<(String, String), OfferRow>,
+    pub summaries: BTreeMap<String, SummaryRow>,
+    pub events: u64,
+    pub quarantined: BTreeMap<String, u64>,
+    /// Cache fences (lowest cacheable version) per product that has one.
+    pub fences: BTreeMap<String, i64>,
+    pub archive_objects: u64,
+    pub archived_records: u64,
+}
+
+fn q(sql: &str) -> Statement {
+    Statement::from_string(DbBackend::Postgres, sql.to_owned())
+}
+
+pub async fn read(outputs: &Outputs, s3: &aws_sdk_s3::Client) -> Result<EndState> {
+    let mut st = EndState::default();
+    let db = Database::connect(&outputs.local_database_url)
+        .await
+        .context("connecting to the stack's database")?;
+    for row in db.query_all_raw(q("SELECT product_id, supplier_id, quantity, price, currency, occurred_at, update_key FROM product_offers")).await? {
+        st.offers.insert(
+            (row.try_get("", "product_id")?, row.try_get("", "supplier_id")?),
+            OfferRow {
+                quantity: row.try_get("", "quantity")?,
+                price: row.try_get("", "price")?,
+                currency: row.try_get("", "currency")?,
+                occurred_at: row.try_get("", "occurred_at")?,
+                update_key: row.try_get("", "update_key")?,
+            },
+        );
+    }
+    let summaries = "SELECT product_id, total_quantity, best_price, best_price_currency, best_price_supplier, supplier_count, updated_at, version FROM product_summaries WHERE version > 0";
+    for row in db.query_all_raw(q(summaries)).await? {
+        st.summaries.insert(
+            row.try_get("", "product_id")?,
+            SummaryRow {
+                total_quantity: row.try_get("", "total_quantity")?,
+                best_price: row.try_get("", "best_price")?,
+                best_price_currency: row.try_get("", "best_price_currency")?,
+                best_price_supplier: row.try_get("", "best_price_supplier")?,
+                supplier_count: row.try_get("", "supplier_count")?,
+                updated_at: row.try_get("", "updated_at")?,
+                version: row.try_get("", "version")?,
+            },
+        );
+    }
+    if let Some(row) = db
+        .query_one_raw(q("SELECT count(*) AS n FROM inventory_events"))
+        .await?
+    {
+        st.events = u64::try_from(row.try_get::<i64>("", "n")?).unwrap_or(0);
+    }
+    for row in db
+        .query_all_raw(q(
+            "SELECT reason_code, count(*) AS n FROM quarantined_records GROUP BY reason_code",
+        ))
+        .await?
+    {
+        st.quarantined.insert(
+            row.try_get("", "reason_code")?,
+            u64::try_from(row.try_get::<i64>("", "n")?).unwrap_or(0),
+        );
+    }
+    db.close().await.ok();
+    st.fences = fences(outputs, st.summaries.keys()).await?;
+    (st.archive_objects, st.archived_records) = archive(s3, &outputs.archive_bucket_name).await?;
+    Ok(st)
+}
+
+async fn fences<'a>(
+    outputs: &Outputs,
+    products: impl Iterator<Item = &'a String>,
+) -> Result<BTreeMap<String, i64>> {
+    let keys = CacheKeys::new(outputs.local_cache_prefix.clone());
+    let client = redis::Client::open(outputs.local_redis_url.as_str())?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let products: Vec<&String> = products.collect();
+    let mut out = BTreeMap::new();
+    for chunk in products.chunks(1_000) {
+        let names: Vec<String> = chunk
+            .iter()
+            .filter_map(|p| ProductId::parse(p).ok())
+            .map(|p| keys.fence(&p))
+            .collect();
+        let values: Vec<Option<i64>> = redis::cmd("MGET").arg(&names).query_async(&mut con).await?;
+        for (p, v) in chunk.iter().zip(values) {
+            if let Some(v) = v {
+                out.insert((*p).clone(), v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Archive objects and the records in them (gzip JSON lines).
+async fn archive(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(u64, u64)> {
+    let (mut objects, mut records) = (0, 0);
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix("raw/")
+            .set_continuation_token(token)
+            .send()
+            .await?;
+        for o in page.contents() {
+            let Some(key) = o.key() else { continue };
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await?
+                .body
+                .collect()
+                .await?
+                .into_bytes();
+            let mut text = String::new();
+            GzDecoder::new(&body[..])
+                .read_to_string(&mut text)
+                .with_context(|| format!("{key} is not gzip text"))?;
+            objects += 1;
+            records += text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+        }
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok((objects, records));
+        }
+    }
+}
+
+/// Every way the end state differs from the expectation (empty: it matches).
+pub fn compare(exp: &Expectation, st: &EndState, pushed: u64) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expected_offers = BTreeMap::new();
+    for o in exp.catalog.offers() {
+        let key = (o.product_id.to_string(), o.supplier_id.to_string());
+        let row = OfferRow {
+            quantity: o.quantity.get(),
+            price: o.price.get(),
+            currency: o.currency.as_str().to_owned(),
+            occurred_at: o.occurred_at,
+            update_key: o.update_key.to_string(),
+        };
+        expected_offers.insert(key, row);
+    }
+    diff("offer", &expected_offers, &st.offers, &mut problems);
+    let mut expected_summaries = BTreeMap::new();
+    for s in exp.catalog.summaries() {
+        let product = s.product_id.to_string();
+        let version = st.summaries.get(&product).map_or(0, |r| r.version);
+        let row = SummaryRow {
+            total_quantity: s.total_quantity,
+            best_price: s.best_price.map(|p| p.get()),
+            best_price_currency: s.best_price_currency.map(|c| c.as_str().to_owned()),
+            best_price_supplier: s.best_price_supplier.as_ref().map(|s| s.to_string()),
+            supplier_count: s.supplier_count,
+            updated_at: s.updated_at,
+            version, // assigned by the store; compared through the cache fences below
+        };
+        expected_summaries.insert(product, row);
+    }
+    diff(
+        "product summary",
+        &expected_summaries,
+        &st.summaries,
+        &mut problems,
+    );
+    if st.events != exp.distinct_updates as u64 {
+        problems.push(format!(
+            "the event store holds {} events; the feed has {} distinct updates",
+            st.events, exp.distinct_updates
+        ));
+    }
+    let expected_rejected: BTreeMap<String, u64> = exp
+        .rejected
+        .iter()
+        .map(|(code, n)| {
+            (
+                serde_json::to_value(code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                *n as u64,
+            )
+        })
+        .collect();
+    if expected_rejected != st.quarantined {
+        problems.push(format!(
+            "quarantine holds {:?}; the feed's bad records are {expected_rejected:?}",
+            st.quarantined
+        ));
+    }
+    if st.archived_records != pushed {
+        problems.push(format!(
+            "the archive holds {} records; {pushed} were put on the stream",
+            st.archived_records
+        ));
+    }
+    for (product, s) in &st.summaries {
+        match st.fences.get(product) {
+            Some(fence) if *fence >= s.version => {}
+            other => problems.push(format!(
+                "cache fence of {product} is {other:?}, below its version {}",
+                s.version
+            )),
+        }
+    }
+    problems
+}
+
+fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    want: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+    out: &mut Vec<String>,
+) {
+    for (k, w) in want {
+        match got.get(k) {
+            None => out.push(format!("{what} {k:?} is missing")),
+            Some(g) if g != w => out.push(format!("{what} {k:?} is {g:?}, expected {w:?}")),
+            Some(_) => {}
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(k)) {
+        out.push(format!("{what} {k:?} is not expected"));
+    }
+}

@@ -1,0 +1,180 @@
+//! `cargo xtask demo`: the pipeline's main job, end to end on this machine.
+//!
+//! Sets up what it needs, starts the local stack, generates a realistic supplier feed, puts it
+//! on the stream, follows it through the fan-out and the state machine with a live progress
+//! line, prints a summary, checks that the end state is exactly what the feed must give
+//! (computed with the domain's own parser and projection), and stops what it started.
+
+mod check;
+mod progress;
+mod push;
+mod report;
+
+use crate::args::Args;
+use crate::stack::{self, LocalStack};
+use anyhow::{Result, bail};
+use inventory::feed::{self, FeedSpec};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const USAGE: &str = "usage: cargo xtask demo [options]
+
+  --updates N       records in the feed (default 20000)
+  --products N      products (default 2000)
+  --suppliers N     suppliers (default 5)
+  --seed N          feed seed (default 42); the same seed gives the same feed
+  --keep-running    leave the stack up after the summary, until Ctrl-C
+  plus the stack's options: --shards N, --instances N, --batch-size N, --window-ms N, --no-build
+";
+
+pub fn run(args: &[String]) -> Result<()> {
+    let a = Args::parse(args)?;
+    if a.flag("help") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    a.reject_unknown(&[
+        "updates",
+        "products",
+        "suppliers",
+        "seed",
+        "keep-running",
+        "shards",
+        "instances",
+        "batch-size",
+        "window-ms",
+        "no-build",
+    ])?;
+    let defaults = FeedSpec::default();
+    let spec = FeedSpec {
+        seed: a.parsed("seed")?.unwrap_or(defaults.seed),
+        updates: a.parsed("updates")?.unwrap_or(defaults.updates),
+        products: a.parsed("products")?.unwrap_or(defaults.products),
+        suppliers: a.parsed("suppliers")?.unwrap_or(defaults.suppliers),
+        ..defaults
+    };
+    let opts = stack::cli::options(&a)?;
+    let keep_running = a.flag("keep-running");
+    crate::setup::run()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let stack = LocalStack::start(opts).await?;
+        let result = demo(&stack, &spec).await;
+        if keep_running && result.is_ok() {
+            eprintln!(
+                "demo: the stack stays up (outputs in {}); Ctrl-C stops it",
+                stack.outputs_path.display()
+            );
+            stack::cli::wait_for_stop(None).await;
+        }
+        let stopped = stack.stop().await;
+        result.and(stopped)
+    })
+}
+
+async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
+    let o = &stack.outputs;
+    crate::setup::step(&format!(
+        "generating a feed: {} updates, {} products, {} suppliers, seed {}",
+        spec.updates, spec.products, spec.suppliers, spec.seed
+    ));
+    let records = feed::generate(spec);
+    let expectation = feed::expected_state(&records, chrono::Utc::now());
+    let conf = stack::moto::sdk_config(&o.local_endpoint_url).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&conf);
+    let sfn = aws_sdk_sfn::Client::new(&conf);
+    let s3 = stack::moto::s3_client(&conf);
+    stack.stats.reset_timings();
+
+    crate::setup::step(&format!(
+        "pushing {} records into {} and following them through the pipeline",
+        records.len(),
+        o.stream_name
+    ));
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let sent = Arc::new(AtomicU64::new(0));
+    let push_done = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let (kinesis, stream, records, sent, done) = (
+            kinesis.clone(),
+            o.stream_name.clone(),
+            records.clone(),
+            sent.clone(),
+            push_done.clone(),
+        );
+        tokio::spawn(async move {
+            let r = push::push(&kinesis, &stream, &records, sent).await;
+            done.store(true, Ordering::Relaxed);
+            (r, started.elapsed())
+        })
+    };
+    let timeout = Duration::from_secs(120 + spec.updates as u64 / 100);
+    let total = records.len() as u64;
+    let executions = progress::wait_until_drained(
+        &sfn,
+        &o.state_machine_arn,
+        &stack.stats,
+        total,
+        &sent,
+        &push_done,
+        started,
+        timeout,
+    )
+    .await;
+    let (pushed, push_took) = pusher.await?;
+    let pushed = pushed?;
+    let executions = executions?;
+    let end_to_end = executions
+        .last_stop
+        .map(|stop| (stop - started_at).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or_else(|| started.elapsed().as_secs_f64());
+
+    crate::setup::step("reading the end state back from PostgreSQL, Redis and S3");
+    let end = check::read(o, &s3).await?;
+    let stats = stack.stats.snapshot();
+    let samples = report::sample_products(&end, 5);
+    report::print(&report::Figures {
+        pushed: pushed.sent,
+        push_secs: push_took.as_secs_f64(),
+        end_to_end_secs: end_to_end,
+        executions: &executions,
+        end: &end,
+        stats: &stats,
+        cache_prefix: &o.local_cache_prefix,
+        sample_products: &samples,
+    });
+    let mut problems = check::compare(&expectation, &end, pushed.sent);
+    let failed =
+        executions.count("FAILED") + executions.count("TIMED_OUT") + executions.count("ABORTED");
+    if failed > 0 {
+        problems.push(format!(
+            "{failed} executions did not succeed, for example {:?}",
+            executions.failed_arns.first()
+        ));
+    }
+    println!();
+    if problems.is_empty() {
+        println!(
+            "CHECK PASSED: the end state equals the feed's newest-per-product expectation ({} products, {} offers, {} events, {} quarantined, {} archived, every cache fence at its version)",
+            end.summaries.len(),
+            end.offers.len(),
+            end.events,
+            end.quarantined.values().sum::<u64>(),
+            end.archived_records
+        );
+        Ok(())
+    } else {
+        println!(
+            "CHECK FAILED: {} differences; the first ones:",
+            problems.len()
+        );
+        for p in problems.iter().take(15) {
+            println!("  - {p}");
+        }
+        bail!("the end state does not match the feed")
+    }
+}

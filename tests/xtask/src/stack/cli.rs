@@ -1,0 +1,230 @@
+//! `cargo xtask stack up|down`, and the reaper that cleans up after a stack that died.
+
+use super::procs::{self, Recorded};
+use super::start::{self, LocalStack, StackOptions, stacks_dir};
+use crate::args::Args;
+use anyhow::{Result, bail};
+use std::path::Path;
+use std::time::Duration;
+
+pub const USAGE: &str = "usage: cargo xtask stack <up|down>
+
+  up     start the local stack and keep it running until Ctrl-C, SIGTERM, `stack down` or --ttl
+         --outputs PATH      where to write the outputs (default cfn-outputs/flat-outputs.json)
+         --shards N          stream shards (default 4)
+         --instances N       instances per function (default 3)
+         --batch-size N      event source mapping batch size (default 500)
+         --window-ms N       batching window (default 500)
+         --ttl SECS          stop by itself after this long
+         --no-build          use the function binaries as they are in target/debug
+         --keep-data         keep the database and cache keys afterwards
+  down   stop every local stack of this checkout, and clean up after any that died
+";
+
+pub fn run(args: &[String]) -> Result<()> {
+    let (command, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("", &[]));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        "up" => rt.block_on(up(Args::parse(rest)?)),
+        "down" => rt.block_on(down()),
+        "reap" => {
+            let a = Args::parse(rest)?;
+            let dir = a.value("state-dir").map(std::path::PathBuf::from);
+            let pid: Option<u32> = a.parsed("watch")?;
+            match (dir, pid) {
+                (Some(dir), Some(pid)) => rt.block_on(reap(&dir, pid)),
+                _ => bail!("stack reap needs --state-dir and --watch"),
+            }
+        }
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown stack command {command:?}")
+        }
+    }
+}
+
+/// Stack options from the command line.
+pub fn options(a: &Args) -> Result<StackOptions> {
+    let mut o = StackOptions::default();
+    if let Some(p) = a.value("outputs") {
+        o.outputs = p.into();
+    }
+    o.shards = a.parsed("shards")?.unwrap_or(o.shards);
+    o.instances = a.parsed("instances")?.unwrap_or(o.instances);
+    o.esm.batch_size = a.parsed("batch-size")?.unwrap_or(o.esm.batch_size);
+    if let Some(ms) = a.parsed::<u64>("window-ms")? {
+        o.esm.batching_window = Duration::from_millis(ms);
+    }
+    o.build = !a.flag("no-build");
+    o.keep_data = a.flag("keep-data");
+    Ok(o)
+}
+
+async fn up(a: Args) -> Result<()> {
+    let opts = options(&a)?;
+    let ttl: Option<u64> = a.parsed("ttl")?;
+    a.reject_unknown(&[
+        "outputs",
+        "shards",
+        "instances",
+        "batch-size",
+        "window-ms",
+        "ttl",
+        "no-build",
+        "keep-data",
+    ])?;
+    let stack = LocalStack::start(opts).await?;
+    eprintln!(
+        "stack: up. Outputs in {} (endpoint {}, logs in {}/logs). Ctrl-C or `cargo xtask stack down` stops it.",
+        stack.outputs_path.display(),
+        stack.outputs.local_endpoint_url,
+        stack.state_dir.display()
+    );
+    wait_for_stop(ttl).await;
+    eprintln!("stack: stopping");
+    stack.stop().await
+}
+
+/// Waits for Ctrl-C, SIGTERM or the time to live.
+pub async fn wait_for_stop(ttl: Option<u64>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ttl = async {
+        match ttl {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        _ = ttl => {}
+    }
+}
+
+fn xtask_record(pid: u32) -> Option<Recorded> {
+    let exe = std::env::current_exe().ok()?;
+    Some(Recorded {
+        name: "xtask".into(),
+        pid,
+        program: exe.display().to_string(),
+    })
+}
+
+async fn down() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(stacks_dir()) else {
+        eprintln!("stack: no local stack");
+        return Ok(());
+    };
+    for dir in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let Some(state) = start::read_state(&dir) else {
+            continue;
+        };
+        let supervisor = xtask_record(state.supervisor_pid).filter(procs::is_ours);
+        if let Some(s) = &supervisor {
+            eprintln!(
+                "stack: asking stack {} (pid {}) to stop",
+                dir.display(),
+                s.pid
+            );
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &s.pid.to_string()])
+                .status();
+            for _ in 0..300 {
+                if !dir.join("state.json").exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if dir.join("state.json").exists() {
+            eprintln!("stack: cleaning up after {}", dir.display());
+            clean_up(&dir).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops a dead stack's leftovers and drops its data.
+async fn clean_up(dir: &Path) -> Result<()> {
+    let records = procs::read_records(dir);
+    tokio::task::spawn_blocking(move || procs::stop_recorded(&records, Duration::from_secs(3)))
+        .await
+        .ok();
+    if let Some(state) = start::read_state(dir) {
+        start::cleanup_data(&state).await?;
+    }
+    std::fs::remove_file(dir.join("state.json")).ok();
+    Ok(())
+}
+
+/// Starts the reaper: a copy of this program that waits for the stack's process to go away
+/// and then cleans up after it. Runs in its own process group, so Ctrl-C does not reach it.
+pub fn spawn_reaper(state_dir: &Path, logs: &Path) -> Result<Recorded> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["stack", "reap", "--state-dir"])
+        .arg(state_dir)
+        .args(["--watch", &std::process::id().to_string()]);
+    let m = procs::spawn("reaper", cmd, &logs.join("reaper.log"))?;
+    let record = m.record.clone();
+    // Detach: the reaper outlives this handle on purpose.
+    let mut child = m.child;
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(record)
+}
+
+async fn reap(dir: &Path, watch: u32) -> Result<()> {
+    loop {
+        if !dir.join("state.json").exists() {
+            return Ok(()); // stopped normally
+        }
+        if !procs::pid_alive(watch) {
+            eprintln!(
+                "reaper: stack process {watch} is gone; cleaning up {}",
+                dir.display()
+            );
+            return clean_up(dir).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// At start-up: cleans up after stacks whose process and reaper both died, and forgets old
+/// stopped stacks (their logs), keeping the five most recent.
+pub fn clean_dead_stacks() {
+    let Ok(entries) = std::fs::read_dir(stacks_dir()) else {
+        return;
+    };
+    let mut stopped = Vec::new();
+    for dir in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        match start::read_state(&dir) {
+            Some(state) => {
+                let alive = procs::pid_alive(state.supervisor_pid)
+                    || state.reaper.as_ref().is_some_and(procs::is_ours);
+                if !alive {
+                    let d = dir.clone();
+                    let _ = std::thread::spawn(move || {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map(|rt| rt.block_on(clean_up(&d)))
+                    })
+                    .join();
+                }
+            }
+            None => stopped.push(dir),
+        }
+    }
+    stopped.sort_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok());
+    let excess = stopped.len().saturating_sub(5);
+    for d in stopped.into_iter().take(excess) {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
