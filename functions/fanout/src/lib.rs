@@ -35,5 +35,7 @@ pub mod handler;
 pub mod ports;
 pub mod s3;
 pub mod sfn;
+#[cfg(test)]
+mod stub_http;
 
 pub use handler::{MAX_STARTS_IN_FLIGHT, fan_out};

@@ -227,4 +227,82 @@ mod tests {
             ErrorKind::Internal
         );
     }
+
+    fn client(endpoint: &str) -> Client {
+        use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+        let conf = aws_sdk_sfn::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Client::from_conf(conf)
+    }
+
+    const MACHINE: &str =
+        "arn:aws:states:us-east-1:123456789012:stateMachine:inventory-pipeline-dev";
+    const JSON: (&str, &str) = ("content-type", "application/x-amz-json-1.0");
+
+    #[tokio::test]
+    async fn an_execution_is_started_with_its_name_and_input() {
+        let stub = crate::stub_http::serve(200, &[JSON], r#"{"executionArn":"arn:aws:states:us-east-1:123456789012:execution:m:n","startDate":1795000000}"#).await;
+        let starter = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE);
+
+        let outcome = starter
+            .start("s0-c00000-abc", r#"{"chunk":{}}"#)
+            .await
+            .expect("started");
+
+        assert_eq!(outcome, StartOutcome::Started);
+        let sent: serde_json::Value =
+            serde_json::from_slice(&stub.received()[0].body).expect("JSON request");
+        assert_eq!(sent["stateMachineArn"], MACHINE);
+        assert_eq!(sent["name"], "s0-c00000-abc");
+        assert_eq!(sent["input"], r#"{"chunk":{}}"#);
+    }
+
+    #[tokio::test]
+    async fn an_execution_that_exists_already_counts_as_started_before() {
+        let body = r#"{"__type":"com.amazonaws.states#ExecutionAlreadyExists","message":"Execution Already Exists"}"#;
+        let stub = crate::stub_http::serve(400, &[JSON], body).await;
+
+        let outcome = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+            .start("n", "{}")
+            .await
+            .expect("not an error");
+
+        assert_eq!(outcome, StartOutcome::AlreadyStarted);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_a_transient_error_that_names_the_execution() {
+        let stub = crate::stub_http::serve(
+            400,
+            &[JSON],
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+        )
+        .await;
+
+        let e = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+            .start("s0-c00000-abc", "{}")
+            .await
+            .expect_err("throttled");
+
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert!(e.message.contains("s0-c00000-abc"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_state_machine_that_does_not_exist_is_misconfiguration() {
+        let body = r#"{"__type":"com.amazonaws.states#StateMachineDoesNotExist","message":"State Machine Does Not Exist"}"#;
+        let stub = crate::stub_http::serve(400, &[JSON], body).await;
+
+        let e = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+            .start("n", "{}")
+            .await
+            .expect_err("missing");
+
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+    }
 }
