@@ -7,6 +7,7 @@
 //! Adapters live in [`adapters`], each behind a Cargo feature, so a function compiles only
 //! the ones it uses.
 
+pub mod catalog_read;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -17,9 +17,11 @@
 //! Versions are compared as Lua numbers, exact up to 2^53; the store's sequence numbers stay
 //! far below that.
 
+mod catalog;
 mod config;
 mod errors;
 
+pub use catalog::CACHE_CALL_BUDGET;
 pub use config::{RedisAuthToken, RedisConfig, RedisEndpoint};
 pub use errors::kind_of;
 

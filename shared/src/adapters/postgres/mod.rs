@@ -3,6 +3,7 @@
 //! need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
 //! nothing here decides which update wins.
 
+mod catalog;
 mod config;
 pub mod entity;
 mod error;
@@ -14,6 +15,7 @@ mod rows;
 
 #[cfg(feature = "secrets")]
 pub use config::credentials_from_secret;
+pub use catalog::PgCatalogReader;
 pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect};
 pub use error::db_error;
 pub use event_store::PgEventStore;

@@ -1,0 +1,129 @@
+//! The read API's queries: products with their offers, read in one statement (one snapshot,
+//! one round trip, whatever the number of ids), and pages of a product's event history.
+
+use super::entity::{inventory_event, product_offer, product_summary};
+use super::error::db_error;
+use super::projection_store::{json_param, stmt};
+use super::rows;
+use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductReader, ProductView};
+use crate::error::{ErrorKind, PipelineError};
+use crate::event::InventoryUpdateReceived;
+use crate::ids::ProductId;
+use async_trait::async_trait;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+/// [`ProductReader`] on the PostgreSQL projection and event store.
+#[derive(Debug, Clone)]
+pub struct PgCatalogReader {
+    db: DatabaseConnection,
+}
+
+impl PgCatalogReader {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+/// Summaries joined with their offers. A summary of version 0 is an uncommitted lock
+/// placeholder that no reader sees, filtered anyway. `= ANY(ARRAY(...))` keeps the primary
+/// key lookups whatever the planner thinks of the JSON array's size.
+const LOAD_PRODUCTS: &str = r#"
+SELECT s.product_id, s.total_quantity, s.best_price, s.best_price_currency, s.best_price_supplier,
+       s.supplier_count, s.version, s.updated_at,
+       o.product_id AS o_product_id, o.supplier_id AS o_supplier_id, o.quantity AS o_quantity,
+       o.price AS o_price, o.currency AS o_currency, o.occurred_at AS o_occurred_at,
+       o.update_key AS o_update_key, o.event_seq AS o_event_seq
+FROM product_summaries s
+JOIN product_offers o ON o.product_id = s.product_id
+WHERE s.product_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND s.version > 0
+ORDER BY s.product_id, o.supplier_id"#;
+
+#[async_trait]
+impl ProductReader for PgCatalogReader {
+    #[tracing::instrument(skip_all, fields(products = products.len()))]
+    async fn load_products(
+        &self,
+        products: &[ProductId],
+    ) -> Result<Vec<ProductView>, PipelineError> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .db
+            .query_all_raw(stmt(LOAD_PRODUCTS, vec![json_param(products)?]))
+            .await
+            .map_err(|e| db_error("could not load products", e))?;
+        let mut views: Vec<(product_summary::Model, Vec<crate::projection::Offer>)> = Vec::new();
+        for row in rows {
+            let summary = product_summary::Model::from_query_result(&row, "")
+                .map_err(|e| db_error("could not read a product summary row", e))?;
+            let offer = product_offer::Model::from_query_result(&row, "o_")
+                .map_err(|e| db_error("could not read a product offer row", e))?;
+            let offer = rows::offer(offer)?;
+            match views.last_mut() {
+                Some((s, offers)) if s.product_id == summary.product_id => offers.push(offer),
+                _ => views.push((summary, vec![offer])),
+            }
+        }
+        views
+            .into_iter()
+            .map(|(summary, offers)| Ok(ProductView::new(rows::summary(summary)?, &offers)))
+            .collect()
+    }
+
+    #[tracing::instrument(skip(self), fields(product_id = %product))]
+    async fn load_history(
+        &self,
+        product: &ProductId,
+        query: HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, PipelineError> {
+        let mut select = inventory_event::Entity::find()
+            .filter(inventory_event::Column::ProductId.eq(product.as_str()));
+        if let Some(before) = query.before {
+            select = select.filter(inventory_event::Column::Seq.lt(before));
+        }
+        let limit = u64::try_from(query.limit).unwrap_or(u64::MAX);
+        select
+            .order_by_desc(inventory_event::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(|e| db_error("could not load a product's history", e))?
+            .into_iter()
+            .map(history_event)
+            .collect()
+    }
+}
+
+fn history_event(m: inventory_event::Model) -> Result<HistoryEvent, PipelineError> {
+    if m.event_type != InventoryUpdateReceived::EVENT_TYPE
+        || m.event_version != InventoryUpdateReceived::EVENT_VERSION
+    {
+        return Err(PipelineError::new(
+            ErrorKind::Internal,
+            format!(
+                "event {} is {} v{}, which this reader does not know",
+                m.seq, m.event_type, m.event_version
+            ),
+        ));
+    }
+    let event: InventoryUpdateReceived = serde_json::from_value(m.payload).map_err(|e| {
+        PipelineError::with_source(
+            ErrorKind::Internal,
+            format!("stored event {} is not valid", m.seq),
+            e,
+        )
+    })?;
+    Ok(HistoryEvent {
+        seq: m.seq,
+        supplier_id: event.supplier_id,
+        quantity: event.quantity,
+        price: event.price,
+        currency: event.currency,
+        occurred_at: event.occurred_at,
+        recorded_at: m.recorded_at,
+    })
+}

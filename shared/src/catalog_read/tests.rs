@@ -1,0 +1,577 @@
+//! The read path on in-memory ports: a cache with the same fence rules as the Redis scripts,
+//! and a projection that counts its queries and can run a writer between load and fill.
+
+use super::*;
+use crate::error::ErrorKind;
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn pid(s: &str) -> ProductId {
+    ProductId::parse(s).expect("valid id")
+}
+
+fn view(id: &str, version: i64) -> ProductView {
+    ProductView {
+        product_id: pid(id),
+        version,
+        updated_at: Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid"),
+        total_quantity: version * 10,
+        best_price: None,
+        best_price_currency: None,
+        best_price_supplier: None,
+        supplier_count: 0,
+        suppliers: Vec::new(),
+    }
+}
+
+/// What runs between the database load and the fill (the racing writer).
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct FakeProjection {
+    products: Mutex<BTreeMap<ProductId, ProductView>>,
+    history: Vec<HistoryEvent>,
+    queries: AtomicUsize,
+    after_load: Mutex<Option<Hook>>,
+    down: bool,
+}
+
+impl FakeProjection {
+    fn with(views: &[ProductView]) -> Self {
+        let me = Self::default();
+        for v in views {
+            me.put(v.clone());
+        }
+        me
+    }
+
+    fn put(&self, v: ProductView) {
+        self.products
+            .lock()
+            .expect("lock")
+            .insert(v.product_id.clone(), v);
+    }
+}
+
+#[async_trait]
+impl ProductReader for FakeProjection {
+    async fn load_products(&self, ids: &[ProductId]) -> Result<Vec<ProductView>, PipelineError> {
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        if self.down {
+            return Err(PipelineError::new(
+                ErrorKind::DependencyUnavailable,
+                "database down",
+            ));
+        }
+        let loaded = {
+            let products = self.products.lock().expect("lock");
+            ids.iter()
+                .filter_map(|id| products.get(id).cloned())
+                .collect()
+        };
+        if let Some(hook) = self.after_load.lock().expect("lock").take() {
+            hook();
+        }
+        Ok(loaded)
+    }
+
+    async fn load_history(
+        &self,
+        product: &ProductId,
+        q: HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, PipelineError> {
+        let mut events: Vec<HistoryEvent> = self
+            .history
+            .iter()
+            .filter(|e| product.as_str() == "h" && q.before.is_none_or(|b| e.seq < b))
+            .cloned()
+            .collect();
+        events.sort_by_key(|e| std::cmp::Reverse(e.seq));
+        events.truncate(q.limit);
+        Ok(events)
+    }
+}
+
+/// Entries and fences with the rules of populate.lua and invalidate.lua.
+#[derive(Default)]
+struct FakeCache {
+    entries: Mutex<BTreeMap<ProductId, (i64, Cached, Duration)>>,
+    fences: Mutex<BTreeMap<ProductId, i64>>,
+    gets: AtomicUsize,
+    fills: AtomicUsize,
+    failing: Mutex<Option<ErrorKind>>,
+}
+
+const ABSENT: i64 = 0;
+
+impl FakeCache {
+    fn fail(&self, kind: Option<ErrorKind>) {
+        *self.failing.lock().expect("lock") = kind;
+    }
+
+    fn check(&self) -> Result<(), PipelineError> {
+        match *self.failing.lock().expect("lock") {
+            Some(kind) => Err(PipelineError::new(kind, "cache failing")),
+            None => Ok(()),
+        }
+    }
+
+    fn invalidate(&self, product: &ProductId, version: i64) {
+        let mut fences = self.fences.lock().expect("lock");
+        let fence = fences.entry(product.clone()).or_insert(version);
+        *fence = (*fence).max(version);
+        let mut entries = self.entries.lock().expect("lock");
+        if entries.get(product).is_some_and(|(v, _, _)| *v < version) {
+            entries.remove(product);
+        }
+    }
+
+    fn entry(&self, product: &str) -> Option<(i64, Cached, Duration)> {
+        self.entries
+            .lock()
+            .expect("lock")
+            .get(&pid(product))
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl CacheRead for FakeCache {
+    async fn get_many(&self, products: &[ProductId]) -> Result<Vec<Option<Cached>>, PipelineError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let entries = self.entries.lock().expect("lock");
+        Ok(products
+            .iter()
+            .map(|p| entries.get(p).map(|(_, c, _)| c.clone()))
+            .collect())
+    }
+
+    async fn fill(&self, fills: &[CacheFill]) -> Result<Vec<FillOutcome>, PipelineError> {
+        self.fills.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let fences = self.fences.lock().expect("lock");
+        let mut entries = self.entries.lock().expect("lock");
+        Ok(fills
+            .iter()
+            .map(|f| {
+                let version = match &f.state {
+                    Cached::Product { version, .. } => *version,
+                    Cached::Absent => ABSENT,
+                };
+                if let Some(fence) = fences.get(&f.product_id).filter(|fence| version < **fence) {
+                    return FillOutcome::Fenced { fence: *fence };
+                }
+                if let Some((cached, _, _)) =
+                    entries.get(&f.product_id).filter(|(c, _, _)| *c >= version)
+                {
+                    return FillOutcome::AlreadyCurrent { cached: *cached };
+                }
+                entries.insert(f.product_id.clone(), (version, f.state.clone(), f.ttl));
+                FillOutcome::Stored
+            })
+            .collect())
+    }
+}
+
+fn reads(projection: &Arc<FakeProjection>, cache: &Arc<FakeCache>) -> CatalogReads {
+    CatalogReads::new(projection.clone(), cache.clone(), ReadPolicy::default())
+}
+
+fn version_of(read: &BatchRead, i: usize) -> Option<i64> {
+    read.products[i].product.as_ref().map(|p| p.version)
+}
+
+#[tokio::test]
+async fn a_miss_reads_the_database_once_and_caches_the_product_with_its_version() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 3)]));
+    let cache = Arc::new(FakeCache::default());
+
+    let read = reads(&projection, &cache)
+        .read_products(&[pid("a")])
+        .await
+        .expect("read");
+
+    assert_eq!(read.products[0].source, Source::Database);
+    assert_eq!(version_of(&read, 0), Some(3));
+    assert_eq!(
+        (read.stats.misses, read.stats.db_queries, read.stats.stored),
+        (1, 1, 1)
+    );
+    let (version, cached, ttl) = cache.entry("a").expect("cached");
+    assert_eq!((version, ttl), (3, ReadPolicy::default().entry_ttl));
+    let Cached::Product { json, .. } = cached else {
+        panic!("a product entry")
+    };
+    assert_eq!(json, view("a", 3).to_json().expect("json"));
+    assert_eq!(
+        read.products[0].product.as_ref().map(|p| p.json.clone()),
+        Some(json)
+    );
+}
+
+#[tokio::test]
+async fn a_hit_is_served_from_the_cache_without_the_database() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 3)]));
+    let cache = Arc::new(FakeCache::default());
+    let reads = reads(&projection, &cache);
+    reads.read_products(&[pid("a")]).await.expect("warm");
+
+    let read = reads.read_products(&[pid("a")]).await.expect("read");
+
+    assert_eq!(read.products[0].source, Source::Cache);
+    assert_eq!(version_of(&read, 0), Some(3));
+    assert_eq!(
+        projection.queries.load(Ordering::SeqCst),
+        1,
+        "only the first read queried"
+    );
+    assert_eq!(
+        (read.stats.hits, read.stats.misses, read.stats.db_queries),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_product_is_cached_as_absent_for_the_short_ttl_and_then_answered_by_the_cache() {
+    let projection = Arc::new(FakeProjection::default());
+    let cache = Arc::new(FakeCache::default());
+    let reads = reads(&projection, &cache);
+
+    let first = reads.read_products(&[pid("ghost")]).await.expect("read");
+    let second = reads.read_products(&[pid("ghost")]).await.expect("read");
+
+    assert_eq!(first.products[0].product, None);
+    assert_eq!(
+        cache.entry("ghost"),
+        Some((ABSENT, Cached::Absent, ReadPolicy::default().absent_ttl))
+    );
+    assert_eq!(second.products[0].product, None);
+    assert_eq!(second.products[0].source, Source::Cache);
+    assert_eq!((second.stats.absent_hits, second.stats.db_queries), (1, 0));
+}
+
+#[tokio::test]
+async fn a_product_created_after_a_negative_entry_shows_once_its_invalidation_ran() {
+    let projection = Arc::new(FakeProjection::default());
+    let cache = Arc::new(FakeCache::default());
+    let reads = reads(&projection, &cache);
+    reads
+        .read_products(&[pid("new")])
+        .await
+        .expect("negative cached");
+
+    projection.put(view("new", 1));
+    cache.invalidate(&pid("new"), 1);
+    let read = reads.read_products(&[pid("new")]).await.expect("read");
+
+    assert_eq!(version_of(&read, 0), Some(1));
+}
+
+#[tokio::test]
+async fn a_negative_loaded_before_the_product_was_created_is_fenced() {
+    let projection = Arc::new(FakeProjection::default());
+    let cache = Arc::new(FakeCache::default());
+    let (p, c) = (projection.clone(), cache.clone());
+    *projection.after_load.lock().expect("lock") = Some(Box::new(move || {
+        p.put(view("late", 1));
+        c.invalidate(&pid("late"), 1);
+    }));
+    let reads = reads(&projection, &cache);
+
+    let racing = reads.read_products(&[pid("late")]).await.expect("read");
+    let next = reads.read_products(&[pid("late")]).await.expect("read");
+
+    assert_eq!(
+        racing.products[0].product, None,
+        "it answers what it loaded"
+    );
+    assert_eq!(racing.stats.fenced, 1);
+    assert_eq!(
+        version_of(&next, 0),
+        Some(1),
+        "and caches nothing that would hide the product"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_that_loaded_an_old_version_before_an_invalidation_caches_nothing() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
+    let cache = Arc::new(FakeCache::default());
+    let (p, c) = (projection.clone(), cache.clone());
+    *projection.after_load.lock().expect("lock") = Some(Box::new(move || {
+        p.put(view("a", 2));
+        c.invalidate(&pid("a"), 2);
+    }));
+    let reads = reads(&projection, &cache);
+
+    let racing = reads.read_products(&[pid("a")]).await.expect("read");
+    let next = reads.read_products(&[pid("a")]).await.expect("read");
+
+    assert_eq!(version_of(&racing, 0), Some(1));
+    assert_eq!(racing.stats.fenced, 1);
+    assert_eq!(
+        cache.entry("a").map(|(v, _, _)| v),
+        Some(2),
+        "the next reader cached 2"
+    );
+    assert_eq!(version_of(&next, 0), Some(2));
+}
+
+#[tokio::test]
+async fn a_batch_reads_the_cache_once_and_the_database_once_for_all_misses_in_the_order_asked() {
+    let projection = Arc::new(FakeProjection::with(&[
+        view("a", 1),
+        view("b", 2),
+        view("c", 3),
+    ]));
+    let cache = Arc::new(FakeCache::default());
+    let reads = reads(&projection, &cache);
+    reads.read_products(&[pid("b")]).await.expect("warm b");
+    let (gets, queries) = (
+        cache.gets.load(Ordering::SeqCst),
+        projection.queries.load(Ordering::SeqCst),
+    );
+
+    let read = reads
+        .read_products(&[pid("c"), pid("b"), pid("x"), pid("a"), pid("c")])
+        .await
+        .expect("read");
+
+    let ids: Vec<&str> = read
+        .products
+        .iter()
+        .map(|p| p.product_id.as_str())
+        .collect();
+    assert_eq!(ids, ["c", "b", "x", "a"], "duplicates once, order kept");
+    let versions: Vec<Option<i64>> = (0..4).map(|i| version_of(&read, i)).collect();
+    assert_eq!(versions, [Some(3), Some(2), None, Some(1)]);
+    assert_eq!(read.products[1].source, Source::Cache);
+    assert_eq!(cache.gets.load(Ordering::SeqCst) - gets, 1);
+    assert_eq!(projection.queries.load(Ordering::SeqCst) - queries, 1);
+    assert_eq!(
+        (read.stats.hits, read.stats.misses, read.stats.stored),
+        (1, 3, 3)
+    );
+}
+
+#[tokio::test]
+async fn more_than_the_batch_limit_is_refused_before_any_io() {
+    let projection = Arc::new(FakeProjection::default());
+    let cache = Arc::new(FakeCache::default());
+    let ids: Vec<ProductId> = (0..=MAX_BATCH_PRODUCTS)
+        .map(|i| pid(&format!("p{i}")))
+        .collect();
+
+    let e = reads(&projection, &cache)
+        .read_products(&ids)
+        .await
+        .expect_err("too many");
+
+    assert_eq!(e.kind, ErrorKind::InvalidPayload);
+    assert_eq!(cache.gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_cache_that_is_down_is_read_around_and_skipped_for_the_pause() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
+    let cache = Arc::new(FakeCache::default());
+    cache.fail(Some(ErrorKind::DependencyUnavailable));
+    let reads = reads(&projection, &cache);
+
+    let first = reads.read_products(&[pid("a")]).await.expect("served");
+    let second = reads.read_products(&[pid("a")]).await.expect("served");
+
+    assert_eq!(version_of(&first, 0), Some(1));
+    assert_eq!(
+        (first.stats.cache_errors, first.stats.cache_skipped),
+        (1, false)
+    );
+    assert_eq!(
+        cache.fills.load(Ordering::SeqCst),
+        0,
+        "no fill after a failed read"
+    );
+    assert_eq!(version_of(&second, 0), Some(1));
+    assert!(second.stats.cache_skipped);
+    assert_eq!(
+        cache.gets.load(Ordering::SeqCst),
+        1,
+        "paused: the second read skipped it"
+    );
+}
+
+#[tokio::test]
+async fn after_the_pause_the_cache_is_used_again() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
+    let cache = Arc::new(FakeCache::default());
+    let policy = ReadPolicy {
+        cache_pause: Duration::ZERO,
+        ..ReadPolicy::default()
+    };
+    let reads = CatalogReads::new(projection.clone(), cache.clone(), policy);
+    cache.fail(Some(ErrorKind::DependencyUnavailable));
+    reads.read_products(&[pid("a")]).await.expect("served");
+
+    cache.fail(None);
+    let read = reads.read_products(&[pid("a")]).await.expect("served");
+
+    assert!(!read.stats.cache_skipped);
+    assert_eq!(read.stats.stored, 1);
+}
+
+#[tokio::test]
+async fn a_failing_fill_still_serves_the_product_and_a_bug_does_not_pause_the_cache() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
+    let cache = Arc::new(FakeCache::default());
+    let reads = reads(&projection, &cache);
+    // get_many succeeds (nothing cached), then the fill fails with a non-transient error.
+    let cache_for_hook = cache.clone();
+    *projection.after_load.lock().expect("lock") = Some(Box::new(move || {
+        cache_for_hook.fail(Some(ErrorKind::Internal))
+    }));
+
+    let read = reads.read_products(&[pid("a")]).await.expect("served");
+    cache.fail(None);
+    let next = reads.read_products(&[pid("a")]).await.expect("served");
+
+    assert_eq!(version_of(&read, 0), Some(1));
+    assert_eq!(read.stats.cache_errors, 1);
+    assert!(
+        !next.stats.cache_skipped,
+        "an Internal error is logged, not a reason to pause"
+    );
+}
+
+#[tokio::test]
+async fn a_database_failure_on_a_miss_is_the_reads_error() {
+    let projection = Arc::new(FakeProjection {
+        down: true,
+        ..FakeProjection::default()
+    });
+    let cache = Arc::new(FakeCache::default());
+
+    let e = reads(&projection, &cache)
+        .read_products(&[pid("a")])
+        .await
+        .expect_err("db down");
+
+    assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+}
+
+fn history_event(seq: i64) -> HistoryEvent {
+    HistoryEvent {
+        seq,
+        supplier_id: crate::ids::SupplierId::unspecified(),
+        quantity: crate::money::Quantity::new(seq).expect("valid"),
+        price: crate::money::Price::parse_decimal("1.5").expect("valid"),
+        currency: crate::money::Currency::USD,
+        occurred_at: Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid"),
+        recorded_at: Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 1)
+            .single()
+            .expect("valid"),
+    }
+}
+
+#[tokio::test]
+async fn history_pages_go_newest_first_and_say_where_the_next_page_starts() {
+    let projection = Arc::new(FakeProjection {
+        history: [3, 8, 5, 13, 21].into_iter().map(history_event).collect(),
+        ..FakeProjection::default()
+    });
+    let reads = reads(&projection, &Arc::new(FakeCache::default()));
+    let q = |before, limit| HistoryQuery::new(before, limit).expect("valid query");
+
+    let first = reads
+        .read_history(&pid("h"), q(None, 2))
+        .await
+        .expect("read")
+        .expect("known");
+    let second = reads
+        .read_history(&pid("h"), q(first.next_before, 2))
+        .await
+        .expect("read")
+        .expect("known");
+    let last = reads
+        .read_history(&pid("h"), q(second.next_before, 2))
+        .await
+        .expect("read")
+        .expect("known");
+    let past_the_end = reads
+        .read_history(&pid("h"), q(Some(3), 2))
+        .await
+        .expect("read");
+    let unknown = reads
+        .read_history(&pid("nobody"), q(None, 2))
+        .await
+        .expect("read");
+
+    let seqs = |p: &HistoryPage| p.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!((seqs(&first), first.next_before), (vec![21, 13], Some(13)));
+    assert_eq!((seqs(&second), second.next_before), (vec![8, 5], Some(5)));
+    assert_eq!((seqs(&last), last.next_before), (vec![3], None));
+    assert_eq!(
+        past_the_end.map(|p| p.events.len()),
+        Some(0),
+        "a known cursor past the end is an empty page"
+    );
+    assert_eq!(unknown, None);
+}
+
+#[test]
+fn history_queries_are_bounded() {
+    assert!(HistoryQuery::new(None, 0).is_err());
+    assert!(HistoryQuery::new(None, MAX_HISTORY_LIMIT + 1).is_err());
+    assert!(HistoryQuery::new(Some(0), 10).is_err());
+    assert_eq!(HistoryQuery::default().limit, DEFAULT_HISTORY_LIMIT);
+    assert!(HistoryQuery::new(Some(1), MAX_HISTORY_LIMIT).is_ok());
+}
+
+#[test]
+fn a_view_lists_only_its_own_offers_by_supplier() {
+    use crate::projection::ProductSummary;
+    let summary = ProductSummary {
+        product_id: pid("a"),
+        total_quantity: 3,
+        best_price: None,
+        best_price_currency: None,
+        best_price_supplier: None,
+        supplier_count: 2,
+        version: 9,
+        updated_at: Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid"),
+    };
+    let offer = |product: &str, supplier: &str| crate::projection::Offer {
+        product_id: pid(product),
+        supplier_id: crate::ids::SupplierId::parse(supplier).expect("valid"),
+        quantity: crate::money::Quantity::new(1).expect("valid"),
+        price: crate::money::Price::parse_decimal("2.50").expect("valid"),
+        currency: crate::money::Currency::USD,
+        occurred_at: summary.updated_at,
+        update_key: crate::event::UpdateKey::try_from("a".repeat(64)).expect("valid"),
+        event_seq: 9,
+    };
+
+    let offers = [offer("a", "z"), offer("b", "x"), offer("a", "m")];
+    let v = ProductView::new(summary, &offers);
+
+    let suppliers: Vec<&str> = v.suppliers.iter().map(|s| s.supplier_id.as_str()).collect();
+    assert_eq!(suppliers, ["m", "z"]);
+    let json: serde_json::Value = serde_json::from_str(&v.to_json().expect("json")).expect("valid");
+    assert_eq!(json["version"], 9);
+    assert_eq!(
+        json["suppliers"][0]["price"], "2.5",
+        "prices are exact decimal strings"
+    );
+}
