@@ -3,3 +3,6 @@
 
 mod fanout;
 mod state_machine;
+mod archive;
+mod cache;
+mod functions_s3_redis;

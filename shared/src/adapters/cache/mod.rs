@@ -109,6 +109,7 @@ impl RedisProductCache {
         config: &RedisConfig,
         token: Option<&RedisAuthToken>,
     ) -> Result<Self, PipelineError> {
+        ensure_crypto_provider();
         let info = connection_info(&config.endpoint, token).map_err(|e| {
             PipelineError::with_source(
                 ErrorKind::Misconfigured,
@@ -243,6 +244,17 @@ impl ProductCache for RedisProductCache {
         );
         tracing::info!(evicted, fenced, "cache invalidated");
         Ok((evicted, fenced))
+    }
+}
+
+/// rustls needs one process-wide crypto provider for `rediss://`. A binary that also links
+/// sqlx (which enables ring) and the AWS SDK (aws-lc-rs) has two, so rustls cannot pick one
+/// and would panic on the first TLS connection. Install the AWS SDK's, unless the process
+/// already chose one.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race against another installer is fine: either provider works.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
 
