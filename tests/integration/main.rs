@@ -1,8 +1,12 @@
 //! Integration tests against real PostgreSQL, Redis and a local S3 emulator. One binary,
 //! one module per area, so the suite links once.
 
-mod fanout;
-mod state_machine;
 mod archive;
 mod cache;
+mod event_store;
+mod fanout;
+mod functions_db;
 mod functions_s3_redis;
+mod quarantine;
+mod schema_migrate;
+mod state_machine;

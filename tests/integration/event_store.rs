@@ -1,0 +1,389 @@
+//! The event store against real PostgreSQL: exactly-once appends (SPEC invariant 2), newest
+//! wins whatever the arrival order (3), concurrent writers, and the rebuild (7).
+
+use anyhow::Result;
+use chrono::{DateTime, TimeZone, Utc};
+use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::{
+    PgEventStore, load_offers, load_projection, load_summary, rebuild_projection,
+};
+use inventory::pipeline::{ChunkId, PersistInput};
+use inventory::ports::EventStore;
+use inventory::update::parse_record;
+use inventory::usecase::persist_updates;
+use inventory::{InventoryUpdate, ProductId, SourcePosition};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use std::collections::BTreeMap;
+
+/// When every test update reached the stream.
+pub fn arrived_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// A valid update through the real data contract; `minute` sets `occurred_at` (10:mm).
+pub fn update(
+    product: &str,
+    supplier: &str,
+    quantity: i64,
+    price: &str,
+    minute: u32,
+) -> InventoryUpdate {
+    let json = format!(
+        r#"{{"product_id":"{product}","supplier_id":"{supplier}","quantity":{quantity},"price":"{price}","occurred_at":"2026-11-24T10:{minute:02}:00Z"}}"#
+    );
+    let source = SourcePosition {
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: format!("{minute}{quantity}"),
+        arrived_at: arrived_at(),
+    };
+    parse_record(json.as_bytes(), &source).expect("test updates are valid")
+}
+
+pub fn chunk(index: u32) -> ChunkId {
+    ChunkId {
+        stream: "inventory-updates-test".into(),
+        shard_id: "shardId-000000000000".into(),
+        first_sequence: "1".into(),
+        last_sequence: "2".into(),
+        index,
+    }
+}
+
+pub fn pid(s: &str) -> ProductId {
+    ProductId::parse(s).expect("valid product id")
+}
+
+pub async fn count(db: &DatabaseConnection, table: &str) -> Result<i64> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT count(*) AS n FROM {table}"),
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count"))?;
+    Ok(row.try_get("", "n")?)
+}
+
+/// The offers "newest occurred_at per product and supplier (ties: greater key)" gives.
+pub fn newest_per_offer(
+    updates: &[InventoryUpdate],
+) -> BTreeMap<(String, String), InventoryUpdate> {
+    let mut newest: BTreeMap<(String, String), InventoryUpdate> = BTreeMap::new();
+    for u in updates {
+        let k = (u.product_id.to_string(), u.supplier_id.to_string());
+        let wins = newest
+            .get(&k)
+            .is_none_or(|cur| (u.occurred_at, &u.update_key) > (cur.occurred_at, &cur.update_key));
+        if wins {
+            newest.insert(k, u.clone());
+        }
+    }
+    newest
+}
+
+#[tokio::test]
+async fn a_redelivered_chunk_appends_nothing_and_reports_the_same_changes() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let input = PersistInput {
+        chunk: chunk(0),
+        updates: vec![
+            update("p1", "s1", 5, "10", 1),
+            update("p1", "s2", 3, "9.5", 2),
+            update("p2", "s1", 1, "1", 3),
+        ],
+    };
+
+    let first = persist_updates(&input, &store).await?;
+    let again = persist_updates(&input, &store).await?;
+
+    assert_eq!((first.appended, first.duplicates), (3, 0));
+    assert_eq!((again.appended, again.duplicates), (0, 3));
+    assert_eq!(
+        again.changed, first.changed,
+        "a retry reports the same products and versions"
+    );
+    assert_eq!(
+        first
+            .changed
+            .iter()
+            .map(|c| c.product_id.as_str())
+            .collect::<Vec<_>>(),
+        ["p1", "p2"]
+    );
+    assert_eq!(count(&t.db, "inventory_events").await?, 3);
+    let s = load_summary(&t.db, &pid("p1")).await?.expect("summary");
+    assert_eq!(s.total_quantity, 8);
+    assert_eq!(s.supplier_count, 2);
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn duplicates_within_a_chunk_are_appended_once() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let u = update("p1", "s1", 5, "10", 1);
+
+    let out = store
+        .append(&[u.clone(), u.clone(), update("p1", "s1", 6, "10", 2), u])
+        .await?;
+
+    assert_eq!((out.appended, out.duplicates), (2, 2));
+    assert_eq!(count(&t.db, "inventory_events").await?, 2);
+    assert_eq!(load_offers(&t.db, &pid("p1")).await?[0].quantity.get(), 6);
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn the_newest_occurred_at_wins_whatever_the_arrival_order() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let newer = update("p1", "s1", 20, "4", 30);
+    let older = update("p1", "s1", 10, "5", 10);
+
+    let first = store.append(std::slice::from_ref(&newer)).await?;
+    let late = store.append(std::slice::from_ref(&older)).await?;
+
+    assert_eq!(late.appended, 1, "the older update is kept in the store");
+    assert!(
+        late.changed.is_empty(),
+        "but it changes nothing: {:?}",
+        late.changed
+    );
+    let offers = load_offers(&t.db, &pid("p1")).await?;
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].update_key, newer.update_key);
+    assert_eq!(offers[0].quantity.get(), 20);
+    let s = load_summary(&t.db, &pid("p1")).await?.expect("summary");
+    assert_eq!(
+        s.version, first.changed[0].version,
+        "the version did not move"
+    );
+    assert_eq!(s.updated_at, newer.occurred_at);
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn versions_increase_with_every_change_and_equal_the_newest_event_position() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let mut versions = Vec::new();
+    for minute in 1..=4 {
+        let out = store
+            .append(&[update("p1", "s1", i64::from(minute), "1", minute)])
+            .await?;
+        versions.push(out.changed[0].version);
+    }
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    let offers = load_offers(&t.db, &pid("p1")).await?;
+    assert_eq!(
+        load_summary(&t.db, &pid("p1"))
+            .await?
+            .expect("summary")
+            .version,
+        offers[0].event_seq
+    );
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn concurrent_appends_for_the_same_products_give_the_serial_state() -> Result<()> {
+    let concurrent = TestDb::new().await?;
+    let serial = TestDb::new().await?;
+    // 8 writers, 10 chunks each, over 6 products x 3 suppliers, overlapping and out of order.
+    let mut all = Vec::new();
+    let mut per_writer: Vec<Vec<Vec<InventoryUpdate>>> = Vec::new();
+    for w in 0..8u32 {
+        let mut chunks = Vec::new();
+        for c in 0..10u32 {
+            let chunk: Vec<InventoryUpdate> = (0..12u32)
+                .map(|i| {
+                    let n = w * 131 + c * 17 + i * 7;
+                    update(
+                        &format!("p{}", n % 6),
+                        &format!("s{}", n % 3),
+                        i64::from(n % 50),
+                        &format!("{}.5", n % 9),
+                        (n * 13) % 60,
+                    )
+                })
+                .collect();
+            all.extend(chunk.iter().cloned());
+            chunks.push(chunk);
+        }
+        per_writer.push(chunks);
+    }
+
+    let mut tasks = Vec::new();
+    for chunks in per_writer {
+        let store = PgEventStore::new(concurrent.connect(2).await?);
+        tasks.push(tokio::spawn(async move {
+            for chunk in chunks {
+                store.append(&chunk).await?;
+            }
+            Ok::<_, inventory::PipelineError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let serial_store = PgEventStore::new(serial.db.clone());
+    for chunk in all.chunks(12) {
+        serial_store.append(chunk).await?;
+    }
+
+    let (c_offers, c_summaries) = load_projection(&concurrent.db).await?;
+    let (s_offers, s_summaries) = load_projection(&serial.db).await?;
+    let strip_seq = |o: &inventory::Offer| {
+        (
+            o.product_id.clone(),
+            o.supplier_id.clone(),
+            o.quantity,
+            o.price,
+            o.occurred_at,
+            o.update_key.clone(),
+        )
+    };
+    assert_eq!(
+        c_offers.iter().map(strip_seq).collect::<Vec<_>>(),
+        s_offers.iter().map(strip_seq).collect::<Vec<_>>()
+    );
+    let strip_version = |s: &inventory::ProductSummary| {
+        (
+            s.product_id.clone(),
+            s.total_quantity,
+            s.best_price,
+            s.supplier_count,
+            s.updated_at,
+        )
+    };
+    assert_eq!(
+        c_summaries.iter().map(strip_version).collect::<Vec<_>>(),
+        s_summaries.iter().map(strip_version).collect::<Vec<_>>()
+    );
+    let newest = newest_per_offer(&all);
+    assert_eq!(
+        c_offers
+            .iter()
+            .map(|o| o.update_key.clone())
+            .collect::<Vec<_>>(),
+        newest
+            .values()
+            .map(|u| u.update_key.clone())
+            .collect::<Vec<_>>()
+    );
+    for s in &c_summaries {
+        let max_seq = c_offers
+            .iter()
+            .filter(|o| o.product_id == s.product_id)
+            .map(|o| o.event_seq)
+            .max();
+        assert_eq!(Some(s.version), max_seq, "version of {}", s.product_id);
+    }
+    assert_eq!(
+        count(&concurrent.db, "inventory_events").await?,
+        count(&serial.db, "inventory_events").await?
+    );
+    concurrent.cleanup().await?;
+    serial.cleanup().await
+}
+
+#[tokio::test]
+async fn the_projection_rebuilt_from_events_equals_the_incremental_one() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let updates: Vec<InventoryUpdate> = (0..200u32)
+        .map(|i| {
+            update(
+                &format!("p{}", i % 13),
+                &format!("s{}", i % 4),
+                i64::from(i % 7),
+                &format!("{}.25", i % 11),
+                (i * 37) % 60,
+            )
+        })
+        .collect();
+    for chunk in updates.chunks(17).rev() {
+        store.append(chunk).await?;
+    }
+    let incremental = load_projection(&t.db).await?;
+
+    let report = rebuild_projection(&t.db).await?;
+
+    assert_eq!(
+        load_projection(&t.db).await?,
+        incremental,
+        "offers and summaries, versions included"
+    );
+    assert_eq!(
+        report.events,
+        u64::try_from(count(&t.db, "inventory_events").await?)?
+    );
+    assert_eq!(report.products, 13);
+    assert_eq!(report.offers, u64::try_from(incremental.0.len())?);
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn the_event_store_refuses_updates_and_deletes() -> Result<()> {
+    let t = TestDb::new().await?;
+    PgEventStore::new(t.db.clone())
+        .append(&[update("p1", "s1", 1, "1", 1)])
+        .await?;
+
+    let changed =
+        t.db.execute_unprepared("UPDATE inventory_events SET event_version = 2")
+            .await;
+    let deleted =
+        t.db.execute_unprepared("DELETE FROM inventory_events")
+            .await;
+    let truncated = t.db.execute_unprepared("TRUNCATE inventory_events").await;
+
+    for (what, r) in [
+        ("UPDATE", changed),
+        ("DELETE", deleted),
+        ("TRUNCATE", truncated),
+    ] {
+        let e = r.expect_err(what).to_string();
+        assert!(e.contains("append-only"), "{what}: {e}");
+    }
+    assert_eq!(count(&t.db, "inventory_events").await?, 1);
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn stored_events_keep_the_whole_update() -> Result<()> {
+    let t = TestDb::new().await?;
+    let u = update("p1", "s1", 3, "12.3456", 5);
+    PgEventStore::new(t.db.clone())
+        .append(std::slice::from_ref(&u))
+        .await?;
+
+    let row = t
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            t.db.get_database_backend(),
+            "SELECT update_key, event_type, event_version, payload::text AS payload FROM inventory_events",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no event"))?;
+    let payload: String = row.try_get("", "payload")?;
+    let event: inventory::InventoryUpdateReceived = serde_json::from_str(&payload)?;
+
+    assert_eq!(event, inventory::InventoryUpdateReceived::from(&u));
+    assert_eq!(
+        row.try_get::<String>("", "update_key")?,
+        u.update_key.to_string()
+    );
+    assert_eq!(
+        row.try_get::<String>("", "event_type")?,
+        "InventoryUpdateReceived"
+    );
+    assert_eq!(
+        load_offers(&t.db, &pid("p1")).await?[0].price.to_string(),
+        "12.3456"
+    );
+    t.cleanup().await
+}

@@ -1,0 +1,325 @@
+//! The validate, persist and schema-migrate handlers against real PostgreSQL, as the state
+//! machine and CloudFormation invoke them (JSON in, JSON out): nothing lost (SPEC invariant
+//! 1), exactly-once (2), newest wins under any delivery (3, property test), bad input never
+//! stops good input (5).
+
+use crate::event_store::{count, newest_per_offer, pid, update};
+use crate::quarantine::mixed_chunk;
+use anyhow::Result;
+use integration_tests::postgres::TestDb;
+use inventory::adapters::custom_resource::{Budget, ResponseSender};
+use inventory::adapters::postgres::{
+    DatabaseConfig, DatabaseTarget, PgEventStore, PgQuarantine, TlsMode, connect, load_offers,
+    load_summary,
+};
+use inventory::pipeline::{PersistOutput, ValidateOutput};
+use inventory::{ErrorKind, InventoryUpdate};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use schema_migrate::{PgSchemaMigrator, SchemaMigrator};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// What the state machine hands persist: the chunk and validate's valid updates.
+fn persist_payload(validated: &Value) -> Value {
+    json!({"chunk": validated["chunk"], "updates": validated["valid"]})
+}
+
+#[tokio::test]
+async fn validate_then_persist_keeps_every_record_once_even_when_the_chunk_is_redelivered()
+-> Result<()> {
+    let t = TestDb::new().await?;
+    let quarantine = PgQuarantine::new(t.db.clone());
+    let store = PgEventStore::new(t.db.clone());
+    let chunk = serde_json::to_value(mixed_chunk())?;
+
+    let mut outputs = Vec::new();
+    for _delivery in 0..2 {
+        let validated = serde_json::to_value(validate::handle(chunk.clone(), &quarantine).await?)?;
+        let persisted = persist::handle(persist_payload(&validated), &store).await?;
+        outputs.push((
+            serde_json::from_value::<ValidateOutput>(validated)?,
+            persisted,
+        ));
+    }
+
+    let (validated, first) = &outputs[0];
+    let (_, second) = &outputs[1];
+    assert_eq!(
+        validated.valid.len() + validated.rejected.len(),
+        9,
+        "every record is valid or rejected"
+    );
+    assert_eq!(
+        count(&t.db, "quarantined_records").await?,
+        5,
+        "every rejected record is quarantined, once"
+    );
+    assert_eq!(
+        count(&t.db, "inventory_events").await?,
+        3,
+        "every distinct valid update is stored, once"
+    );
+    assert_eq!((first.appended, first.duplicates), (3, 1));
+    assert_eq!((second.appended, second.duplicates), (0, 4));
+    assert_eq!(
+        second.changed, first.changed,
+        "a redelivery reports the same products for the cache step"
+    );
+    let products: Vec<&str> = first
+        .changed
+        .iter()
+        .map(|c| c.product_id.as_str())
+        .collect();
+    assert_eq!(products, ["SKU-1", "product123"]);
+    let s = load_summary(&t.db, &pid("SKU-1")).await?.expect("summary");
+    assert_eq!((s.total_quantity, s.supplier_count), (12, 2));
+    assert_eq!(s.best_price.map(|p| p.to_string()), Some("9.99".into()));
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_function() -> Result<()>
+{
+    let t = TestDb::new().await?;
+    let garbage = json!({"unexpected": [1, 2, 3]});
+
+    let v = validate::handle(garbage.clone(), &PgQuarantine::new(t.db.clone()))
+        .await
+        .expect_err("validate");
+    let p = persist::handle(garbage.clone(), &PgEventStore::new(t.db.clone()))
+        .await
+        .expect_err("persist");
+    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator { db: t.db.clone() });
+    let m = schema_migrate::handle(garbage, &budget(), &ResponseSender::new()?, migrator)
+        .await
+        .expect_err("migrate");
+
+    for e in [v, p, m] {
+        assert_eq!(e.kind, ErrorKind::InvalidPayload, "{}", e.message);
+    }
+    assert_eq!(
+        count(&t.db, "inventory_events").await? + count(&t.db, "quarantined_records").await?,
+        0
+    );
+    t.cleanup().await
+}
+
+fn budget() -> Budget {
+    Budget {
+        time_left: Duration::from_secs(60),
+        log_stream: "test".into(),
+    }
+}
+
+/// A loopback `ResponseURL` that answers 200 and hands over each body it receives.
+async fn response_url() -> Result<(String, mpsc::UnboundedReceiver<Value>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!(
+        "http://{}/response?X-Amz-Signature=abc",
+        listener.local_addr()?
+    );
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut part = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = socket.read(&mut part).await else {
+                    return;
+                };
+                buf.extend_from_slice(&part[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let Ok(n) = socket.read(&mut part).await else {
+                        return;
+                    };
+                    buf.extend_from_slice(&part[..n]);
+                }
+                break buf[end + 4..end + 4 + len].to_vec();
+            };
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        }
+    });
+    Ok((url, rx))
+}
+
+fn cfn_event(request_type: &str, url: &str) -> Result<Value> {
+    let mut e: Value =
+        serde_json::from_str(include_str!("../fixtures/cfn-schema-migrate-create.json"))?;
+    e["RequestType"] = json!(request_type);
+    e["ResponseURL"] = json!(url);
+    if request_type != "Create" {
+        e["PhysicalResourceId"] = json!(schema_migrate::PHYSICAL_ID);
+        e["OldResourceProperties"] = json!({});
+    }
+    Ok(e)
+}
+
+#[tokio::test]
+async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answers_success()
+-> Result<()> {
+    let t = TestDb::empty().await?;
+    let (url, mut answers) = response_url().await?;
+    let sender = ResponseSender::new()?;
+    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator { db: t.db.clone() });
+
+    schema_migrate::handle(
+        cfn_event("Create", &url)?,
+        &budget(),
+        &sender,
+        migrator.clone(),
+    )
+    .await?;
+    schema_migrate::handle(
+        cfn_event("Update", &url)?,
+        &budget(),
+        &sender,
+        migrator.clone(),
+    )
+    .await?;
+    schema_migrate::handle(cfn_event("Delete", &url)?, &budget(), &sender, migrator).await?;
+
+    let create = answers.recv().await.expect("Create answered");
+    let update = answers.recv().await.expect("Update answered");
+    let delete = answers.recv().await.expect("Delete answered");
+    assert_eq!(
+        (
+            create["Status"].as_str(),
+            create["Data"]["Applied"].as_str()
+        ),
+        (Some("SUCCESS"), Some("3"))
+    );
+    assert_eq!(
+        (
+            update["Status"].as_str(),
+            update["Data"]["Applied"].as_str()
+        ),
+        (Some("SUCCESS"), Some("0"))
+    );
+    assert_eq!(delete["Status"], "SUCCESS");
+    assert_eq!(create["PhysicalResourceId"], update["PhysicalResourceId"]);
+    assert_eq!(
+        count(&t.db, "inventory_events").await?,
+        0,
+        "the tables exist, and Delete dropped nothing"
+    );
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() -> Result<()> {
+    let (url, mut answers) = response_url().await?;
+    let config = DatabaseConfig {
+        target: DatabaseTarget::Url(
+            "postgres://postgres@127.0.0.1:5432/it_no_such_database".into(),
+        ),
+        tls: TlsMode::AsConfigured,
+        pool_max: 1,
+    };
+    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
+        db: connect(&config, None).await?,
+    });
+
+    schema_migrate::handle(
+        cfn_event("Create", &url)?,
+        &budget(),
+        &ResponseSender::new()?,
+        migrator,
+    )
+    .await?;
+
+    let answer = answers.recv().await.expect("answered");
+    assert_eq!(answer["Status"], "FAILED");
+    let reason = answer["Reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Inventory.Misconfigured") && reason.contains("it_no_such_database"),
+        "{reason}"
+    );
+    Ok(())
+}
+
+/// One generated update: product, supplier, quantity, price, minute.
+type Row = (u8, u8, i64, u32, u32);
+
+fn deliveries() -> impl Strategy<Value = (Vec<Row>, Vec<usize>, usize)> {
+    prop::collection::vec((0..3u8, 0..2u8, 0..20i64, 1..50u32, 0..30u32), 1..12).prop_flat_map(
+        |base| {
+            let n = base.len();
+            prop::collection::vec(0..n, 0..20).prop_flat_map(move |extra| {
+                let order: Vec<usize> = (0..n).chain(extra).collect();
+                (Just(base.clone()), Just(order).prop_shuffle(), 1..6usize)
+            })
+        },
+    )
+}
+
+#[test]
+fn any_permutation_duplication_and_chunking_yields_the_newest_update_per_offer() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let t = rt.block_on(TestDb::new())?;
+    let store = PgEventStore::new(t.db.clone());
+    let cases = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        failure_persistence: None,
+        ..Config::default()
+    });
+
+    let result = runner.run(&deliveries(), |(base, order, chunk_size)| {
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Each case has its own products, so cases share one database without meeting.
+        let updates: Vec<InventoryUpdate> = base
+            .iter()
+            .map(|(p, s, q, price, minute)| update(&format!("c{case}-p{p}"), &format!("s{s}"), *q, &price.to_string(), *minute))
+            .collect();
+        let delivered: Vec<InventoryUpdate> = order.iter().map(|i| updates[*i].clone()).collect();
+        let newest = newest_per_offer(&updates);
+        let products: BTreeSet<String> = updates.iter().map(|u| u.product_id.to_string()).collect();
+
+        let stored = rt.block_on(async {
+            for (i, chunk) in delivered.chunks(chunk_size).enumerate() {
+                let payload = json!({"chunk": crate::event_store::chunk(u32::try_from(i).unwrap_or(0)), "updates": chunk});
+                let _: PersistOutput = persist::handle(payload, &store).await?;
+            }
+            let mut stored = Vec::new();
+            for p in &products {
+                stored.push((load_offers(&t.db, &pid(p)).await?, load_summary(&t.db, &pid(p)).await?));
+            }
+            Ok::<_, inventory::PipelineError>(stored)
+        });
+        let stored = stored.map_err(|e| TestCaseError::fail(e.detailed()))?;
+
+        let got: Vec<String> = stored.iter().flat_map(|(offers, _)| offers.iter().map(|o| o.update_key.to_string())).collect();
+        let want: Vec<String> = newest.values().map(|u| u.update_key.to_string()).collect();
+        prop_assert_eq!(got, want);
+        for (offers, summary) in &stored {
+            let summary = summary.as_ref().ok_or_else(|| TestCaseError::fail("a product with offers has a summary"))?;
+            prop_assert_eq!(summary.total_quantity, offers.iter().map(|o| o.quantity.get()).sum::<i64>());
+            prop_assert_eq!(Some(summary.version), offers.iter().map(|o| o.event_seq).max());
+        }
+        Ok(())
+    });
+
+    rt.block_on(t.cleanup())?;
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}
