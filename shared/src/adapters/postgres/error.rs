@@ -16,7 +16,13 @@ pub fn db_error(context: &str, e: DbErr) -> PipelineError {
 
 fn classify(e: &DbErr) -> ErrorKind {
     match e {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ErrorKind::DependencyUnavailable,
+        DbErr::ConnectionAcquire(_) => ErrorKind::DependencyUnavailable,
+        // Connecting can fail for good (no such database, bad password): the server says so.
+        DbErr::Conn(RuntimeErr::SqlxError(s)) => match classify_sqlx(s) {
+            ErrorKind::Internal => ErrorKind::DependencyUnavailable,
+            kind => kind,
+        },
+        DbErr::Conn(_) => ErrorKind::DependencyUnavailable,
         DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
             classify_sqlx(s)
         }

@@ -16,7 +16,7 @@ mod rows;
 #[cfg(feature = "secrets")]
 pub use config::credentials_from_secret;
 pub use catalog::PgCatalogReader;
-pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect};
+pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect, connect_options};
 pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use projection_store::{RebuildReport, rebuild_projection};
