@@ -5,12 +5,22 @@ use fanout::config::Config;
 use fanout::s3::S3OversizeStore;
 use fanout::sfn::SfnExecutionStarter;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     inventory::adapters::lambda::init_tracing();
-    let config = Config::from_env().map_err(|e| e.detailed())?;
-    let aws = aws_config::load_from_env().await;
+    let config = Config::from_env().map_err(|e| {
+        tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "cannot start: bad configuration");
+        e.detailed()
+    })?;
+    // A hung call must come back as a transient error (its chunk is reported and redelivered)
+    // long before the function's own timeout fails the whole batch.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(20))
+        .build();
+    let aws = aws_config::from_env().timeout_config(timeouts).load().await;
     let starter =
         SfnExecutionStarter::new(aws_sdk_sfn::Client::new(&aws), &config.state_machine_arn);
     let store = S3OversizeStore::new(aws_sdk_s3::Client::new(&aws), config.oversized.clone());
