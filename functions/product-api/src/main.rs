@@ -1,0 +1,20 @@
+//! Lambda entry point of `product-api`: configuration, secrets, the database pool and the
+//! cache connection are set up once per process; every request then runs
+//! [`product_api::handle`].
+
+use lambda_http::{Body, Error, Request, Response, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    inventory::adapters::lambda::init_tracing();
+    let config = product_api::Config::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let app = product_api::build(&config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e.detailed(), "cold start failed"))?;
+    let app = &app;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<Response<Body>, Error>(product_api::handle(app, req).await)
+    }))
+    .await
+}
