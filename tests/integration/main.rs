@@ -4,6 +4,7 @@
 mod archive;
 mod cache;
 mod event_store;
+mod e2e;
 mod fanout;
 mod functions_db;
 mod functions_s3_redis;

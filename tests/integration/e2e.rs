@@ -1,0 +1,687 @@
+//! End to end through the local stack (`cargo xtask stack up`, started for the suite by
+//! `cargo xtask test`): records go on the Kinesis stream or straight to the fan-out, and the
+//! tests look at what the real binaries, the real ASL file under moto's interpreter, the
+//! poller and PostgreSQL, Redis and S3 did.
+//!
+//! The stack is found through `cfn-outputs/flat-outputs.json` (or `INVENTORY_OUTPUTS`). Without
+//! a stack these tests say so and pass, unless `INVENTORY_E2E_REQUIRED=1` (as `cargo xtask
+//! test` sets), where a missing stack fails them. They use the router's fault switch, so they
+//! need the local stack, not a deployed one.
+//!
+//! Redrive: moto implements no `RedriveExecution`. A redrive re-runs the failed execution from
+//! its failed state with the same input, so what it relies on is that running the same input
+//! again, after the failure and once more after that, applies every update exactly once. The
+//! last test checks exactly that, by starting new executions with the failed one's input.
+//!
+//! The tests share one stack, so they run one at a time (`SERIAL`); each uses product ids of
+//! its own, and looks only at executions started after it began.
+
+use anyhow::{Context as _, Result, bail};
+use aws_sdk_sfn::types::ExecutionStatus;
+use base64::Engine as _;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use serde_json::{Value, json};
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Stack {
+    out: Value,
+    kinesis: aws_sdk_kinesis::Client,
+    sfn: aws_sdk_sfn::Client,
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    db: DatabaseConnection,
+    /// This test's product ids start with it.
+    nonce: String,
+    /// Executions that existed before this test began.
+    before: std::collections::HashSet<String>,
+}
+
+/// The stack, or `None` (and a note) when there is none and none is required.
+async fn stack() -> Option<Stack> {
+    let path = std::env::var("INVENTORY_OUTPUTS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../cfn-outputs/flat-outputs.json"
+        )
+        .to_owned()
+    });
+    let required = std::env::var("INVENTORY_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    let out: Value = match std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(v) => v,
+        None if required => {
+            panic!("no local stack: {path} is missing (cargo xtask test starts one)")
+        }
+        None => {
+            eprintln!(
+                "e2e: skipped, no local stack at {path} (run `cargo xtask stack up`, or `cargo xtask test`)"
+            );
+            return None;
+        }
+    };
+    let endpoint = out["LocalEndpointUrl"]
+        .as_str()
+        .expect("LocalEndpointUrl")
+        .to_owned();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "e2e",
+        ))
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let db = Database::connect(out["LocalDatabaseUrl"].as_str().expect("LocalDatabaseUrl"))
+        .await
+        .expect("the stack's database");
+    let nonce = format!(
+        "E2E{:x}",
+        chrono::Utc::now().timestamp_micros() % 0xFFFF_FFFF
+    );
+    let mut st = Stack {
+        kinesis: aws_sdk_kinesis::Client::new(&conf),
+        sfn: aws_sdk_sfn::Client::new(&conf),
+        sqs: aws_sdk_sqs::Client::new(&conf),
+        s3,
+        db,
+        nonce,
+        before: Default::default(),
+        out,
+    };
+    st.before = st
+        .executions()
+        .await
+        .expect("listing executions")
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    Some(st)
+}
+
+/// A fault on the router, removed when dropped (also when the test fails).
+struct Fault<'a> {
+    stack: &'a Stack,
+    id: u64,
+}
+
+impl<'a> Fault<'a> {
+    fn add(stack: &'a Stack, spec: Value) -> Result<Self> {
+        let id = stack.router("POST", "/_faults", &spec)?["id"]
+            .as_u64()
+            .context("fault id")?;
+        Ok(Self { stack, id })
+    }
+
+    fn fired(&self) -> Result<u64> {
+        let faults = self.stack.router("GET", "/_faults", &json!({}))?;
+        let f = faults
+            .as_array()
+            .and_then(|fs| fs.iter().find(|f| f["id"] == self.id))
+            .context("fault gone")?;
+        f["fired"].as_u64().context("fired")
+    }
+}
+
+impl Drop for Fault<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .stack
+            .router("DELETE", &format!("/_faults/{}", self.id), &json!({}));
+    }
+}
+
+impl Stack {
+    fn o(&self, key: &str) -> &str {
+        self.out[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("output {key} missing"))
+    }
+
+    fn product(&self, n: u32) -> String {
+        format!("{}-{n}", self.nonce)
+    }
+
+    fn update(&self, product: &str, supplier: &str, qty: u32) -> Vec<u8> {
+        json!({"product_id": product, "quantity": qty, "price": "12.50", "supplier_id": supplier,
+               "update_id": format!("{product}-{supplier}-{qty}"), "occurred_at": "2026-03-01T10:00:00Z"})
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The poller's progress: (records read from the stream, records done, batches in flight).
+    fn poller(&self) -> Result<(u64, u64, u64)> {
+        let p = self.router("GET", "/_stats", &json!({}))?["poller"].clone();
+        let n = |k: &str| p[k].as_u64().unwrap_or(0);
+        Ok((n("records_read"), n("records_done"), n("in_flight")))
+    }
+
+    /// Puts records (partition key, data) on the stream in one PutRecords call, and waits
+    /// until the event source mapping has handed all of them to the fan-out (or given up on
+    /// them), so every execution they start exists when this returns.
+    async fn put(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        let (_, done_before, _) = self.poller()?;
+        self.put_only(records).await?;
+        let want = done_before + records.len() as u64;
+        self.until(
+            "the poller to take the records",
+            async || self.poller(),
+            |(read, done, in_flight)| *done >= want && done == read && *in_flight == 0,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn put_only(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        let entries = records
+            .iter()
+            .map(|(k, d)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(k)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(d.clone()))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .kinesis
+            .put_records()
+            .stream_name(self.o("StreamName"))
+            .set_records(Some(entries))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            out.failed_record_count() == Some(0) || out.failed_record_count().is_none(),
+            "PutRecords failed some"
+        );
+        Ok(())
+    }
+
+    async fn count(&self, sql: &str) -> Result<i64> {
+        let sql = sql.replace("{nonce}", &self.nonce);
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?
+            .context("no row")?;
+        Ok(row.try_get_by_index(0)?)
+    }
+
+    async fn events(&self) -> Result<i64> {
+        self.count("SELECT count(*) FROM inventory_events WHERE product_id LIKE '{nonce}-%'")
+            .await
+    }
+
+    /// Waits until `f` holds, or fails with what it last saw.
+    async fn until<T: std::fmt::Debug>(
+        &self,
+        what: &str,
+        mut probe: impl AsyncFnMut() -> Result<T>,
+        ok: impl Fn(&T) -> bool,
+    ) -> Result<T> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = probe().await?;
+            if ok(&v) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("{what}: still {v:?} after {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Executions not in `before` (started since this test began): (ARN, name, status).
+    async fn executions(&self) -> Result<Vec<(String, String, ExecutionStatus)>> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sfn
+                .list_executions()
+                .state_machine_arn(self.o("StateMachineArn"))
+                .set_next_token(token)
+                .send()
+                .await?;
+            for e in page.executions() {
+                if !self.before.contains(e.execution_arn()) {
+                    all.push((
+                        e.execution_arn().to_owned(),
+                        e.name().to_owned(),
+                        e.status().clone(),
+                    ));
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The router's controls (`/_faults`), over plain HTTP/1.1.
+    fn router(&self, method: &str, path: &str, body: &Value) -> Result<Value> {
+        http(
+            method,
+            &format!("{}{path}", self.o("LocalRouterUrl")),
+            &body.to_string(),
+        )
+    }
+
+    async fn wait_finished(
+        &self,
+        at_least: usize,
+    ) -> Result<Vec<(String, String, ExecutionStatus)>> {
+        self.until(
+            "executions to finish",
+            async || self.executions().await,
+            |v| v.len() >= at_least && v.iter().all(|e| e.2 != ExecutionStatus::Running),
+        )
+        .await
+    }
+}
+
+/// A minimal HTTP/1.1 client for the router's JSON controls and direct invocations.
+fn http(method: &str, url: &str, body: &str) -> Result<Value> {
+    let rest = url.strip_prefix("http://").context("http only")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").context("no HTTP body")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 2"), "{method} {url}: {head}");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok(serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The states whose task failed: each TaskFailed event, walked back to its state's entry.
+fn failed_in(
+    history: &aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput,
+) -> Vec<String> {
+    let by_id: std::collections::HashMap<i64, &aws_sdk_sfn::types::HistoryEvent> =
+        history.events().iter().map(|e| (e.id(), e)).collect();
+    let mut states = Vec::new();
+    for failed in history
+        .events()
+        .iter()
+        .filter(|e| e.r#type() == &aws_sdk_sfn::types::HistoryEventType::TaskFailed)
+    {
+        let mut e = failed;
+        while let Some(prev) = by_id.get(&e.previous_event_id()) {
+            if let Some(d) = prev.state_entered_event_details() {
+                states.push(d.name().to_owned());
+                break;
+            }
+            e = prev;
+        }
+    }
+    states
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_starts_no_second_execution() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(st) = stack().await else {
+        return Ok(());
+    };
+    // Arrange: a batch as the event source mapping would deliver it, from a shard of our own.
+    let shard = format!(
+        "shardId-{:012}",
+        chrono::Utc::now().timestamp_millis() % 1_000_000_000_000
+    );
+    let base = chrono::Utc::now().timestamp_micros();
+    let seqs: Vec<String> = (1..=3).map(|i| format!("4959{base:040}{i}")).collect();
+    let records: Vec<Value> = seqs
+        .iter()
+        .enumerate()
+        .map(|(i, seq)| {
+            let product = st.product(i as u32);
+            json!({"kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": product, "sequenceNumber": seq,
+                    "data": base64::engine::general_purpose::STANDARD.encode(st.update(&product, "acme", 5)),
+                    "approximateArrivalTimestamp": chrono::Utc::now().timestamp_millis() as f64 / 1000.0},
+                   "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": format!("{shard}:{seq}"),
+                   "eventName": "aws:kinesis:record", "awsRegion": "us-east-1", "eventSourceARN": st.o("StreamArn"),
+                   "invokeIdentityArn": "arn:aws:iam::123456789012:role/e2e"})
+        })
+        .collect();
+    let event = json!({ "Records": records });
+    let invoke = "/2015-03-31/functions/fanout/invocations";
+
+    // Act: deliver it, let it finish, deliver it again.
+    let first = st.router("POST", invoke, &event)?;
+    st.wait_finished(1).await?;
+    st.until("three events", async || st.events().await, |n| *n == 3)
+        .await?;
+    let second = st.router("POST", invoke, &event)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Assert: both deliveries succeeded, one execution exists, each update applied once.
+    for reply in [&first, &second] {
+        let failures = reply
+            .get("batchItemFailures")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        assert_eq!(failures, 0, "the fan-out reported failures: {reply}");
+    }
+    let executions = st.wait_finished(1).await?;
+    assert_eq!(
+        executions.len(),
+        1,
+        "a redelivery started another execution: {executions:?}"
+    );
+    assert_eq!(executions[0].2, ExecutionStatus::Succeeded);
+    let expected = inventory::pipeline::ChunkId {
+        stream: st.o("StreamName").to_owned(),
+        shard_id: shard,
+        first_sequence: seqs[0].clone(),
+        last_sequence: seqs[2].clone(),
+        index: 0,
+    };
+    assert_eq!(
+        executions[0].1,
+        expected.execution_name(),
+        "the execution is named after its chunk"
+    );
+    assert_eq!(st.events().await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_with_poison_records_finishes_with_them_quarantined() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(st) = stack().await else {
+        return Ok(());
+    };
+    // Arrange: good and bad records on one product's partition key (one shard, one batch).
+    let key = st.product(0);
+    let mut records = vec![
+        (key.clone(), st.update(&key, "acme", 1)),
+        (
+            key.clone(),
+            format!(r#"{{"product_id":"{key}","quantity":5,"price":"#).into_bytes(),
+        ),
+        (key.clone(), st.update(&key, "globex", 2)),
+        (
+            key.clone(),
+            format!(r#"{{"product_id":"{key}","quantity":-3,"price":"1"}}"#).into_bytes(),
+        ),
+        (
+            key.clone(),
+            format!(r#"{{"product_id":"{key}","quantity":1,"price":"1","colour":"red"}}"#)
+                .into_bytes(),
+        ),
+        (key.clone(), vec![0xff, 0xfe, 0x00]),
+    ];
+    records.push((st.product(1), st.update(&st.product(1), "acme", 3)));
+
+    // Act
+    st.put(&records).await?;
+    let executions = st.wait_finished(1).await?;
+    let quarantined = st
+        .until(
+            "four quarantined records",
+            async || {
+                st.count(
+                    "SELECT count(*) FROM quarantined_records WHERE partition_key LIKE '{nonce}-%'",
+                )
+                .await
+            },
+            |n| *n >= 4,
+        )
+        .await?;
+
+    // Assert: every execution succeeded; good records applied, bad ones kept with their reason.
+    assert!(
+        executions.iter().all(|e| e.2 == ExecutionStatus::Succeeded),
+        "{executions:?}"
+    );
+    assert_eq!(st.events().await?, 3);
+    assert_eq!(quarantined, 4);
+    for code in ["not_json", "quantity_negative", "unknown_field", "not_utf8"] {
+        let n = st.count(&format!("SELECT count(*) FROM quarantined_records WHERE partition_key LIKE '{{nonce}}-%' AND reason_code = '{code}'")).await?;
+        assert_eq!(n, 1, "{code}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_task_failing_transiently_is_retried_by_the_state_machine_and_succeeds() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(st) = stack().await else {
+        return Ok(());
+    };
+    // Arrange: persist fails twice, transiently, for this test's products only.
+    let fault = Fault::add(
+        &st,
+        json!({"function": "persist", "match": st.nonce, "count": 2, "error_type": "Inventory.DependencyUnavailable"}),
+    )?;
+    let key = st.product(0);
+
+    // Act
+    st.put(&[
+        (key.clone(), st.update(&key, "acme", 7)),
+        (key.clone(), st.update(&key, "initech", 8)),
+    ])
+    .await?;
+    let executions = st.wait_finished(1).await?;
+
+    // Assert: the fault fired twice, and still every execution succeeded, applying each update once.
+    assert_eq!(fault.fired()?, 2);
+    assert!(
+        executions.iter().all(|e| e.2 == ExecutionStatus::Succeeded),
+        "{executions:?}"
+    );
+    assert_eq!(st.events().await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_fanout_failing_for_good_sends_the_batch_to_the_on_failure_queue_in_the_aws_shape()
+-> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(st) = stack().await else {
+        return Ok(());
+    };
+    // Arrange: the fan-out fails for any batch holding this test's partition key.
+    let key = st.product(0);
+    let fault = Fault::add(
+        &st,
+        json!({"function": "fanout", "match": key, "error_type": "Inventory.Internal"}),
+    )?;
+    let queue = st.o("FanoutDlqUrl").to_owned();
+
+    // Act: after bisecting and its retries, the mapping gives up on the record.
+    st.put(&[(key.clone(), st.update(&key, "acme", 1))]).await?;
+    let message = st
+        .until(
+            "a message on the on-failure queue",
+            async || {
+                let out = st
+                    .sqs
+                    .receive_message()
+                    .queue_url(&queue)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await?;
+                let bodies: Vec<Value> = out
+                    .messages()
+                    .iter()
+                    .filter_map(|m| serde_json::from_str(m.body()?).ok())
+                    .collect();
+                Ok(bodies)
+            },
+            |v| !v.is_empty(),
+        )
+        .await?;
+    drop(fault);
+
+    // Assert: AWS's invocation record for Kinesis, naming the record; nothing was applied.
+    let m = &message[0];
+    assert_eq!(
+        m["requestContext"]["condition"], "RetryAttemptsExhausted",
+        "{m}"
+    );
+    assert_eq!(m["responseContext"]["functionError"], "Unhandled");
+    let info = &m["KinesisBatchInfo"];
+    assert_eq!(info["batchSize"], 1, "{m}");
+    assert_eq!(info["streamArn"], st.o("StreamArn"));
+    assert!(
+        info["shardId"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("shardId-"))
+    );
+    assert_eq!(info["startSequenceNumber"], info["endSequenceNumber"]);
+    assert_eq!(st.events().await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_persist_failure_fails_the_execution_at_persist_and_rerunning_its_input_applies_it_exactly_once()
+-> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(st) = stack().await else {
+        return Ok(());
+    };
+    // Arrange: persist fails permanently for this test's product (three suppliers, one chunk).
+    let key = st.product(0);
+    let fault = Fault::add(
+        &st,
+        json!({"function": "persist", "match": key, "error_type": "Inventory.Internal"}),
+    )?;
+    st.put(&[
+        (key.clone(), st.update(&key, "acme", 1)),
+        (key.clone(), st.update(&key, "globex", 2)),
+        (key.clone(), st.update(&key, "initech", 3)),
+    ])
+    .await?;
+    let executions = st.wait_finished(1).await?;
+    let (failed_arn, failed_name, status) = executions.first().cloned().context("an execution")?;
+
+    // The execution failed, at Persist, with the task's own error; nothing was applied.
+    assert_eq!(status, ExecutionStatus::Failed, "{executions:?}");
+    let history = st
+        .sfn
+        .get_execution_history()
+        .execution_arn(&failed_arn)
+        .max_results(1000)
+        .send()
+        .await?;
+    assert_eq!(
+        failed_in(&history),
+        vec!["Persist".to_owned()],
+        "the states whose task failed"
+    );
+    let failure = history
+        .events()
+        .iter()
+        .find_map(|e| e.execution_failed_event_details())
+        .context("no ExecutionFailed event")?;
+    assert_eq!(failure.error(), Some("Inventory.Internal"));
+    assert_eq!(st.events().await?, 0);
+
+    // Act: recover, then run the failed execution's input twice more (what a redrive re-runs).
+    drop(fault);
+    let input = st
+        .sfn
+        .describe_execution()
+        .execution_arn(&failed_arn)
+        .send()
+        .await?
+        .input()
+        .context("no input")?
+        .to_owned();
+    for attempt in 1..=2 {
+        let name = format!(
+            "{}-rerun{attempt}",
+            &failed_name[..failed_name.len().min(70)]
+        );
+        let arn = st
+            .sfn
+            .start_execution()
+            .state_machine_arn(st.o("StateMachineArn"))
+            .name(name)
+            .input(&input)
+            .send()
+            .await?
+            .execution_arn()
+            .to_owned();
+        let status = st
+            .until(
+                "the re-run to finish",
+                async || {
+                    Ok(st
+                        .sfn
+                        .describe_execution()
+                        .execution_arn(&arn)
+                        .send()
+                        .await?
+                        .status()
+                        .clone())
+                },
+                |s| *s != ExecutionStatus::Running,
+            )
+            .await?;
+        assert_eq!(status, ExecutionStatus::Succeeded, "re-run {attempt}");
+        // Assert: every update applied exactly once, whatever the number of runs.
+        assert_eq!(st.events().await?, 3, "after re-run {attempt}");
+        assert_eq!(
+            st.count("SELECT count(*) FROM product_offers WHERE product_id LIKE '{nonce}-%'")
+                .await?,
+            3
+        );
+    }
+    let archived = st
+        .s3
+        .list_objects_v2()
+        .bucket(st.o("ArchiveBucketName"))
+        .prefix("raw/")
+        .send()
+        .await?;
+    let objects = archived
+        .contents()
+        .iter()
+        .filter(|o| o.key().is_some_and(|k| k.contains(&failed_name)))
+        .count();
+    assert_eq!(objects, 1, "the chunk is archived once, under its own key");
+    Ok(())
+}
