@@ -11,3 +11,4 @@ mod functions_s3_redis;
 mod quarantine;
 mod schema_migrate;
 mod state_machine;
+mod read_path;
