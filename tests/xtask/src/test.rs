@@ -16,6 +16,8 @@ pub fn run(extra: &[String]) -> Result<()> {
     setup::run()?;
     step("cargo test --workspace");
     sh(cargo().args(["test", "--workspace"]).args(extra))?;
+    step("infrastructure checks: sam validate --lint, cfn-lint, asl-validator, checkov, template policy");
+    sh(Command::new(root().join("infra/checks/run")).current_dir(root()).env("PATH", tool_path()))?;
     Ok(())
 }
 
