@@ -3,10 +3,11 @@
 //! tests look at what the real binaries, the real ASL file under moto's interpreter, the
 //! poller and PostgreSQL, Redis and S3 did.
 //!
-//! The stack is found through `cfn-outputs/flat-outputs.json` (or `INVENTORY_OUTPUTS`). Without
-//! a stack these tests say so and pass, unless `INVENTORY_E2E_REQUIRED=1` (as `cargo xtask
-//! test` sets), where a missing stack fails them. They use the router's fault switch, so they
-//! need the local stack, not a deployed one.
+//! The stack is the one whose outputs file `INVENTORY_OUTPUTS` names (to run them against a
+//! `cargo xtask stack up`: `INVENTORY_OUTPUTS=cfn-outputs/flat-outputs.json cargo test -p
+//! integration-tests e2e`). Without it these tests say so and pass, unless
+//! `INVENTORY_E2E_REQUIRED=1` (as `cargo xtask test` sets), where a missing stack fails them.
+//! They use the router's fault switch, so they need the local stack, not a deployed one.
 //!
 //! Redrive: moto implements no `RedriveExecution`. A redrive re-runs the failed execution from
 //! its failed state with the same input, so what it relies on is that running the same input
@@ -40,28 +41,29 @@ struct Stack {
     before: std::collections::HashSet<String>,
 }
 
-/// The stack, or `None` (and a note) when there is none and none is required.
+/// The stack named by `INVENTORY_OUTPUTS`, or `None` (and a note) when there is none and
+/// none is required. The default `cfn-outputs/flat-outputs.json` is deliberately not used:
+/// it may belong to a demo or a developer's stack, which these tests would disturb.
 async fn stack() -> Option<Stack> {
-    let path = std::env::var("INVENTORY_OUTPUTS").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../cfn-outputs/flat-outputs.json"
-        )
-        .to_owned()
-    });
     let required = std::env::var("INVENTORY_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    let Ok(path) = std::env::var("INVENTORY_OUTPUTS") else {
+        assert!(
+            !required,
+            "INVENTORY_E2E_REQUIRED=1 but INVENTORY_OUTPUTS names no stack"
+        );
+        eprintln!(
+            "e2e: skipped; set INVENTORY_OUTPUTS to a local stack's outputs (cargo xtask test does)"
+        );
+        return None;
+    };
     let out: Value = match std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
         Some(v) => v,
-        None if required => {
-            panic!("no local stack: {path} is missing (cargo xtask test starts one)")
-        }
+        None if required => panic!("no local stack: {path} is missing or unreadable"),
         None => {
-            eprintln!(
-                "e2e: skipped, no local stack at {path} (run `cargo xtask stack up`, or `cargo xtask test`)"
-            );
+            eprintln!("e2e: skipped, no local stack at {path}");
             return None;
         }
     };

@@ -56,7 +56,6 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let opts = stack::cli::options(&a)?;
     let keep_running = a.flag("keep-running");
-    crate::setup::run()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -107,7 +106,7 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
             push_done.clone(),
         );
         tokio::spawn(async move {
-            let r = push::push(&kinesis, &stream, &records, sent).await;
+            let r = push::push_lanes(&kinesis, &stream, &records, 4, sent).await;
             done.store(true, Ordering::Relaxed);
             (r, started.elapsed())
         })

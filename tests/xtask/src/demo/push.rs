@@ -1,6 +1,7 @@
 //! Putting a feed on the stream: `PutRecords` batches of at most 500 records and 5 MiB,
-//! partition key = product id, retrying only the entries that failed, with backoff. Batches go
-//! one after another, so a product's updates reach the stream in feed order.
+//! partition key = product id, retrying only the entries that failed, with backoff. Records
+//! are split into lanes by partition key; each lane sends its batches one after another, so a
+//! product's updates reach the stream in feed order while the lanes run side by side.
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_kinesis::primitives::Blob;
@@ -41,7 +42,46 @@ pub fn batches(records: &[FeedRecord]) -> Vec<&[FeedRecord]> {
     out
 }
 
-/// Pushes every record; `sent` counts them as they are accepted.
+/// Splits records into `n` lanes by partition key, keeping their order within each lane.
+pub fn lanes(records: &[FeedRecord], n: usize) -> Vec<Vec<FeedRecord>> {
+    let mut out = vec![Vec::new(); n.max(1)];
+    for r in records {
+        let h = r
+            .partition_key
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+        let lane = (h % out.len() as u64) as usize;
+        out[lane].push(r.clone());
+    }
+    out
+}
+
+/// Pushes every record over `lanes_n` concurrent lanes; `sent` counts them as they are accepted.
+pub async fn push_lanes(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[FeedRecord],
+    lanes_n: usize,
+    sent: Arc<AtomicU64>,
+) -> Result<PushReport> {
+    let mut set = tokio::task::JoinSet::new();
+    for lane in lanes(records, lanes_n) {
+        let (client, stream, sent) = (client.clone(), stream.to_owned(), sent.clone());
+        set.spawn(async move { push(&client, &stream, &lane, sent).await });
+    }
+    let mut total = PushReport::default();
+    while let Some(r) = set.join_next().await {
+        let r = r??;
+        total.sent += r.sent;
+        total.calls += r.calls;
+        total.retried_entries += r.retried_entries;
+    }
+    Ok(total)
+}
+
+/// Pushes every record in order; `sent` counts them as they are accepted.
 pub async fn push(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
@@ -119,6 +159,37 @@ mod tests {
             partition_key: "p".into(),
             data: vec![b'x'; bytes],
             kind: RecordKind::Update,
+        }
+    }
+
+    #[test]
+    fn lanes_keep_each_partition_keys_records_together_and_in_order() {
+        let records: Vec<FeedRecord> = (0..100)
+            .map(|i| FeedRecord {
+                partition_key: format!("p{}", i % 7),
+                data: vec![i as u8],
+                kind: RecordKind::Update,
+            })
+            .collect();
+        let lanes = lanes(&records, 3);
+        assert_eq!(lanes.iter().map(Vec::len).sum::<usize>(), 100);
+        for lane in &lanes {
+            for key in lane.iter().map(|r| &r.partition_key) {
+                assert!(
+                    lanes
+                        .iter()
+                        .filter(|l| l.iter().any(|r| &r.partition_key == key))
+                        .count()
+                        == 1,
+                    "{key} in two lanes"
+                );
+            }
+            for pair in lane
+                .windows(2)
+                .filter(|w| w[0].partition_key == w[1].partition_key)
+            {
+                assert!(pair[0].data[0] < pair[1].data[0], "order kept within a key");
+            }
         }
     }
 

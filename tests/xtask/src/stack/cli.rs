@@ -5,6 +5,7 @@ use super::start::{self, LocalStack, StackOptions, stacks_dir};
 use crate::args::Args;
 use anyhow::{Result, bail};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 pub const USAGE: &str = "usage: cargo xtask stack <up|down>
@@ -19,6 +20,10 @@ pub const USAGE: &str = "usage: cargo xtask stack <up|down>
          --no-build          use the function binaries as they are in target/debug
          --keep-data         keep the database and cache keys afterwards
   down   stop every local stack of this checkout, and clean up after any that died
+  run [up options] -- COMMAND...
+         run COMMAND with a stack up (its outputs in .local/stack/<id>/flat-outputs.json,
+         named by INVENTORY_OUTPUTS, with INVENTORY_E2E_REQUIRED=1), then stop the stack;
+         e.g. `cargo xtask stack run -- cargo test -p integration-tests e2e`
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -26,6 +31,9 @@ pub fn run(args: &[String]) -> Result<()> {
         .split_first()
         .map(|(c, r)| (c.as_str(), r))
         .unwrap_or(("", &[]));
+    if command == "run" {
+        return run_with_stack(rest);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -46,6 +54,41 @@ pub fn run(args: &[String]) -> Result<()> {
             bail!("unknown stack command {command:?}")
         }
     }
+}
+
+/// `stack run [options] -- COMMAND...`: COMMAND with a stack of its own up.
+fn run_with_stack(args: &[String]) -> Result<()> {
+    let split = args.iter().position(|a| a == "--");
+    let (opts, command) = match split {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => bail!("stack run needs `-- COMMAND...`"),
+    };
+    let Some((program, program_args)) = command.split_first() else {
+        bail!("stack run needs a command after --")
+    };
+    let a = Args::parse(opts)?;
+    a.reject_unknown(&[
+        "shards",
+        "instances",
+        "batch-size",
+        "window-ms",
+        "no-build",
+        "keep-data",
+    ])?;
+    let mut o = options(&a)?;
+    o.outputs = stacks_dir().join(&o.id).join("flat-outputs.json");
+    super::with_stack(o, |_, env| {
+        let status = Command::new(program)
+            .args(program_args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "{program} {} failed ({status})",
+            program_args.join(" ")
+        );
+        Ok(())
+    })
 }
 
 /// Stack options from the command line.
@@ -131,7 +174,7 @@ async fn down() -> Result<()> {
                 dir.display(),
                 s.pid
             );
-            let _ = std::process::Command::new("kill")
+            let _ = Command::new("kill")
                 .args(["-TERM", &s.pid.to_string()])
                 .status();
             for _ in 0..300 {
@@ -166,7 +209,7 @@ async fn clean_up(dir: &Path) -> Result<()> {
 /// and then cleans up after it. Runs in its own process group, so Ctrl-C does not reach it.
 pub fn spawn_reaper(state_dir: &Path, logs: &Path) -> Result<Recorded> {
     let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = Command::new(exe);
     cmd.args(["stack", "reap", "--state-dir"])
         .arg(state_dir)
         .args(["--watch", &std::process::id().to_string()]);

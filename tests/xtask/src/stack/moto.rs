@@ -16,15 +16,59 @@ use std::time::Duration;
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
 
-/// Starts `moto_server` on `moto_port`, telling it (`MOTO_PORT`) that it lives on
-/// `router_port`, so its Step Functions interpreter calls Lambda through the router.
-pub fn start(moto_server: &Path, moto_port: u16, router_port: u16, log: &Path) -> Result<Managed> {
-    let mut cmd = std::process::Command::new(moto_server);
-    cmd.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-        .env("MOTO_PORT", router_port.to_string())
-        .env("AWS_DEFAULT_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test");
+/// Runs moto's server after replacing two lookups in its Kinesis shard that scan every record
+/// of the shard: finding the newest sequence number (once per record put, which makes a large
+/// feed quadratic) and finding where `GetRecords` resumes. Both become direct lookups with
+/// the same results; nothing else in moto changes.
+const MOTO_SHIM: &str = r#"
+import sys
+from moto.kinesis import models as k
+
+def newest(self):
+    return next(reversed(self.records)) if self.records else 0
+
+def get_records(self, last_sequence_id, limit):
+    last = int(last_sequence_id)
+    results = []
+    if not self.records:
+        return results, last, 0
+    newest_seq = next(reversed(self.records))
+    seq = max(last + 1, next(iter(self.records)))
+    while seq <= newest_seq and (not limit or len(results) < limit):
+        record = self.records.get(seq)
+        if record is not None:
+            results.append(record)
+            last = seq
+        seq += 1
+    behind = self.records[newest_seq].created_at - results[-1].created_at if results else 0.0
+    return results, last, int(behind * 1000)
+
+k.Shard.get_max_sequence_number = newest
+k.Shard.get_records = get_records
+# One log line per request costs the single moto process time the pipeline needs.
+import logging
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+from moto.server import main
+sys.argv[0] = "moto_server"
+sys.exit(main())
+"#;
+
+/// Starts moto's server on `moto_port` (with [`MOTO_SHIM`]), telling it (`MOTO_PORT`) that it
+/// lives on `router_port`, so its Step Functions interpreter calls Lambda through the router.
+pub fn start(python: &Path, moto_port: u16, router_port: u16, log: &Path) -> Result<Managed> {
+    let mut cmd = std::process::Command::new(python);
+    cmd.args([
+        "-c",
+        MOTO_SHIM,
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &moto_port.to_string(),
+    ])
+    .env("MOTO_PORT", router_port.to_string())
+    .env("AWS_DEFAULT_REGION", REGION)
+    .env("AWS_ACCESS_KEY_ID", "test")
+    .env("AWS_SECRET_ACCESS_KEY", "test");
     procs::spawn("moto_server", cmd, log)
 }
 

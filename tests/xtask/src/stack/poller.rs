@@ -239,11 +239,13 @@ impl Poller {
 
     async fn run_shard(self, shard_id: String, mut stop: watch::Receiver<bool>) {
         let mut iterator = None;
+        // The newest sequence number read: a new iterator resumes after it.
+        let mut last_read: Option<String> = None;
         let mut pending: VecDeque<StreamRecord> = VecDeque::new();
         let mut window_start: Option<tokio::time::Instant> = None;
         while !*stop.borrow() {
             if iterator.is_none() {
-                iterator = self.iterator(&shard_id).await;
+                iterator = self.iterator(&shard_id, last_read.as_deref()).await;
                 if iterator.is_none() {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -262,6 +264,9 @@ impl Poller {
                 {
                     Ok(out) => {
                         iterator = out.next_shard_iterator().map(str::to_owned);
+                        if let Some(r) = out.records().last() {
+                            last_read = Some(r.sequence_number().to_owned());
+                        }
                         for r in out.records() {
                             pending.push_back(StreamRecord {
                                 sequence_number: r.sequence_number().to_owned(),
@@ -279,7 +284,10 @@ impl Poller {
                         self.stats.poller(|p| p.records_read += fetched as u64);
                     }
                     Err(e) => {
-                        eprintln!("stack: GetRecords on {shard_id} failed: {e}; retrying");
+                        let e = aws_sdk_kinesis::error::DisplayErrorContext(&e);
+                        eprintln!(
+                            "stack: GetRecords on {shard_id} failed: {e}; retrying after the last record read"
+                        );
                         iterator = None;
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
@@ -311,13 +319,20 @@ impl Poller {
         }
     }
 
-    async fn iterator(&self, shard_id: &str) -> Option<String> {
-        self.kinesis
+    /// An iterator at the shard's start, or just after `after` (the last record read).
+    async fn iterator(&self, shard_id: &str, after: Option<&str>) -> Option<String> {
+        let req = self
+            .kinesis
             .get_shard_iterator()
             .stream_name(&self.stream_name)
-            .shard_id(shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
+            .shard_id(shard_id);
+        let req = match after {
+            Some(seq) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(seq),
+            None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        req.send()
             .await
             .ok()
             .and_then(|o| o.shard_iterator().map(str::to_owned))

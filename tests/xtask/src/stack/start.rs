@@ -177,7 +177,12 @@ impl LocalStack {
 
         database::create(&self.state.database).await?;
 
-        let m = moto::start(moto_server, moto_port, router_port, &logs.join("moto.log"))?;
+        let m = moto::start(
+            &moto_server.with_file_name("python"),
+            moto_port,
+            router_port,
+            &logs.join("moto.log"),
+        )?;
         self.registry.add(m.record.clone());
         self.services.push(m);
         let e = lambda_watch::start_emulator(
@@ -345,10 +350,18 @@ impl LocalStack {
         for t in &self.tasks {
             t.abort();
         }
-        let records = self.registry.all();
-        tokio::task::spawn_blocking(move || procs::stop_recorded(&records, Duration::from_secs(3)))
-            .await
-            .ok();
+        // Functions first, so none of them sees its runtime API vanish.
+        let (services, functions): (Vec<_>, Vec<_>) = self
+            .registry
+            .all()
+            .into_iter()
+            .partition(|r| r.name == "moto_server" || r.name == "cargo-lambda-watch");
+        tokio::task::spawn_blocking(move || {
+            procs::stop_recorded(&functions, Duration::from_secs(3));
+            procs::stop_recorded(&services, Duration::from_secs(3));
+        })
+        .await
+        .ok();
         procs::stop_all(&mut self.services, Duration::from_secs(1)).await;
         let result = cleanup_data(&self.state).await;
         if let Some(r) = &self.state.reaper {
