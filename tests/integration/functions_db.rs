@@ -17,6 +17,7 @@ use inventory::{ErrorKind, InventoryUpdate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use schema_migrate::{PgSchemaMigrator, SchemaMigrator};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -322,4 +323,51 @@ fn any_permutation_duplication_and_chunking_yields_the_newest_update_per_offer()
 
     rt.block_on(t.cleanup())?;
     result.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `DB_TLS_CA_FILE` really verifies: the local server's own certificate (self-signed, for
+/// `localhost`) as the bundle connects; the system bundle, or the right bundle with a host
+/// name the certificate does not name, is refused.
+#[tokio::test]
+async fn verified_tls_accepts_only_a_server_certificate_from_the_configured_bundle() -> Result<()> {
+    let t = TestDb::new().await?;
+    let row =
+        t.db.query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('ssl') AS ssl, current_setting('ssl_cert_file') AS cert",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no settings"))?;
+    let (ssl, cert): (String, String) = (row.try_get("", "ssl")?, row.try_get("", "cert")?);
+    anyhow::ensure!(
+        ssl == "on",
+        "this test needs the local PostgreSQL to offer TLS (ssl = on)"
+    );
+    let config = |host: &str, ca: &str| DatabaseConfig {
+        target: DatabaseTarget::Url(format!("postgres://postgres@{host}:5432/{}", t.name())),
+        tls: TlsMode::VerifyFull { ca_file: ca.into() },
+        pool_max: 1,
+    };
+    let ping = |config: DatabaseConfig| async move {
+        let mut opts = inventory::adapters::postgres::connect_options(&config, None)?;
+        opts.acquire_timeout(Duration::from_secs(3));
+        let db = sea_orm::Database::connect(opts).await?;
+        db.execute_unprepared("SELECT 1").await?;
+        anyhow::Ok(())
+    };
+
+    let trusted = ping(config("localhost", &cert)).await;
+    let untrusted = ping(config("localhost", "/etc/ssl/certs/ca-certificates.crt")).await;
+    let wrong_name = ping(config("127.0.0.1", &cert)).await;
+
+    trusted.map_err(|e| e.context("the server's own certificate as the bundle"))?;
+    assert!(
+        untrusted.is_err(),
+        "a certificate outside the bundle must be refused"
+    );
+    assert!(
+        wrong_name.is_err(),
+        "a host name the certificate does not name must be refused"
+    );
+    t.cleanup().await
 }

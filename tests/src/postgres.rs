@@ -1,15 +1,16 @@
 //! A fresh PostgreSQL database per test: created with a unique name on the local server,
 //! migrated, and dropped afterwards (by [`TestDb::cleanup`], or by `Drop` as a fallback).
 //!
-//! The server is `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! the harness connects there only to create and drop databases.
+//! The server is `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`
+//! over plain TCP); the harness connects there only to create and drop databases.
 
 use anyhow::{Context, Result, bail};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Plain TCP, as the functions connect locally (see `inventory::adapters::postgres::TlsMode`).
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A database of one's own, with the project's migrations applied (unless made with

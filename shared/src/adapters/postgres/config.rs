@@ -57,7 +57,8 @@ impl fmt::Debug for DatabaseTarget {
 /// How the connection is protected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsMode {
-    /// Whatever the URL says (sqlx's default, `prefer`, when it says nothing): local runs.
+    /// Whatever the URL's `sslmode` says, and plain TCP when it says nothing (local runs: a
+    /// silent `prefer` would turn TLS on against a local server that happens to offer it).
     AsConfigured,
     /// TLS with the server certificate checked against this CA bundle, host name included.
     VerifyFull { ca_file: PathBuf },
@@ -188,7 +189,11 @@ pub fn connect_options(
             format!("postgres://{host}:{port}/{name}")
         }
     };
-    let tls = config.tls.clone();
+    let ssl_mode = ssl_mode(&config.tls, &url);
+    let ca_file = match &config.tls {
+        TlsMode::VerifyFull { ca_file } => Some(ca_file.clone()),
+        TlsMode::AsConfigured => None,
+    };
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(config.pool_max)
         .min_connections(0)
@@ -202,12 +207,25 @@ pub fn connect_options(
             if let Some(c) = &credentials {
                 o = o.username(&c.username).password(&c.password);
             }
-            if let TlsMode::VerifyFull { ca_file } = &tls {
-                o = o.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca_file);
+            if let Some(mode) = ssl_mode {
+                o = o.ssl_mode(mode);
+            }
+            if let Some(ca_file) = &ca_file {
+                o = o.ssl_root_cert(ca_file);
             }
             o
         });
     Ok(opts)
+}
+
+/// The TLS mode to force, if any: verify-full with a CA bundle; plain TCP for a URL that
+/// names no `sslmode`; otherwise what the URL says.
+fn ssl_mode(tls: &TlsMode, url: &str) -> Option<PgSslMode> {
+    match tls {
+        TlsMode::VerifyFull { .. } => Some(PgSslMode::VerifyFull),
+        TlsMode::AsConfigured if !url.contains("sslmode=") => Some(PgSslMode::Disable),
+        TlsMode::AsConfigured => None,
+    }
 }
 
 /// Builds the pool. Call once per cold start and keep the connection for every invocation.
@@ -307,6 +325,26 @@ mod tests {
         );
         let e = config(&[]).expect_err("nothing set");
         assert!(e.message.contains("DB_HOST"), "{}", e.message);
+    }
+
+    #[test]
+    fn tls_is_verified_with_a_ca_bundle_and_off_for_a_plain_local_url() {
+        let ca = TlsMode::VerifyFull {
+            ca_file: "/ca.pem".into(),
+        };
+        assert!(matches!(
+            ssl_mode(&ca, "postgres://h:5432/n"),
+            Some(PgSslMode::VerifyFull)
+        ));
+        assert!(matches!(
+            ssl_mode(&ca, "postgres://h/n?sslmode=disable"),
+            Some(PgSslMode::VerifyFull)
+        ));
+        assert!(matches!(
+            ssl_mode(&TlsMode::AsConfigured, "postgres://127.0.0.1/n"),
+            Some(PgSslMode::Disable)
+        ));
+        assert!(ssl_mode(&TlsMode::AsConfigured, "postgres://h/n?sslmode=require").is_none());
     }
 
     #[test]
