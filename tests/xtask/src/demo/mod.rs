@@ -62,7 +62,7 @@ pub fn run(args: &[String]) -> Result<()> {
     rt.block_on(async move {
         let stack = LocalStack::start(opts).await?;
         let result = demo(&stack, &spec).await;
-        if keep_running && result.is_ok() {
+        if keep_running {
             eprintln!(
                 "demo: the stack stays up (outputs in {}); Ctrl-C stops it",
                 stack.outputs_path.display()
@@ -146,7 +146,7 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
         cache_prefix: &o.local_cache_prefix,
         sample_products: &samples,
     });
-    let mut problems = check::compare(&expectation, &end, pushed.sent);
+    let mut problems = check::compare(&expectation, &end, pushed.sent, stats.poller.records_read);
     let failed =
         executions.count("FAILED") + executions.count("TIMED_OUT") + executions.count("ABORTED");
     if failed > 0 {

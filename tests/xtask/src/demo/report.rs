@@ -61,8 +61,11 @@ pub fn print(f: &Figures<'_>) {
         q.join(", ")
     );
     println!(
-        "  archive               {} objects, {} records",
-        f.end.archive_objects, f.end.archived_records
+        "  archive               {} objects, {} records ({} read from the stream, {} of them sent twice by producer retries)",
+        f.end.archive_objects,
+        f.end.archived_records,
+        f.stats.poller.records_read,
+        f.stats.poller.records_read.saturating_sub(f.pushed)
     );
     let p = &f.stats.poller;
     println!(

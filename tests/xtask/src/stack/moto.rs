@@ -16,10 +16,11 @@ use std::time::Duration;
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
 
-/// Runs moto's server after replacing two lookups in its Kinesis shard that scan every record
-/// of the shard: finding the newest sequence number (once per record put, which makes a large
-/// feed quadratic) and finding where `GetRecords` resumes. Both become direct lookups with
-/// the same results; nothing else in moto changes.
+/// Runs moto's server after fixing its Kinesis shard in three places: finding the newest
+/// sequence number and where `GetRecords` resumes both scanned every record of the shard (the
+/// first once per record put, which made a large feed quadratic) and become direct lookups
+/// with the same results; and `put_record` gets the lock it lacks, so concurrent producers no
+/// longer overwrite each other's records. Nothing else in moto changes.
 const MOTO_SHIM: &str = r#"
 import sys
 from moto.kinesis import models as k
@@ -45,6 +46,19 @@ def get_records(self, last_sequence_id, limit):
 
 k.Shard.get_max_sequence_number = newest
 k.Shard.get_records = get_records
+
+# moto's put_record reads the newest sequence number and then writes the next one, with no
+# lock: two PutRecords calls on one shard at once can get the same number, and one record
+# silently replaces the other. Kinesis takes concurrent producers, so serialise it here.
+import threading
+lock = threading.Lock()
+put_record = k.Shard.put_record
+
+def locked_put_record(self, *args, **kwargs):
+    with lock:
+        return put_record(self, *args, **kwargs)
+
+k.Shard.put_record = locked_put_record
 # One log line per request costs the single moto process time the pipeline needs.
 import logging
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
