@@ -5,6 +5,7 @@
 //! over plain TCP); the harness connects there only to create and drop databases.
 
 use anyhow::{Context, Result, bail};
+use inventory::adapters::postgres::{DatabaseConfig, DatabaseTarget, TlsMode, connect_options};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -63,9 +64,16 @@ impl TestDb {
         Self::pool(&self.url, pool_max).await
     }
 
+    /// A pool with exactly the options the functions use (see
+    /// `inventory::adapters::postgres::connect_options`), so tests and benchmarks see what a
+    /// Lambda sees.
     async fn pool(url: &str, pool_max: u32) -> Result<DatabaseConnection> {
-        let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(pool_max).sqlx_logging(false);
+        let config = DatabaseConfig {
+            target: DatabaseTarget::Url(url.to_owned()),
+            tls: TlsMode::AsConfigured,
+            pool_max,
+        };
+        let opts = connect_options(&config, None)?;
         Database::connect(opts)
             .await
             .with_context(|| format!("connecting to {url}"))

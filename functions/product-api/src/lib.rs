@@ -14,7 +14,7 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
-pub use serve::handle;
+pub use serve::{X_CACHE, handle};
 
 use aws_config::BehaviorVersion;
 use inventory::PipelineError;

@@ -10,7 +10,7 @@ use inventory::catalog_read::{
     BatchRead, CacheFill, CacheRead, Cached, FillOutcome, HistoryQuery, ReadStats,
 };
 use inventory::{ErrorKind, PipelineError, ProductId};
-use lambda_http::http::{Response, header};
+use lambda_http::http::{HeaderName, HeaderValue, Response, header};
 use lambda_http::{Body, Request, RequestExt};
 
 /// Answers one request. Never fails: every outcome, errors included, is an HTTP response.
@@ -52,7 +52,7 @@ async fn answer(
             return (r, ReadStats::default());
         }
     };
-    match (route, read) {
+    let (mut response, stats) = match (route, read) {
         (Route::Product(id), Ok(read)) => {
             let stats = read.stats;
             (one_product(read, &id, if_none_match, path), stats)
@@ -61,7 +61,26 @@ async fn answer(
             let stats = read.stats;
             (many_products(read, if_none_match), stats)
         }
-        (_, Err(e)) => (failure(&e, path), ReadStats::default()),
+        (_, Err(e)) => return (failure(&e, path), ReadStats::default()),
+    };
+    response
+        .headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(cache_outcome(&stats)));
+    (response, stats)
+}
+
+/// `X-Cache`: whether the cache answered the whole read (`hit`), the database had to
+/// (`miss`), or the cache was skipped because it is failing (`bypass`). For clients'
+/// and benchmarks' statistics; it never changes the body.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+fn cache_outcome(stats: &ReadStats) -> &'static str {
+    if stats.cache_skipped || stats.cache_errors > 0 {
+        "bypass"
+    } else if stats.misses == 0 {
+        "hit"
+    } else {
+        "miss"
     }
 }
 

@@ -227,6 +227,7 @@ async fn the_second_read_comes_from_the_cache_with_the_same_body() {
     let second = call(&h, "/products/product123", &[]).await;
 
     assert_eq!(first.body().as_ref(), second.body().as_ref());
+    assert_eq!((header_of(&first, X_CACHE), header_of(&second, X_CACHE)), ("miss", "hit"));
     assert_eq!(h.reader.queries.load(Ordering::SeqCst), 1);
     let counts = h.app.metrics.snapshot();
     assert_eq!(
@@ -467,6 +468,7 @@ async fn with_the_cache_down_reads_are_served_from_the_database_and_counted() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body_json(&r)["version"], 42);
     assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(header_of(&again, X_CACHE), "bypass");
     let counts = h.app.metrics.snapshot();
     assert_eq!(
         counts.cache_bypassed_reads, 1,

@@ -7,6 +7,7 @@
 //! cargo xtask coverage   line coverage of `shared` and the functions (cargo llvm-cov)
 //! cargo xtask demo       the pipeline end to end on this machine, checked
 //! cargo xtask stack up   the local stack (`stack down` stops it)
+//! cargo xtask bench-reads  the read benchmark (product-api handler and local HTTP endpoint)
 //! ```
 
 mod args;
@@ -25,6 +26,8 @@ commands:
   coverage    unit-test line coverage of `shared` and the functions, with cargo llvm-cov
   demo        the pipeline end to end: a supplier feed through the local stack, checked (--help)
   stack       up|down: the whole pipeline on 127.0.0.1 (moto, the functions, Postgres, Redis)
+  bench-reads the read benchmark: Zipf reads through product-api (handler and local HTTP);
+              arguments after -- go to it (--reads N --products N --update-rate N --http-reads N)
 ";
 
 fn main() -> Result<()> {
@@ -42,6 +45,7 @@ fn main() -> Result<()> {
         "coverage" => test::coverage(rest),
         "demo" => demo::run(rest),
         "stack" => stack::cli::run(rest),
+        "bench-reads" => test::bench_reads(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

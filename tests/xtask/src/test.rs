@@ -29,6 +29,24 @@ pub fn bench(extra: &[String]) -> Result<()> {
     sh(cargo().args(["bench", "--package", "integration-tests", "--bench", "pipeline", "--"]).args(extra))
 }
 
+/// The read benchmark (tests/benches/reads.rs): Zipf-popular reads through the product-api
+/// handler on the local PostgreSQL and Redis, then through the cargo-lambda emulator's
+/// function URL, so the function binary is built first (dev profile, as the stack runs it).
+pub fn bench_reads(extra: &[String]) -> Result<()> {
+    setup::ensure_services()?;
+    // Only the HTTP part needs a tool from the venv (cargo-lambda); without it, it is skipped.
+    if !venv_bin("cargo-lambda").exists()
+        && let Err(e) = setup::ensure_venv()
+    {
+        eprintln!("warning: no cargo-lambda, the benchmark skips its HTTP part: {e:#}");
+    }
+    step("cargo build --package product-api (the binary behind the local HTTP endpoint)");
+    sh(cargo().args(["build", "--package", "product-api"]))?;
+    step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
+    let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
+    sh(cargo().args(["bench", "--package", "integration-tests", "--bench", "reads", "--"]).args(extra))
+}
+
 /// Line coverage of the unit tests of `shared` and the functions.
 pub fn coverage(extra: &[String]) -> Result<()> {
     setup::run()?;

@@ -1,0 +1,399 @@
+//! Read benchmark: Zipf-popular product reads over a demo-like catalog (the shared feed
+//! generator's records, loaded through the real `PgEventStore`), through the `product-api`
+//! handler with the real PostgreSQL reader and Redis cache, while a writer keeps applying
+//! updates through the real persist and cache-invalidate steps (1,000 a minute by default,
+//! the brief's floor), so invalidations keep turning hits into misses.
+//!
+//! Prints the cache hit ratio, p50/p99/p999 of hits and misses at the handler, database
+//! queries per 1,000 reads, and the same latencies through a local HTTP endpoint (the
+//! cargo-lambda emulator's function URL in front of the real `product-api` binary) when
+//! `cargo-lambda` and the binary are there. A benchmark, not a test: it asserts nothing.
+//!
+//! ```text
+//! cargo xtask bench-reads
+//! cargo xtask bench-reads -- --reads 200000 --products 5000 --update-rate 0 --http-reads 0
+//! ```
+
+#[path = "reads/http.rs"]
+mod http;
+
+use anyhow::{Context, Result};
+use chrono::{TimeZone, Utc};
+use integration_tests::postgres::TestDb;
+use integration_tests::redis::TestRedis;
+use inventory::adapters::cache::RedisProductCache;
+use inventory::adapters::postgres::{PgCatalogReader, PgEventStore};
+use inventory::catalog_read::{HistoryEvent, HistoryQuery, ProductReader, ProductView, ReadPolicy};
+use inventory::feed::{FeedSpec, generate};
+use inventory::pipeline::CacheInvalidateInput;
+use inventory::ports::EventStore;
+use inventory::update::{SourcePosition, parse_record};
+use inventory::usecase::invalidate_cache;
+use inventory::{PipelineError, ProductId};
+use lambda_http::Body;
+use product_api::App;
+use product_api::metrics::Metrics;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Args {
+    updates: usize,
+    products: usize,
+    reads: usize,
+    zipf: f64,
+    unknown_share: f64,
+    update_rate: f64,
+    http_reads: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        updates: 20_000,
+        products: 2_000,
+        reads: 100_000,
+        zipf: 1.1,
+        unknown_share: 0.01,
+        update_rate: 1000.0 / 60.0,
+        http_reads: 5_000,
+    };
+    let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--updates" => a.updates = value()?.parse().context("--updates")?,
+            "--products" => a.products = value()?.parse().context("--products")?,
+            "--reads" => a.reads = value()?.parse().context("--reads")?,
+            "--zipf" => a.zipf = value()?.parse().context("--zipf")?,
+            "--unknown-share" => a.unknown_share = value()?.parse().context("--unknown-share")?,
+            "--update-rate" => {
+                a.update_rate = value()?.parse().context("--update-rate (per second)")?
+            }
+            "--http-reads" => a.http_reads = value()?.parse().context("--http-reads")?,
+            other => anyhow::bail!(
+                "unknown argument {other:?} (known: --updates N --products N --reads N --zipf S --unknown-share F --update-rate PER_SEC --http-reads N)"
+            ),
+        }
+    }
+    Ok(a)
+}
+
+/// Counts the database queries of the reader it wraps.
+struct CountingReader {
+    inner: PgCatalogReader,
+    queries: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ProductReader for CountingReader {
+    async fn load_products(&self, ids: &[ProductId]) -> Result<Vec<ProductView>, PipelineError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.inner.load_products(ids).await
+    }
+
+    async fn load_history(
+        &self,
+        p: &ProductId,
+        q: HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, PipelineError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.inner.load_history(p, q).await
+    }
+}
+
+/// Product ids in Zipf order of popularity (the feed's own ranks), plus unknown ids.
+struct Popularity {
+    cdf: Vec<f64>,
+    state: u64,
+    unknown_share: f64,
+}
+
+impl Popularity {
+    fn new(products: usize, exponent: f64, unknown_share: f64, seed: u64) -> Self {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=products.max(1))
+            .map(|k| {
+                total += 1.0 / (k as f64).powf(exponent);
+                total
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= total);
+        Self {
+            cdf,
+            state: seed | 1,
+            unknown_share,
+        }
+    }
+
+    fn unit(&mut self) -> f64 {
+        // xorshift64*: deterministic, good enough for sampling.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        (self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn next_id(&mut self) -> String {
+        if self.unit() < self.unknown_share {
+            return format!("SKU-X{:06}", (self.unit() * 1e6) as u64);
+        }
+        let u = self.unit();
+        let p = self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1);
+        format!("SKU-{p:06}")
+    }
+}
+
+/// Loads the feed through the real event store, in chunks like the pipeline's.
+async fn load_catalog(store: &PgEventStore, args: &Args) -> Result<usize> {
+    let spec = FeedSpec {
+        updates: args.updates,
+        products: args.products,
+        ..FeedSpec::default()
+    };
+    let arrived = Utc
+        .with_ymd_and_hms(2026, 2, 1, 0, 0, 0)
+        .single()
+        .context("valid time")?;
+    let updates: Vec<_> = generate(&spec)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let at = SourcePosition {
+                shard_id: "bench".into(),
+                sequence_number: i.to_string(),
+                arrived_at: arrived,
+            };
+            parse_record(&r.data, &at).ok()
+        })
+        .collect();
+    for chunk in updates.chunks(500) {
+        store.append(chunk).await?;
+    }
+    Ok(updates.len())
+}
+
+/// Keeps applying updates to popular products through persist and cache-invalidate.
+async fn writer(
+    store: PgEventStore,
+    cache: RedisProductCache,
+    rate: f64,
+    products: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<usize> {
+    let mut popularity = Popularity::new(products, 1.1, 0.0, 7);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let id = popularity.next_id();
+        let occurred = Utc
+            .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+            .single()
+            .context("valid")?
+            + chrono::Duration::milliseconds(n as i64 * 10);
+        let json = format!(
+            r#"{{"product_id":"{id}","supplier_id":"acme-wholesale","quantity":{},"price":"9.99","occurred_at":"{}"}}"#,
+            n % 500,
+            occurred.to_rfc3339()
+        );
+        let at = SourcePosition {
+            shard_id: "bench-writer".into(),
+            sequence_number: n.to_string(),
+            arrived_at: Utc::now(),
+        };
+        let update = parse_record(json.as_bytes(), &at).map_err(|r| anyhow::anyhow!("{r}"))?;
+        let out = store.append(&[update]).await?;
+        invalidate_cache(
+            &CacheInvalidateInput {
+                products: out.changed,
+            },
+            &cache,
+        )
+        .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Latencies of one kind of read.
+#[derive(Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn line(&mut self, name: &str) -> String {
+        self.0.sort_unstable();
+        let q = |p: f64| {
+            let n = self.0.len();
+            if n == 0 {
+                return "-".to_owned();
+            }
+            let i = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
+            format!("{:.3}", self.0[i].as_secs_f64() * 1e3)
+        };
+        format!(
+            "  {name:<8} n={:<7} p50={:>8} ms  p99={:>8} ms  p999={:>8} ms  max={:>8} ms",
+            self.0.len(),
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(1.0)
+        )
+    }
+}
+
+fn get(path: &str) -> Result<lambda_http::Request> {
+    Ok(lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(path)
+        .body(Body::Empty)?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let db = TestDb::new().await?;
+    let redis = TestRedis::new()?;
+    let cache = RedisProductCache::connect(&redis.cache_config(600), None)?;
+    let store = PgEventStore::new(db.connect(2).await?);
+
+    let t = Instant::now();
+    let loaded = load_catalog(&store, &args).await?;
+    println!(
+        "catalog: {loaded} valid updates from the demo feed ({} products, Zipf {}) loaded through PgEventStore in {:.1} s",
+        args.products,
+        1.1,
+        t.elapsed().as_secs_f64()
+    );
+
+    let reader = Arc::new(CountingReader {
+        inner: PgCatalogReader::new(db.connect(2).await?),
+        queries: AtomicUsize::new(0),
+    });
+    let app = App::new(
+        reader.clone(),
+        Arc::new(cache.clone()),
+        ReadPolicy::default(),
+        Metrics::new("bench", Duration::from_secs(1 << 30)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = (args.update_rate > 0.0).then(|| {
+        let (store, cache, stop) = (
+            PgEventStore::new(db.db.clone()),
+            cache.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(writer(store, cache, args.update_rate, args.products, stop))
+    });
+
+    let mut popularity = Popularity::new(args.products, args.zipf, args.unknown_share, 42);
+    let (mut hits, mut misses, mut negative_hits) =
+        (Samples::default(), Samples::default(), Samples::default());
+    // Whether the cache answered each read, to tell the warm-up from the steady state.
+    let mut answered: Vec<bool> = Vec::with_capacity(args.reads);
+    let started = Instant::now();
+    for _ in 0..args.reads {
+        let request = get(&format!("/products/{}", popularity.next_id()))?;
+        let before = app.metrics.snapshot();
+        let t = Instant::now();
+        let response = product_api::handle(&app, request).await;
+        let took = t.elapsed();
+        let after = app.metrics.snapshot();
+        anyhow::ensure!(
+            response.status().as_u16() < 500,
+            "read failed: {:?}",
+            response.body()
+        );
+        answered.push(after.cache_misses == before.cache_misses);
+        if after.cache_misses > before.cache_misses {
+            misses.0.push(took);
+        } else if after.negative_hits > before.negative_hits {
+            negative_hits.0.push(took);
+        } else {
+            hits.0.push(took);
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let written = match writing {
+        Some(w) => w.await??,
+        None => 0,
+    };
+    let counts = app.metrics.snapshot();
+    let queries = reader.queries.load(Ordering::Relaxed);
+    let answered_by_cache =
+        counts.cache_hits as f64 / (counts.cache_hits + counts.cache_misses).max(1) as f64;
+
+    println!(
+        "\nhandler: {} single-product reads in {:.1} s ({:.0}/s, one at a time), {written} updates applied meanwhile ({:.1}/s)",
+        args.reads,
+        elapsed.as_secs_f64(),
+        args.reads as f64 / elapsed.as_secs_f64(),
+        args.update_rate
+    );
+    println!(
+        "  cache hit ratio      {:.2} % ({} hits incl. {} cached 404s, {} misses)",
+        answered_by_cache * 100.0,
+        counts.cache_hits,
+        counts.negative_hits,
+        counts.cache_misses
+    );
+    let second_half = &answered[answered.len() / 2..];
+    println!(
+        "  hit ratio, second half     {:.2} % (warm cache; misses come from invalidations, TTLs and the long tail)",
+        second_half.iter().filter(|hit| **hit).count() as f64 * 100.0
+            / second_half.len().max(1) as f64
+    );
+    println!(
+        "  DB queries per 1,000 reads  {:.1}",
+        queries as f64 * 1000.0 / args.reads as f64
+    );
+    println!("  fills refused by the fence  {}", counts.fenced_fills);
+    println!("{}", hits.line("hit"));
+    println!("{}", negative_hits.line("hit-404"));
+    println!("{}", misses.line("miss"));
+    let p99_hit = {
+        let n = hits.0.len();
+        (n > 0).then(|| hits.0[((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1])
+    };
+    if let Some(p99) = p99_hit {
+        println!(
+            "  target: cached reads p99 <= 2 ms at the handler: {} ({:.3} ms)",
+            if p99 <= Duration::from_millis(2) {
+                "met"
+            } else {
+                "NOT met"
+            },
+            p99.as_secs_f64() * 1e3
+        );
+    }
+
+    if args.http_reads > 0 {
+        match http::Endpoint::start(&db.url, redis.url(), &format!("{}http:", redis.prefix())).await
+        {
+            Ok(endpoint) => {
+                let result = http::run(
+                    &endpoint,
+                    args.http_reads,
+                    Popularity::new(args.products, args.zipf, args.unknown_share, 43),
+                )
+                .await;
+                endpoint.stop();
+                let (mut hits, mut misses, elapsed) = result?;
+                println!(
+                    "\nHTTP (cargo-lambda emulator function URL -> product-api debug binary, keep-alive): {} reads in {:.1} s",
+                    args.http_reads,
+                    elapsed.as_secs_f64()
+                );
+                println!(
+                    "  cache hit ratio      {:.2} % (by X-Cache)",
+                    hits.0.len() as f64 * 100.0 / args.http_reads.max(1) as f64
+                );
+                println!("{}", hits.line("hit"));
+                println!("{}", misses.line("miss"));
+            }
+            Err(e) => println!("\nHTTP: skipped ({e:#})"),
+        }
+    }
+    db.cleanup().await
+}
