@@ -189,7 +189,10 @@ impl LocalStack {
             &root,
             cargo_lambda,
             emulator_port,
-            opts.function_timeout * 2,
+            // The emulator also ends a function's idle wait for its next event after this
+            // long, without a request id, and the runtime then panics: keep it long. The
+            // router enforces the function timeout itself.
+            Duration::from_secs(3600),
             &logs.join("cargo-lambda.log"),
         )?;
         self.registry.add(e.record.clone());
