@@ -2,6 +2,7 @@
 //! adapters (hits, misses, negative entries, 304, 400/404, history, a Redis that is down), and
 //! in [`race`] the interleaving SPEC invariant 4 is about, forced step by step.
 
+mod e2e;
 mod race;
 
 use anyhow::{Context as _, Result};

@@ -2,6 +2,8 @@
 //! instance and written at most once a minute (one line per request would cost more in logs
 //! than the API itself), and at once when the cache fails, so degradation shows promptly.
 //! CloudWatch turns each line into metrics in the `InventoryPipeline` namespace, by function.
+//! An instance's last, partial window is lost when Lambda retires it: these are for ratios and
+//! trends (hit ratio, queries per read, degradation), not for counting every request.
 
 use inventory::catalog_read::ReadStats;
 use lambda_http::http::StatusCode;

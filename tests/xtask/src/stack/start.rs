@@ -281,6 +281,22 @@ impl LocalStack {
                 stop_rx.clone(),
             );
         }
+        // The read API (issue 5), behind the emulator's function URLs, which turn an HTTP
+        // request into the HTTP API v2 event API Gateway sends. One instance is plenty locally.
+        let product_api = lambda_watch::binary_path(&root, "product-api");
+        let product_api_url = product_api
+            .exists()
+            .then(|| format!("http://127.0.0.1:{emulator_port}/lambda-url/product-api"));
+        if product_api_url.is_some() {
+            let launch = FunctionLaunch {
+                binary: "product-api".to_owned(),
+                path: product_api,
+                env: env.clone(),
+                runtime_port: emulator_port,
+                log: logs.join("product-api.log"),
+            };
+            lambda_watch::supervise(launch, 1, self.registry.clone(), stop_rx.clone());
+        }
         smoke_test(&client, &endpoint, &function_arn("fanout"), &logs).await?;
 
         let poller = Poller {
@@ -312,7 +328,7 @@ impl LocalStack {
             fanout_dlq_arn: res.dlq_arn,
             lambda_dlq_url: res.lambda_dlq_url,
             alarm_topic_arn: res.alarm_topic_arn,
-            product_api_url: None,
+            product_api_url,
             db_endpoint: "127.0.0.1".into(),
             db_port: "5432".into(),
             db_name: self.state.database.clone(),
