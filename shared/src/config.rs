@@ -8,13 +8,15 @@ use std::str::FromStr;
 pub fn required(name: &str) -> Result<String, PipelineError> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => Ok(v),
-        Ok(_) => Err(PipelineError::misconfigured(format!("environment variable {name} is set but empty"))),
-        Err(std::env::VarError::NotPresent) => {
-            Err(PipelineError::misconfigured(format!("environment variable {name} is required but not set")))
-        }
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(PipelineError::misconfigured(format!("environment variable {name} is not valid UTF-8")))
-        }
+        Ok(_) => Err(PipelineError::misconfigured(format!(
+            "environment variable {name} is set but empty"
+        ))),
+        Err(std::env::VarError::NotPresent) => Err(PipelineError::misconfigured(format!(
+            "environment variable {name} is required but not set"
+        ))),
+        Err(std::env::VarError::NotUnicode(_)) => Err(PipelineError::misconfigured(format!(
+            "environment variable {name} is not valid UTF-8"
+        ))),
     }
 }
 
@@ -41,7 +43,9 @@ where
     match value {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|e| {
-            PipelineError::misconfigured(format!("environment variable {name}={v:?} is not valid: {e}"))
+            PipelineError::misconfigured(format!(
+                "environment variable {name}={v:?} is not valid: {e}"
+            ))
         }),
     }
 }
@@ -60,8 +64,14 @@ mod tests {
 
     #[test]
     fn a_bad_number_is_named_in_the_error() {
-        assert_eq!(parsed_or("INVENTORY_TEST_UNSET_NUMBER", 7u32).expect("default"), 7);
-        assert_eq!(parse_value("DB_POOL_MAX", Some("3".into()), 2u32).expect("valid"), 3);
+        assert_eq!(
+            parsed_or("INVENTORY_TEST_UNSET_NUMBER", 7u32).expect("default"),
+            7
+        );
+        assert_eq!(
+            parse_value("DB_POOL_MAX", Some("3".into()), 2u32).expect("valid"),
+            3
+        );
         let e = parse_value("DB_POOL_MAX", Some("seven".into()), 2u32).expect_err("bad");
         assert!(e.message.contains("DB_POOL_MAX=\"seven\""), "{}", e.message);
     }

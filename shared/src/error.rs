@@ -48,12 +48,18 @@ impl ErrorKind {
 
     /// Whether retrying the same input may succeed.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorKind::DependencyUnavailable | ErrorKind::Throttled | ErrorKind::Conflict)
+        matches!(
+            self,
+            ErrorKind::DependencyUnavailable | ErrorKind::Throttled | ErrorKind::Conflict
+        )
     }
 
     /// The names the state machine retries.
     pub fn transient_names() -> impl Iterator<Item = &'static str> {
-        Self::ALL.into_iter().filter(|k| k.is_transient()).map(ErrorKind::name)
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.is_transient())
+            .map(ErrorKind::name)
     }
 }
 
@@ -69,7 +75,11 @@ pub struct PipelineError {
 
 impl PipelineError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn with_source(
@@ -77,7 +87,11 @@ impl PipelineError {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self { kind, message: message.into(), source: Some(Box::new(source)) }
+        Self {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     pub fn invalid_payload(message: impl Into<String>) -> Self {
@@ -95,8 +109,10 @@ impl PipelineError {
     /// The message followed by its chain of causes, for logs and the `errorMessage`.
     pub fn detailed(&self) -> String {
         let mut out = self.message.clone();
-        let mut cause: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
         while let Some(c) = cause {
             out.push_str(": ");
             out.push_str(&c.to_string());
@@ -119,7 +135,14 @@ mod tests {
     #[test]
     fn transient_and_permanent_kinds_are_told_apart() {
         let transient: Vec<_> = ErrorKind::transient_names().collect();
-        assert_eq!(transient, ["Inventory.DependencyUnavailable", "Inventory.Throttled", "Inventory.Conflict"]);
+        assert_eq!(
+            transient,
+            [
+                "Inventory.DependencyUnavailable",
+                "Inventory.Throttled",
+                "Inventory.Conflict"
+            ]
+        );
         assert!(!ErrorKind::InvalidPayload.is_transient());
         assert!(!ErrorKind::Misconfigured.is_transient());
     }
@@ -127,8 +150,15 @@ mod tests {
     #[test]
     fn the_detailed_message_includes_the_causes() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let e = PipelineError::with_source(ErrorKind::DependencyUnavailable, "could not reach PostgreSQL", io);
-        assert_eq!(e.detailed(), "could not reach PostgreSQL: connection refused");
+        let e = PipelineError::with_source(
+            ErrorKind::DependencyUnavailable,
+            "could not reach PostgreSQL",
+            io,
+        );
+        assert_eq!(
+            e.detailed(),
+            "could not reach PostgreSQL: connection refused"
+        );
         assert!(e.is_transient());
     }
 }

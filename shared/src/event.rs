@@ -20,7 +20,12 @@ pub struct UpdateKey(String);
 
 impl UpdateKey {
     pub fn for_supplier_update(supplier: &SupplierId, update_id: &UpdateId) -> Self {
-        Self::digest(&["inventory-update/v1", "supplier-update", supplier.as_str(), update_id.as_str()])
+        Self::digest(&[
+            "inventory-update/v1",
+            "supplier-update",
+            supplier.as_str(),
+            update_id.as_str(),
+        ])
     }
 
     pub fn for_content(
@@ -64,7 +69,9 @@ impl TryFrom<String> for UpdateKey {
         if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(Self(s))
         } else {
-            Err(format!("update key must be 64 lower-case hex digits, got {s:?}"))
+            Err(format!(
+                "update key must be 64 lower-case hex digits, got {s:?}"
+            ))
         }
     }
 }
@@ -137,15 +144,22 @@ mod tests {
             &UpdateId::parse("u").expect("valid"),
         );
         assert_eq!(k.as_str().len(), 64);
-        let back: UpdateKey = serde_json::from_str(&serde_json::to_string(&k).expect("ser")).expect("de");
+        let back: UpdateKey =
+            serde_json::from_str(&serde_json::to_string(&k).expect("ser")).expect("de");
         assert_eq!(back, k);
         assert!(serde_json::from_str::<UpdateKey>("\"xyz\"").is_err());
     }
 
     #[test]
     fn part_boundaries_matter_to_the_key() {
-        let a = UpdateKey::for_supplier_update(&SupplierId::parse("ab").expect("v"), &UpdateId::parse("c").expect("v"));
-        let b = UpdateKey::for_supplier_update(&SupplierId::parse("a").expect("v"), &UpdateId::parse("bc").expect("v"));
+        let a = UpdateKey::for_supplier_update(
+            &SupplierId::parse("ab").expect("v"),
+            &UpdateId::parse("c").expect("v"),
+        );
+        let b = UpdateKey::for_supplier_update(
+            &SupplierId::parse("a").expect("v"),
+            &UpdateId::parse("bc").expect("v"),
+        );
         assert_ne!(a, b);
     }
 }

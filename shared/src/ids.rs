@@ -25,18 +25,26 @@ pub struct ProductId(String);
 impl ProductId {
     pub fn parse(s: &str) -> Result<Self, Rejection> {
         if s.is_empty() {
-            return Err(Rejection::new(RejectionCode::ProductIdEmpty, "product_id is empty"));
+            return Err(Rejection::new(
+                RejectionCode::ProductIdEmpty,
+                "product_id is empty",
+            ));
         }
         if s.len() > MAX_ID_LEN {
             return Err(Rejection::new(
                 RejectionCode::ProductIdTooLong,
-                format!("product_id is {} bytes long, the limit is {MAX_ID_LEN}", s.len()),
+                format!(
+                    "product_id is {} bytes long, the limit is {MAX_ID_LEN}",
+                    s.len()
+                ),
             ));
         }
         if let Some(c) = s.chars().find(|c| !is_id_char(*c)) {
             return Err(Rejection::new(
                 RejectionCode::ProductIdInvalidChars,
-                format!("product_id has the character {c:?}; allowed are A-Z, a-z, 0-9, '.', '_' and '-'"),
+                format!(
+                    "product_id has the character {c:?}; allowed are A-Z, a-z, 0-9, '.', '_' and '-'"
+                ),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -86,7 +94,10 @@ impl UpdateId {
         if s.is_empty() || s.len() > MAX_UPDATE_ID_LEN || s.chars().any(char::is_control) {
             return Err(Rejection::new(
                 RejectionCode::UpdateIdInvalid,
-                format!("update_id must be 1 to {MAX_UPDATE_ID_LEN} bytes with no control characters (got {} bytes)", s.len()),
+                format!(
+                    "update_id must be 1 to {MAX_UPDATE_ID_LEN} bytes with no control characters (got {} bytes)",
+                    s.len()
+                ),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -130,7 +141,10 @@ mod tests {
 
     #[test]
     fn a_plain_sku_is_a_product_id() {
-        assert_eq!(ProductId::parse("product123").map(|p| p.to_string()), Ok("product123".into()));
+        assert_eq!(
+            ProductId::parse("product123").map(|p| p.to_string()),
+            Ok("product123".into())
+        );
         assert!(ProductId::parse("SKU-12_3.4").is_ok());
     }
 
@@ -147,11 +161,20 @@ mod tests {
 
     #[test]
     fn supplier_and_update_ids_have_their_own_rules() {
-        assert_eq!(SupplierId::parse("").expect_err("empty").code, RejectionCode::SupplierIdInvalid);
+        assert_eq!(
+            SupplierId::parse("").expect_err("empty").code,
+            RejectionCode::SupplierIdInvalid
+        );
         assert_eq!(SupplierId::unspecified().as_str(), DEFAULT_SUPPLIER);
         assert!(UpdateId::parse("batch 7 / line 9 ✓").is_ok());
-        assert_eq!(UpdateId::parse("a\u{0}b").expect_err("control").code, RejectionCode::UpdateIdInvalid);
-        assert_eq!(UpdateId::parse(&"x".repeat(129)).expect_err("long").code, RejectionCode::UpdateIdInvalid);
+        assert_eq!(
+            UpdateId::parse("a\u{0}b").expect_err("control").code,
+            RejectionCode::UpdateIdInvalid
+        );
+        assert_eq!(
+            UpdateId::parse(&"x".repeat(129)).expect_err("long").code,
+            RejectionCode::UpdateIdInvalid
+        );
     }
 
     #[test]

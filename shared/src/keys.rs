@@ -27,7 +27,9 @@ impl ArchiveKey {
 
     /// Where the fan-out parks a record too large to pass inline.
     pub fn for_oversized_record(stream: &str, shard_id: &str, sequence_number: &str) -> Self {
-        Self(format!("oversized/{stream}/{shard_id}/{sequence_number}.bin"))
+        Self(format!(
+            "oversized/{stream}/{shard_id}/{sequence_number}.bin"
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -54,7 +56,9 @@ pub struct CacheKeys {
 
 impl CacheKeys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -77,10 +81,19 @@ mod tests {
 
     #[test]
     fn archive_keys_are_date_partitioned_and_deterministic() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 24, 7, 30, 0).single().expect("valid");
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 24, 7, 30, 0)
+            .single()
+            .expect("valid");
         let k = ArchiveKey::for_chunk("inventory-updates-dev", t, "shard-0-c0");
-        assert_eq!(k.as_str(), "raw/inventory-updates-dev/dt=2026-11-24/hour=07/shard-0-c0.jsonl.gz");
-        assert_eq!(k, ArchiveKey::for_chunk("inventory-updates-dev", t, "shard-0-c0"));
+        assert_eq!(
+            k.as_str(),
+            "raw/inventory-updates-dev/dt=2026-11-24/hour=07/shard-0-c0.jsonl.gz"
+        );
+        assert_eq!(
+            k,
+            ArchiveKey::for_chunk("inventory-updates-dev", t, "shard-0-c0")
+        );
     }
 
     #[test]

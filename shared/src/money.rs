@@ -21,7 +21,10 @@ pub struct Quantity(i64);
 impl Quantity {
     pub fn new(n: i64) -> Result<Self, Rejection> {
         if n < 0 {
-            return Err(Rejection::new(RejectionCode::QuantityNegative, format!("quantity {n} is below zero")));
+            return Err(Rejection::new(
+                RejectionCode::QuantityNegative,
+                format!("quantity {n} is below zero"),
+            ));
         }
         if n > MAX_QUANTITY {
             return Err(Rejection::new(
@@ -43,9 +46,10 @@ impl Quantity {
         }
         match text.parse::<i64>() {
             Ok(n) => Self::new(n),
-            Err(_) if text.starts_with('-') => {
-                Err(Rejection::new(RejectionCode::QuantityNegative, format!("quantity {text} is below zero")))
-            }
+            Err(_) if text.starts_with('-') => Err(Rejection::new(
+                RejectionCode::QuantityNegative,
+                format!("quantity {text} is below zero"),
+            )),
             Err(_) => Err(Rejection::new(
                 RejectionCode::QuantityTooLarge,
                 format!("quantity {text} is above the limit of {MAX_QUANTITY}"),
@@ -80,17 +84,26 @@ pub struct Price(Decimal);
 impl Price {
     pub fn new(d: Decimal) -> Result<Self, Rejection> {
         if d.is_sign_negative() && !d.is_zero() {
-            return Err(Rejection::new(RejectionCode::PriceNegative, format!("price {d} is below zero")));
+            return Err(Rejection::new(
+                RejectionCode::PriceNegative,
+                format!("price {d} is below zero"),
+            ));
         }
         let d = d.normalize();
         if d.scale() > MAX_PRICE_SCALE {
             return Err(Rejection::new(
                 RejectionCode::PriceTooPrecise,
-                format!("price {d} has {} decimal places, at most {MAX_PRICE_SCALE} are allowed", d.scale()),
+                format!(
+                    "price {d} has {} decimal places, at most {MAX_PRICE_SCALE} are allowed",
+                    d.scale()
+                ),
             ));
         }
         if d > MAX_PRICE {
-            return Err(Rejection::new(RejectionCode::PriceTooLarge, format!("price {d} is above {MAX_PRICE}")));
+            return Err(Rejection::new(
+                RejectionCode::PriceTooLarge,
+                format!("price {d} is above {MAX_PRICE}"),
+            ));
         }
         // `-0` normalises to a positive zero.
         Ok(Self(d.abs()))
@@ -116,16 +129,22 @@ impl Price {
         // Over-long inputs overflow Decimal; cut the reason by what went wrong.
         match Decimal::from_str_exact(text) {
             Ok(d) => Self::new(d),
-            Err(_) if text.starts_with('-') => {
-                Err(Rejection::new(RejectionCode::PriceNegative, format!("price {text} is below zero")))
-            }
-            Err(_) if text.contains('.') && text.split('.').next().is_some_and(|i| i.len() <= 12) => {
+            Err(_) if text.starts_with('-') => Err(Rejection::new(
+                RejectionCode::PriceNegative,
+                format!("price {text} is below zero"),
+            )),
+            Err(_)
+                if text.contains('.') && text.split('.').next().is_some_and(|i| i.len() <= 12) =>
+            {
                 Err(Rejection::new(
                     RejectionCode::PriceTooPrecise,
                     format!("price {text} has more than {MAX_PRICE_SCALE} decimal places"),
                 ))
             }
-            Err(_) => Err(Rejection::new(RejectionCode::PriceTooLarge, format!("price {text} is above {MAX_PRICE}"))),
+            Err(_) => Err(Rejection::new(
+                RejectionCode::PriceTooLarge,
+                format!("price {text} is above {MAX_PRICE}"),
+            )),
         }
     }
 
@@ -155,17 +174,18 @@ impl fmt::Display for Price {
 
 /// ISO 4217 codes we accept: the active circulating currencies.
 const ISO_4217: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD",
-    "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY",
-    "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP",
-    "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR",
-    "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT",
-    "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR",
-    "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
-    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD",
-    "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY",
-    "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XOF",
-    "XPF", "YER", "ZAR", "ZMW", "ZWL",
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD",
+    "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ",
+    "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR",
+    "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN",
+    "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR",
+    "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB",
+    "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWL",
 ];
 
 /// An ISO 4217 currency code, upper case. Defaults to USD when a record names none.
@@ -184,7 +204,9 @@ impl Currency {
             }
             Err(_) => Err(Rejection::new(
                 RejectionCode::CurrencyUnknown,
-                format!("currency {s:?} is not an ISO 4217 code we accept (upper case, for example USD)"),
+                format!(
+                    "currency {s:?} is not an ISO 4217 code we accept (upper case, for example USD)"
+                ),
             )),
         }
     }
@@ -243,7 +265,10 @@ mod tests {
 
     #[test]
     fn quantities_must_be_whole_and_in_range() {
-        assert_eq!(Quantity::parse_json_number("100").map(Quantity::get), Ok(100));
+        assert_eq!(
+            Quantity::parse_json_number("100").map(Quantity::get),
+            Ok(100)
+        );
         assert_eq!(Quantity::parse_json_number("0").map(Quantity::get), Ok(0));
         let code = |t: &str| Quantity::parse_json_number(t).expect_err("reject").code;
         assert_eq!(code("-1"), RejectionCode::QuantityNegative);
@@ -251,18 +276,28 @@ mod tests {
         assert_eq!(code("1e3"), RejectionCode::QuantityNotInteger);
         assert_eq!(code("100.0"), RejectionCode::QuantityNotInteger);
         assert_eq!(code("1000000001"), RejectionCode::QuantityTooLarge);
-        assert_eq!(code("99999999999999999999999"), RejectionCode::QuantityTooLarge);
-        assert_eq!(code("-99999999999999999999999"), RejectionCode::QuantityNegative);
+        assert_eq!(
+            code("99999999999999999999999"),
+            RejectionCode::QuantityTooLarge
+        );
+        assert_eq!(
+            code("-99999999999999999999999"),
+            RejectionCode::QuantityNegative
+        );
     }
 
     #[test]
     fn prices_are_exact_and_normalised() {
         let p = Price::parse_decimal("29.99").expect("valid");
         assert_eq!(p.to_string(), "29.99");
-        assert_eq!(Price::parse_decimal("29.9000").expect("valid"), Price::parse_decimal("29.9").expect("valid"));
+        assert_eq!(
+            Price::parse_decimal("29.9000").expect("valid"),
+            Price::parse_decimal("29.9").expect("valid")
+        );
         assert_eq!(Price::parse_decimal("-0").expect("zero").to_string(), "0");
         // 0.1 + 0.2 is exactly 0.3 here, unlike with f64.
-        let sum = Price::parse_decimal("0.1").expect("valid").get() + Price::parse_decimal("0.2").expect("valid").get();
+        let sum = Price::parse_decimal("0.1").expect("valid").get()
+            + Price::parse_decimal("0.2").expect("valid").get();
         assert_eq!(sum, Price::parse_decimal("0.3").expect("valid").get());
     }
 
@@ -276,15 +311,30 @@ mod tests {
         assert_eq!(code(".5"), RejectionCode::PriceInvalid);
         assert_eq!(code("5."), RejectionCode::PriceInvalid);
         assert_eq!(code("1000000000000"), RejectionCode::PriceTooLarge);
-        assert_eq!(code("99999999999999999999999999999999"), RejectionCode::PriceTooLarge);
-        assert_eq!(code("1.0000000000000000000000000000001"), RejectionCode::PriceTooPrecise);
+        assert_eq!(
+            code("99999999999999999999999999999999"),
+            RejectionCode::PriceTooLarge
+        );
+        assert_eq!(
+            code("1.0000000000000000000000000000001"),
+            RejectionCode::PriceTooPrecise
+        );
     }
 
     #[test]
     fn currencies_are_iso_codes_in_upper_case() {
-        assert_eq!(Currency::parse("EUR").map(|c| c.to_string()), Ok("EUR".into()));
-        assert_eq!(Currency::parse("usd").expect_err("lower").code, RejectionCode::CurrencyUnknown);
-        assert_eq!(Currency::parse("XXX").expect_err("unknown").code, RejectionCode::CurrencyUnknown);
+        assert_eq!(
+            Currency::parse("EUR").map(|c| c.to_string()),
+            Ok("EUR".into())
+        );
+        assert_eq!(
+            Currency::parse("usd").expect_err("lower").code,
+            RejectionCode::CurrencyUnknown
+        );
+        assert_eq!(
+            Currency::parse("XXX").expect_err("unknown").code,
+            RejectionCode::CurrencyUnknown
+        );
         assert_eq!(Currency::default(), Currency::USD);
     }
 }

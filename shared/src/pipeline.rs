@@ -38,7 +38,12 @@ impl ChunkId {
     /// enough to find the shard and chunk at a glance.
     pub fn execution_name(&self) -> String {
         let mut h = Sha256::new();
-        for part in [&self.stream, &self.shard_id, &self.first_sequence, &self.last_sequence] {
+        for part in [
+            &self.stream,
+            &self.shard_id,
+            &self.first_sequence,
+            &self.last_sequence,
+        ] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
@@ -170,7 +175,11 @@ mod tests {
         assert_eq!(a, chunk(0).execution_name());
         assert_ne!(a, chunk(1).execution_name());
         assert!(a.len() <= 80, "{a}");
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
         assert!(a.starts_with("s000000000007-c00000-"), "{a}");
     }
 

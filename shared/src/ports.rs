@@ -62,5 +62,8 @@ pub trait ArchiveStore: Send + Sync {
 pub trait ProductCache: Send + Sync {
     /// Raises each product's fence to its version and drops any cached entry older than it,
     /// in one round trip. Returns (entries evicted, fences raised).
-    async fn invalidate(&self, products: &[ChangedProduct]) -> Result<(usize, usize), PipelineError>;
+    async fn invalidate(
+        &self,
+        products: &[ChangedProduct],
+    ) -> Result<(usize, usize), PipelineError>;
 }

@@ -69,7 +69,10 @@ impl ProductSummary {
     /// alphabetical), then the lowest price in it (ties: supplier id). Prices in different
     /// currencies are never compared with each other, since no conversion rate is known here.
     pub fn from_offers(product_id: &ProductId, offers: &[Offer]) -> Option<Self> {
-        let offers: Vec<&Offer> = offers.iter().filter(|o| &o.product_id == product_id).collect();
+        let offers: Vec<&Offer> = offers
+            .iter()
+            .filter(|o| &o.product_id == product_id)
+            .collect();
         let version = offers.iter().map(|o| o.event_seq).max()?;
         let updated_at = offers.iter().map(|o| o.occurred_at).max()?;
         let total_quantity = offers.iter().map(|o| o.quantity.get()).sum();
@@ -79,7 +82,11 @@ impl ProductSummary {
             *per_currency.entry(o.currency).or_default() += 1;
         }
         // max_by_key keeps the last maximum; iterate in reverse so ties go to the first code.
-        let main_currency = per_currency.iter().rev().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
+        let main_currency = per_currency
+            .iter()
+            .rev()
+            .max_by_key(|(_, n)| **n)
+            .map(|(c, _)| *c);
         let best = main_currency.and_then(|cur| {
             offers
                 .iter()
@@ -130,12 +137,21 @@ pub fn project(current: &[Offer], events: &[EventEnvelope]) -> ProjectionChange 
     let summaries = changed_products
         .iter()
         .filter_map(|p| {
-            let product_offers: Vec<Offer> =
-                offers.range(((*p).clone(), min_supplier())..).take_while(|((pp, _), _)| pp == *p).map(|(_, o)| o.clone()).collect();
+            let product_offers: Vec<Offer> = offers
+                .range(((*p).clone(), min_supplier())..)
+                .take_while(|((pp, _), _)| pp == *p)
+                .map(|(_, o)| o.clone())
+                .collect();
             ProductSummary::from_offers(p, &product_offers)
         })
         .collect();
-    ProjectionChange { offers: changed.iter().filter_map(|k| offers.get(k).cloned()).collect(), summaries }
+    ProjectionChange {
+        offers: changed
+            .iter()
+            .filter_map(|k| offers.get(k).cloned())
+            .collect(),
+        summaries,
+    }
 }
 
 fn min_supplier() -> SupplierId {
@@ -160,7 +176,8 @@ impl Catalog {
         }
         let change = project(&touched, events);
         for o in &change.offers {
-            self.offers.insert((o.product_id.clone(), o.supplier_id.clone()), o.clone());
+            self.offers
+                .insert((o.product_id.clone(), o.supplier_id.clone()), o.clone());
         }
         for s in &change.summaries {
             self.summaries.insert(s.product_id.clone(), s.clone());
@@ -169,7 +186,10 @@ impl Catalog {
     }
 
     pub fn offers_of<'a>(&'a self, product: &'a ProductId) -> impl Iterator<Item = &'a Offer> + 'a {
-        self.offers.range((product.clone(), min_supplier())..).take_while(move |((p, _), _)| p == product).map(|(_, o)| o)
+        self.offers
+            .range((product.clone(), min_supplier())..)
+            .take_while(move |((p, _), _)| p == product)
+            .map(|(_, o)| o)
     }
 
     pub fn summary(&self, product: &ProductId) -> Option<&ProductSummary> {
@@ -194,16 +214,33 @@ mod tests {
     use proptest::prelude::*;
 
     fn at(minute: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).single().expect("valid")
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0)
+            .single()
+            .expect("valid")
     }
 
-    fn event(seq: i64, product: &str, supplier: &str, qty: i64, price: &str, cur: &str, minute: u32) -> EventEnvelope {
+    fn event(
+        seq: i64,
+        product: &str,
+        supplier: &str,
+        qty: i64,
+        price: &str,
+        cur: &str,
+        minute: u32,
+    ) -> EventEnvelope {
         let product_id = ProductId::parse(product).expect("valid");
         let supplier_id = SupplierId::parse(supplier).expect("valid");
         let quantity = Quantity::new(qty).expect("valid");
         let price = Price::parse_decimal(price).expect("valid");
         let currency = Currency::parse(cur).expect("valid");
-        let update_key = UpdateKey::for_content(&product_id, &supplier_id, quantity, price, currency, at(minute));
+        let update_key = UpdateKey::for_content(
+            &product_id,
+            &supplier_id,
+            quantity,
+            price,
+            currency,
+            at(minute),
+        );
         EventEnvelope {
             update_key,
             seq,
@@ -216,7 +253,11 @@ mod tests {
                 occurred_at: at(minute),
                 occurred_at_from_supplier: true,
                 update_id: None,
-                source: SourcePosition { shard_id: "s".into(), sequence_number: seq.to_string(), arrived_at: at(minute) },
+                source: SourcePosition {
+                    shard_id: "s".into(),
+                    sequence_number: seq.to_string(),
+                    arrived_at: at(minute),
+                },
             },
         }
     }
@@ -243,10 +284,15 @@ mod tests {
             event(3, "p", "c", 7, "9.5", "USD", 1),
             event(4, "p", "d", 1, "2", "EUR", 1),
         ]);
-        let s = c.summary(&ProductId::parse("p").expect("valid")).expect("summary");
+        let s = c
+            .summary(&ProductId::parse("p").expect("valid"))
+            .expect("summary");
         assert_eq!(s.total_quantity, 13);
         assert_eq!(s.best_price.map(|p| p.to_string()), Some("9.5".into()));
-        assert_eq!(s.best_price_supplier.as_ref().map(SupplierId::as_str), Some("c"));
+        assert_eq!(
+            s.best_price_supplier.as_ref().map(SupplierId::as_str),
+            Some("c")
+        );
         assert_eq!(s.best_price_currency, Some(Currency::USD));
         assert_eq!(s.supplier_count, 4);
         assert_eq!(s.updated_at, at(1));
@@ -256,7 +302,9 @@ mod tests {
     fn a_product_with_no_stock_has_no_best_price() {
         let mut c = Catalog::default();
         c.apply(&[event(1, "p", "a", 0, "10", "USD", 1)]);
-        let s = c.summary(&ProductId::parse("p").expect("valid")).expect("summary");
+        let s = c
+            .summary(&ProductId::parse("p").expect("valid"))
+            .expect("summary");
         assert_eq!(s.best_price, None);
         assert_eq!(s.total_quantity, 0);
     }
@@ -264,9 +312,17 @@ mod tests {
     #[test]
     fn currency_ties_go_to_the_first_code() {
         let mut c = Catalog::default();
-        c.apply(&[event(1, "p", "a", 1, "10", "USD", 1), event(2, "p", "b", 1, "20", "EUR", 1)]);
-        let s = c.summary(&ProductId::parse("p").expect("valid")).expect("summary");
-        assert_eq!(s.best_price_currency.map(|c| c.to_string()), Some("EUR".into()));
+        c.apply(&[
+            event(1, "p", "a", 1, "10", "USD", 1),
+            event(2, "p", "b", 1, "20", "EUR", 1),
+        ]);
+        let s = c
+            .summary(&ProductId::parse("p").expect("valid"))
+            .expect("summary");
+        assert_eq!(
+            s.best_price_currency.map(|c| c.to_string()),
+            Some("EUR".into())
+        );
     }
 
     #[test]
@@ -279,19 +335,32 @@ mod tests {
         ba.apply(&[b]);
         ba.apply(&[a]);
         let p = ProductId::parse("p").expect("valid");
-        assert_eq!(ab.offers_of(&p).collect::<Vec<_>>()[0].quantity, ba.offers_of(&p).collect::<Vec<_>>()[0].quantity);
+        assert_eq!(
+            ab.offers_of(&p).collect::<Vec<_>>()[0].quantity,
+            ba.offers_of(&p).collect::<Vec<_>>()[0].quantity
+        );
     }
 
     fn arb_events() -> impl Strategy<Value = Vec<EventEnvelope>> {
-        prop::collection::vec((0..4u8, 0..3u8, 0..50i64, 1..100u32, 0..20u32), 1..40).prop_map(|rows| {
-            rows.into_iter()
-                .enumerate()
-                .map(|(i, (p, s, q, price, minute))| {
-                    let seq = i64::try_from(i).unwrap_or(0) + 1;
-                    event(seq, &format!("p{p}"), &format!("s{s}"), q, &price.to_string(), "USD", minute)
-                })
-                .collect()
-        })
+        prop::collection::vec((0..4u8, 0..3u8, 0..50i64, 1..100u32, 0..20u32), 1..40).prop_map(
+            |rows| {
+                rows.into_iter()
+                    .enumerate()
+                    .map(|(i, (p, s, q, price, minute))| {
+                        let seq = i64::try_from(i).unwrap_or(0) + 1;
+                        event(
+                            seq,
+                            &format!("p{p}"),
+                            &format!("s{s}"),
+                            q,
+                            &price.to_string(),
+                            "USD",
+                            minute,
+                        )
+                    })
+                    .collect()
+            },
+        )
     }
 
     proptest! {

@@ -141,7 +141,10 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(code: RejectionCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -159,7 +162,11 @@ mod tests {
 
     #[test]
     fn codes_serialise_as_their_stable_names() {
-        for code in [RejectionCode::NotJson, RejectionCode::PriceTooPrecise, RejectionCode::OccurredAtInFuture] {
+        for code in [
+            RejectionCode::NotJson,
+            RejectionCode::PriceTooPrecise,
+            RejectionCode::OccurredAtInFuture,
+        ] {
             let json = serde_json::to_string(&code).expect("serialises");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

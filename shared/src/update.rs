@@ -16,7 +16,9 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
 /// `occurred_at` before this is taken for a broken clock, not an old update.
 pub fn earliest_occurred_at() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 /// Display form of [`earliest_occurred_at`], for messages and docs.
 pub const EARLIEST_OCCURRED_AT: &str = "2000-01-01T00:00:00Z";
@@ -78,14 +80,23 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
     if data.len() > MAX_RECORD_BYTES {
         return Err(Rejection::new(
             RejectionCode::RecordTooLarge,
-            format!("record is {} bytes, the limit is {MAX_RECORD_BYTES}", data.len()),
+            format!(
+                "record is {} bytes, the limit is {MAX_RECORD_BYTES}",
+                data.len()
+            ),
         ));
     }
     let text = std::str::from_utf8(data).map_err(|e| {
-        Rejection::new(RejectionCode::NotUtf8, format!("record is not valid UTF-8 (at byte {})", e.valid_up_to()))
+        Rejection::new(
+            RejectionCode::NotUtf8,
+            format!("record is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
     })?;
     if text.trim().is_empty() {
-        return Err(Rejection::new(RejectionCode::EmptyRecord, "record is empty"));
+        return Err(Rejection::new(
+            RejectionCode::EmptyRecord,
+            "record is empty",
+        ));
     }
     if !text.trim_start().starts_with('{') {
         // serde would also read a struct from an array; the contract wants an object.
@@ -96,16 +107,29 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
     }
     let fields: RecordFields<'_> = serde_json::from_str(text).map_err(classify_json_error)?;
 
-    let product_id =
-        match field_string(fields.product_id, "product_id", RejectionCode::ProductIdWrongType, "a string")? {
-            Some(s) => ProductId::parse(&s)?,
-            None => return Err(Rejection::new(RejectionCode::ProductIdMissing, "product_id is required")),
-        };
-    let supplier_id =
-        match field_string(fields.supplier_id, "supplier_id", RejectionCode::SupplierIdWrongType, "a string")? {
-            Some(s) => SupplierId::parse(&s)?,
-            None => SupplierId::unspecified(),
-        };
+    let product_id = match field_string(
+        fields.product_id,
+        "product_id",
+        RejectionCode::ProductIdWrongType,
+        "a string",
+    )? {
+        Some(s) => ProductId::parse(&s)?,
+        None => {
+            return Err(Rejection::new(
+                RejectionCode::ProductIdMissing,
+                "product_id is required",
+            ));
+        }
+    };
+    let supplier_id = match field_string(
+        fields.supplier_id,
+        "supplier_id",
+        RejectionCode::SupplierIdWrongType,
+        "a string",
+    )? {
+        Some(s) => SupplierId::parse(&s)?,
+        None => SupplierId::unspecified(),
+    };
     let quantity = match (fields.quantity, fields.inventory) {
         (Some(_), Some(_)) => {
             return Err(Rejection::new(
@@ -115,21 +139,38 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
         }
         (Some(raw), None) | (None, Some(raw)) => parse_quantity(raw)?,
         (None, None) => {
-            return Err(Rejection::new(RejectionCode::QuantityMissing, "quantity (or inventory) is required"));
+            return Err(Rejection::new(
+                RejectionCode::QuantityMissing,
+                "quantity (or inventory) is required",
+            ));
         }
     };
     let price = match fields.price {
         Some(raw) => parse_price(raw)?,
-        None => return Err(Rejection::new(RejectionCode::PriceMissing, "price is required")),
+        None => {
+            return Err(Rejection::new(
+                RejectionCode::PriceMissing,
+                "price is required",
+            ));
+        }
     };
-    let currency =
-        match field_string(fields.currency, "currency", RejectionCode::CurrencyWrongType, "a string such as \"USD\"")? {
-            Some(s) => Currency::parse(&s)?,
-            None => Currency::default(),
-        };
-    let update_id = field_string(fields.update_id, "update_id", RejectionCode::UpdateIdWrongType, "a string")?
-        .map(|s| UpdateId::parse(&s))
-        .transpose()?;
+    let currency = match field_string(
+        fields.currency,
+        "currency",
+        RejectionCode::CurrencyWrongType,
+        "a string such as \"USD\"",
+    )? {
+        Some(s) => Currency::parse(&s)?,
+        None => Currency::default(),
+    };
+    let update_id = field_string(
+        fields.update_id,
+        "update_id",
+        RejectionCode::UpdateIdWrongType,
+        "a string",
+    )?
+    .map(|s| UpdateId::parse(&s))
+    .transpose()?;
     let supplier_time = field_string(
         fields.occurred_at,
         "occurred_at",
@@ -143,7 +184,14 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
 
     let update_key = match &update_id {
         Some(id) => UpdateKey::for_supplier_update(&supplier_id, id),
-        None => UpdateKey::for_content(&product_id, &supplier_id, quantity, price, currency, occurred_at),
+        None => UpdateKey::for_content(
+            &product_id,
+            &supplier_id,
+            quantity,
+            price,
+            currency,
+            occurred_at,
+        ),
     };
     Ok(InventoryUpdate {
         update_key,
@@ -192,10 +240,14 @@ fn field_string(
     let Some(raw) = raw else { return Ok(None) };
     match serde_json::from_str::<String>(raw.get()) {
         Ok(s) => Ok(Some(s)),
-        Err(e) if raw.get().starts_with('"') => {
-            Err(Rejection::new(RejectionCode::NotJson, format!("{field} is not a valid JSON string ({e})")))
-        }
-        Err(_) => Err(Rejection::new(wrong_type, format!("{field} must be {expected}, got {}", abbreviate(raw.get())))),
+        Err(e) if raw.get().starts_with('"') => Err(Rejection::new(
+            RejectionCode::NotJson,
+            format!("{field} is not a valid JSON string ({e})"),
+        )),
+        Err(_) => Err(Rejection::new(
+            wrong_type,
+            format!("{field} must be {expected}, got {}", abbreviate(raw.get())),
+        )),
     }
 }
 
@@ -219,7 +271,10 @@ fn parse_price(raw: &RawValue) -> Result<Price, Rejection> {
         Ok(s) => Price::parse_decimal(s.trim()),
         Err(_) => Err(Rejection::new(
             RejectionCode::PriceWrongType,
-            format!("price must be a JSON number or a decimal string, got {}", abbreviate(text)),
+            format!(
+                "price must be a JSON number or a decimal string, got {}",
+                abbreviate(text)
+            ),
         )),
     }
 }
@@ -229,7 +284,10 @@ fn parse_occurred_at(s: &str, arrived_at: DateTime<Utc>) -> Result<DateTime<Utc>
         .map_err(|e| {
             Rejection::new(
                 RejectionCode::OccurredAtInvalid,
-                format!("occurred_at {:?} is not an RFC 3339 timestamp with an offset ({e})", abbreviate(s)),
+                format!(
+                    "occurred_at {:?} is not an RFC 3339 timestamp with an offset ({e})",
+                    abbreviate(s)
+                ),
             )
         })?
         .with_timezone(&Utc)
@@ -248,7 +306,10 @@ fn parse_occurred_at(s: &str, arrived_at: DateTime<Utc>) -> Result<DateTime<Utc>
     if at < earliest_occurred_at() {
         return Err(Rejection::new(
             RejectionCode::OccurredAtTooOld,
-            format!("occurred_at {} is before {EARLIEST_OCCURRED_AT}", at.to_rfc3339()),
+            format!(
+                "occurred_at {} is before {EARLIEST_OCCURRED_AT}",
+                at.to_rfc3339()
+            ),
         ));
     }
     Ok(at)
@@ -264,7 +325,10 @@ fn abbreviate(text: &str) -> String {
     if text.len() <= MAX {
         return text.to_owned();
     }
-    let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    let cut = (0..=MAX)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
     format!("{}… ({} bytes)", &text[..cut], text.len())
 }
 
@@ -276,7 +340,10 @@ mod tests {
         SourcePosition {
             shard_id: "shardId-000000000000".into(),
             sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
-            arrived_at: Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().expect("valid time"),
+            arrived_at: Utc
+                .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+                .single()
+                .expect("valid time"),
         }
     }
 
@@ -290,7 +357,8 @@ mod tests {
 
     #[test]
     fn the_briefs_record_is_accepted_with_defaults() {
-        let u = parse(r#"{"product_id": "product123", "inventory": 100, "price": 29.99}"#).expect("valid");
+        let u = parse(r#"{"product_id": "product123", "inventory": 100, "price": 29.99}"#)
+            .expect("valid");
         assert_eq!(u.product_id.as_str(), "product123");
         assert_eq!(u.quantity.get(), 100);
         assert_eq!(u.price.to_string(), "29.99");
@@ -311,7 +379,10 @@ mod tests {
         assert_eq!(u.currency.as_str(), "EUR");
         assert_eq!(u.supplier_id.as_str(), "acme");
         assert_eq!(u.update_id.as_ref().map(UpdateId::as_str), Some("acme-42"));
-        assert_eq!(u.occurred_at.to_rfc3339(), "2026-11-24T10:59:00.123456+00:00");
+        assert_eq!(
+            u.occurred_at.to_rfc3339(),
+            "2026-11-24T10:59:00.123456+00:00"
+        );
         assert!(u.occurred_at_from_supplier);
         assert_eq!(u.price.to_string(), "10.5");
     }
@@ -327,70 +398,175 @@ mod tests {
 
     #[test]
     fn a_supplier_update_id_decides_the_key_whatever_the_content() {
-        let a = parse(r#"{"product_id":"p","quantity":1,"price":1,"update_id":"u1","supplier_id":"s"}"#).expect("valid");
-        let b = parse(r#"{"product_id":"p","quantity":9,"price":1,"update_id":"u1","supplier_id":"s"}"#).expect("valid");
-        let other_supplier =
-            parse(r#"{"product_id":"p","quantity":1,"price":1,"update_id":"u1","supplier_id":"t"}"#).expect("valid");
+        let a = parse(
+            r#"{"product_id":"p","quantity":1,"price":1,"update_id":"u1","supplier_id":"s"}"#,
+        )
+        .expect("valid");
+        let b = parse(
+            r#"{"product_id":"p","quantity":9,"price":1,"update_id":"u1","supplier_id":"s"}"#,
+        )
+        .expect("valid");
+        let other_supplier = parse(
+            r#"{"product_id":"p","quantity":1,"price":1,"update_id":"u1","supplier_id":"t"}"#,
+        )
+        .expect("valid");
         assert_eq!(a.update_key, b.update_key);
         assert_ne!(a.update_key, other_supplier.update_key);
     }
 
     #[test]
     fn record_level_problems_have_their_own_codes() {
-        assert_eq!(parse_record(&[0xff, 0xfe], &source()).expect_err("bad").code, RejectionCode::NotUtf8);
+        assert_eq!(
+            parse_record(&[0xff, 0xfe], &source())
+                .expect_err("bad")
+                .code,
+            RejectionCode::NotUtf8
+        );
         assert_eq!(code(""), RejectionCode::EmptyRecord);
         assert_eq!(code("   "), RejectionCode::EmptyRecord);
         assert_eq!(code("{not json"), RejectionCode::NotJson);
         assert_eq!(code("[1,2]"), RejectionCode::NotAnObject);
         assert_eq!(code("42"), RejectionCode::NotAnObject);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"colour":"red"}"#), RejectionCode::UnknownField);
-        assert_eq!(code(r#"{"product_id":"p","product_id":"q","quantity":1,"price":1}"#), RejectionCode::DuplicateField);
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"colour":"red"}"#),
+            RejectionCode::UnknownField
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","product_id":"q","quantity":1,"price":1}"#),
+            RejectionCode::DuplicateField
+        );
         let big = format!(r#"{{"product_id":"{}"}}"#, "a".repeat(MAX_RECORD_BYTES));
         assert_eq!(code(&big), RejectionCode::RecordTooLarge);
         let deep = format!("{}{}", "[".repeat(2_000), "]".repeat(2_000));
         assert_eq!(code(&deep), RejectionCode::NotAnObject);
-        let deep_field = format!(r#"{{"product_id":{}{}}}"#, "[".repeat(2_000), "]".repeat(2_000));
+        let deep_field = format!(
+            r#"{{"product_id":{}{}}}"#,
+            "[".repeat(2_000),
+            "]".repeat(2_000)
+        );
         assert_eq!(code(&deep_field), RejectionCode::ProductIdWrongType);
     }
 
     #[test]
     fn field_problems_have_their_own_codes() {
-        assert_eq!(code(r#"{"quantity":1,"price":1}"#), RejectionCode::ProductIdMissing);
-        assert_eq!(code(r#"{"product_id":null,"quantity":1,"price":1}"#), RejectionCode::ProductIdMissing);
-        assert_eq!(code(r#"{"product_id":7,"quantity":1,"price":1}"#), RejectionCode::ProductIdWrongType);
-        assert_eq!(code(r#"{"product_id":"","quantity":1,"price":1}"#), RejectionCode::ProductIdEmpty);
-        assert_eq!(code(r#"{"product_id":"p","price":1}"#), RejectionCode::QuantityMissing);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"inventory":1,"price":1}"#), RejectionCode::QuantityAmbiguous);
-        assert_eq!(code(r#"{"product_id":"p","quantity":"1","price":1}"#), RejectionCode::QuantityWrongType);
-        assert_eq!(code(r#"{"product_id":"p","quantity":-3,"price":1}"#), RejectionCode::QuantityNegative);
-        assert_eq!(code(r#"{"product_id":"p","quantity":2.5,"price":1}"#), RejectionCode::QuantityNotInteger);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1}"#), RejectionCode::PriceMissing);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":true}"#), RejectionCode::PriceWrongType);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":"cheap"}"#), RejectionCode::PriceInvalid);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":-0.01}"#), RejectionCode::PriceNegative);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":0.00001}"#), RejectionCode::PriceTooPrecise);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"currency":"usd"}"#), RejectionCode::CurrencyUnknown);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"currency":1}"#), RejectionCode::CurrencyWrongType);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"supplier_id":1}"#), RejectionCode::SupplierIdWrongType);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"supplier_id":"a b"}"#), RejectionCode::SupplierIdInvalid);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"update_id":[]}"#), RejectionCode::UpdateIdWrongType);
-        assert_eq!(code(r#"{"product_id":"p","quantity":1,"price":1,"update_id":""}"#), RejectionCode::UpdateIdInvalid);
+        assert_eq!(
+            code(r#"{"quantity":1,"price":1}"#),
+            RejectionCode::ProductIdMissing
+        );
+        assert_eq!(
+            code(r#"{"product_id":null,"quantity":1,"price":1}"#),
+            RejectionCode::ProductIdMissing
+        );
+        assert_eq!(
+            code(r#"{"product_id":7,"quantity":1,"price":1}"#),
+            RejectionCode::ProductIdWrongType
+        );
+        assert_eq!(
+            code(r#"{"product_id":"","quantity":1,"price":1}"#),
+            RejectionCode::ProductIdEmpty
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","price":1}"#),
+            RejectionCode::QuantityMissing
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"inventory":1,"price":1}"#),
+            RejectionCode::QuantityAmbiguous
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":"1","price":1}"#),
+            RejectionCode::QuantityWrongType
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":-3,"price":1}"#),
+            RejectionCode::QuantityNegative
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":2.5,"price":1}"#),
+            RejectionCode::QuantityNotInteger
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1}"#),
+            RejectionCode::PriceMissing
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":true}"#),
+            RejectionCode::PriceWrongType
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":"cheap"}"#),
+            RejectionCode::PriceInvalid
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":-0.01}"#),
+            RejectionCode::PriceNegative
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":0.00001}"#),
+            RejectionCode::PriceTooPrecise
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"currency":"usd"}"#),
+            RejectionCode::CurrencyUnknown
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"currency":1}"#),
+            RejectionCode::CurrencyWrongType
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"supplier_id":1}"#),
+            RejectionCode::SupplierIdWrongType
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"supplier_id":"a b"}"#),
+            RejectionCode::SupplierIdInvalid
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"update_id":[]}"#),
+            RejectionCode::UpdateIdWrongType
+        );
+        assert_eq!(
+            code(r#"{"product_id":"p","quantity":1,"price":1,"update_id":""}"#),
+            RejectionCode::UpdateIdInvalid
+        );
     }
 
     #[test]
     fn timestamps_must_be_rfc3339_and_plausible() {
-        let with = |t: &str| format!(r#"{{"product_id":"p","quantity":1,"price":1,"occurred_at":{t}}}"#);
-        assert_eq!(code(&with("1700000000")), RejectionCode::OccurredAtWrongType);
-        assert_eq!(code(&with(r#""yesterday""#)), RejectionCode::OccurredAtInvalid);
-        assert_eq!(code(&with(r#""2026-11-24 12:00:00""#)), RejectionCode::OccurredAtInvalid);
-        assert_eq!(code(&with(r#""2026-11-24T12:06:00Z""#)), RejectionCode::OccurredAtInFuture);
-        assert_eq!(code(&with(r#""1999-12-31T23:59:59Z""#)), RejectionCode::OccurredAtTooOld);
-        assert!(parse(&with(r#""2026-11-24T12:04:59Z""#)).is_ok(), "small clock skew is tolerated");
+        let with =
+            |t: &str| format!(r#"{{"product_id":"p","quantity":1,"price":1,"occurred_at":{t}}}"#);
+        assert_eq!(
+            code(&with("1700000000")),
+            RejectionCode::OccurredAtWrongType
+        );
+        assert_eq!(
+            code(&with(r#""yesterday""#)),
+            RejectionCode::OccurredAtInvalid
+        );
+        assert_eq!(
+            code(&with(r#""2026-11-24 12:00:00""#)),
+            RejectionCode::OccurredAtInvalid
+        );
+        assert_eq!(
+            code(&with(r#""2026-11-24T12:06:00Z""#)),
+            RejectionCode::OccurredAtInFuture
+        );
+        assert_eq!(
+            code(&with(r#""1999-12-31T23:59:59Z""#)),
+            RejectionCode::OccurredAtTooOld
+        );
+        assert!(
+            parse(&with(r#""2026-11-24T12:04:59Z""#)).is_ok(),
+            "small clock skew is tolerated"
+        );
     }
 
     #[test]
     fn rejection_messages_stay_short_for_huge_values() {
-        let long = format!(r#"{{"product_id":"p","quantity":"{}","price":1}}"#, "9".repeat(5000));
+        let long = format!(
+            r#"{{"product_id":"p","quantity":"{}","price":1}}"#,
+            "9".repeat(5000)
+        );
         let r = parse(&long).expect_err("wrong type");
         assert!(r.message.len() < 200, "{}", r.message);
         assert!(r.message.contains("5002 bytes"));
@@ -398,9 +574,21 @@ mod tests {
 
     #[test]
     fn unicode_in_a_product_id_is_rejected_not_panicked_on() {
-        assert_eq!(code(r#"{"product_id":"p\u0000","quantity":1,"price":1}"#), RejectionCode::ProductIdInvalidChars);
-        assert_eq!(code(r#"{"product_id":"é́́́́","quantity":1,"price":1}"#), RejectionCode::ProductIdInvalidChars);
-        assert_eq!(code(r#"{"product_id":"\ud83d\ude00","quantity":1,"price":1}"#), RejectionCode::ProductIdInvalidChars);
-        assert_eq!(code(r#"{"product_id":"\ud800","quantity":1,"price":1}"#), RejectionCode::NotJson);
+        assert_eq!(
+            code(r#"{"product_id":"p\u0000","quantity":1,"price":1}"#),
+            RejectionCode::ProductIdInvalidChars
+        );
+        assert_eq!(
+            code(r#"{"product_id":"é́́́́","quantity":1,"price":1}"#),
+            RejectionCode::ProductIdInvalidChars
+        );
+        assert_eq!(
+            code(r#"{"product_id":"\ud83d\ude00","quantity":1,"price":1}"#),
+            RejectionCode::ProductIdInvalidChars
+        );
+        assert_eq!(
+            code(r#"{"product_id":"\ud800","quantity":1,"price":1}"#),
+            RejectionCode::NotJson
+        );
     }
 }

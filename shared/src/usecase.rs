@@ -4,12 +4,12 @@
 use crate::error::PipelineError;
 use crate::keys::ArchiveKey;
 use crate::pipeline::{
-    ArchiveOutput, CacheInvalidateInput, CacheInvalidateOutput, ChunkInput, PersistInput, PersistOutput,
-    RejectedRecord, SourceRecord, ValidateOutput,
+    ArchiveOutput, CacheInvalidateInput, CacheInvalidateOutput, ChunkInput, PersistInput,
+    PersistOutput, RejectedRecord, SourceRecord, ValidateOutput,
 };
 use crate::ports::{ArchiveStore, EventStore, ProductCache, Quarantine, QuarantinedRecord};
 use crate::rejection::{Rejection, RejectionCode};
-use crate::update::{parse_record, SourcePosition, MAX_RECORD_BYTES};
+use crate::update::{MAX_RECORD_BYTES, SourcePosition, parse_record};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use flate2::Compression;
@@ -20,7 +20,10 @@ use std::io::Write as _;
 /// Validate: parse every record; quarantine the bad ones with their reasons; pass the good
 /// ones on. One bad record never fails the chunk.
 #[tracing::instrument(skip_all, fields(chunk = %input.execution_name(), records = input.records.len()))]
-pub async fn validate_chunk(input: &ChunkInput, quarantine: &dyn Quarantine) -> Result<ValidateOutput, PipelineError> {
+pub async fn validate_chunk(
+    input: &ChunkInput,
+    quarantine: &dyn Quarantine,
+) -> Result<ValidateOutput, PipelineError> {
     let mut valid = Vec::with_capacity(input.records.len());
     let mut rejected = Vec::new();
     let mut to_quarantine = Vec::new();
@@ -41,7 +44,10 @@ pub async fn validate_chunk(input: &ChunkInput, quarantine: &dyn Quarantine) -> 
             Ok(update) => valid.push(update),
             Err(reason) => {
                 tracing::info!(sequence_number = %record.sequence_number, code = %reason.code, "record rejected");
-                rejected.push(RejectedRecord { sequence_number: record.sequence_number.clone(), reason: reason.clone() });
+                rejected.push(RejectedRecord {
+                    sequence_number: record.sequence_number.clone(),
+                    reason: reason.clone(),
+                });
                 to_quarantine.push(QuarantinedRecord {
                     stream: input.chunk.stream.clone(),
                     shard_id: input.chunk.shard_id.clone(),
@@ -58,20 +64,33 @@ pub async fn validate_chunk(input: &ChunkInput, quarantine: &dyn Quarantine) -> 
     if !to_quarantine.is_empty() {
         quarantine.quarantine(&to_quarantine).await?;
     }
-    Ok(ValidateOutput { chunk: input.chunk.clone(), valid, rejected })
+    Ok(ValidateOutput {
+        chunk: input.chunk.clone(),
+        valid,
+        rejected,
+    })
 }
 
 /// A record's bytes, or the reason they can't be had inline.
 fn decode(record: &SourceRecord) -> Result<Vec<u8>, Rejection> {
     match (&record.data, &record.data_ref) {
         (Some(b64), _) => BASE64.decode(b64).map_err(|e| {
-            Rejection::new(RejectionCode::PayloadUnavailable, format!("record data is not valid base64 ({e})"))
+            Rejection::new(
+                RejectionCode::PayloadUnavailable,
+                format!("record data is not valid base64 ({e})"),
+            )
         }),
         (None, Some(r)) => Err(Rejection::new(
             RejectionCode::RecordTooLarge,
-            format!("record is {} bytes, the limit is {MAX_RECORD_BYTES}; kept at s3://{}/{}", r.bytes, r.bucket, r.key),
+            format!(
+                "record is {} bytes, the limit is {MAX_RECORD_BYTES}; kept at s3://{}/{}",
+                r.bytes, r.bucket, r.key
+            ),
         )),
-        (None, None) => Err(Rejection::new(RejectionCode::PayloadUnavailable, "record has neither data nor data_ref")),
+        (None, None) => Err(Rejection::new(
+            RejectionCode::PayloadUnavailable,
+            "record has neither data nor data_ref",
+        )),
     }
 }
 
@@ -86,19 +105,41 @@ struct ArchiveLine<'a> {
 
 /// Encodes a chunk's records, valid or not, as gzip JSON lines.
 pub fn encode_archive(input: &ChunkInput) -> Result<Vec<u8>, PipelineError> {
-    let mut gz = GzEncoder::new(Vec::with_capacity(input.records.len() * 128), Compression::fast());
+    let mut gz = GzEncoder::new(
+        Vec::with_capacity(input.records.len() * 128),
+        Compression::fast(),
+    );
     for record in &input.records {
-        let line = ArchiveLine { stream: &input.chunk.stream, shard_id: &input.chunk.shard_id, record };
+        let line = ArchiveLine {
+            stream: &input.chunk.stream,
+            shard_id: &input.chunk.shard_id,
+            record,
+        };
         serde_json::to_writer(&mut gz, &line)
             .and_then(|()| gz.write_all(b"\n").map_err(serde_json::Error::io))
-            .map_err(|e| PipelineError::with_source(crate::ErrorKind::Internal, "could not encode the archive", e))?;
+            .map_err(|e| {
+                PipelineError::with_source(
+                    crate::ErrorKind::Internal,
+                    "could not encode the archive",
+                    e,
+                )
+            })?;
     }
-    gz.finish().map_err(|e| PipelineError::with_source(crate::ErrorKind::Internal, "could not compress the archive", e))
+    gz.finish().map_err(|e| {
+        PipelineError::with_source(
+            crate::ErrorKind::Internal,
+            "could not compress the archive",
+            e,
+        )
+    })
 }
 
 /// Archive: the chunk's raw records as one object at a key that is the same on every retry.
 #[tracing::instrument(skip_all, fields(chunk = %input.execution_name(), records = input.records.len()))]
-pub async fn archive_chunk(input: &ChunkInput, store: &dyn ArchiveStore) -> Result<ArchiveOutput, PipelineError> {
+pub async fn archive_chunk(
+    input: &ChunkInput,
+    store: &dyn ArchiveStore,
+) -> Result<ArchiveOutput, PipelineError> {
     let first_arrival = input
         .records
         .iter()
@@ -109,17 +150,29 @@ pub async fn archive_chunk(input: &ChunkInput, store: &dyn ArchiveStore) -> Resu
     let body = encode_archive(input)?;
     let bytes = body.len();
     store.put(&key, body).await?;
-    Ok(ArchiveOutput { bucket: store.bucket().to_owned(), key: key.to_string(), records: input.records.len(), bytes })
+    Ok(ArchiveOutput {
+        bucket: store.bucket().to_owned(),
+        key: key.to_string(),
+        records: input.records.len(),
+        bytes,
+    })
 }
 
 /// Persist: append events and update the projection, once per update whatever the retries.
 #[tracing::instrument(skip_all, fields(chunk = %input.chunk.execution_name(), updates = input.updates.len()))]
-pub async fn persist_updates(input: &PersistInput, store: &dyn EventStore) -> Result<PersistOutput, PipelineError> {
+pub async fn persist_updates(
+    input: &PersistInput,
+    store: &dyn EventStore,
+) -> Result<PersistOutput, PipelineError> {
     if input.updates.is_empty() {
         return Ok(PersistOutput::default());
     }
     let outcome = store.append(&input.updates).await?;
-    Ok(PersistOutput { appended: outcome.appended, duplicates: outcome.duplicates, changed: outcome.changed })
+    Ok(PersistOutput {
+        appended: outcome.appended,
+        duplicates: outcome.duplicates,
+        changed: outcome.changed,
+    })
 }
 
 /// Cache-invalidate: fence and evict the changed products in one round trip.

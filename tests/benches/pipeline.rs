@@ -31,7 +31,11 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { updates: 100_000, products: 5_000, batches: vec![100, 1000] };
+    let mut args = Args {
+        updates: 100_000,
+        products: 5_000,
+        batches: vec![100, 1000],
+    };
     let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -39,9 +43,15 @@ fn parse_args() -> Result<Args> {
             "--updates" => args.updates = value()?.parse().context("--updates")?,
             "--products" => args.products = value()?.parse().context("--products")?,
             "--batches" => {
-                args.batches = value()?.split(',').map(str::parse).collect::<Result<_, _>>().context("--batches")?
+                args.batches = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--batches")?
             }
-            other => anyhow::bail!("unknown argument {other:?} (known: --updates N --products N --batches 100,1000)"),
+            other => anyhow::bail!(
+                "unknown argument {other:?} (known: --updates N --products N --batches 100,1000)"
+            ),
         }
     }
     Ok(args)
@@ -57,20 +67,32 @@ fn brief_records(updates: usize, products: usize) -> Vec<Vec<u8>> {
         bad_share: 0.0,
         ..FeedSpec::default()
     };
-    let probe = SourcePosition { shard_id: "bench".into(), sequence_number: "0".into(), arrived_at: Utc::now() };
+    let probe = SourcePosition {
+        shard_id: "bench".into(),
+        sequence_number: "0".into(),
+        arrived_at: Utc::now(),
+    };
     generate(&spec)
         .into_iter()
         .filter(|r| r.kind == RecordKind::Update)
         .filter_map(|r| parse_record(&r.data, &probe).ok())
         .map(|u| {
-            format!(r#"{{"product_id": "{}", "inventory": {}, "price": {}}}"#, u.product_id, u.quantity.get(), u.price)
-                .into_bytes()
+            format!(
+                r#"{{"product_id": "{}", "inventory": {}, "price": {}}}"#,
+                u.product_id,
+                u.quantity.get(),
+                u.price
+            )
+            .into_bytes()
         })
         .collect()
 }
 
 fn chunks(records: &[Vec<u8>], batch: usize, run: &str) -> Vec<ChunkInput> {
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).single().unwrap_or_else(Utc::now);
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 11, 24, 0, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
     records
         .chunks(batch)
         .enumerate()
@@ -83,7 +105,8 @@ fn chunks(records: &[Vec<u8>], batch: usize, run: &str) -> Vec<ChunkInput> {
                     sequence_number: format!("{:020}", first + i),
                     partition_key: String::new(),
                     // One millisecond apart, so identical content still makes distinct updates.
-                    arrived_at: t0 + ChronoDuration::milliseconds(i64::try_from(first + i).unwrap_or(0)),
+                    arrived_at: t0
+                        + ChronoDuration::milliseconds(i64::try_from(first + i).unwrap_or(0)),
                     data: Some(BASE64.encode(data)),
                     data_ref: None,
                 })
@@ -92,8 +115,14 @@ fn chunks(records: &[Vec<u8>], batch: usize, run: &str) -> Vec<ChunkInput> {
                 chunk: ChunkId {
                     stream: format!("bench-{run}"),
                     shard_id: "shardId-000000000000".into(),
-                    first_sequence: records.first().map(|r| r.sequence_number.clone()).unwrap_or_default(),
-                    last_sequence: records.last().map(|r| r.sequence_number.clone()).unwrap_or_default(),
+                    first_sequence: records
+                        .first()
+                        .map(|r| r.sequence_number.clone())
+                        .unwrap_or_default(),
+                    last_sequence: records
+                        .last()
+                        .map(|r| r.sequence_number.clone())
+                        .unwrap_or_default(),
                     index: u32::try_from(c).unwrap_or(u32::MAX),
                 },
                 records,
@@ -128,7 +157,13 @@ async fn run_batch_size(records: &[Vec<u8>], batch: usize, moto: &MotoServer) ->
     let bucket = moto.create_bucket("bench").await?;
     let store = PgEventStore::new(db.connect(2).await?);
     let quarantine = PgQuarantine::new(db.connect(1).await?);
-    let archive = S3ArchiveStore::new(moto.s3_client(), ArchiveConfig { bucket, kms_key_id: None });
+    let archive = S3ArchiveStore::new(
+        moto.s3_client(),
+        ArchiveConfig {
+            bucket,
+            kms_key_id: None,
+        },
+    );
     let cache = RedisProductCache::connect(&redis.cache_config(86_400), None)?;
 
     let inputs = chunks(records, batch, &format!("b{batch}"));
@@ -143,7 +178,10 @@ async fn run_batch_size(records: &[Vec<u8>], batch: usize, moto: &MotoServer) ->
         let validated = validate_chunk(input, &quarantine).await?;
         steps.validate += t.elapsed();
 
-        let persist_input = PersistInput { chunk: input.chunk.clone(), updates: validated.valid };
+        let persist_input = PersistInput {
+            chunk: input.chunk.clone(),
+            updates: validated.valid,
+        };
         let t_parallel = Instant::now();
         let (archived, persisted) = tokio::join!(
             async {
@@ -163,7 +201,13 @@ async fn run_batch_size(records: &[Vec<u8>], batch: usize, moto: &MotoServer) ->
         steps.persist += persist_time;
 
         let t = Instant::now();
-        invalidate_cache(&CacheInvalidateInput { products: persisted.changed.clone() }, &cache).await?;
+        invalidate_cache(
+            &CacheInvalidateInput {
+                products: persisted.changed.clone(),
+            },
+            &cache,
+        )
+        .await?;
         steps.cache += t.elapsed();
 
         appended += persisted.appended;
@@ -191,7 +235,10 @@ async fn run_batch_size(records: &[Vec<u8>], batch: usize, moto: &MotoServer) ->
         share(steps.persist),
         share(steps.cache),
     );
-    anyhow::ensure!(appended == n, "expected {n} events appended, got {appended}");
+    anyhow::ensure!(
+        appended == n,
+        "expected {n} events appended, got {appended}"
+    );
     db.cleanup().await?;
     Ok(())
 }

@@ -3,12 +3,12 @@
 
 mod archive;
 mod cache;
-mod event_store;
 mod e2e;
+mod event_store;
 mod fanout;
 mod functions_db;
 mod functions_s3_redis;
 mod quarantine;
+mod read_path;
 mod schema_migrate;
 mod state_machine;
-mod read_path;

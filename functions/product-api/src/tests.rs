@@ -227,7 +227,10 @@ async fn the_second_read_comes_from_the_cache_with_the_same_body() {
     let second = call(&h, "/products/product123", &[]).await;
 
     assert_eq!(first.body().as_ref(), second.body().as_ref());
-    assert_eq!((header_of(&first, X_CACHE), header_of(&second, X_CACHE)), ("miss", "hit"));
+    assert_eq!(
+        (header_of(&first, X_CACHE), header_of(&second, X_CACHE)),
+        ("miss", "hit")
+    );
     assert_eq!(h.reader.queries.load(Ordering::SeqCst), 1);
     let counts = h.app.metrics.snapshot();
     assert_eq!(

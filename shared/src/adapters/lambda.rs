@@ -29,7 +29,10 @@ impl From<PipelineError> for Diagnostic {
         } else {
             tracing::error!(error_type = e.kind.name(), error = %message, "permanent failure");
         }
-        Diagnostic { error_type: e.kind.name().to_owned(), error_message: message }
+        Diagnostic {
+            error_type: e.kind.name().to_owned(),
+            error_message: message,
+        }
     }
 }
 

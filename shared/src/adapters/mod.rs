@@ -1,14 +1,14 @@
 //! Adapters: the ports implemented on real services. Each sits behind a Cargo feature.
 
+#[cfg(feature = "cache")]
+pub mod cache;
+#[cfg(feature = "custom-resource")]
+pub mod custom_resource;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "s3")]
 pub mod s3;
-#[cfg(feature = "cache")]
-pub mod cache;
 #[cfg(feature = "secrets")]
 pub mod secrets;
-#[cfg(feature = "custom-resource")]
-pub mod custom_resource;

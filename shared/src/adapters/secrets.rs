@@ -13,7 +13,9 @@ impl std::fmt::Debug for SecretFields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&String> = self.0.keys().collect();
         names.sort();
-        f.debug_struct("SecretFields").field("fields", &names).finish_non_exhaustive()
+        f.debug_struct("SecretFields")
+            .field("fields", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,22 +38,32 @@ impl SecretFields {
 
     /// A required field; the error names the secret and the field, never a value.
     pub fn field(&self, arn: &str, name: &str) -> Result<&str, PipelineError> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| PipelineError::misconfigured(format!("secret {arn} has no field {name:?}")))
+        self.0.get(name).map(String::as_str).ok_or_else(|| {
+            PipelineError::misconfigured(format!("secret {arn} has no field {name:?}"))
+        })
     }
 }
 
 /// Fetches a secret's current value.
 #[tracing::instrument(skip(client))]
 pub async fn fetch(client: &Client, arn: &str) -> Result<SecretFields, PipelineError> {
-    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
-        let transient = e.as_service_error().is_none_or(|s| s.is_internal_service_error());
-        let kind = if transient { ErrorKind::DependencyUnavailable } else { ErrorKind::Misconfigured };
-        let cause = aws_sdk_secretsmanager::error::DisplayErrorContext(&e);
-        PipelineError::new(kind, format!("could not read secret {arn}: {cause}"))
-    })?;
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            let transient = e
+                .as_service_error()
+                .is_none_or(|s| s.is_internal_service_error());
+            let kind = if transient {
+                ErrorKind::DependencyUnavailable
+            } else {
+                ErrorKind::Misconfigured
+            };
+            let cause = aws_sdk_secretsmanager::error::DisplayErrorContext(&e);
+            PipelineError::new(kind, format!("could not read secret {arn}: {cause}"))
+        })?;
     let text = out
         .secret_string()
         .ok_or_else(|| PipelineError::misconfigured(format!("secret {arn} has no string value")))?;
@@ -64,7 +76,11 @@ mod tests {
 
     #[test]
     fn fields_are_read_and_debug_never_shows_values() {
-        let s = SecretFields::parse("arn:x", r#"{"username":"app","password":"hunter2","port":5432}"#).expect("json");
+        let s = SecretFields::parse(
+            "arn:x",
+            r#"{"username":"app","password":"hunter2","port":5432}"#,
+        )
+        .expect("json");
         assert_eq!(s.field("arn:x", "username").expect("present"), "app");
         assert_eq!(s.field("arn:x", "port").expect("present"), "5432");
         assert!(!format!("{s:?}").contains("hunter2"));

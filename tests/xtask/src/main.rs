@@ -8,6 +8,7 @@
 //! cargo xtask demo       the pipeline end to end on this machine, checked
 //! cargo xtask stack up   the local stack (`stack down` stops it)
 //! cargo xtask bench-reads  the read benchmark (product-api handler and local HTTP endpoint)
+//! cargo xtask bench      the pipeline benchmark (validate -> archive ∥ persist -> cache)
 //! ```
 
 mod args;
@@ -28,6 +29,8 @@ commands:
   stack       up|down: the whole pipeline on 127.0.0.1 (moto, the functions, Postgres, Redis)
   bench-reads the read benchmark: Zipf reads through product-api (handler and local HTTP);
               arguments after -- go to it (--reads N --products N --update-rate N --http-reads N)
+  bench       the pipeline benchmark on the local services; arguments after -- go to it
+              (--updates N --products N --batches 100,1000)
 ";
 
 fn main() -> Result<()> {
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
         "setup" => setup::run(),
         "test" => test::run(rest),
         "coverage" => test::coverage(rest),
+        "bench" => test::bench(rest),
         "demo" => demo::run(rest),
         "stack" => stack::cli::run(rest),
         "bench-reads" => test::bench_reads(rest),

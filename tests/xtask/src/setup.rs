@@ -13,7 +13,10 @@ const NPM_TOOLS: &[&str] = &["asl-validator@4.0.0"];
 
 /// The workspace root (this crate lives in `tests/xtask`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 pub fn venv() -> PathBuf {
@@ -42,7 +45,9 @@ pub fn step(what: &str) {
 
 /// Runs a command to completion, failing with its name if it fails.
 pub fn sh(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -74,15 +79,35 @@ pub fn ensure_services() -> Result<()> {
             .context("PostgreSQL is not installed (/etc/postgresql is missing)")?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect();
-        let version = versions.first().context("no PostgreSQL cluster under /etc/postgresql")?;
-        sh(Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", version, "main", "start"]))?;
+        let version = versions
+            .first()
+            .context("no PostgreSQL cluster under /etc/postgresql")?;
+        sh(Command::new("pg_ctlcluster").args([
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            "start",
+        ]))?;
         wait_for_port(5432, "PostgreSQL")?;
     }
     if !port_open(6379) {
         step("starting Redis");
         sh(Command::new("redis-server").args([
-            "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "", "--appendonly", "no",
-            "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
         ]))?;
         wait_for_port(6379, "Redis")?;
     }
@@ -142,7 +167,15 @@ pub fn ensure_npm_tools() -> Result<()> {
     step("installing npm tools into .local/node");
     std::fs::create_dir_all(&dir)?;
     sh(Command::new("npm")
-        .args(["install", "--silent", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--prefix"])
+        .args([
+            "install",
+            "--silent",
+            "--no-save",
+            "--no-package-lock",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+        ])
         .arg(&dir)
         .args(NPM_TOOLS))?;
     std::fs::write(&stamp, print)?;
@@ -151,7 +184,13 @@ pub fn ensure_npm_tools() -> Result<()> {
 
 /// `PATH` with the venv and npm tools first, for child processes.
 pub fn tool_path() -> String {
-    let mut parts = vec![venv().join("bin").display().to_string(), root().join(".local/node/node_modules/.bin").display().to_string()];
+    let mut parts = vec![
+        venv().join("bin").display().to_string(),
+        root()
+            .join(".local/node/node_modules/.bin")
+            .display()
+            .to_string(),
+    ];
     if let Ok(p) = std::env::var("PATH") {
         parts.push(p);
     }

@@ -8,16 +8,42 @@ use std::process::Command;
 /// A `cargo` child with the project's tools on `PATH` and the emulator's location set.
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root()).env("PATH", tool_path()).env("MOTO_SERVER", venv_bin("moto_server"));
+    c.current_dir(root())
+        .env("PATH", tool_path())
+        .env("MOTO_SERVER", venv_bin("moto_server"));
     c
 }
 
 pub fn run(extra: &[String]) -> Result<()> {
     setup::run()?;
-    step("cargo test --workspace");
-    sh(cargo().args(["test", "--workspace"]).args(extra))?;
-    step("infrastructure checks: sam validate --lint, cfn-lint, asl-validator, checkov, template policy");
-    sh(Command::new(root().join("infra/checks/run")).current_dir(root()).env("PATH", tool_path()))?;
+    step("cargo test --workspace (all but the end-to-end tests, which need a local stack)");
+    sh(cargo()
+        .args(["test", "--workspace"])
+        .args(extra)
+        .args(["--", "--skip", "e2e::"]))?;
+    step("end-to-end tests through a local stack of their own");
+    let xtask = std::env::current_exe()?;
+    sh(Command::new(xtask)
+        .current_dir(root())
+        .env("PATH", tool_path())
+        .args([
+            "stack",
+            "run",
+            "--",
+            "cargo",
+            "test",
+            "--package",
+            "integration-tests",
+            "--test",
+            "integration",
+            "e2e::",
+        ]))?;
+    step(
+        "infrastructure checks: sam validate --lint, cfn-lint, asl-validator, checkov, template policy",
+    );
+    sh(Command::new(root().join("infra/checks/run"))
+        .current_dir(root())
+        .env("PATH", tool_path()))?;
     Ok(())
 }
 
@@ -26,7 +52,16 @@ pub fn bench(extra: &[String]) -> Result<()> {
     setup::run()?;
     step("cargo bench --bench pipeline (first run builds optimised binaries: several minutes)");
     let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
-    sh(cargo().args(["bench", "--package", "integration-tests", "--bench", "pipeline", "--"]).args(extra))
+    sh(cargo()
+        .args([
+            "bench",
+            "--package",
+            "integration-tests",
+            "--bench",
+            "pipeline",
+            "--",
+        ])
+        .args(extra))
 }
 
 /// The read benchmark (tests/benches/reads.rs): Zipf-popular reads through the product-api
@@ -44,7 +79,16 @@ pub fn bench_reads(extra: &[String]) -> Result<()> {
     sh(cargo().args(["build", "--package", "product-api"]))?;
     step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
     let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
-    sh(cargo().args(["bench", "--package", "integration-tests", "--bench", "reads", "--"]).args(extra))
+    sh(cargo()
+        .args([
+            "bench",
+            "--package",
+            "integration-tests",
+            "--bench",
+            "reads",
+            "--",
+        ])
+        .args(extra))
 }
 
 /// Line coverage of the unit tests of `shared` and the functions.
@@ -52,7 +96,12 @@ pub fn coverage(extra: &[String]) -> Result<()> {
     setup::run()?;
     step("installing coverage tools (llvm-tools-preview, cargo-llvm-cov)");
     sh(Command::new("rustup").args(["component", "add", "llvm-tools-preview"]))?;
-    if Command::new("cargo").args(["llvm-cov", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("cargo")
+        .args(["llvm-cov", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         sh(Command::new("cargo").args(["install", "cargo-llvm-cov", "--locked"]))?;
     }
     step("cargo llvm-cov (unit tests of shared and the functions)");
@@ -67,7 +116,11 @@ pub fn coverage(extra: &[String]) -> Result<()> {
 
 fn crate_dirs(dir: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root().join(dir))
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names

@@ -13,10 +13,12 @@ mod quarantine;
 mod read;
 mod rows;
 
+pub use catalog::PgCatalogReader;
 #[cfg(feature = "secrets")]
 pub use config::credentials_from_secret;
-pub use catalog::PgCatalogReader;
-pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect, connect_options};
+pub use config::{
+    DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect, connect_options,
+};
 pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use projection_store::{RebuildReport, rebuild_projection};

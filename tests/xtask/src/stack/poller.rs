@@ -138,6 +138,25 @@ pub fn kinesis_event(
     event
 }
 
+/// The event as JSON, with `approximateArrivalTimestamp` as the number of epoch seconds AWS
+/// sends (`aws_lambda_events` may write it as a numeric string).
+pub fn event_json(event: &KinesisEvent) -> serde_json::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(event)?;
+    if let Some(records) = v.get_mut("Records").and_then(|r| r.as_array_mut()) {
+        for r in records {
+            let t = &mut r["kinesis"]["approximateArrivalTimestamp"];
+            if let Some(n) = t
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .and_then(serde_json::Number::from_f64)
+            {
+                *t = serde_json::Value::Number(n);
+            }
+        }
+    }
+    Ok(v)
+}
+
 /// The on-failure destination's message for discarded records, as AWS writes it.
 pub fn failure_record(
     records: &[StreamRecord],
@@ -395,7 +414,7 @@ impl Poller {
     /// Invokes the fan-out, retrying calls that never reached it.
     async fn invoke(&self, shard_id: &str, part: &[StreamRecord]) -> Outcome {
         let event = kinesis_event(part, shard_id, &self.stream_arn, super::moto::REGION);
-        let payload = match serde_json::to_value(&event) {
+        let payload = match event_json(&event) {
             Ok(v) => v,
             Err(e) => return Outcome::FunctionError(format!("could not encode the event: {e}")),
         };

@@ -160,6 +160,11 @@ mod tests {
         let mut cmd = std::process::Command::new("sleep");
         cmd.arg("30");
         let child = spawn("sleeper", cmd, &dir.join("sleeper.log")).expect("spawn");
+        // Right after fork the child still shows the parent's command line until it execs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !is_ours(&child.record) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(is_ours(&child.record));
         let pid = child.record.pid;
         let mut children = vec![child];

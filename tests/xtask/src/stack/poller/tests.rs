@@ -89,10 +89,14 @@ fn the_event_has_the_shape_aws_gives_the_function() {
         r["kinesis"]["data"],
         "eyJwcm9kdWN0X2lkIjoicCIsInF1YW50aXR5IjoxLCJwcmljZSI6MX0="
     );
-    assert!(
-        r["kinesis"]["approximateArrivalTimestamp"].is_number(),
-        "{r}"
-    );
+    // AWS sends epoch seconds as a number; aws_lambda_events writes them as a numeric string
+    // (and reads either form back), so accept both, but insist on the right instant.
+    let arrival = &r["kinesis"]["approximateArrivalTimestamp"];
+    let seconds = arrival
+        .as_f64()
+        .or_else(|| arrival.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("approximateArrivalTimestamp is not epoch seconds: {r}"));
+    assert!(seconds > 1_600_000_000.0, "{r}");
     // And the function's own event type reads it back.
     let back: KinesisEvent = serde_json::from_value(v).expect("a KinesisEvent");
     assert_eq!(back.records[0].kinesis.data.0, rec("1").data);
