@@ -143,3 +143,11 @@ fn a_batch_stops_at_its_size_and_at_the_payload_limit() {
         "{n} one-MiB records must stay under 6 MB once base64-encoded"
     );
 }
+
+#[test]
+fn the_arrival_time_goes_out_as_a_number_of_epoch_seconds() {
+    let event = kinesis_event(&[rec("1")], "shardId-000000000000", "arn:s", "us-east-1");
+    let v = event_json(&event).expect("json");
+    let t = &v["Records"][0]["kinesis"]["approximateArrivalTimestamp"];
+    assert_eq!(t.as_f64(), Some(1_795_521_600.0), "{t}");
+}
