@@ -1,23 +1,27 @@
 //! The stack's own slice of the shared local services: a PostgreSQL database (created,
 //! migrated with the project's migrations, dropped on the way down) and a Redis key prefix
-//! (deleted on the way down). The shared services themselves are never reconfigured.
+//! (deleted on the way down). The shared services themselves are never reconfigured. A stack
+//! can also be pointed at other servers (the fault suite's own PostgreSQL cluster and Redis).
 
 use anyhow::{Context, Result};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, Database};
 
-pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The shared PostgreSQL server (no database in the URL).
+pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
-pub fn database_url(name: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
+/// `server` (`postgres://user@host:port`) with database `name`.
+pub fn database_url(server: &str, name: &str) -> String {
+    format!("{}/{name}", server.trim_end_matches('/'))
 }
 
-/// Creates `name` (dropping a leftover of the same name first) and applies the migrations.
-pub async fn create(name: &str) -> Result<()> {
+/// Creates `name` on `server` (dropping a leftover of the same name first) and applies the
+/// migrations.
+pub async fn create(server: &str, name: &str) -> Result<()> {
     check_identifier(name)?;
-    let admin = Database::connect(POSTGRES_ADMIN_URL)
+    let admin = Database::connect(database_url(server, "postgres"))
         .await
-        .context("connecting to PostgreSQL on 127.0.0.1:5432")?;
+        .with_context(|| format!("connecting to PostgreSQL at {server}"))?;
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
@@ -26,7 +30,9 @@ pub async fn create(name: &str) -> Result<()> {
         .await
         .with_context(|| format!("creating database {name}"))?;
     admin.close().await.ok();
-    let db = connect(name).await?;
+    let db = Database::connect(database_url(server, name))
+        .await
+        .with_context(|| format!("connecting to database {name}"))?;
     migration::run(&db)
         .await
         .with_context(|| format!("migrating database {name}"))?;
@@ -34,16 +40,10 @@ pub async fn create(name: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn connect(name: &str) -> Result<DatabaseConnection> {
-    Database::connect(database_url(name))
-        .await
-        .with_context(|| format!("connecting to database {name}"))
-}
-
-/// Drops `name`, closing whatever connections still use it.
-pub async fn drop(name: &str) -> Result<()> {
+/// Drops `name` on `server`, closing whatever connections still use it.
+pub async fn drop(server: &str, name: &str) -> Result<()> {
     check_identifier(name)?;
-    let admin = Database::connect(POSTGRES_ADMIN_URL).await?;
+    let admin = Database::connect(database_url(server, "postgres")).await?;
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
@@ -51,17 +51,17 @@ pub async fn drop(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes every Redis key under `prefix`; returns how many.
-pub async fn delete_prefix(prefix: &str) -> Result<usize> {
+/// Deletes every Redis key under `prefix` on `redis_url`; returns how many.
+pub async fn delete_prefix(redis_url: &str, prefix: &str) -> Result<usize> {
     anyhow::ensure!(
         prefix.len() >= 8 && prefix.ends_with(':'),
         "refusing to delete the too-broad prefix {prefix:?}"
     );
-    let client = redis::Client::open(REDIS_URL)?;
+    let client = redis::Client::open(redis_url)?;
     let mut con = client
         .get_multiplexed_async_connection()
         .await
-        .context("connecting to Redis on 127.0.0.1:6379")?;
+        .with_context(|| format!("connecting to Redis at {redis_url}"))?;
     let pattern = format!("{prefix}*");
     let mut cursor: u64 = 0;
     let mut deleted = 0;
@@ -110,5 +110,17 @@ mod tests {
         assert!(check_identifier("inventory_local_123").is_ok());
         assert!(check_identifier("x; DROP DATABASE postgres").is_err());
         assert!(check_identifier("").is_err());
+    }
+
+    #[test]
+    fn a_database_url_is_the_server_plus_the_name() {
+        assert_eq!(
+            database_url(POSTGRES_SERVER, "inventory_x"),
+            "postgres://postgres@127.0.0.1:5432/inventory_x"
+        );
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:6000/", "d"),
+            "postgres://postgres@127.0.0.1:6000/d"
+        );
     }
 }

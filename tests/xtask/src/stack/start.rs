@@ -37,6 +37,10 @@ pub struct StackOptions {
     pub function_timeout: Duration,
     /// Keep the database and cache keys after the stack stops.
     pub keep_data: bool,
+    /// The PostgreSQL server the stack makes its database on (`postgres://user@host:port`).
+    pub postgres_server: String,
+    /// The Redis server the functions cache in.
+    pub redis_url: String,
 }
 
 impl Default for StackOptions {
@@ -51,6 +55,8 @@ impl Default for StackOptions {
             build: true,
             function_timeout: Duration::from_secs(60),
             keep_data: false,
+            postgres_server: database::POSTGRES_SERVER.into(),
+            redis_url: database::REDIS_URL.into(),
             id,
         }
     }
@@ -65,6 +71,18 @@ pub struct StackState {
     pub outputs: PathBuf,
     pub keep_data: bool,
     pub reaper: Option<procs::Recorded>,
+    #[serde(default = "default_postgres_server")]
+    pub postgres_server: String,
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+}
+
+fn default_postgres_server() -> String {
+    database::POSTGRES_SERVER.into()
+}
+
+fn default_redis_url() -> String {
+    database::REDIS_URL.into()
 }
 
 pub fn stacks_dir() -> PathBuf {
@@ -125,6 +143,8 @@ impl LocalStack {
             outputs: opts.outputs.clone(),
             keep_data: opts.keep_data,
             reaper: None,
+            postgres_server: opts.postgres_server.clone(),
+            redis_url: opts.redis_url.clone(),
         };
         state.reaper = super::cli::spawn_reaper(&state_dir, &logs).ok();
         write_state(&state_dir, &state)?;
@@ -175,7 +195,7 @@ impl LocalStack {
         let endpoint = format!("http://127.0.0.1:{router_port}");
         let client: HttpClient = http::client();
 
-        database::create(&self.state.database).await?;
+        database::create(&self.state.postgres_server, &self.state.database).await?;
 
         let m = moto::start(
             &moto_server.with_file_name("python"),
@@ -246,7 +266,8 @@ impl LocalStack {
         .await?;
 
         http::wait_for_port(emulator_port, "cargo lambda watch", Duration::from_secs(60)).await?;
-        let database_url = database::database_url(&self.state.database);
+        let database_url =
+            database::database_url(&self.state.postgres_server, &self.state.database);
         let env: Vec<(String, String)> = [
             ("RUST_LOG", "info"),
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
@@ -257,7 +278,7 @@ impl LocalStack {
             ("AWS_MAX_ATTEMPTS", "3"),
             ("DATABASE_URL", database_url.as_str()),
             ("DB_POOL_MAX", "2"),
-            ("REDIS_URL", database::REDIS_URL),
+            ("REDIS_URL", self.state.redis_url.as_str()),
             ("CACHE_KEY_PREFIX", self.state.cache_prefix.as_str()),
             ("ARCHIVE_BUCKET", res.bucket.as_str()),
             ("ARCHIVE_KMS_KEY_ID", res.kms_key_arn.as_str()),
@@ -330,10 +351,10 @@ impl LocalStack {
             alarm_topic_arn: res.alarm_topic_arn,
             product_api_url,
             db_endpoint: "127.0.0.1".into(),
-            db_port: "5432".into(),
+            db_port: port_of(&self.state.postgres_server, "5432"),
             db_name: self.state.database.clone(),
             cache_endpoint: "127.0.0.1".into(),
-            cache_port: "6379".into(),
+            cache_port: port_of(&self.state.redis_url, "6379"),
             cache_key_prefix: self.state.cache_prefix.clone(),
             kms_key_arn: res.kms_key_arn,
             fanout_function_name: function_name("fanout"),
@@ -344,7 +365,7 @@ impl LocalStack {
             local_endpoint_url: endpoint.clone(),
             local_router_url: endpoint,
             local_database_url: database_url,
-            local_redis_url: database::REDIS_URL.into(),
+            local_redis_url: self.state.redis_url.clone(),
             local_cache_prefix: self.state.cache_prefix.clone(),
             local_state_dir: self.state_dir.display().to_string(),
         };
@@ -401,11 +422,20 @@ pub async fn cleanup_data(state: &StackState) -> Result<()> {
     if state.keep_data {
         return Ok(());
     }
-    let db = database::drop(&state.database).await;
-    let cache = database::delete_prefix(&state.cache_prefix).await;
+    let db = database::drop(&state.postgres_server, &state.database).await;
+    let cache = database::delete_prefix(&state.redis_url, &state.cache_prefix).await;
     db.context("dropping the stack's database")?;
     cache.context("deleting the stack's cache keys")?;
     Ok(())
+}
+
+/// The port of a `scheme://[user@]host:port[/...]` URL, or `default`.
+fn port_of(url: &str, default: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host| host.rsplit_once(':'))
+        .map_or(default.to_owned(), |(_, port)| port.to_owned())
 }
 
 pub fn write_state(dir: &Path, state: &StackState) -> Result<()> {
