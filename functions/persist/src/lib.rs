@@ -2,7 +2,7 @@
 //! projection in the same transaction, once per update whatever the retries, and reports the
 //! products whose state this chunk now determines.
 
-use inventory::adapters::postgres::{self, DatabaseConfig, DatabaseConnection};
+use inventory::adapters::postgres::DatabaseConfig;
 use inventory::pipeline::{PersistInput, PersistOutput};
 use inventory::ports::EventStore;
 use inventory::{PipelineError, usecase};
@@ -33,21 +33,6 @@ pub async fn handle(
         ))
     })?;
     usecase::persist_updates(&input, store).await
-}
-
-/// The pool, with credentials from the database secret when the configuration names one.
-pub async fn database(config: &DatabaseConfig) -> Result<DatabaseConnection, PipelineError> {
-    let credentials = match config.secret_arn() {
-        Some(arn) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Some(
-                postgres::credentials_from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn)
-                    .await?,
-            )
-        }
-        None => None,
-    };
-    postgres::connect(config, credentials).await
 }
 
 #[cfg(test)]

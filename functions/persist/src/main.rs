@@ -1,7 +1,7 @@
 //! The `persist` Lambda: config and pool once per cold start, then one chunk per invocation.
 
 use inventory::adapters::lambda::init_tracing;
-use inventory::adapters::postgres::PgEventStore;
+use inventory::adapters::postgres::{PgEventStore, connect_from_config};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = persist::Config::from_env()?;
-    let store = PgEventStore::new(persist::database(&config.database).await?);
+    let store = PgEventStore::new(connect_from_config(&config.database).await?);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         persist::handle(event.payload, store).await

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use inventory::adapters::custom_resource::{
     self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
 };
-use inventory::adapters::postgres::{self, DatabaseConfig, DatabaseConnection, db_error};
+use inventory::adapters::postgres::{DatabaseConfig, DatabaseConnection, db_error};
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -159,21 +159,6 @@ pub async fn on_custom_resource(
         ]
         .into(),
     })
-}
-
-/// The pool, with credentials from the database secret when the configuration names one.
-pub async fn database(config: &DatabaseConfig) -> Result<DatabaseConnection, PipelineError> {
-    let credentials = match config.secret_arn() {
-        Some(arn) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Some(
-                postgres::credentials_from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn)
-                    .await?,
-            )
-        }
-        None => None,
-    };
-    postgres::connect(config, credentials).await
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value, PipelineError> {

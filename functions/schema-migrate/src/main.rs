@@ -12,7 +12,7 @@ use std::sync::Arc;
 async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
     let config = schema_migrate::Config::from_env()?;
     Ok(PgSchemaMigrator {
-        db: schema_migrate::database(&config.database).await?,
+        db: inventory::adapters::postgres::connect_from_config(&config.database).await?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The `validate` task: parses a chunk's records into inventory updates, quarantines the bad
 //! ones with their reasons, and passes the good ones on. One bad record never fails the chunk.
 
-use inventory::adapters::postgres::{self, DatabaseConfig, DatabaseConnection};
+use inventory::adapters::postgres::DatabaseConfig;
 use inventory::pipeline::{ChunkInput, ValidateOutput};
 use inventory::ports::Quarantine;
 use inventory::{PipelineError, usecase};
@@ -30,21 +30,6 @@ pub async fn handle(
         PipelineError::invalid_payload(format!("validate expects a chunk (ChunkInput): {e}"))
     })?;
     usecase::validate_chunk(&input, quarantine).await
-}
-
-/// The pool, with credentials from the database secret when the configuration names one.
-pub async fn database(config: &DatabaseConfig) -> Result<DatabaseConnection, PipelineError> {
-    let credentials = match config.secret_arn() {
-        Some(arn) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Some(
-                postgres::credentials_from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn)
-                    .await?,
-            )
-        }
-        None => None,
-    };
-    postgres::connect(config, credentials).await
 }
 
 #[cfg(test)]

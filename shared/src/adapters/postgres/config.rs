@@ -169,6 +169,23 @@ pub async fn credentials_from_secret(
     })
 }
 
+/// The pool for `config`, reading the credentials from the database secret (with the default
+/// AWS configuration) when the configuration names one. What every function's cold start calls.
+#[cfg(feature = "secrets")]
+pub async fn connect_from_config(
+    config: &DatabaseConfig,
+) -> Result<DatabaseConnection, PipelineError> {
+    let credentials = match config.secret_arn() {
+        Some(arn) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            Some(credentials_from_secret(&client, arn).await?)
+        }
+        None => None,
+    };
+    connect(config, credentials).await
+}
+
 /// The pool options for `config`: small, lazy (a cold start never fails because the database
 /// is briefly unreachable; the first query reports it as a transient error instead), idle
 /// connections pinged before reuse (a frozen Lambda may find them dead), no statement logs.

@@ -15,7 +15,7 @@ mod rows;
 
 pub use catalog::PgCatalogReader;
 #[cfg(feature = "secrets")]
-pub use config::credentials_from_secret;
+pub use config::{connect_from_config, credentials_from_secret};
 pub use config::{
     DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect, connect_options,
 };
