@@ -98,6 +98,13 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
             "record is empty",
         ));
     }
+    if text.starts_with('\u{FEFF}') {
+        // JSON text must not start with one (RFC 8259 8.1); name it, since it is invisible.
+        return Err(Rejection::new(
+            RejectionCode::NotJson,
+            "record starts with a byte order mark (U+FEFF); send JSON without one",
+        ));
+    }
     if !text.trim_start().starts_with('{') {
         // serde would also read a struct from an array; the contract wants an object.
         return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
@@ -570,6 +577,72 @@ mod tests {
         let r = parse(&long).expect_err("wrong type");
         assert!(r.message.len() < 200, "{}", r.message);
         assert!(r.message.contains("5002 bytes"));
+    }
+
+    #[test]
+    fn edge_cases_from_real_feeds_get_a_reason_that_names_them() {
+        let with = |field: &str, value: &str| {
+            let mut fields = vec![("product_id", r#""p""#), ("quantity", "1"), ("price", "1")];
+            fields.retain(|(k, _)| *k != field);
+            fields.push((field, value));
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        };
+        let bom = parse_record(
+            "\u{FEFF}{\"product_id\":\"p\",\"quantity\":1,\"price\":1}".as_bytes(),
+            &source(),
+        )
+        .expect_err("a BOM is not JSON");
+        assert_eq!(bom.code, RejectionCode::NotJson);
+        assert!(bom.message.contains("byte order mark"), "{}", bom.message);
+        assert_eq!(code("{}"), RejectionCode::ProductIdMissing);
+        assert_eq!(code("null"), RejectionCode::NotAnObject);
+        assert_eq!(code(r#"[{"product_id":"p"}]"#), RejectionCode::NotAnObject);
+        assert_eq!(code(&with("price", "NaN")), RejectionCode::NotJson);
+        assert_eq!(
+            code(&with("price", r#""NaN""#)),
+            RejectionCode::PriceInvalid
+        );
+        assert_eq!(
+            code(&with("price", r#""Infinity""#)),
+            RejectionCode::PriceInvalid
+        );
+        assert_eq!(code(&with("price", "1e400")), RejectionCode::PriceInvalid);
+        assert_eq!(
+            code(&with("price", &"9".repeat(400))),
+            RejectionCode::PriceTooLarge
+        );
+        assert_eq!(
+            code(&with("quantity", &"9".repeat(400))),
+            RejectionCode::QuantityTooLarge
+        );
+        assert_eq!(
+            code(&with("quantity", "1e3")),
+            RejectionCode::QuantityNotInteger
+        );
+        assert_eq!(
+            code(&with("quantity", r#""NaN""#)),
+            RejectionCode::QuantityWrongType
+        );
+        assert_eq!(code(&with("price", "null")), RejectionCode::PriceMissing);
+        assert_eq!(
+            parse(&with("quantity", "-0")).map(|u| u.quantity.get()),
+            Ok(0)
+        );
+        for id in [
+            r"SKU\u202e1",  // right-to-left override
+            r"SKU\u200b1",  // zero-width space
+            r"SKU\ufeff1",  // zero-width no-break space
+            r"SKU-e\u0301", // combining acute accent
+            r"\u0405KU-1",  // Cyrillic DZE, a homoglyph of S
+            r"SKU\uff11",   // fullwidth digit one
+        ] {
+            assert_eq!(
+                code(&with("product_id", &format!("\"{id}\""))),
+                RejectionCode::ProductIdInvalidChars,
+                "{id}"
+            );
+        }
     }
 
     #[test]

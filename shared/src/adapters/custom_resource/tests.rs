@@ -306,3 +306,82 @@ async fn an_unreachable_response_url_is_a_transient_error() {
     .expect_err("undeliverable");
     assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
 }
+
+#[tokio::test]
+async fn an_unknown_request_type_is_answered_with_failed_and_runs_no_work() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    let mut payload = request("Update", &url);
+    payload["RequestType"] = json!("Frobnicate");
+    let mut ran = false;
+
+    respond(payload, &budget(60), &sender(), |_| {
+        ran = true;
+        async { Ok(Outcome::default()) }
+    })
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert!(!ran, "an unknown request type must not run the work");
+    assert_eq!(got.body["Status"], "FAILED");
+    assert_eq!(
+        got.body["RequestId"],
+        "5d478078-13e9-baf0-464a-7ef285ecc786"
+    );
+    assert_eq!(
+        got.body["PhysicalResourceId"], "inventory-archive-dev-123",
+        "the id CloudFormation has is kept"
+    );
+    assert!(
+        got.body["Reason"]
+            .as_str()
+            .expect("reason")
+            .contains("Inventory.InvalidPayload"),
+        "{}",
+        got.body
+    );
+}
+
+#[tokio::test]
+async fn fields_of_the_wrong_type_are_answered_with_failed_when_the_url_is_usable() {
+    let (url, mut received) = fake_response_url(vec![]).await;
+    let mut payload = request("Create", &url);
+    payload["RequestId"] = json!(42);
+    payload["ResourceProperties"] = json!("not an object");
+
+    respond(payload, &budget(60), &sender(), |_| async {
+        Ok(Outcome::default())
+    })
+    .await
+    .expect("answered");
+
+    let got = received.recv().await.expect("one response");
+    assert_eq!(got.body["Status"], "FAILED");
+}
+
+#[tokio::test]
+async fn payloads_with_no_usable_response_url_are_errors_never_panics() {
+    for payload in [
+        Value::Null,
+        json!([]),
+        json!("Create"),
+        json!(7),
+        json!({}),
+        json!({ "RequestType": "Delete", "ResponseURL": 42 }),
+        json!({ "RequestType": "Delete", "ResponseURL": null }),
+        json!({ "RequestType": "Delete", "ResponseURL": "" }),
+        json!({ "RequestType": "Delete", "ResponseURL": "not a url" }),
+        json!({ "RequestType": "Delete", "ResponseURL": "ftp://example.com/x" }),
+    ] {
+        let mut ran = false;
+        let outcome = respond(payload.clone(), &budget(60), &sender(), |_| {
+            ran = true;
+            async { Ok(Outcome::default()) }
+        })
+        .await;
+
+        let e = outcome.expect_err(&payload.to_string());
+        assert!(!ran, "{payload}");
+        assert!(!e.message.is_empty(), "{payload}");
+    }
+}
