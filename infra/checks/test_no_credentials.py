@@ -18,9 +18,9 @@ ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----")
 SECRET_ACCESS_KEY = re.compile(
     r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])")
-# scheme://user:PASSWORD@host (the user may be empty, as in redis://:token@host).
+# A password in a URL's user info: scheme, '://', user (maybe empty), ':', password, '@'.
 URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/:@'\"`]*:(?P<secret>[^\s@/'\"`]+)@")
-# password=VALUE in a connection string or query (not a variable that reads one).
+# 'password', '=' and a value, in a connection string or a query (not code that reads one).
 PASSWORD_SETTING = re.compile(r"(?i)\b(?:password|passwd|pwd)=(?P<secret>[^\s&;'\"`,)]+)")
 
 # Values that name or hide a secret rather than being one.
