@@ -6,6 +6,7 @@
 //! cargo xtask test       set up, then run every test (the README's test command)
 //! cargo xtask coverage   line coverage of `shared` and the functions (cargo llvm-cov)
 //! cargo xtask demo       the pipeline end to end on this machine, checked
+//! cargo xtask faults     the fault suite: every SPEC invariant under failure, scenario by scenario
 //! cargo xtask stack up   the local stack (`stack down` stops it)
 //! cargo xtask bench-reads  the read benchmark (product-api handler and local HTTP endpoint)
 //! cargo xtask bench      the pipeline benchmark (validate -> archive ∥ persist -> cache)
@@ -13,6 +14,7 @@
 
 mod args;
 mod demo;
+mod faults;
 mod setup;
 mod stack;
 mod test;
@@ -26,6 +28,8 @@ commands:
   test        set up, then run every test: unit, integration, end to end and infrastructure checks
   coverage    unit-test line coverage of `shared` and the functions, with cargo llvm-cov
   demo        the pipeline end to end: a supplier feed through the local stack, checked (--help)
+  faults      the fault suite: crashes, outages, poison and storms mid-stream, then the seven
+              invariants checked per scenario (--help; docs/reliability.md)
   stack       up|down: the whole pipeline on 127.0.0.1 (moto, the functions, Postgres, Redis)
   bench-reads the read benchmark: Zipf reads through product-api (handler and local HTTP);
               arguments after -- go to it (--reads N --products N --update-rate N --http-reads N)
@@ -48,6 +52,7 @@ fn main() -> Result<()> {
         "coverage" => test::coverage(rest),
         "bench" => test::bench(rest),
         "demo" => demo::run(rest),
+        "faults" => faults::run(rest),
         "stack" => stack::cli::run(rest),
         "bench-reads" => test::bench_reads(rest),
         "-h" | "--help" | "help" => {

@@ -5,9 +5,9 @@
 //! line, prints a summary, checks that the end state is exactly what the feed must give
 //! (computed with the domain's own parser and projection), and stops what it started.
 
-mod check;
+pub mod check;
 mod progress;
-mod push;
+pub mod push;
 mod report;
 
 use crate::args::Args;

@@ -1,0 +1,212 @@
+//! `cargo xtask faults`: the fault suite. Each scenario gets a local stack of its own, pushes a
+//! feed, breaks something mid-stream (a PostgreSQL crash, a Redis outage, S3 errors, crashing
+//! or timing-out functions, poison records, duplicate and out-of-order storms), repairs it,
+//! drains, recovers as ops would (re-running failed executions' input, replaying the fan-out's
+//! on-failure queue), and then checks the seven SPEC invariants against PostgreSQL, Redis and
+//! the S3 emulator. It prints, per scenario: updates sent, applied, quarantined, lost and
+//! double-applied (both must be 0), and fails if any invariant does not hold.
+
+mod account;
+mod drive;
+mod scenarios;
+mod servers;
+
+use crate::args::Args;
+use crate::stack::{self, LocalStack, StackOptions};
+use anyhow::{Result, bail};
+use scenarios::{Fault, Scenario};
+use servers::{Kind, OwnServer};
+use std::time::Instant;
+
+pub const USAGE: &str = "usage: cargo xtask faults [options]
+
+  --scenarios a,b   only these (default: all): poison, duplicate-storm, out-of-order-storm,
+                    s3-errors, function-crash, redrive-after-partial, redis-outage,
+                    postgres-restart
+  --updates N       records in each scenario's feed (default 1500)
+  --no-build        use the function binaries as they are in target/debug
+";
+
+/// One scenario's outcome, as the summary prints it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: &'static str,
+    pub tally: account::Tally,
+    pub failed_before_recovery: usize,
+    pub reruns: u64,
+    pub replayed: usize,
+    pub secs: f64,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.tally.problems.is_empty()
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let a = Args::parse(args)?;
+    if a.flag("help") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    a.reject_unknown(&["scenarios", "updates", "no-build"])?;
+    let names: Vec<String> = a
+        .value("scenarios")
+        .map(|s| s.split(',').map(|n| n.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let updates: usize = a.parsed("updates")?.unwrap_or(1_500);
+    let selected = scenarios::select(&names, updates)?;
+    crate::setup::ensure_services()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = rt.block_on(run_all(selected, !a.flag("no-build")))?;
+    print_table(&outcomes);
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.passed())
+        .map(|o| o.name)
+        .collect();
+    if failed.is_empty() {
+        println!("\nFAULT SUITE PASSED: every invariant held in every scenario");
+        Ok(())
+    } else {
+        bail!("fault scenarios failed: {}", failed.join(", "))
+    }
+}
+
+async fn run_all(selected: Vec<Scenario>, mut build: bool) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for (i, sc) in selected.iter().enumerate() {
+        crate::setup::step(&format!("fault scenario {}: {}", sc.name, sc.what));
+        let started = Instant::now();
+        let result = one(sc, i, build).await;
+        build = false;
+        let secs = started.elapsed().as_secs_f64();
+        let outcome = match result {
+            Ok((tally, run)) => Outcome {
+                name: sc.name,
+                tally,
+                failed_before_recovery: run.failed_before_recovery,
+                reruns: run.reruns,
+                replayed: run.replayed.len(),
+                secs,
+                error: (!sc.failures_allowed && run.failed_before_recovery > 0).then(|| {
+                    format!(
+                        "{} executions failed, with no infrastructure fault",
+                        run.failed_before_recovery
+                    )
+                }),
+            },
+            Err(e) => Outcome {
+                name: sc.name,
+                tally: account::Tally::default(),
+                failed_before_recovery: 0,
+                reruns: 0,
+                replayed: 0,
+                secs,
+                error: Some(format!("{e:#}")),
+            },
+        };
+        for (n, p) in &outcome.tally.problems {
+            eprintln!("  {}: invariant {n}: {p}", sc.name);
+        }
+        if let Some(e) = &outcome.error {
+            eprintln!("  {}: {e}", sc.name);
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Runs one scenario on a stack of its own (and servers of its own, if it breaks one).
+async fn one(sc: &Scenario, index: usize, build: bool) -> Result<(account::Tally, drive::Run)> {
+    let mut servers = drive::Servers::default();
+    let mut opts = StackOptions {
+        id: format!("faults{}x{index}", std::process::id()),
+        build,
+        ..StackOptions::default()
+    };
+    opts.outputs = stack::start::stacks_dir()
+        .join(&opts.id)
+        .join("flat-outputs.json");
+    match sc.fault {
+        Fault::PostgresDown { .. } => {
+            let pg = OwnServer::start(Kind::Postgres).await?;
+            opts.postgres_server = pg.url();
+            // The cluster and its databases go with its directory.
+            opts.keep_data = true;
+            servers.postgres = Some(pg);
+        }
+        Fault::RedisDown { .. } => {
+            let r = OwnServer::start(Kind::Redis).await?;
+            opts.redis_url = r.url();
+            opts.keep_data = true;
+            servers.redis = Some(r);
+        }
+        _ => {}
+    }
+    let stack = LocalStack::start(opts).await?;
+    let result = drive_and_count(&stack, sc, &mut servers).await;
+    let stopped = stack.stop().await;
+    let value = result?;
+    stopped?;
+    Ok(value)
+}
+
+async fn drive_and_count(
+    stack: &LocalStack,
+    sc: &Scenario,
+    servers: &mut drive::Servers,
+) -> Result<(account::Tally, drive::Run)> {
+    let conf = stack::moto::sdk_config(&stack.outputs.local_endpoint_url).await;
+    let clients = drive::Clients {
+        kinesis: aws_sdk_kinesis::Client::new(&conf),
+        sfn: aws_sdk_sfn::Client::new(&conf),
+        sqs: aws_sdk_sqs::Client::new(&conf),
+        s3: stack::moto::s3_client(&conf),
+    };
+    let run = drive::run(stack, &clients, sc, servers).await?;
+    let tally = account::tally(&stack.outputs, &clients, &run).await?;
+    Ok((tally, run))
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    println!("\n== Fault suite");
+    println!(
+        "| scenario | sent | applied | quarantined | lost | double-applied | failed executions | re-runs | replayed from DLQ | seconds | result |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for o in outcomes {
+        let t = &o.tally;
+        let result = if o.passed() {
+            "PASS".to_owned()
+        } else {
+            let mut why: Vec<String> = t
+                .problems
+                .iter()
+                .map(|(n, _)| format!("invariant {n}"))
+                .collect();
+            why.dedup();
+            if o.error.is_some() {
+                why.push("error".into());
+            }
+            format!("FAIL ({})", why.join(", "))
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {result} |",
+            o.name,
+            t.sent,
+            t.applied,
+            t.quarantined,
+            t.lost,
+            t.double_applied,
+            o.failed_before_recovery,
+            o.reruns,
+            o.replayed,
+            o.secs
+        );
+    }
+}
