@@ -1,5 +1,6 @@
 //! SeaORM migrations for the inventory pipeline's database: the append-only event store, the
-//! product projection, and the quarantine of rejected records.
+//! product projection, the quarantine of rejected records, and the least-privilege role the
+//! functions use.
 //!
 //! [`run`] applies pending migrations under a PostgreSQL advisory lock, so two deploys or two
 //! cold starts running it at once apply each migration exactly once. Migrations are never
@@ -11,6 +12,9 @@ use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, Statement, Trans
 mod m20261124_000001_create_event_store;
 mod m20261124_000002_create_projection;
 mod m20261124_000003_create_quarantine;
+mod m20261124_000004_grant_writer_role;
+
+pub use m20261124_000004_grant_writer_role::WRITER_ROLE;
 
 /// Key of the advisory lock that serialises migration runs ("inv-migr" in ASCII). Nothing
 /// else in the database may use it.
@@ -27,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_event_store::Migration),
             Box::new(m20261124_000002_create_projection::Migration),
             Box::new(m20261124_000003_create_quarantine::Migration),
+            Box::new(m20261124_000004_grant_writer_role::Migration),
         ]
     }
 }
@@ -74,7 +79,7 @@ mod tests {
     #[test]
     fn migration_names_follow_the_seaorm_convention_and_are_ordered() {
         let names = known();
-        assert_eq!(names.len(), 3);
+        assert_eq!(names.len(), 4);
         for n in &names {
             let (stamp, rest) = n.split_at(16);
             assert!(stamp.starts_with('m') && stamp.as_bytes()[9] == b'_', "{n}");
