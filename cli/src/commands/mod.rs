@@ -1,0 +1,9 @@
+//! The subcommands.
+
+pub mod generate;
+pub mod push;
+pub mod rebuild_projection;
+pub mod reingest_archive;
+pub mod replay_dlq;
+pub mod replay_quarantine;
+pub mod sending;

@@ -1,0 +1,399 @@
+//! Putting records on the stream: `PutRecords` requests from the [`Scheduler`], several in
+//! flight, partition key = product id. Only the entries that failed are retried, with
+//! exponential backoff and full jitter (longer after `ProvisionedThroughputExceededException`);
+//! a record that still fails after the last attempt is reported, never dropped silently, and
+//! its product's later records are held back with it.
+//!
+//! With `per_product` above 1 a request may carry several consecutive records of one product.
+//! That is much faster for feeds dominated by a few products, but Kinesis may then fail an
+//! entry and accept a later one of the same product in the same request. The later ones are
+//! then sent again after the failed one (counted as `resent`), so the product's last records
+//! on the stream are in feed order; the pipeline's idempotency keys absorb the extra copies of
+//! records that carry an `update_id` or `occurred_at`.
+
+use crate::batch::{MAX_ENTRY_BYTES, Outgoing, Scheduler};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const THROUGHPUT_EXCEEDED: &str = "ProvisionedThroughputExceededException";
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Attempts per record, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt (the cap doubles from here, up to `max_delay`).
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Consecutive records of one product a request may carry (1: strict feed order).
+    pub per_product: usize,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self {
+            per_product: 1,
+            concurrency: 4,
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Live counts, for the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records accepted by the stream.
+    pub sent: AtomicU64,
+    /// Failed entries sent again.
+    pub retried: AtomicU64,
+    /// Entries the stream turned away with `ProvisionedThroughputExceededException`.
+    pub throttled: AtomicU64,
+    /// `PutRecords` calls made.
+    pub calls: AtomicU64,
+    /// Accepted entries sent again behind a failed earlier record of their product.
+    pub resent: AtomicU64,
+}
+
+/// A record that did not reach the stream, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsent {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// What sending did.
+#[derive(Debug, Clone, Default)]
+pub struct SendReport {
+    pub sent: u64,
+    pub retried: u64,
+    pub throttled: u64,
+    pub calls: u64,
+    pub resent: u64,
+    /// Records not on the stream, in feed order.
+    pub unsent: Vec<Unsent>,
+    /// Why the run stopped early (an error retrying cannot fix), if it did.
+    pub fatal: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Sends every record; returns when each is accepted or known not to be.
+pub async fn send_all(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[Outgoing],
+    opts: &SendOptions,
+    counters: &Arc<Counters>,
+) -> SendReport {
+    let started = Instant::now();
+    let mut report = SendReport::default();
+    let mut scheduler = Scheduler::with_per_product(records, opts.per_product);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let stream: Arc<str> = Arc::from(stream);
+    loop {
+        while report.fatal.is_none() && in_flight.len() < opts.concurrency.max(1) {
+            let batch = scheduler.next_batch();
+            if batch.is_empty() {
+                break;
+            }
+            let (too_big, entries): (Vec<usize>, Vec<usize>) = batch
+                .into_iter()
+                .partition(|&i| records[i].size() > MAX_ENTRY_BYTES);
+            for i in too_big {
+                let reason = format!(
+                    "record is {} bytes with its partition key; Kinesis takes at most {MAX_ENTRY_BYTES}",
+                    records[i].size()
+                );
+                report.unsent.push(Unsent { index: i, reason });
+                for held in scheduler.complete(&[], &[i]) {
+                    report.unsent.push(held_back(held));
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let batch: Vec<(usize, String, Vec<u8>)> = entries
+                .into_iter()
+                .map(|i| (i, records[i].partition_key.clone(), records[i].data.clone()))
+                .collect();
+            in_flight.spawn(send_batch(
+                client.clone(),
+                stream.clone(),
+                batch,
+                opts.clone(),
+                counters.clone(),
+            ));
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let outcome = match joined {
+            Ok(o) => o,
+            Err(e) => {
+                report.fatal = Some(format!("a send task failed: {e}"));
+                continue;
+            }
+        };
+        let failed: Vec<usize> = outcome.failed.iter().map(|u| u.index).collect();
+        for held in scheduler.complete(&outcome.accepted, &failed) {
+            report.unsent.push(held_back(held));
+        }
+        report.unsent.extend(outcome.failed);
+        if report.fatal.is_none() {
+            report.fatal = outcome.fatal;
+        }
+    }
+    if report.fatal.is_some() {
+        for i in scheduler.remaining() {
+            report.unsent.push(Unsent {
+                index: i,
+                reason: "not attempted: the run stopped".into(),
+            });
+        }
+    }
+    report.unsent.sort_by_key(|u| u.index);
+    report.unsent.dedup_by_key(|u| u.index);
+    report.sent = counters.sent.load(Ordering::Relaxed);
+    report.retried = counters.retried.load(Ordering::Relaxed);
+    report.throttled = counters.throttled.load(Ordering::Relaxed);
+    report.calls = counters.calls.load(Ordering::Relaxed);
+    report.resent = counters.resent.load(Ordering::Relaxed);
+    report.elapsed = started.elapsed();
+    report
+}
+
+fn held_back(index: usize) -> Unsent {
+    Unsent {
+        index,
+        reason: "held back: an earlier update of the same product was not sent".into(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    accepted: Vec<usize>,
+    failed: Vec<Unsent>,
+    fatal: Option<String>,
+}
+
+/// One request and its retries of the failed entries only.
+async fn send_batch(
+    client: aws_sdk_kinesis::Client,
+    stream: Arc<str>,
+    mut pending: Vec<(usize, String, Vec<u8>)>,
+    opts: SendOptions,
+    counters: Arc<Counters>,
+) -> BatchOutcome {
+    let mut out = BatchOutcome::default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let entries: Result<Vec<PutRecordsRequestEntry>, _> = pending
+            .iter()
+            .map(|(_, key, data)| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data.clone()))
+                    .build()
+            })
+            .collect();
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => return give_up(out, pending, format!("bad request entry: {e}"), true),
+        };
+        counters.calls.fetch_add(1, Ordering::Relaxed);
+        let response = client
+            .put_records()
+            .stream_name(stream.as_ref())
+            .set_records(Some(entries))
+            .send()
+            .await;
+        let (retry, throttled, last_error) = match response {
+            Err(e) => {
+                let (retryable, throttled, message) = classify(&e);
+                if !retryable {
+                    return give_up(out, pending, message, true);
+                }
+                (std::mem::take(&mut pending), throttled, message)
+            }
+            Ok(resp) if resp.records().len() != pending.len() => (
+                std::mem::take(&mut pending),
+                false,
+                format!(
+                    "PutRecords answered {} results for {} records",
+                    resp.records().len(),
+                    pending.len()
+                ),
+            ),
+            Ok(resp) => {
+                let mut retry = Vec::new();
+                let (mut throttled, mut last_error) = (false, String::new());
+                let mut failed_keys = std::collections::HashSet::new();
+                for (entry, result) in std::mem::take(&mut pending).into_iter().zip(resp.records())
+                {
+                    match result.error_code() {
+                        None if failed_keys.contains(&entry.1) => {
+                            // Accepted, but after an earlier record of its product failed:
+                            // send it again behind that one.
+                            counters.resent.fetch_add(1, Ordering::Relaxed);
+                            retry.push(entry);
+                        }
+                        None => {
+                            counters.sent.fetch_add(1, Ordering::Relaxed);
+                            out.accepted.push(entry.0);
+                        }
+                        Some(code) => {
+                            if code == THROUGHPUT_EXCEEDED {
+                                throttled = true;
+                                counters.throttled.fetch_add(1, Ordering::Relaxed);
+                            }
+                            last_error =
+                                format!("{code}: {}", result.error_message().unwrap_or(""));
+                            failed_keys.insert(entry.1.clone());
+                            retry.push(entry);
+                        }
+                    }
+                }
+                (retry, throttled, last_error)
+            }
+        };
+        if retry.is_empty() {
+            return out;
+        }
+        if attempt >= opts.max_attempts {
+            let reason = format!("still failing after {attempt} attempts ({last_error})");
+            return give_up(out, retry, reason, false);
+        }
+        counters
+            .retried
+            .fetch_add(retry.len() as u64, Ordering::Relaxed);
+        tokio::time::sleep(backoff(&opts, attempt, throttled)).await;
+        pending = retry;
+    }
+}
+
+fn give_up(
+    mut out: BatchOutcome,
+    pending: Vec<(usize, String, Vec<u8>)>,
+    reason: String,
+    fatal: bool,
+) -> BatchOutcome {
+    out.failed
+        .extend(pending.into_iter().map(|(index, _, _)| Unsent {
+            index,
+            reason: reason.clone(),
+        }));
+    if fatal {
+        out.fatal = Some(reason);
+    }
+    out
+}
+
+/// Whether a failed call is worth repeating, whether it was throttling, and what to report.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+    e: &SdkError<E, R>,
+) -> (bool, bool, String) {
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("unknown");
+            let message = format!("{code}: {}", se.err().message().unwrap_or(""));
+            let throttled = matches!(
+                code,
+                THROUGHPUT_EXCEEDED | "LimitExceededException" | "ThrottlingException"
+            );
+            let server_side = matches!(
+                code,
+                "InternalFailure"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "KMSThrottlingException"
+            );
+            (throttled || server_side, throttled, message)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, false, aws_error_text(e))
+        }
+        _ => (false, false, aws_error_text(e)),
+    }
+}
+
+/// An SDK error with its sources, on one line.
+pub fn aws_error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Full jitter: a uniform wait between zero and a cap that doubles with each attempt, from
+/// four times higher a base when the stream said its throughput was exceeded.
+pub fn backoff(opts: &SendOptions, attempt: u32, throttled: bool) -> Duration {
+    let base = if throttled {
+        opts.base_delay * 4
+    } else {
+        opts.base_delay
+    };
+    let cap = base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
+        .min(opts.max_delay);
+    cap.mul_f64(jitter())
+}
+
+/// A number in [0, 1): SplitMix64 over a clock-seeded counter. Good enough to spread retries.
+fn jitter() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos(),
+    );
+    let mut z = STATE
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(seed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_a_cap_that_doubles_and_is_higher_when_throttled() {
+        let opts = SendOptions {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            ..SendOptions::default()
+        };
+        for attempt in 1..12 {
+            let cap = (Duration::from_millis(100) * 2u32.pow(attempt - 1)).min(opts.max_delay);
+            for _ in 0..50 {
+                assert!(backoff(&opts, attempt, false) < cap.max(Duration::from_nanos(1)));
+            }
+        }
+        let waits: Vec<Duration> = (0..200).map(|_| backoff(&opts, 1, true)).collect();
+        assert!(waits.iter().all(|w| *w < Duration::from_millis(400)));
+        assert!(
+            waits.iter().any(|w| *w > Duration::from_millis(100)),
+            "throttled waits reach above the plain cap"
+        );
+        assert!(
+            waits.iter().any(|w| *w < Duration::from_millis(50)),
+            "full jitter starts near zero"
+        );
+    }
+}
