@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: the pipeline's main job, end to end on this machine.
 //!
-//! Sets up what it needs, starts the local stack, generates a realistic supplier feed, puts it
-//! on the stream, follows it through the fan-out and the state machine with a live progress
+//! Sets up what it needs, starts the local stack, generates a realistic supplier feed and puts
+//! it on the stream with the supplier CLI (`inventory generate`, `inventory push`: the one way
+//! suppliers have), follows it through the fan-out and the state machine with a live progress
 //! line, prints a summary, checks that the end state is exactly what the feed must give
 //! (computed with the domain's own parser and projection), and stops what it started.
 
@@ -12,11 +13,13 @@ mod report;
 
 use crate::args::Args;
 use crate::stack::{self, LocalStack};
-use anyhow::{Result, bail};
-use inventory::feed::{self, FeedSpec};
+use anyhow::{Context as _, Result, bail};
+use inventory::feed::{self, FeedRecord, FeedSpec, RecordKind};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt as _;
 
 pub const USAGE: &str = "usage: cargo xtask demo [options]
 
@@ -76,20 +79,28 @@ pub fn run(args: &[String]) -> Result<()> {
 
 async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
     let o = &stack.outputs;
+    let cli = stack::lambda_watch::binary_path(&crate::setup::root(), "inventory");
+    if !cli.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build -p inventory-cli` (or run the demo without --no-build)",
+            cli.display()
+        );
+    }
     crate::setup::step(&format!(
-        "generating a feed: {} updates, {} products, {} suppliers, seed {}",
+        "inventory generate: {} updates, {} products, {} suppliers, seed {}",
         spec.updates, spec.products, spec.suppliers, spec.seed
     ));
-    let records = feed::generate(spec);
+    let feed_path = Path::new(&o.local_state_dir).join("demo-feed.jsonl");
+    generate_with_cli(&cli, spec, &feed_path).await?;
+    let records = read_feed(&feed_path)?;
     let expectation = feed::expected_state(&records, chrono::Utc::now());
     let conf = stack::moto::sdk_config(&o.local_endpoint_url).await;
-    let kinesis = aws_sdk_kinesis::Client::new(&conf);
     let sfn = aws_sdk_sfn::Client::new(&conf);
     let s3 = stack::moto::s3_client(&conf);
     stack.stats.reset_timings();
 
     crate::setup::step(&format!(
-        "pushing {} records into {} and following them through the pipeline",
+        "inventory push --send-invalid: {} records into {} (the bad ones on purpose, for the quarantine), following them through the pipeline",
         records.len(),
         o.stream_name
     ));
@@ -98,15 +109,19 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
     let sent = Arc::new(AtomicU64::new(0));
     let push_done = Arc::new(AtomicBool::new(false));
     let pusher = {
-        let (kinesis, stream, records, sent, done) = (
-            kinesis.clone(),
-            o.stream_name.clone(),
-            records.clone(),
+        let (cli, feed_path, sent, done) = (
+            cli.clone(),
+            feed_path.clone(),
             sent.clone(),
             push_done.clone(),
         );
+        let (stream, endpoint, region) = (
+            o.stream_name.clone(),
+            o.local_endpoint_url.clone(),
+            o.region.clone(),
+        );
         tokio::spawn(async move {
-            let r = push::push_lanes(&kinesis, &stream, &records, 4, sent).await;
+            let r = push_with_cli(&cli, &feed_path, &stream, &endpoint, &region, &sent).await;
             done.store(true, Ordering::Relaxed);
             (r, started.elapsed())
         })
@@ -176,4 +191,113 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
         }
         bail!("the end state does not match the feed")
     }
+}
+
+/// Runs `inventory generate` into `path`.
+async fn generate_with_cli(cli: &Path, spec: &FeedSpec, path: &Path) -> Result<()> {
+    let status = tokio::process::Command::new(cli)
+        .arg("generate")
+        .args(["--seed", &spec.seed.to_string()])
+        .args(["--updates", &spec.updates.to_string()])
+        .args(["--products", &spec.products.to_string()])
+        .args(["--suppliers", &spec.suppliers.to_string()])
+        .arg("--out")
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("running {}", cli.display()))?;
+    if !status.success() {
+        bail!("inventory generate failed ({status})");
+    }
+    Ok(())
+}
+
+/// The feed's lines as records (the expectation needs only their bytes).
+fn read_feed(path: &Path) -> Result<Vec<FeedRecord>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    Ok(lines
+        .into_iter()
+        .map(|data| FeedRecord {
+            partition_key: String::new(),
+            data: data.to_vec(),
+            kind: RecordKind::Update,
+        })
+        .collect())
+}
+
+/// Runs `inventory push` on the feed, following its `progress sent=N` lines into `sent`.
+async fn push_with_cli(
+    cli: &PathBuf,
+    feed: &Path,
+    stream: &str,
+    endpoint: &str,
+    region: &str,
+    sent: &AtomicU64,
+) -> Result<push::PushReport> {
+    let mut child = tokio::process::Command::new(cli)
+        .arg("push")
+        .arg(feed)
+        .args([
+            "--send-invalid",
+            "--progress",
+            "lines",
+            "--concurrency",
+            "4",
+        ])
+        // Whole requests of one product: the feed is Zipf-skewed and every record has
+        // occurred_at, so a copy sent again to restore order is absorbed (`push --help`).
+        .args(["--per-product", "500"])
+        .args([
+            "--stream",
+            stream,
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            region,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("running {}", cli.display()))?;
+    let mut other = Vec::new();
+    let mut last_sent = 0;
+    if let Some(err) = child.stderr.take() {
+        let mut lines = tokio::io::BufReader::new(err).lines();
+        while let Some(line) = lines.next_line().await? {
+            match progress_sent(&line) {
+                Some(n) => {
+                    last_sent = n;
+                    sent.store(n, Ordering::Relaxed);
+                }
+                None => other.push(line),
+            }
+        }
+    }
+    let status = child.wait().await?;
+    if !status.success() {
+        bail!("inventory push failed ({status}):\n{}", other.join("\n"));
+    }
+    Ok(push::PushReport {
+        sent: last_sent,
+        ..Default::default()
+    })
+}
+
+/// `N` of a `progress sent=N ...` line.
+fn progress_sent(line: &str) -> Option<u64> {
+    line.strip_prefix("progress sent=")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
