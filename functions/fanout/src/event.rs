@@ -28,6 +28,13 @@ pub fn stream_records(event: KinesisEvent) -> Result<Vec<StreamRecord>, Pipeline
 
 fn stream_record(record: KinesisEventRecord) -> Result<StreamRecord, PipelineError> {
     let sequence_number = record.kinesis.sequence_number;
+    if sequence_number.trim().is_empty() {
+        // It names the record in chunk names, quarantine rows and batchItemFailures; an empty
+        // one there would fail the whole batch with no record to point at.
+        return Err(PipelineError::invalid_payload(
+            "a record has no kinesis.sequenceNumber",
+        ));
+    }
     let arn = record.event_source_arn.unwrap_or_default();
     let stream = stream_name(&arn).ok_or_else(|| {
         PipelineError::invalid_payload(format!(
@@ -112,6 +119,57 @@ mod tests {
 
         assert_eq!(e.kind, inventory::ErrorKind::InvalidPayload);
         assert!(e.message.contains("eventSourceARN"), "{}", e.message);
+    }
+
+    fn fixture_json() -> serde_json::Value {
+        serde_json::from_str(include_str!("../../../tests/fixtures/kinesis-batch.json"))
+            .expect("fixture is JSON")
+    }
+
+    #[test]
+    fn a_record_with_empty_data_is_carried_on_for_validate_to_reject() {
+        let mut event = fixture_json();
+        event["Records"][1]["kinesis"]["data"] = "".into();
+        let event: KinesisEvent = serde_json::from_value(event).expect("empty data is base64");
+
+        let records = stream_records(event).expect("valid event");
+
+        assert_eq!(records.len(), 3, "nothing dropped");
+        assert!(records[1].data.is_empty());
+    }
+
+    #[test]
+    fn data_that_is_not_base64_fails_to_deserialise_without_a_panic() {
+        for data in [
+            serde_json::json!("not base64!"),
+            serde_json::json!(42),
+            serde_json::Value::Null,
+        ] {
+            let mut event = fixture_json();
+            event["Records"][0]["kinesis"]["data"] = data.clone();
+
+            let outcome = serde_json::from_value::<KinesisEvent>(event);
+
+            // The runtime answers such an invocation with a deserialisation error; the event
+            // source mapping then retries, bisects and sends the batch to its on-failure queue.
+            assert!(outcome.is_err(), "{data}");
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_sequence_number_is_refused_by_name() {
+        let mut event = fixture_json();
+        let kinesis = event["Records"][2]["kinesis"]
+            .as_object_mut()
+            .expect("an object");
+        kinesis.remove("sequenceNumber");
+        kinesis.remove("partitionKey");
+        let event: KinesisEvent = serde_json::from_value(event).expect("both have defaults");
+
+        let e = stream_records(event).expect_err("refused");
+
+        assert_eq!(e.kind, inventory::ErrorKind::InvalidPayload);
+        assert!(e.message.contains("sequenceNumber"), "{}", e.message);
     }
 
     #[test]

@@ -17,6 +17,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod bad_input;
+
 const FIXTURE: &str = include_str!("../../../tests/fixtures/apigw-http-get-product.json");
 
 fn pid(s: &str) -> ProductId {
