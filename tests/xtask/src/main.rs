@@ -13,6 +13,7 @@
 //! ```
 
 mod args;
+mod coverage;
 mod demo;
 mod faults;
 mod setup;
@@ -26,7 +27,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   setup       install the project's tools (.venv, npm tools) and start PostgreSQL and Redis if down
   test        set up, then run every test: unit, integration, end to end and infrastructure checks
-  coverage    unit-test line coverage of `shared` and the functions, with cargo llvm-cov
+  coverage    line coverage of `shared` and the functions, with cargo llvm-cov: unit tests,
+              and with --integration the integration suite too
   demo        the pipeline end to end: a supplier feed through the local stack, checked (--help)
   faults      the fault suite: crashes, outages, poison and storms mid-stream, then the seven
               invariants checked per scenario (--help; docs/reliability.md)
@@ -49,7 +51,7 @@ fn main() -> Result<()> {
     match command {
         "setup" => setup::run(),
         "test" => test::run(rest),
-        "coverage" => test::coverage(rest),
+        "coverage" => coverage::run(rest),
         "bench" => test::bench(rest),
         "demo" => demo::run(rest),
         "faults" => faults::run(rest),

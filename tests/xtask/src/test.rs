@@ -90,38 +90,3 @@ pub fn bench_reads(extra: &[String]) -> Result<()> {
         ])
         .args(extra))
 }
-
-/// Line coverage of the unit tests of `shared` and the functions.
-pub fn coverage(extra: &[String]) -> Result<()> {
-    setup::run()?;
-    step("installing coverage tools (llvm-tools-preview, cargo-llvm-cov)");
-    sh(Command::new("rustup").args(["component", "add", "llvm-tools-preview"]))?;
-    if Command::new("cargo")
-        .args(["llvm-cov", "--version"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        sh(Command::new("cargo").args(["install", "cargo-llvm-cov", "--locked"]))?;
-    }
-    step("cargo llvm-cov (unit tests of shared and the functions)");
-    let mut c = cargo();
-    c.args(["llvm-cov", "--all-features", "--package", "inventory"]);
-    for f in crate_dirs("functions") {
-        c.args(["--package", &f]);
-    }
-    c.args(["--lib", "--bins", "--summary-only"]).args(extra);
-    sh(&mut c)
-}
-
-fn crate_dirs(dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root().join(dir))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}

@@ -1,0 +1,129 @@
+//! `cargo xtask coverage`: line coverage of `shared` and the functions with cargo llvm-cov.
+//!
+//! Two figures, because the code has two kinds of tests. The unit tests (`--lib --bins` of
+//! `inventory` and every function) cover the domain and the handlers with in-memory ports.
+//! The adapters (SeaORM, Redis, S3) are only meaningful against the real services, so with
+//! `--integration` the integration suite (real PostgreSQL, Redis and moto; the end-to-end
+//! tests excluded, they need a stack) runs instrumented too and the report covers both.
+//! Only `shared/` and `functions/` are counted.
+
+use crate::setup::{self, root, sh, step, tool_path, venv_bin};
+use anyhow::Result;
+use std::process::Command;
+
+/// Files that are not `shared/` or `functions/` code: the test crates, the CLI, the xtask,
+/// the migrations and patched upstream crates.
+const NOT_COUNTED: &str = r"(^|/)(tests|cli|migrations|patches|xtask)/|/\.cargo/|/rustc/";
+
+const USAGE: &str = "usage: cargo xtask coverage [--integration] [--html]
+
+  (default)      unit tests of shared/ and functions/ (no services needed)
+  --integration  also the integration suite against the local PostgreSQL, Redis and moto
+  --html         also write an HTML report to target/llvm-cov/html
+";
+
+fn llvm_cov() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.arg("llvm-cov")
+        .current_dir(root())
+        .env("PATH", tool_path())
+        .env("MOTO_SERVER", venv_bin("moto_server"));
+    c
+}
+
+fn ensure_tools() -> Result<()> {
+    step("installing coverage tools (llvm-tools-preview, cargo-llvm-cov)");
+    sh(Command::new("rustup").args(["component", "add", "llvm-tools-preview"]))?;
+    let installed = Command::new("cargo")
+        .args(["llvm-cov", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !installed {
+        sh(Command::new("cargo").args(["install", "cargo-llvm-cov", "--locked"]))?;
+    }
+    Ok(())
+}
+
+fn report(title: &str, html: bool) -> Result<()> {
+    step(title);
+    sh(llvm_cov().args([
+        "report",
+        "--summary-only",
+        "--ignore-filename-regex",
+        NOT_COUNTED,
+    ]))?;
+    if html {
+        sh(llvm_cov().args(["report", "--html", "--ignore-filename-regex", NOT_COUNTED]))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut integration = false;
+    let mut html = false;
+    for a in args {
+        match a.as_str() {
+            "--integration" => integration = true,
+            "--html" => html = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => {
+                eprint!("{USAGE}");
+                anyhow::bail!("unknown coverage argument {other:?}")
+            }
+        }
+    }
+    if integration {
+        setup::run()?;
+    }
+    ensure_tools()?;
+    sh(llvm_cov().args(["clean", "--workspace"]))?;
+
+    step("unit tests of shared and the functions, instrumented");
+    let mut unit = llvm_cov();
+    unit.args(["--no-report", "--all-features", "--package", "inventory"]);
+    for f in crate_dirs("functions") {
+        unit.args(["--package", &f]);
+    }
+    sh(unit.args(["--lib", "--bins"]))?;
+    report(
+        "line coverage of shared/ and functions/ by their unit tests",
+        html && !integration,
+    )?;
+
+    if integration {
+        step("integration suite (real PostgreSQL, Redis, moto), instrumented");
+        sh(llvm_cov().args([
+            "--no-report",
+            "--package",
+            "integration-tests",
+            "--test",
+            "integration",
+            "--",
+            "--skip",
+            "e2e::",
+        ]))?;
+        report(
+            "line coverage of shared/ and functions/ by unit and integration tests together",
+            html,
+        )?;
+    }
+    Ok(())
+}
+
+/// The crates in `dir`, by folder name (each function's package is named after its folder).
+fn crate_dirs(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join(dir))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("Cargo.toml").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
