@@ -1,12 +1,19 @@
 //! Pipeline benchmark: feeds N updates (JSON lines in the brief's format, Zipf-popular
 //! products) through validate -> archive ∥ persist -> cache-invalidate, with the real adapters
-//! on the local PostgreSQL, Redis and a moto S3, one chunk after another, and prints
-//! updates/s, p50/p99 per chunk and each step's share of the time.
+//! on the local PostgreSQL, Redis and a moto S3, and prints updates/s, p50/p99 per chunk and
+//! each step's share of the time. With one lane, chunks run one after another; with N lanes,
+//! N chunks are in flight at once, as when a stream has N shards (chunk i goes to lane i mod N,
+//! so each lane keeps its chunks in order, as a shard does). Before each batch size it runs the
+//! reference design (support/reference.rs: batch upsert + one gzip object + one DEL, no event store)
+//! on the same records, so the two figures are taken under the same conditions.
 //!
 //! ```text
-//! cargo xtask bench                       # 100,000 updates at batch 100 and at batch 1000
-//! cargo xtask bench -- --updates 20000 --batches 100,500,1000 --products 5000
+//! cargo xtask bench                       # 100,000 updates at batch 100 and 1000, 1 and 2 lanes
+//! cargo xtask bench -- --updates 20000 --batches 100,500,1000 --products 5000 --lanes 1,4
 //! ```
+
+#[path = "support/reference.rs"]
+mod reference;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
@@ -22,12 +29,17 @@ use inventory::feed::{FeedSpec, RecordKind, generate};
 use inventory::update::{SourcePosition, parse_record};
 use inventory::usecase::{archive_chunk, invalidate_cache, persist_updates, validate_chunk};
 use inventory::{CacheInvalidateInput, ChunkId, ChunkInput, PersistInput, SourceRecord};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 struct Args {
     updates: usize,
     products: usize,
     batches: Vec<usize>,
+    /// Chunks in flight at once, as with that many shards (each shard's chunks run one after
+    /// another; the event source mapping and Step Functions run shards side by side).
+    lanes: Vec<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,6 +47,7 @@ fn parse_args() -> Result<Args> {
         updates: 100_000,
         products: 5_000,
         batches: vec![100, 1000],
+        lanes: vec![1, 2],
     };
     let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(flag) = it.next() {
@@ -49,8 +62,15 @@ fn parse_args() -> Result<Args> {
                     .collect::<Result<_, _>>()
                     .context("--batches")?
             }
+            "--lanes" => {
+                args.lanes = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--lanes")?
+            }
             other => anyhow::bail!(
-                "unknown argument {other:?} (known: --updates N --products N --batches 100,1000)"
+                "unknown argument {other:?} (known: --updates N --products N --batches 100,1000 --lanes 1,2)"
             ),
         }
     }
@@ -131,12 +151,21 @@ fn chunks(records: &[Vec<u8>], batch: usize, run: &str) -> Vec<ChunkInput> {
         .collect()
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct StepTimes {
     validate: Duration,
     archive: Duration,
     persist: Duration,
     cache: Duration,
+}
+
+impl std::ops::AddAssign for StepTimes {
+    fn add_assign(&mut self, o: Self) {
+        self.validate += o.validate;
+        self.archive += o.archive;
+        self.persist += o.persist;
+        self.cache += o.cache;
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -151,80 +180,137 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn run_batch_size(records: &[Vec<u8>], batch: usize, moto: &MotoServer) -> Result<()> {
+/// The adapters one run uses, on a fresh database, key prefix and bucket.
+struct Adapters {
+    store: PgEventStore,
+    quarantine: PgQuarantine,
+    archive: S3ArchiveStore,
+    cache: RedisProductCache,
+}
+
+/// What one chunk did and took.
+struct ChunkFigures {
+    took: Duration,
+    steps: StepTimes,
+    appended: usize,
+    changed: usize,
+}
+
+/// One chunk through validate -> archive ∥ persist -> cache-invalidate, as the state machine
+/// runs it.
+async fn run_chunk(input: &ChunkInput, a: &Adapters) -> Result<ChunkFigures> {
+    let chunk_started = Instant::now();
+    let mut steps = StepTimes::default();
+    let t = Instant::now();
+    let validated = validate_chunk(input, &a.quarantine).await?;
+    steps.validate = t.elapsed();
+
+    let persist_input = PersistInput {
+        chunk: input.chunk.clone(),
+        updates: validated.valid,
+    };
+    let t_parallel = Instant::now();
+    let (archived, persisted) = tokio::join!(
+        async {
+            let r = archive_chunk(input, &a.archive).await;
+            (r, t_parallel.elapsed())
+        },
+        async {
+            let r = persist_updates(&persist_input, &a.store).await;
+            (r, t_parallel.elapsed())
+        },
+    );
+    let (archived, archive_time) = archived;
+    let (persisted, persist_time) = persisted;
+    archived?;
+    let persisted = persisted?;
+    steps.archive = archive_time;
+    steps.persist = persist_time;
+
+    let t = Instant::now();
+    invalidate_cache(
+        &CacheInvalidateInput {
+            products: persisted.changed.clone(),
+        },
+        &a.cache,
+    )
+    .await?;
+    steps.cache = t.elapsed();
+    Ok(ChunkFigures {
+        took: chunk_started.elapsed(),
+        steps,
+        appended: persisted.appended,
+        changed: persisted.changed.len(),
+    })
+}
+
+async fn run_batch_size(
+    records: &[Vec<u8>],
+    batch: usize,
+    lanes: usize,
+    moto: &MotoServer,
+) -> Result<()> {
+    let lanes = lanes.max(1);
     let db = TestDb::new().await?;
     let redis = TestRedis::new()?;
     let bucket = moto.create_bucket("bench").await?;
-    let store = PgEventStore::new(db.connect(2).await?);
-    let quarantine = PgQuarantine::new(db.connect(1).await?);
-    let archive = S3ArchiveStore::new(
-        moto.s3_client(),
-        ArchiveConfig {
-            bucket,
-            kms_key_id: None,
-        },
-    );
-    let cache = RedisProductCache::connect(&redis.cache_config(86_400), None)?;
+    // A pool per lane's worth of persist connections, as each Lambda instance has its own.
+    let pool = u32::try_from(lanes).unwrap_or(1) * 2;
+    let adapters = Arc::new(Adapters {
+        store: PgEventStore::new(db.connect(pool).await?),
+        quarantine: PgQuarantine::new(db.connect(pool).await?),
+        archive: S3ArchiveStore::new(
+            moto.s3_client(),
+            ArchiveConfig {
+                bucket,
+                kms_key_id: None,
+            },
+        ),
+        cache: RedisProductCache::connect(&redis.cache_config(86_400), None)?,
+    });
 
-    let inputs = chunks(records, batch, &format!("b{batch}"));
-    let mut per_chunk = Vec::with_capacity(inputs.len());
-    let mut steps = StepTimes::default();
-    let (mut appended, mut changed) = (0usize, 0usize);
-    let progress_every = (inputs.len() / 10).max(1);
+    let inputs = Arc::new(chunks(records, batch, &format!("b{batch}l{lanes}")));
+    let total_chunks = inputs.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress_every = (total_chunks / 10).max(1);
     let started = Instant::now();
-    for (i, input) in inputs.iter().enumerate() {
-        let chunk_started = Instant::now();
-        let t = Instant::now();
-        let validated = validate_chunk(input, &quarantine).await?;
-        steps.validate += t.elapsed();
-
-        let persist_input = PersistInput {
-            chunk: input.chunk.clone(),
-            updates: validated.valid,
-        };
-        let t_parallel = Instant::now();
-        let (archived, persisted) = tokio::join!(
-            async {
-                let r = archive_chunk(input, &archive).await;
-                (r, t_parallel.elapsed())
-            },
-            async {
-                let r = persist_updates(&persist_input, &store).await;
-                (r, t_parallel.elapsed())
-            },
-        );
-        let (archived, archive_time) = archived;
-        let (persisted, persist_time) = persisted;
-        archived?;
-        let persisted = persisted?;
-        steps.archive += archive_time;
-        steps.persist += persist_time;
-
-        let t = Instant::now();
-        invalidate_cache(
-            &CacheInvalidateInput {
-                products: persisted.changed.clone(),
-            },
-            &cache,
-        )
-        .await?;
-        steps.cache += t.elapsed();
-
-        appended += persisted.appended;
-        changed += persisted.changed.len();
-        per_chunk.push(chunk_started.elapsed());
-        if (i + 1) % progress_every == 0 {
-            eprint!("\r  batch {batch}: {}/{} chunks", i + 1, inputs.len());
-        }
+    let mut lane_runs = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let (inputs, adapters, done) = (inputs.clone(), adapters.clone(), done.clone());
+        lane_runs.spawn(async move {
+            let mut figures = Vec::new();
+            for input in inputs.iter().skip(lane).step_by(lanes) {
+                figures.push(run_chunk(input, &adapters).await?);
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % progress_every == 0 {
+                    eprint!("\r  batch {batch}, {lanes} lane(s): {n}/{total_chunks} chunks");
+                }
+            }
+            anyhow::Ok(figures)
+        });
+    }
+    let mut figures = Vec::with_capacity(total_chunks);
+    while let Some(lane) = lane_runs.join_next().await {
+        figures.extend(lane??);
     }
     let wall = started.elapsed();
     eprintln!();
+
+    let mut per_chunk = Vec::with_capacity(total_chunks);
+    let mut steps = StepTimes::default();
+    let (mut appended, mut changed) = (0usize, 0usize);
+    for f in figures {
+        per_chunk.push(f.took);
+        steps += f.steps;
+        appended += f.appended;
+        changed += f.changed;
+    }
     per_chunk.sort();
     let n = records.len();
     let critical = steps.validate + steps.archive.max(steps.persist) + steps.cache;
     let share = |d: Duration| 100.0 * d.as_secs_f64() / critical.as_secs_f64().max(f64::EPSILON);
     println!(
-        "batch {batch:>5} | {n} updates in {:.2} s | {:>8.0} updates/s | per chunk p50 {:.2} ms p99 {:.2} ms | \
+        "batch {batch:>5} | lanes {lanes} | {n} updates in {:.2} s | {:>8.0} updates/s | per chunk p50 {:.2} ms p99 {:.2} ms | \
          validate {:.0}% archive {:.0}% (parallel) persist {:.0}% cache {:.0}% | events {appended}, cache invalidations {changed}",
         wall.as_secs_f64(),
         n as f64 / wall.as_secs_f64(),
@@ -239,6 +325,7 @@ async fn run_batch_size(records: &[Vec<u8>], batch: usize, moto: &MotoServer) ->
         appended == n,
         "expected {n} events appended, got {appended}"
     );
+    drop(adapters);
     db.cleanup().await?;
     Ok(())
 }
@@ -254,7 +341,17 @@ async fn main() -> Result<()> {
     );
     let moto = MotoServer::start()?;
     for batch in &args.batches {
-        run_batch_size(&records, *batch, &moto).await?;
+        let bucket = moto.create_bucket("reference").await?;
+        let r = reference::run(&records, *batch, &moto.s3_client(), &bucket).await?;
+        println!(
+            "batch {batch:>5} | reference: upsert + gzip object + DEL, no event store | {:>8.0} updates/s | per chunk p50 {:.2} ms p99 {:.2} ms",
+            records.len() as f64 / r.wall.as_secs_f64(),
+            ms(percentile(&r.per_chunk, 0.50)),
+            ms(percentile(&r.per_chunk, 0.99)),
+        );
+        for lanes in &args.lanes {
+            run_batch_size(&records, *batch, *lanes, &moto).await?;
+        }
     }
     Ok(())
 }
