@@ -3,6 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
 use std::io::{Read as _, Write as _};
@@ -17,16 +18,34 @@ pub struct Stack {
     pub sfn: aws_sdk_sfn::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
-    pub db: DatabaseConnection,
+    /// What only the local stack offers; `None` on a deployed stack, whose database is in
+    /// private subnets and which has no fault switch.
+    pub local: Option<Local>,
     /// This test's product ids start with it.
     pub nonce: String,
+    /// When this test began (by this machine's clock).
+    pub began: DateTime<Utc>,
     /// Executions that existed before this test began.
     pub before: std::collections::HashSet<String>,
 }
 
+/// The local stack's extras: its database and the router's controls.
+pub struct Local {
+    pub db: DatabaseConnection,
+    pub router_url: String,
+}
+
+/// Executions started this long before a test began are never its own: it bounds the
+/// listing on a deployed stack with a long history, with room for clock skew.
+const LISTING_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 /// The stack named by `INVENTORY_OUTPUTS`, or `None` (and a note) when there is none and
 /// none is required. The default `cfn-outputs/flat-outputs.json` is deliberately not used:
 /// it may belong to a demo or a developer's stack, which these tests would disturb.
+///
+/// Outputs with `LocalEndpointUrl` are the local stack's: clients go there with dummy
+/// credentials. Others are a deployed stack's: clients use the default AWS credential chain
+/// in the outputs' `Region`.
 pub async fn stack() -> Option<Stack> {
     let required = std::env::var("INVENTORY_E2E_REQUIRED").is_ok_and(|v| v == "1");
     let Ok(path) = std::env::var("INVENTORY_OUTPUTS") else {
@@ -35,7 +54,7 @@ pub async fn stack() -> Option<Stack> {
             "INVENTORY_E2E_REQUIRED=1 but INVENTORY_OUTPUTS names no stack"
         );
         eprintln!(
-            "e2e: skipped; set INVENTORY_OUTPUTS to a local stack's outputs (cargo xtask test does)"
+            "e2e: skipped; set INVENTORY_OUTPUTS to a stack's outputs (cargo xtask test does)"
         );
         return None;
     };
@@ -44,32 +63,59 @@ pub async fn stack() -> Option<Stack> {
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
         Some(v) => v,
-        None if required => panic!("no local stack: {path} is missing or unreadable"),
+        None if required => panic!("no stack: {path} is missing or unreadable"),
         None => {
-            eprintln!("e2e: skipped, no local stack at {path}");
+            eprintln!("e2e: skipped, no stack outputs at {path}");
             return None;
         }
     };
-    let endpoint = out["LocalEndpointUrl"]
-        .as_str()
-        .expect("LocalEndpointUrl")
-        .to_owned();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "e2e",
-        ))
-        .load()
-        .await;
+    let (conf, local) = match out["LocalEndpointUrl"].as_str() {
+        Some(endpoint) => {
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(endpoint)
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test", "test", None, None, "e2e",
+                ))
+                .load()
+                .await;
+            let field = |k: &str| {
+                out[k]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{path}: a local stack's outputs lack {k}"))
+            };
+            let db = Database::connect(field("LocalDatabaseUrl"))
+                .await
+                .expect("the stack's database");
+            let router_url = field("LocalRouterUrl").to_owned();
+            (conf, Some(Local { db, router_url }))
+        }
+        None => {
+            let region = out["Region"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{path}: the outputs lack Region"))
+                .to_owned();
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(region))
+                .load()
+                .await;
+            if let Err(e) = deployed_credentials(&conf).await {
+                assert!(
+                    !required,
+                    "{path} names a deployed stack, but there are no AWS credentials: {e:#}"
+                );
+                eprintln!("e2e: skipped, {path} names a deployed stack and {e:#}");
+                return None;
+            }
+            (conf, None)
+        }
+    };
+    let force_path_style = local.is_some();
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
+            .force_path_style(force_path_style)
             .build(),
     );
-    let db = Database::connect(out["LocalDatabaseUrl"].as_str().expect("LocalDatabaseUrl"))
-        .await
-        .expect("the stack's database");
     let nonce = format!(
         "E2E{:x}",
         chrono::Utc::now().timestamp_micros() % 0xFFFF_FFFF
@@ -79,8 +125,9 @@ pub async fn stack() -> Option<Stack> {
         sfn: aws_sdk_sfn::Client::new(&conf),
         sqs: aws_sdk_sqs::Client::new(&conf),
         s3,
-        db,
+        local,
         nonce,
+        began: Utc::now(),
         before: Default::default(),
         out,
     };
@@ -92,6 +139,30 @@ pub async fn stack() -> Option<Stack> {
         .map(|e| e.0)
         .collect();
     Some(st)
+}
+
+/// The stack, only when it is the local one: a test that needs the fault switch or the
+/// database says why it skips a deployed stack, and passes.
+pub async fn local_stack(needs: &str) -> Option<Stack> {
+    let st = stack().await?;
+    if st.local.is_none() {
+        eprintln!("e2e: skipped on a deployed stack: needs {needs}");
+        return None;
+    }
+    Some(st)
+}
+
+/// Whether the default credential chain yields credentials.
+async fn deployed_credentials(conf: &aws_config::SdkConfig) -> Result<()> {
+    use aws_sdk_s3::config::ProvideCredentials as _;
+    let provider = conf
+        .credentials_provider()
+        .context("no AWS credential provider is configured")?;
+    provider
+        .provide_credentials()
+        .await
+        .context("the default AWS credential chain found no credentials")?;
+    Ok(())
 }
 
 /// A fault on the router, removed when dropped (also when the test fails).
@@ -144,6 +215,13 @@ impl Stack {
         .into_bytes()
     }
 
+    /// The local stack's extras, or an error saying the test needs them.
+    pub fn local(&self) -> Result<&Local> {
+        self.local
+            .as_ref()
+            .context("this needs the local stack (its database or fault switch)")
+    }
+
     /// The poller's progress: (records read from the stream, records done, batches in flight).
     pub fn poller(&self) -> Result<(u64, u64, u64)> {
         let p = self.router("GET", "/_stats", &json!({}))?["poller"].clone();
@@ -151,10 +229,14 @@ impl Stack {
         Ok((n("records_read"), n("records_done"), n("in_flight")))
     }
 
-    /// Puts records (partition key, data) on the stream in one PutRecords call, and waits
-    /// until the event source mapping has handed all of them to the fan-out (or given up on
-    /// them), so every execution they start exists when this returns.
+    /// Puts records (partition key, data) on the stream in one PutRecords call, and on the
+    /// local stack waits until the event source mapping has handed all of them to the
+    /// fan-out (or given up on them), so every execution they start exists when this returns.
+    /// A deployed stack's mapping cannot be watched: there the caller waits for executions.
     pub async fn put(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        if self.local.is_none() {
+            return self.put_only(records).await;
+        }
         let (_, done_before, _) = self.poller()?;
         self.put_only(records).await?;
         let want = done_before + records.len() as u64;
@@ -168,6 +250,15 @@ impl Stack {
     }
 
     pub async fn put_only(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        self.put_records(records).await.map(drop)
+    }
+
+    /// Puts records on the stream in one PutRecords call; where each went: (shard id,
+    /// sequence number), in the order given.
+    pub async fn put_records(
+        &self,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<Vec<(String, String)>> {
         let entries = records
             .iter()
             .map(|(k, d)| {
@@ -188,12 +279,23 @@ impl Stack {
             out.failed_record_count() == Some(0) || out.failed_record_count().is_none(),
             "PutRecords failed some"
         );
-        Ok(())
+        out.records()
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.shard_id().context("PutRecords: no shard id")?.to_owned(),
+                    r.sequence_number()
+                        .context("PutRecords: no sequence number")?
+                        .to_owned(),
+                ))
+            })
+            .collect()
     }
 
     pub async fn count(&self, sql: &str) -> Result<i64> {
         let sql = sql.replace("{nonce}", &self.nonce);
         let row = self
+            .local()?
             .db
             .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
             .await?
@@ -227,7 +329,12 @@ impl Stack {
     }
 
     /// Executions not in `before` (started since this test began): (ARN, name, status).
+    /// The listing comes newest first (in AWS and moto), so it stops at the first execution
+    /// that started well before the test.
     pub async fn executions(&self) -> Result<Vec<(String, String, ExecutionStatus)>> {
+        let since = aws_sdk_sfn::primitives::DateTime::from_millis(
+            (self.began - LISTING_SLACK).timestamp_millis(),
+        );
         let mut all = Vec::new();
         let mut token = None;
         loop {
@@ -239,6 +346,9 @@ impl Stack {
                 .send()
                 .await?;
             for e in page.executions() {
+                if e.start_date().secs() < since.secs() {
+                    return Ok(all);
+                }
                 if !self.before.contains(e.execution_arn()) {
                     all.push((
                         e.execution_arn().to_owned(),
@@ -258,7 +368,7 @@ impl Stack {
     pub fn router(&self, method: &str, path: &str, body: &Value) -> Result<Value> {
         http(
             method,
-            &format!("{}{path}", self.o("LocalRouterUrl")),
+            &format!("{}{path}", self.local()?.router_url),
             &body.to_string(),
         )
     }

@@ -86,6 +86,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 async fn the_stack_serves_products_through_its_api_and_the_pipelines_cache_step_refreshes_them()
 -> Result<()> {
     let Some(out) = outputs()? else { return Ok(()) };
+    if out.get("LocalEndpointUrl").is_none() {
+        eprintln!(
+            "read_path::e2e: skipped on a deployed stack: needs the stack's database and cache \
+             (private subnets) and an unsigned API URL"
+        );
+        return Ok(());
+    }
     let api = field(&out, "ProductApiUrl").context("the local stack runs product-api")?;
     let db = sea_orm::Database::connect(field(&out, "LocalDatabaseUrl")?).await?;
     let store = PgEventStore::new(db.clone());
