@@ -7,7 +7,8 @@
 //! `cargo xtask stack up`: `INVENTORY_OUTPUTS=cfn-outputs/flat-outputs.json cargo test -p
 //! integration-tests e2e`). Without it these tests say so and pass, unless
 //! `INVENTORY_E2E_REQUIRED=1` (as `cargo xtask test` sets), where a missing stack fails them.
-//! They use the router's fault switch, so they need the local stack, not a deployed one.
+//! The tests here use the router's fault switch or the stack's database, so on a deployed
+//! stack they say so and pass; `workflows` holds the tests that run against either target.
 //!
 //! Redrive: moto implements no `RedriveExecution`. A redrive re-runs the failed execution from
 //! its failed state with the same input, so what it relies on is that running the same input
@@ -18,18 +19,21 @@
 //! its own, and looks only at executions started after it began.
 
 mod harness;
+mod workflows;
 
 use anyhow::{Context as _, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use base64::Engine as _;
-use harness::{Fault, SERIAL, failed_in, stack};
+use harness::{Fault, SERIAL, failed_in, local_stack};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 #[tokio::test]
 async fn a_redelivered_batch_starts_no_second_execution() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(st) = stack().await else {
+    let Some(st) =
+        local_stack("the router's direct invocation of the fan-out and the stack's database").await
+    else {
         return Ok(());
     };
     // Arrange: a batch as the event source mapping would deliver it, from a shard of our own.
@@ -97,7 +101,8 @@ async fn a_redelivered_batch_starts_no_second_execution() -> Result<()> {
 #[tokio::test]
 async fn a_batch_with_poison_records_finishes_with_them_quarantined() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(st) = stack().await else {
+    let Some(st) = local_stack("the stack's database (the quarantine and event tables)").await
+    else {
         return Ok(());
     };
     // Arrange: good and bad records on one product's partition key (one shard, one batch).
@@ -155,7 +160,7 @@ async fn a_batch_with_poison_records_finishes_with_them_quarantined() -> Result<
 #[tokio::test]
 async fn a_task_failing_transiently_is_retried_by_the_state_machine_and_succeeds() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(st) = stack().await else {
+    let Some(st) = local_stack("the local fault switch").await else {
         return Ok(());
     };
     // Arrange: persist fails twice, transiently, for this test's products only.
@@ -187,7 +192,7 @@ async fn a_task_failing_transiently_is_retried_by_the_state_machine_and_succeeds
 async fn the_fanout_failing_for_good_sends_the_batch_to_the_on_failure_queue_in_the_aws_shape()
 -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(st) = stack().await else {
+    let Some(st) = local_stack("the local fault switch").await else {
         return Ok(());
     };
     // Arrange: the fan-out fails for any batch holding this test's partition key.
@@ -248,7 +253,7 @@ async fn the_fanout_failing_for_good_sends_the_batch_to_the_on_failure_queue_in_
 async fn a_persist_failure_fails_the_execution_at_persist_and_rerunning_its_input_applies_it_exactly_once()
 -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(st) = stack().await else {
+    let Some(st) = local_stack("the local fault switch").await else {
         return Ok(());
     };
     // Arrange: persist fails permanently for this test's product (three suppliers, one chunk).
