@@ -262,9 +262,31 @@ pub async fn connect(
             tracing::info!(db_host = %host, db_port = port, db_name = %name, tls = ?config.tls, "database pool")
         }
     }
-    Database::connect(opts)
-        .await
-        .map_err(|e| db_error("could not set up the database pool", e))
+    Database::connect(opts).await.map_err(|e| {
+        let e = db_error("could not set up the database pool", e);
+        match &config.target {
+            // The driver quotes a URL it cannot parse, password included.
+            DatabaseTarget::Url(url) => {
+                PipelineError::new(e.kind, without_password(&e.detailed(), url))
+            }
+            DatabaseTarget::Rds { .. } => e,
+        }
+    })
+}
+
+/// `text` with the password of `url` (its user info after the first `:`) replaced by `***`.
+fn without_password(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +300,16 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         DatabaseConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_password_is_cut_out_of_a_message_that_quotes_its_url() {
+        let url = "postgres://app:pw-1@h:notaport/db";
+        assert_eq!(
+            without_password(&format!("'{url}' cannot be parsed"), url),
+            "'postgres://app:***@h:notaport/db' cannot be parsed"
+        );
+        assert_eq!(without_password("no url", "postgres://h/db"), "no url");
     }
 
     #[test]
