@@ -91,11 +91,9 @@ fn run(mode: ProgressMode, total: u64, counters: &Counters, stop: &AtomicBool) {
 /// One line: `[#####.....]  1200/20000 records  6.0% 2400/s  retried 3`.
 pub fn bar(sent: u64, total: u64, retried: u64, elapsed: Duration) -> String {
     const WIDTH: u64 = 30;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (sent.min(total) * WIDTH) / total
-    };
+    let filled = (sent.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
     let rate = sent as f64 / elapsed.as_secs_f64().max(0.001);
     format!(
         "[{}{}] {sent:>8}/{total} records {:5.1}% {rate:8.0}/s  retried {retried}",

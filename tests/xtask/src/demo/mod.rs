@@ -15,7 +15,7 @@ use crate::args::Args;
 use crate::stack::{self, LocalStack};
 use anyhow::{Context as _, Result, bail};
 use inventory::feed::{self, FeedRecord, FeedSpec, RecordKind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -232,7 +232,7 @@ fn read_feed(path: &Path) -> Result<Vec<FeedRecord>> {
 
 /// Runs `inventory push` on the feed, following its `progress sent=N` lines into `sent`.
 async fn push_with_cli(
-    cli: &PathBuf,
+    cli: &Path,
     feed: &Path,
     stream: &str,
     endpoint: &str,
@@ -287,10 +287,7 @@ async fn push_with_cli(
     if !status.success() {
         bail!("inventory push failed ({status}):\n{}", other.join("\n"));
     }
-    Ok(push::PushReport {
-        sent: last_sent,
-        ..Default::default()
-    })
+    Ok(push::PushReport { sent: last_sent })
 }
 
 /// `N` of a `progress sent=N ...` line.
