@@ -118,7 +118,7 @@ pub async fn stack() -> Option<Stack> {
     );
     let nonce = format!(
         "E2E{:x}",
-        chrono::Utc::now().timestamp_micros() % 0xFFFF_FFFF
+        Utc::now().timestamp_micros() % 0xFFFF_FFFF
     );
     let mut st = Stack {
         kinesis: aws_sdk_kinesis::Client::new(&conf),
