@@ -14,7 +14,11 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo xtask test [--faults] [cargo test options]`: with `--faults`, the fault suite
+/// (`cargo xtask faults`, every scenario, about five more minutes) runs after everything else.
 pub fn run(extra: &[String]) -> Result<()> {
+    let faults = extra.iter().any(|a| a == "--faults");
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--faults").collect();
     setup::run()?;
     step("cargo test --workspace (all but the end-to-end tests, which need a local stack)");
     sh(cargo()
@@ -44,6 +48,10 @@ pub fn run(extra: &[String]) -> Result<()> {
     sh(Command::new(root().join("infra/checks/run"))
         .current_dir(root())
         .env("PATH", tool_path()))?;
+    if faults {
+        step("fault suite: every scenario (docs/reliability.md)");
+        crate::faults::run(&["--no-build".to_owned()])?;
+    }
     Ok(())
 }
 
