@@ -116,10 +116,7 @@ pub async fn stack() -> Option<Stack> {
             .force_path_style(force_path_style)
             .build(),
     );
-    let nonce = format!(
-        "E2E{:x}",
-        Utc::now().timestamp_micros() % 0xFFFF_FFFF
-    );
+    let nonce = format!("E2E{:x}", Utc::now().timestamp_micros() % 0xFFFF_FFFF);
     let mut st = Stack {
         kinesis: aws_sdk_kinesis::Client::new(&conf),
         sfn: aws_sdk_sfn::Client::new(&conf),

@@ -14,11 +14,11 @@ mod read;
 mod rows;
 
 pub use catalog::PgCatalogReader;
-#[cfg(feature = "secrets")]
-pub use config::{connect_from_config, credentials_from_secret};
 pub use config::{
     DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect, connect_options,
 };
+#[cfg(feature = "secrets")]
+pub use config::{connect_from_config, credentials_from_secret};
 pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use projection_store::{RebuildReport, rebuild_projection};
