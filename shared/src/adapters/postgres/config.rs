@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_password_is_cut_out_of_a_message_that_quotes_its_url() {
-        let url = "postgres://app:pw-1@h:notaport/db";
+        let url = "postgres://app:hunter2@h:notaport/db";
         assert_eq!(
             without_password(&format!("'{url}' cannot be parsed"), url),
             "'postgres://app:***@h:notaport/db' cannot be parsed"
