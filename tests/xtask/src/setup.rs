@@ -27,10 +27,6 @@ pub fn venv_bin(tool: &str) -> PathBuf {
     venv().join("bin").join(tool)
 }
 
-pub fn npm_bin(tool: &str) -> PathBuf {
-    root().join(".local/node/node_modules/.bin").join(tool)
-}
-
 pub fn run() -> Result<()> {
     ensure_services()?;
     ensure_venv()?;

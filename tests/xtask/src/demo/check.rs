@@ -129,9 +129,9 @@ async fn fences<'a>(
     Ok(out)
 }
 
-/// Archive objects and the records in them (gzip JSON lines).
-async fn archive(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(u64, u64)> {
-    let (mut objects, mut records) = (0, 0);
+/// Every archive object under `raw/`, as its key and its decompressed text (gzip JSON lines).
+pub async fn archive_texts(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
     let mut token = None;
     loop {
         let page = s3
@@ -157,14 +157,23 @@ async fn archive(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(u64, u64)> {
             GzDecoder::new(&body[..])
                 .read_to_string(&mut text)
                 .with_context(|| format!("{key} is not gzip text"))?;
-            objects += 1;
-            records += text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+            out.push((key.to_owned(), text));
         }
         token = page.next_continuation_token().map(str::to_owned);
         if token.is_none() {
-            return Ok((objects, records));
+            return Ok(out);
         }
     }
+}
+
+/// Archive objects and the records in them.
+async fn archive(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(u64, u64)> {
+    let texts = archive_texts(s3, bucket).await?;
+    let records = texts
+        .iter()
+        .map(|(_, text)| text.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+        .sum();
+    Ok((texts.len() as u64, records))
 }
 
 /// Every way the end state differs from the expectation (empty: it matches).

@@ -8,12 +8,10 @@ use crate::demo::check;
 use crate::stack::Outputs;
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use flate2::read::GzDecoder;
 use inventory::SourcePosition;
 use inventory::update::parse_record;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use std::collections::{HashMap, HashSet};
-use std::io::Read as _;
 use std::path::Path;
 
 /// A scenario's figures and what went wrong (nothing, if it passed).
@@ -322,44 +320,16 @@ async fn archive_positions(
     bucket: &str,
 ) -> Result<HashMap<(String, String), u64>> {
     let mut out = HashMap::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix("raw/")
-            .set_continuation_token(token)
-            .send()
-            .await?;
-        for o in page.contents() {
-            let Some(key) = o.key() else { continue };
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await?
-                .body
-                .collect()
-                .await?
-                .into_bytes();
-            let mut text = String::new();
-            GzDecoder::new(&body[..])
-                .read_to_string(&mut text)
-                .with_context(|| format!("{key} is not gzip text"))?;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let v: serde_json::Value =
-                    serde_json::from_str(line).with_context(|| format!("a line of {key}"))?;
-                let pos = (
-                    v["shard_id"].as_str().unwrap_or_default().to_owned(),
-                    v["sequence_number"].as_str().unwrap_or_default().to_owned(),
-                );
-                *out.entry(pos).or_default() += 1;
-            }
-        }
-        token = page.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(out);
+    for (key, text) in check::archive_texts(s3, bucket).await? {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("a line of {key}"))?;
+            let pos = (
+                v["shard_id"].as_str().unwrap_or_default().to_owned(),
+                v["sequence_number"].as_str().unwrap_or_default().to_owned(),
+            );
+            *out.entry(pos).or_default() += 1;
         }
     }
+    Ok(out)
 }

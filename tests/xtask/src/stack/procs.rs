@@ -161,8 +161,8 @@ mod tests {
         cmd.arg("30");
         let child = spawn("sleeper", cmd, &dir.join("sleeper.log")).expect("spawn");
         // Right after fork the child still shows the parent's command line until it execs.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !is_ours(&child.record) && std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_ours(&child.record) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(is_ours(&child.record));
