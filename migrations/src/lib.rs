@@ -1,6 +1,6 @@
 //! SeaORM migrations for the inventory pipeline's database: the append-only event store, the
-//! product projection, the quarantine of rejected records, and the least-privilege role the
-//! functions use.
+//! product projection, the quarantine of rejected records, the least-privilege role the
+//! functions use, and (in [`login_role`]) the functions' login in that role.
 //!
 //! [`run`] applies pending migrations under a PostgreSQL advisory lock, so two deploys or two
 //! cold starts running it at once apply each migration exactly once. Migrations are never
@@ -14,6 +14,9 @@ mod m20261124_000002_create_projection;
 mod m20261124_000003_create_quarantine;
 mod m20261124_000004_grant_writer_role;
 
+pub mod login_role;
+
+pub use login_role::{LoginRole, LoginRoleError, LoginRoleOutcome, ensure_login_role};
 pub use m20261124_000004_grant_writer_role::WRITER_ROLE;
 
 /// Key of the advisory lock that serialises migration runs ("inv-migr" in ASCII). Nothing

@@ -96,7 +96,10 @@ async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_func
     let p = persist::handle(garbage.clone(), &PgEventStore::new(t.db.clone()))
         .await
         .expect_err("persist");
-    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator { db: t.db.clone() });
+    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
+        db: t.db.clone(),
+        login: None,
+    });
     let m = schema_migrate::handle(garbage, &budget(), &ResponseSender::new()?, migrator)
         .await
         .expect_err("migrate");
@@ -179,7 +182,10 @@ async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answe
     let t = TestDb::empty().await?;
     let (url, mut answers) = response_url().await?;
     let sender = ResponseSender::new()?;
-    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator { db: t.db.clone() });
+    let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
+        db: t.db.clone(),
+        login: None,
+    });
 
     schema_migrate::handle(
         cfn_event("Create", &url)?,
@@ -240,6 +246,7 @@ async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() ->
     };
     let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
         db: connect(&config, None).await?,
+        login: None,
     });
 
     schema_migrate::handle(

@@ -1,19 +1,28 @@
 //! Least privilege on real PostgreSQL: a login role in the migrations' `inventory_writer`
 //! group can do what the functions do (validate's quarantine, persist's append and projection
 //! update, the reads) and nothing else: no UPDATE, DELETE or TRUNCATE of the event store, and
-//! no DDL.
+//! no DDL. `schema-migrate` creates that login from the functions' secret, follows a changed
+//! secret, and refuses to hand over a privileged or badly named role.
+//!
+//! Roles are cluster-wide: each test names its roles after its own database and drops them.
 
 use crate::event_store::{count, pid};
 use crate::quarantine::mixed_chunk;
 use anyhow::{Context, Result};
+use async_trait::async_trait;
 use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::DbCredentials;
 use inventory::adapters::postgres::{
     DatabaseConfig, DatabaseTarget, PgEventStore, PgQuarantine, TlsMode, connect, list_quarantine,
     load_offers,
 };
 use inventory::pipeline::PersistInput;
 use inventory::usecase::{persist_updates, validate_chunk};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use inventory::{ErrorKind, PipelineError};
+use migration::LoginRoleOutcome;
+use schema_migrate::{LoginSecret, PgSchemaMigrator, SchemaMigrator};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use std::sync::{Arc, Mutex};
 
 /// A login role of its own in the writer group, dropped by [`WriterLogin::drop_role`].
 struct WriterLogin {
@@ -74,6 +83,17 @@ async fn the_writer_role_appends_and_projects_but_cannot_rewrite_history_or_chan
     let t = TestDb::new().await?;
     let login = WriterLogin::create(&t.db, &t).await?;
     let writer = login.pool(&t).await?;
+
+    let checked = does_only_what_the_functions_do(&t, &writer).await;
+
+    writer.close().await.ok();
+    login.drop_role(&t.db).await?;
+    checked?;
+    t.cleanup().await
+}
+
+/// Validates, persists (twice) and reads as `writer`, then tries what no function may do.
+async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection) -> Result<()> {
     let input = mixed_chunk();
 
     let validated = validate_chunk(&input, &PgQuarantine::new(writer.clone())).await?;
@@ -131,10 +151,7 @@ async fn the_writer_role_appends_and_projects_but_cannot_rewrite_history_or_chan
         i64::try_from(persisted.appended)?,
         "the event store is as the writer left it"
     );
-
-    writer.close().await.ok();
-    login.drop_role(&t.db).await?;
-    t.cleanup().await
+    Ok(())
 }
 
 #[tokio::test]
@@ -143,8 +160,8 @@ async fn migrating_many_databases_at_once_shares_one_writer_role() -> Result<()>
 
     let row = dbs[0]
         .db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
             format!(
                 "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '{}'",
                 migration::WRITER_ROLE
@@ -173,4 +190,235 @@ async fn futures_join(n: usize) -> Result<Vec<TestDb>> {
         dbs.push(run.await??);
     }
     Ok(dbs)
+}
+
+/// The functions' login secret, changed by the test between runs.
+struct TestLoginSecret(Mutex<(String, String)>);
+
+impl TestLoginSecret {
+    fn new(username: &str, password: &str) -> Arc<Self> {
+        Arc::new(Self(Mutex::new((username.to_owned(), password.to_owned()))))
+    }
+
+    fn set_password(&self, password: &str) {
+        self.0.lock().expect("lock").1 = password.to_owned();
+    }
+}
+
+#[async_trait]
+impl LoginSecret for TestLoginSecret {
+    async fn read(&self) -> Result<DbCredentials, PipelineError> {
+        let (username, password) = self.0.lock().expect("lock").clone();
+        Ok(DbCredentials { username, password })
+    }
+}
+
+/// The role's stored password verifier (`pg_authid` is readable by the test's superuser).
+async fn stored_verifier(admin: &DatabaseConnection, role: &str) -> Result<Option<String>> {
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            [role.into()],
+        ))
+        .await?
+        .with_context(|| format!("role {role} exists"))?;
+    Ok(row.try_get("", "rolpassword")?)
+}
+
+/// Whether `verifier` (`SCRAM-SHA-256$<i>:<salt>$<StoredKey>:<ServerKey>`) is the one for
+/// `password`: recomputed with its own salt and iterations.
+fn verifier_accepts(verifier: &str, password: &str) -> Result<bool> {
+    use base64::Engine as _;
+    let rest = verifier
+        .strip_prefix("SCRAM-SHA-256$")
+        .with_context(|| format!("not a SCRAM verifier: {verifier}"))?;
+    let (params, _) = rest.split_once('$').context("no keys")?;
+    let (iterations, salt) = params.split_once(':').context("no salt")?;
+    let salt = base64::engine::general_purpose::STANDARD.decode(salt)?;
+    Ok(
+        migration::login_role::scram_sha256_verifier(password, &salt, iterations.parse()?)
+            == verifier,
+    )
+}
+
+/// LOGIN, INHERIT, a member of the writer group, and nothing more.
+async fn login_flags(admin: &DatabaseConnection, role: &str) -> Result<Vec<bool>> {
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT rolcanlogin, rolinherit, pg_has_role(oid, $2, 'MEMBER'), \
+                    rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls \
+             FROM pg_roles WHERE rolname = $1",
+            [role.into(), migration::WRITER_ROLE.into()],
+        ))
+        .await?
+        .with_context(|| format!("role {role} exists"))?;
+    (0..8)
+        .map(|i| Ok(row.try_get_by_index::<bool>(i)?))
+        .collect()
+}
+
+async fn drop_role(admin: &DatabaseConnection, role: &str) -> Result<()> {
+    admin
+        .execute_unprepared(&format!("DROP ROLE IF EXISTS \"{role}\""))
+        .await
+        .with_context(|| format!("dropping role {role}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn schema_migrate_creates_the_functions_login_follows_its_secret_and_the_login_is_least_privileged()
+-> Result<()> {
+    let t = TestDb::empty().await?;
+    let role = format!("{}_app", t.name());
+    let outcome = async {
+        let first = "First-password-0123456789abcdef";
+        // Quotes, a backslash and dollar quoting: the literal must arrive exactly.
+        let second = r"Second';DROP_ROLE_postgres;--\$$x'";
+        let secret = TestLoginSecret::new(&role, first);
+        let migrator = PgSchemaMigrator {
+            db: t.db.clone(),
+            login: Some(secret.clone() as Arc<dyn LoginSecret>),
+        };
+
+        let applied = migrator.migrate().await?;
+        let after_first = stored_verifier(&t.db, &role).await?.context("a password")?;
+        secret.set_password(second);
+        let applied_again = migrator.migrate().await?;
+        let after_second = stored_verifier(&t.db, &role).await?.context("a password")?;
+        let same_again = schema_migrate::ensure_login(&t.db, secret.as_ref()).await?;
+
+        assert_eq!(applied, migration::known(), "the first run migrated");
+        assert!(applied_again.is_empty(), "{applied_again:?}");
+        assert!(verifier_accepts(&after_first, first)?, "{after_first}");
+        assert!(verifier_accepts(&after_second, second)?, "the new password is set");
+        assert!(!verifier_accepts(&after_second, first)?, "the old one is gone");
+        assert_eq!(same_again, LoginRoleOutcome::Updated);
+        assert_eq!(
+            login_flags(&t.db, &role).await?,
+            [true, true, true, false, false, false, false, false],
+            "LOGIN INHERIT member of {}, and no other power",
+            migration::WRITER_ROLE
+        );
+
+        // The functions' way in: the target with the secret's user and password.
+        let login = connect(
+            &DatabaseConfig {
+                target: DatabaseTarget::Url(t.url.clone()),
+                tls: TlsMode::AsConfigured,
+                pool_max: 2,
+            },
+            Some(secret.read().await?),
+        )
+        .await?;
+        let who = login
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_user::text AS u",
+            ))
+            .await?
+            .context("a row")?
+            .try_get::<String>("", "u")?;
+        assert_eq!(who, role, "connected as the login, not the test's superuser");
+        let checked = does_only_what_the_functions_do(&t, &login).await;
+        login.close().await.ok();
+        checked?;
+
+        // The verifier check agrees with the server's own hashing of a password.
+        t.db.execute_unprepared(&format!(
+            "SET password_encryption = 'scram-sha-256'; ALTER ROLE \"{role}\" PASSWORD 'server-hashed-0123456789'"
+        ))
+        .await?;
+        let by_server = stored_verifier(&t.db, &role).await?.context("a password")?;
+        assert!(verifier_accepts(&by_server, "server-hashed-0123456789")?, "{by_server}");
+        assert!(!verifier_accepts(&by_server, second)?);
+        anyhow::Ok(())
+    }
+    .await;
+    drop_role(&t.db, &role).await?;
+    outcome?;
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn concurrent_runs_create_the_login_once_and_all_succeed() -> Result<()> {
+    let t = TestDb::new().await?;
+    let role = format!("{}_app", t.name());
+    let secret = TestLoginSecret::new(&role, "Concurrent-password-0123456789");
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let (db, secret) = (t.connect(1).await?, secret.clone());
+        runs.push(tokio::spawn(async move {
+            schema_migrate::ensure_login(&db, secret.as_ref()).await
+        }));
+    }
+
+    let mut outcomes = Vec::new();
+    for run in runs {
+        outcomes.push(run.await?);
+    }
+
+    drop_role(&t.db, &role).await?;
+    let mut outcomes = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
+    outcomes.sort_by_key(|o| *o != LoginRoleOutcome::Created);
+    assert_eq!(
+        outcomes,
+        [
+            LoginRoleOutcome::Created,
+            LoginRoleOutcome::Updated,
+            LoginRoleOutcome::Updated,
+            LoginRoleOutcome::Updated
+        ]
+    );
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn schema_migrate_refuses_a_privileged_or_badly_named_login_and_changes_nothing() -> Result<()>
+{
+    let t = TestDb::new().await?;
+    let before = stored_verifier(&t.db, "postgres").await?;
+    let missing = format!("{}_never", t.name());
+
+    let as_superuser = schema_migrate::ensure_login(
+        &t.db,
+        TestLoginSecret::new("postgres", "Takeover-password-0123456789").as_ref(),
+    )
+    .await;
+    let injected = schema_migrate::ensure_login(
+        &t.db,
+        TestLoginSecret::new(
+            &format!("{missing}\" SUPERUSER --"),
+            "Takeover-password-0123456789",
+        )
+        .as_ref(),
+    )
+    .await;
+
+    for (what, result) in [("superuser", as_superuser), ("bad name", injected)] {
+        let e: PipelineError = result.expect_err(what);
+        assert_eq!(e.kind, ErrorKind::Misconfigured, "{what}: {e:?}");
+        assert!(
+            !e.detailed().contains("Takeover-password"),
+            "{what}: {}",
+            e.detailed()
+        );
+    }
+    assert_eq!(
+        stored_verifier(&t.db, "postgres").await?,
+        before,
+        "the superuser's password is untouched"
+    );
+    let created =
+        t.db.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_roles WHERE rolname LIKE $1",
+            [format!("{missing}%").into()],
+        ))
+        .await?
+        .context("a row")?
+        .try_get::<i64>("", "n")?;
+    assert_eq!(created, 0, "no role was created");
+    t.cleanup().await
 }

@@ -2,12 +2,17 @@
 //! answers with what it applied; as a CloudFormation custom resource it migrates on Create and
 //! Update, does nothing destructive on Delete, and always answers CloudFormation through the
 //! request's `ResponseURL` (see [`inventory::adapters::custom_resource`]).
+//!
+//! After the migrations it ensures the functions' login role (see [`migration::login_role`]):
+//! with `APP_DB_SECRET_ARN` set, it reads that secret's `username` and `password` on every run
+//! (so a changed secret converges on the next run) and creates or updates the role. Without
+//! it (local stack, tests) there is no such role to manage, and it says so in the log.
 
 use async_trait::async_trait;
 use inventory::adapters::custom_resource::{
     self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
 };
-use inventory::adapters::postgres::{DatabaseConfig, DatabaseConnection, db_error};
+use inventory::adapters::postgres::{DatabaseConfig, DatabaseConnection, DbCredentials, db_error};
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,14 +25,51 @@ pub const PHYSICAL_ID: &str = "inventory-database-schema";
 /// What the function reads from its environment at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The migration user's connection (`DB_SECRET_ARN` is the master user's secret).
     pub database: DatabaseConfig,
+    /// `APP_DB_SECRET_ARN`: the functions' login secret, when the role is managed here.
+    pub app_secret_arn: Option<String>,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, PipelineError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+        let app_secret_arn = get("APP_DB_SECRET_ARN").filter(|v| !v.trim().is_empty());
+        let database = DatabaseConfig::from_lookup(&get)?;
+        if app_secret_arn.is_some() && app_secret_arn.as_deref() == database.secret_arn() {
+            return Err(PipelineError::misconfigured(
+                "environment variables APP_DB_SECRET_ARN and DB_SECRET_ARN name the same secret: the functions' login must not be the migration user",
+            ));
+        }
         Ok(Self {
-            database: DatabaseConfig::from_env()?,
+            database,
+            app_secret_arn,
         })
+    }
+}
+
+/// Where the functions' login (user name and password) comes from.
+#[async_trait]
+pub trait LoginSecret: Send + Sync {
+    /// The current user name and password.
+    async fn read(&self) -> Result<DbCredentials, PipelineError>;
+}
+
+/// The functions' login secret in Secrets Manager, read afresh on every run.
+#[derive(Debug, Clone)]
+pub struct SecretsManagerLogin {
+    pub client: aws_sdk_secretsmanager::Client,
+    pub arn: String,
+}
+
+#[async_trait]
+impl LoginSecret for SecretsManagerLogin {
+    async fn read(&self) -> Result<DbCredentials, PipelineError> {
+        inventory::adapters::postgres::credentials_from_secret(&self.client, &self.arn).await
     }
 }
 
@@ -37,10 +79,12 @@ pub trait SchemaMigrator: Send + Sync {
     async fn migrate(&self) -> Result<Vec<String>, PipelineError>;
 }
 
-/// The project's migrations on a PostgreSQL pool, under the migration advisory lock.
-#[derive(Debug, Clone)]
+/// The project's migrations on a PostgreSQL pool, under the migration advisory lock; then the
+/// functions' login role, when `login` says where its secret is.
+#[derive(Clone)]
 pub struct PgSchemaMigrator {
     pub db: DatabaseConnection,
+    pub login: Option<Arc<dyn LoginSecret>>,
 }
 
 #[async_trait]
@@ -51,7 +95,52 @@ impl SchemaMigrator for PgSchemaMigrator {
             .await
             .map_err(|e| db_error("could not run the migrations", e))?;
         tracing::info!(applied = ?applied, "migrations run");
+        match &self.login {
+            Some(secret) => {
+                ensure_login(&self.db, secret.as_ref()).await?;
+            }
+            None => {
+                tracing::info!("APP_DB_SECRET_ARN is not set: no functions' login role to manage")
+            }
+        }
         Ok(applied)
+    }
+}
+
+/// Reads the functions' login and makes the database agree with it. Logs the role's name and
+/// what was done; never the password.
+#[tracing::instrument(skip_all)]
+pub async fn ensure_login(
+    db: &DatabaseConnection,
+    secret: &dyn LoginSecret,
+) -> Result<migration::LoginRoleOutcome, PipelineError> {
+    let credentials = secret.read().await?;
+    let role = migration::LoginRole::new(&credentials.username, &credentials.password)
+        .map_err(login_error)?;
+    let outcome = migration::ensure_login_role(db, &role)
+        .await
+        .map_err(login_error)?;
+    tracing::info!(role = role.name(), outcome = ?outcome, member_of = migration::WRITER_ROLE, "functions' login role ensured");
+    Ok(outcome)
+}
+
+/// A bad secret (name, password, a privileged role) is a configuration error; the database's
+/// refusals keep their own kinds.
+fn login_error(e: migration::LoginRoleError) -> PipelineError {
+    use migration::LoginRoleError as E;
+    match e {
+        E::Db(e) => db_error("could not ensure the functions' login role", e),
+        e @ (E::BadName(_) | E::BadPassword | E::Privileged(_)) => PipelineError::misconfigured(
+            format!("the functions' login secret (APP_DB_SECRET_ARN) is unusable: {e}"),
+        ),
+    }
+}
+
+impl std::fmt::Debug for PgSchemaMigrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSchemaMigrator")
+            .field("manages_login", &self.login.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,14 +5,25 @@ use inventory::PipelineError;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::lambda::init_tracing;
 use lambda_runtime::{LambdaEvent, service_fn};
-use schema_migrate::{PgSchemaMigrator, SchemaMigrator, UnavailableMigrator};
+use schema_migrate::{
+    LoginSecret, PgSchemaMigrator, SchemaMigrator, SecretsManagerLogin, UnavailableMigrator,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
 async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
     let config = schema_migrate::Config::from_env()?;
+    let login = match config.app_secret_arn {
+        Some(arn) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            Some(Arc::new(SecretsManagerLogin { client, arn }) as Arc<dyn LoginSecret>)
+        }
+        None => None,
+    };
     Ok(PgSchemaMigrator {
         db: inventory::adapters::postgres::connect_from_config(&config.database).await?,
+        login,
     })
 }
 

@@ -253,3 +253,97 @@ async fn a_failed_cold_start_is_reported_on_every_request() {
     );
     assert_eq!(direct.kind, ErrorKind::Misconfigured);
 }
+
+fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+const RDS: [(&str, &str); 4] = [
+    ("DB_HOST", "db.example.internal"),
+    ("DB_NAME", "inventory"),
+    (
+        "DB_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:1:secret:master",
+    ),
+    ("DB_TLS_CA_FILE", "/opt/rds-ca/global-bundle.pem"),
+];
+
+#[test]
+fn without_an_app_secret_no_login_role_is_managed() {
+    let c = Config::from_lookup(env(&[("DATABASE_URL", "postgres://127.0.0.1/x")])).expect("valid");
+    assert_eq!(c.app_secret_arn, None);
+    let c = Config::from_lookup(env(&[
+        ("DATABASE_URL", "postgres://127.0.0.1/x"),
+        ("APP_DB_SECRET_ARN", " "),
+    ]))
+    .expect("valid");
+    assert_eq!(c.app_secret_arn, None, "blank is unset");
+}
+
+#[test]
+fn the_app_secret_is_read_beside_the_master_secret_and_must_differ_from_it() {
+    let mut vars = RDS.to_vec();
+    vars.push((
+        "APP_DB_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:1:secret:app",
+    ));
+    let c = Config::from_lookup(env(&vars)).expect("valid");
+    assert_eq!(
+        c.app_secret_arn.as_deref(),
+        Some("arn:aws:secretsmanager:us-east-1:1:secret:app")
+    );
+    assert_eq!(
+        c.database.secret_arn(),
+        Some("arn:aws:secretsmanager:us-east-1:1:secret:master")
+    );
+
+    let mut same = RDS.to_vec();
+    same.push((
+        "APP_DB_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:1:secret:master",
+    ));
+    let e = Config::from_lookup(env(&same)).expect_err("same secret");
+    assert_eq!(e.kind, ErrorKind::Misconfigured);
+    assert!(e.message.contains("APP_DB_SECRET_ARN"), "{}", e.message);
+}
+
+/// A login secret that is read without any AWS call.
+struct FixedLogin(&'static str, &'static str);
+
+#[async_trait]
+impl LoginSecret for FixedLogin {
+    async fn read(&self) -> Result<DbCredentials, PipelineError> {
+        Ok(DbCredentials {
+            username: self.0.to_owned(),
+            password: self.1.to_owned(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_login_secret_is_a_configuration_error_that_never_shows_the_password() {
+    // Refused before any query: the pool is lazy and points nowhere.
+    let db = inventory::adapters::postgres::connect(
+        &DatabaseConfig::from_lookup(env(&[("DATABASE_URL", "postgres://127.0.0.1:1/none")]))
+            .expect("config"),
+        None,
+    )
+    .await
+    .expect("lazy pool");
+    for (name, password) in [
+        ("app\"; DROP ROLE postgres; --", "Abcdefghijklmnop1234"),
+        ("inventory_app", "tooshort-pw"),
+        ("inventory_app", "has a space in the password"),
+    ] {
+        let e = ensure_login(&db, &FixedLogin(name, password))
+            .await
+            .expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Misconfigured, "{name}: {e:?}");
+        assert!(e.message.contains("APP_DB_SECRET_ARN"), "{}", e.message);
+        assert!(!e.detailed().contains(password), "{}", e.detailed());
+    }
+}
