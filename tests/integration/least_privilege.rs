@@ -267,85 +267,131 @@ async fn drop_role(admin: &DatabaseConnection, role: &str) -> Result<()> {
     Ok(())
 }
 
+/// A login role of the test's own, dropped when the test ends, failed or not (roles outlive
+/// the test's database). Declare it after the [`TestDb`], so it goes first.
+struct RoleGuard {
+    name: String,
+    url: String,
+}
+
+impl RoleGuard {
+    fn new(t: &TestDb) -> Self {
+        Self {
+            name: format!("{}_app", t.name()),
+            url: t.url.clone(),
+        }
+    }
+}
+
+impl Drop for RoleGuard {
+    /// `Drop` cannot await: the drop runs on a thread and runtime of its own.
+    fn drop(&mut self) {
+        let (name, url) = (self.name.clone(), self.url.clone());
+        let outcome = std::thread::spawn(move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let db = sea_orm::Database::connect(url).await?;
+                drop_role(&db, &name).await?;
+                db.close().await.ok();
+                Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) | Err(e) = outcome.map_err(|_| anyhow::anyhow!("drop thread panicked")) {
+            eprintln!("could not drop role {}: {e:#}", self.name);
+        }
+    }
+}
+
 #[tokio::test]
 async fn schema_migrate_creates_the_functions_login_follows_its_secret_and_the_login_is_least_privileged()
 -> Result<()> {
     let t = TestDb::empty().await?;
-    let role = format!("{}_app", t.name());
-    let outcome = async {
-        let first = "First-password-0123456789abcdef";
-        // Quotes, a backslash and dollar quoting: the literal must arrive exactly.
-        let second = r"Second';DROP_ROLE_postgres;--\$$x'";
-        let secret = TestLoginSecret::new(&role, first);
-        let migrator = PgSchemaMigrator {
-            db: t.db.clone(),
-            login: Some(secret.clone() as Arc<dyn LoginSecret>),
-        };
+    let guard = RoleGuard::new(&t);
+    let role = guard.name.clone();
+    let first = "First-password-0123456789abcdef";
+    // Quotes, a backslash and dollar quoting: the literal must arrive exactly.
+    let second = r"Second';DROP_ROLE_postgres;--\$$x'";
+    let secret = TestLoginSecret::new(&role, first);
+    let migrator = PgSchemaMigrator {
+        db: t.db.clone(),
+        login: Some(secret.clone() as Arc<dyn LoginSecret>),
+    };
 
-        let applied = migrator.migrate().await?;
-        let after_first = stored_verifier(&t.db, &role).await?.context("a password")?;
-        secret.set_password(second);
-        let applied_again = migrator.migrate().await?;
-        let after_second = stored_verifier(&t.db, &role).await?.context("a password")?;
-        let same_again = schema_migrate::ensure_login(&t.db, secret.as_ref()).await?;
+    let applied = migrator.migrate().await?;
+    let after_first = stored_verifier(&t.db, &role).await?.context("a password")?;
+    secret.set_password(second);
+    let applied_again = migrator.migrate().await?;
+    let after_second = stored_verifier(&t.db, &role).await?.context("a password")?;
+    let same_again = schema_migrate::ensure_login(&t.db, secret.as_ref()).await?;
 
-        assert_eq!(applied, migration::known(), "the first run migrated");
-        assert!(applied_again.is_empty(), "{applied_again:?}");
-        assert!(verifier_accepts(&after_first, first)?, "{after_first}");
-        assert!(verifier_accepts(&after_second, second)?, "the new password is set");
-        assert!(!verifier_accepts(&after_second, first)?, "the old one is gone");
-        assert_eq!(same_again, LoginRoleOutcome::Updated);
-        assert_eq!(
-            login_flags(&t.db, &role).await?,
-            [true, true, true, false, false, false, false, false],
-            "LOGIN INHERIT member of {}, and no other power",
-            migration::WRITER_ROLE
-        );
+    assert_eq!(applied, migration::known(), "the first run migrated");
+    assert!(applied_again.is_empty(), "{applied_again:?}");
+    assert!(verifier_accepts(&after_first, first)?, "{after_first}");
+    assert!(
+        verifier_accepts(&after_second, second)?,
+        "the new password is set"
+    );
+    assert!(
+        !verifier_accepts(&after_second, first)?,
+        "the old one is gone"
+    );
+    assert_eq!(same_again, LoginRoleOutcome::Updated);
+    assert_eq!(
+        login_flags(&t.db, &role).await?,
+        [true, true, true, false, false, false, false, false],
+        "LOGIN INHERIT member of {}, and no other power",
+        migration::WRITER_ROLE
+    );
 
-        // The functions' way in: the target with the secret's user and password.
-        let login = connect(
-            &DatabaseConfig {
-                target: DatabaseTarget::Url(t.url.clone()),
-                tls: TlsMode::AsConfigured,
-                pool_max: 2,
-            },
-            Some(secret.read().await?),
-        )
-        .await?;
-        let who = login
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT current_user::text AS u",
-            ))
-            .await?
-            .context("a row")?
-            .try_get::<String>("", "u")?;
-        assert_eq!(who, role, "connected as the login, not the test's superuser");
-        let checked = does_only_what_the_functions_do(&t, &login).await;
-        login.close().await.ok();
-        checked?;
-
-        // The verifier check agrees with the server's own hashing of a password.
-        t.db.execute_unprepared(&format!(
-            "SET password_encryption = 'scram-sha-256'; ALTER ROLE \"{role}\" PASSWORD 'server-hashed-0123456789'"
+    // The functions' way in: the target with the secret's user and password.
+    let login = connect(
+        &DatabaseConfig {
+            target: DatabaseTarget::Url(t.url.clone()),
+            tls: TlsMode::AsConfigured,
+            pool_max: 2,
+        },
+        Some(secret.read().await?),
+    )
+    .await?;
+    let who = login
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_user::text AS u",
         ))
-        .await?;
-        let by_server = stored_verifier(&t.db, &role).await?.context("a password")?;
-        assert!(verifier_accepts(&by_server, "server-hashed-0123456789")?, "{by_server}");
-        assert!(!verifier_accepts(&by_server, second)?);
-        anyhow::Ok(())
-    }
-    .await;
-    drop_role(&t.db, &role).await?;
-    outcome?;
+        .await?
+        .context("a row")?
+        .try_get::<String>("", "u")?;
+    assert_eq!(
+        who, role,
+        "connected as the login, not the test's superuser"
+    );
+    let checked = does_only_what_the_functions_do(&t, &login).await;
+    login.close().await.ok();
+    checked?;
+
+    // The verifier check agrees with the server's own hashing of a password.
+    t.db.execute_unprepared(&format!(
+        "SET password_encryption = 'scram-sha-256'; ALTER ROLE \"{role}\" PASSWORD 'server-hashed-0123456789'"
+    ))
+    .await?;
+    let by_server = stored_verifier(&t.db, &role).await?.context("a password")?;
+    assert!(
+        verifier_accepts(&by_server, "server-hashed-0123456789")?,
+        "{by_server}"
+    );
+    assert!(!verifier_accepts(&by_server, second)?);
+    drop(guard);
     t.cleanup().await
 }
 
 #[tokio::test]
 async fn concurrent_runs_create_the_login_once_and_all_succeed() -> Result<()> {
     let t = TestDb::new().await?;
-    let role = format!("{}_app", t.name());
-    let secret = TestLoginSecret::new(&role, "Concurrent-password-0123456789");
+    let guard = RoleGuard::new(&t);
+    let secret = TestLoginSecret::new(&guard.name, "Concurrent-password-0123456789");
     let mut runs = Vec::new();
     for _ in 0..4 {
         let (db, secret) = (t.connect(1).await?, secret.clone());
@@ -359,7 +405,6 @@ async fn concurrent_runs_create_the_login_once_and_all_succeed() -> Result<()> {
         outcomes.push(run.await?);
     }
 
-    drop_role(&t.db, &role).await?;
     let mut outcomes = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
     outcomes.sort_by_key(|o| *o != LoginRoleOutcome::Created);
     assert_eq!(
@@ -371,6 +416,7 @@ async fn concurrent_runs_create_the_login_once_and_all_succeed() -> Result<()> {
             LoginRoleOutcome::Updated
         ]
     );
+    drop(guard);
     t.cleanup().await
 }
 
