@@ -113,8 +113,8 @@ async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection
         &PgEventStore::new(writer.clone()),
     )
     .await?;
-    let offers = load_offers(&writer, &pid("product123")).await?;
-    let quarantined = list_quarantine(&writer, 0, 100).await?;
+    let offers = load_offers(writer, &pid("product123")).await?;
+    let quarantined = list_quarantine(writer, 0, 100).await?;
 
     assert!(persisted.appended > 0, "the writer's appends landed");
     assert_eq!(
@@ -143,7 +143,7 @@ async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection
         "ALTER TABLE inventory_events DISABLE TRIGGER ALL",
         "CREATE INDEX evil_idx ON product_offers (quantity)",
     ] {
-        let message = refused(&writer, sql).await;
+        let message = refused(writer, sql).await;
         assert!(is_permission_error(&message), "{sql}: {message}");
     }
     assert_eq!(
