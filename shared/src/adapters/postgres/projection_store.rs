@@ -1,7 +1,8 @@
 //! Applying events to the stored projection, for the append path and the rebuild alike: load
 //! the touched products' offers, run the pure [`project`] on them, write what changed. Every
-//! step is one statement whatever the number of rows (JSON parameters, `jsonb_to_recordset`),
-//! so a chunk costs the same few round trips at any size.
+//! step is one statement whatever the number of rows (typed array parameters with `unnest`,
+//! and a JSON parameter for the summaries, whose columns may be null), so a chunk costs the
+//! same few round trips at any size.
 
 use super::entity::{inventory_event, product_offer};
 use super::error::db_error;
@@ -30,14 +31,22 @@ pub(crate) fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
+/// Product ids as a `text[]` parameter.
+fn ids_param<'a>(ids: impl IntoIterator<Item = &'a ProductId>) -> sea_orm::Value {
+    ids.into_iter()
+        .map(|p| p.as_str().to_owned())
+        .collect::<Vec<String>>()
+        .into()
+}
+
 const LOCK_PLACEHOLDERS: &str = r#"
 INSERT INTO product_summaries (product_id)
-SELECT p FROM jsonb_array_elements_text($1::jsonb) AS t(p) ORDER BY p COLLATE "C"
+SELECT p FROM unnest($1::text[]) AS t(p) ORDER BY p COLLATE "C"
 ON CONFLICT (product_id) DO NOTHING"#;
 
 const LOCK_ROWS: &str = r#"
 SELECT product_id FROM product_summaries
-WHERE product_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+WHERE product_id = ANY($1::text[])
 ORDER BY product_id FOR UPDATE"#;
 
 /// Locks the summary rows of `products`, creating placeholders for new products first, in
@@ -48,7 +57,7 @@ pub(crate) async fn lock_products(
     txn: &DatabaseTransaction,
     products: &BTreeSet<ProductId>,
 ) -> Result<(), PipelineError> {
-    let ids = json_param(products)?;
+    let ids = ids_param(products);
     txn.execute_raw(stmt(LOCK_PLACEHOLDERS, vec![ids.clone()]))
         .await
         .map_err(|e| db_error("could not create summary placeholders", e))?;
@@ -60,14 +69,14 @@ pub(crate) async fn lock_products(
 
 const LOAD_OFFERS: &str = r#"
 SELECT product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq
-FROM product_offers WHERE product_id IN (SELECT jsonb_array_elements_text($1::jsonb))"#;
+FROM product_offers WHERE product_id = ANY($1::text[])"#;
 
 async fn load_offers_of(
     txn: &DatabaseTransaction,
     products: &BTreeSet<ProductId>,
 ) -> Result<Vec<Offer>, PipelineError> {
     let models = product_offer::Entity::find()
-        .from_raw_sql(stmt(LOAD_OFFERS, vec![json_param(products)?]))
+        .from_raw_sql(stmt(LOAD_OFFERS, vec![ids_param(products)]))
         .all(txn)
         .await
         .map_err(|e| db_error("could not load current offers", e))?;
@@ -77,9 +86,8 @@ async fn load_offers_of(
 const WRITE_CHANGE: &str = r#"
 WITH offers AS (
     INSERT INTO product_offers (product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq)
-    SELECT product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq
-    FROM jsonb_to_recordset($1::jsonb) AS x(product_id text, supplier_id text, quantity bigint, price numeric,
-        currency text, occurred_at timestamptz, update_key text, event_seq bigint)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[], $5::text[], $6::timestamptz[],
+        $7::text[], $8::bigint[])
     ON CONFLICT (product_id, supplier_id) DO UPDATE SET
         quantity = EXCLUDED.quantity, price = EXCLUDED.price, currency = EXCLUDED.currency,
         occurred_at = EXCLUDED.occurred_at, update_key = EXCLUDED.update_key, event_seq = EXCLUDED.event_seq
@@ -88,7 +96,7 @@ WITH offers AS (
     INSERT INTO product_summaries (product_id, total_quantity, best_price, best_price_currency, best_price_supplier,
         supplier_count, version, updated_at)
     SELECT product_id, total_quantity, best_price, best_price_currency, best_price_supplier, supplier_count, version, updated_at
-    FROM jsonb_to_recordset($2::jsonb) AS x(product_id text, total_quantity bigint, best_price numeric,
+    FROM jsonb_to_recordset($9::jsonb) AS x(product_id text, total_quantity bigint, best_price numeric,
         best_price_currency text, best_price_supplier text, supplier_count int, version bigint, updated_at timestamptz)
     ON CONFLICT (product_id) DO UPDATE SET
         total_quantity = EXCLUDED.total_quantity, best_price = EXCLUDED.best_price,
@@ -97,7 +105,7 @@ WITH offers AS (
     RETURNING 1
 ), emptied AS (
     DELETE FROM product_summaries
-    WHERE product_id IN (SELECT jsonb_array_elements_text($3::jsonb)) AND version = 0
+    WHERE product_id = ANY($10::text[]) AND version = 0
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM offers) + (SELECT count(*) FROM summaries) + (SELECT count(*) FROM emptied) AS n"#;
@@ -138,16 +146,32 @@ pub(crate) async fn apply_events(
     Ok(by_product)
 }
 
+/// One field of every offer as a typed array parameter.
+fn column<T>(offers: &[Offer], field: impl Fn(&Offer) -> T) -> sea_orm::Value
+where
+    Vec<T>: Into<sea_orm::Value>,
+{
+    offers.iter().map(field).collect::<Vec<T>>().into()
+}
+
 async fn write_change(
     txn: &DatabaseTransaction,
     change: &ProjectionChange,
     emptied: &[&ProductId],
 ) -> Result<(), PipelineError> {
-    let values = vec![
-        json_param(&change.offers)?,
-        json_param(&change.summaries)?,
-        json_param(emptied)?,
+    let o = &change.offers;
+    let mut values: Vec<sea_orm::Value> = vec![
+        ids_param(o.iter().map(|o| &o.product_id)),
+        column(o, |o| o.supplier_id.as_str().to_owned()),
+        column(o, |o| o.quantity.get()),
+        column(o, |o| o.price.get()),
+        column(o, |o| o.currency.as_str().to_owned()),
+        column(o, |o| o.occurred_at),
+        column(o, |o| o.update_key.as_str().to_owned()),
+        column(o, |o| o.event_seq),
     ];
+    values.push(json_param(&change.summaries)?);
+    values.push(ids_param(emptied.iter().copied()));
     txn.query_one_raw(stmt(WRITE_CHANGE, values))
         .await
         .map_err(|e| db_error("could not write the projection", e))?;
