@@ -11,8 +11,8 @@ use crate::ports::{AppendOutcome, EventStore};
 use crate::projection::ProductSummary;
 use crate::update::InventoryUpdate;
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// [`EventStore`] on PostgreSQL.
@@ -108,16 +108,11 @@ impl EventStore for PgEventStore {
             .map(|u| (&u.update_key, InventoryUpdateReceived::from(*u)))
             .collect();
         let inserted = txn
-            .query_all_raw(stmt(
-                INSERT_EVENTS,
-                EventColumns::of(&rows)?.into_values(),
-            ))
+            .query_all_raw(stmt(INSERT_EVENTS, EventColumns::of(&rows)?.into_values()))
             .await
             .map_err(|e| db_error("could not append events", e))?;
-        let mut by_key: HashMap<&str, (&UpdateKey, InventoryUpdateReceived)> = rows
-            .into_iter()
-            .map(|r| (r.0.as_str(), r))
-            .collect();
+        let mut by_key: HashMap<&str, (&UpdateKey, InventoryUpdateReceived)> =
+            rows.into_iter().map(|r| (r.0.as_str(), r)).collect();
         let mut events = Vec::with_capacity(inserted.len());
         for row in inserted {
             let seq: i64 = row
