@@ -2,6 +2,7 @@
 //! (`replay-quarantine`, `replay-dlq`, `reingest-archive`, `rebuild-projection`). It reuses the
 //! domain crate, so `push` reports the same rejection codes the pipeline's quarantine would.
 
+pub mod arrival;
 pub mod batch;
 pub mod commands;
 pub mod exit;
@@ -51,9 +52,10 @@ pub enum Command {
     /// Reads the quarantine table, keeps the records that match the filters and now pass the
     /// contract (as this build checks it), puts them on the stream with their original
     /// partition key, and marks each sent row replayed (replayed_at), so a re-run does not send
-    /// it again (--include-replayed does). If a run stops between sending and marking, a re-run
-    /// sends those again; the pipeline's idempotency keys make that harmless for records with
-    /// an update_id or occurred_at.
+    /// it again (--include-replayed does). A record without occurred_at is sent with the time
+    /// it first reached the stream as its occurred_at, so it means what it meant then and never
+    /// wins over a newer update. If a run stops between sending and marking, a re-run sends
+    /// those again; the pipeline's idempotency keys make that harmless.
     #[command(after_help = EXIT_CODES_HELP)]
     ReplayQuarantine(commands::replay_quarantine::ReplayQuarantineArgs),
     /// Rebuild the product projection from the event store.
@@ -69,7 +71,8 @@ pub enum Command {
     /// Reads the fan-out's on-failure queue (Lambda's on-failure record: KinesisBatchInfo with
     /// shardId and start/end sequence numbers), fetches those records from the stream with
     /// AT_SEQUENCE_NUMBER iterators, puts them on the stream again, and deletes each message
-    /// once all its records are sent. A message whose records are gone (past the stream's
+    /// once all its records are sent. A record without occurred_at is sent with its original
+    /// arrival time as its occurred_at. A message whose records are gone (past the stream's
     /// retention) or not all sent stays on the queue. Re-running is safe: deleted messages are
     /// not read again, and a message sent twice is absorbed by the pipeline's idempotency.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -79,9 +82,11 @@ pub enum Command {
     /// Lists raw/{stream}/dt=YYYY-MM-DD/hour=HH/ for every hour in the range, reads each gzip
     /// JSON-lines object, and puts its records on the stream in their original order with
     /// their partition keys. Records the contract rejects are left out unless
-    /// --include-invalid (they are already in quarantine). Idempotency makes a re-run, or a
-    /// range that overlaps what was processed, safe for records with an update_id or
-    /// occurred_at; a record with neither takes its new arrival time and counts as a new update.
+    /// --include-invalid (they are already in quarantine). A record without occurred_at is
+    /// sent with the time it first reached the stream (from the archive) as its occurred_at, so
+    /// it keeps its identity and never wins over a newer update: idempotency makes a re-run, or
+    /// a range that overlaps what was processed, apply nothing twice. The records sent are
+    /// archived again, so a later run over the same hours sends them once more (harmlessly).
     #[command(after_help = EXIT_CODES_HELP)]
     ReingestArchive(commands::reingest_archive::ReingestArchiveArgs),
 }

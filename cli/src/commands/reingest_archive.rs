@@ -3,6 +3,7 @@
 
 use super::replay_quarantine::fetch;
 use super::sending::{SendArgs, send_and_report};
+use crate::arrival::with_original_time;
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _, usage};
 use crate::send::aws_error_text;
@@ -204,7 +205,7 @@ pub async fn run(args: ReingestArchiveArgs) -> Result<Outcome> {
         .into_iter()
         .map(|(line, data, origin)| Outgoing {
             partition_key: line.partition_key,
-            data,
+            data: with_original_time(&data, line.arrived_at),
             origin,
         })
         .collect();

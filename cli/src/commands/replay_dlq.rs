@@ -2,12 +2,14 @@
 //! stream by their sequence ranges and put on it again.
 
 use super::sending::{SendArgs, send_and_report};
+use crate::arrival::with_original_time;
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _};
 use crate::send::aws_error_text;
 use crate::target::{Outputs, TargetArgs, sdk_config};
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_kinesis::types::ShardIteratorType;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::cmp::Ordering;
 
@@ -68,11 +70,21 @@ pub fn compare_sequence(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
+/// One record of an on-failure message's range, as the stream holds it.
+#[derive(Debug, Clone)]
+pub struct StreamRecord {
+    pub sequence_number: String,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    /// When it first reached the stream (Kinesis's approximate arrival timestamp).
+    pub arrived_at: Option<DateTime<Utc>>,
+}
+
 /// The records of one on-failure message, in sequence order.
 pub async fn fetch_range(
     kinesis: &aws_sdk_kinesis::Client,
     info: &KinesisBatchInfo,
-) -> Result<Vec<(String, String, Vec<u8>)>> {
+) -> Result<Vec<StreamRecord>> {
     let iterator = kinesis
         .get_shard_iterator()
         .stream_name(info.stream_name())
@@ -100,11 +112,14 @@ pub async fn fetch_range(
             {
                 return Ok(out);
             }
-            out.push((
-                r.sequence_number().to_owned(),
-                r.partition_key().to_owned(),
-                r.data().as_ref().to_vec(),
-            ));
+            out.push(StreamRecord {
+                sequence_number: r.sequence_number().to_owned(),
+                partition_key: r.partition_key().to_owned(),
+                data: r.data().as_ref().to_vec(),
+                arrived_at: r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+            });
             if r.sequence_number() == info.end_sequence_number {
                 return Ok(out);
             }
@@ -196,14 +211,18 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
                     .stream
                     .clone()
                     .unwrap_or_else(|| info.stream_name().to_owned());
-                for (seq, key, data) in found {
+                for r in found {
                     records.push(Outgoing {
-                        partition_key: key,
-                        data,
+                        partition_key: r.partition_key,
+                        data: match r.arrived_at {
+                            Some(t) => with_original_time(&r.data, t),
+                            None => r.data,
+                        },
                         origin: format!(
-                            "{}/{}/{seq} -> {target}",
+                            "{}/{}/{} -> {target}",
                             info.stream_name(),
-                            info.shard_id
+                            info.shard_id,
+                            r.sequence_number
                         ),
                     });
                     owner.push(m_index);

@@ -2,6 +2,7 @@
 //! filters, each sent row marked so a re-run does not send it again.
 
 use super::sending::{SendArgs, send_and_report};
+use crate::arrival::with_original_time;
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _, usage};
 use crate::target::{Outputs, TargetArgs, connect_database, s3_client, sdk_config};
@@ -175,7 +176,7 @@ pub async fn run(args: ReplayQuarantineArgs) -> Result<Outcome> {
         .iter()
         .map(|(e, raw)| Outgoing {
             partition_key: e.record.partition_key.clone(),
-            data: raw.clone(),
+            data: with_original_time(raw, e.record.arrived_at),
             origin: format!("quarantine {}", e.id),
         })
         .collect();
