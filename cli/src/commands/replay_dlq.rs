@@ -9,6 +9,7 @@ use crate::send::aws_error_text;
 use crate::target::{Outputs, TargetArgs, sdk_config};
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_sqs::types::Message;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::cmp::Ordering;
@@ -26,10 +27,11 @@ pub struct ReplayDlqArgs {
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     pub max_messages: usize,
     /// Only fetch and count the records; send nothing and delete no message (the messages read
-    /// are hidden from other readers for --visibility-timeout seconds).
+    /// are made visible again at the end, so the real run can follow at once).
     #[arg(long)]
     pub dry_run: bool,
-    /// Seconds a message read stays hidden from other readers while it is replayed.
+    /// Seconds a message read stays hidden from other readers while it is replayed (messages
+    /// not deleted are made visible again when the run ends).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub visibility_timeout: i32,
     #[command(flatten)]
@@ -241,6 +243,7 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
         usable.iter().filter(|u| **u).count()
     );
     if args.dry_run {
+        release(&sqs, &queue, &messages).await;
         eprintln!("replay-dlq: dry run, nothing sent or deleted");
         return Ok(if kept > 0 {
             Outcome::NotSent
@@ -258,6 +261,7 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
                 .map(|(_, s)| s.to_owned())
                 .unwrap_or_default(),
             None => {
+                release(&sqs, &queue, &messages).await;
                 return Ok(if kept > 0 {
                     Outcome::NotSent
                 } else {
@@ -270,6 +274,7 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
         .iter()
         .any(|r| !r.origin.ends_with(&format!(" -> {stream}")))
     {
+        release(&sqs, &queue, &messages).await;
         return Err(crate::exit::usage(
             "the messages name more than one stream; choose one with --stream",
         ));
@@ -280,6 +285,13 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
         usable[owner[u.index]] = false;
     }
     let mut deleted = 0;
+    let not_replayed: Vec<Message> = messages
+        .iter()
+        .zip(&usable)
+        .filter(|(_, ok)| !**ok)
+        .map(|(m, _)| m.clone())
+        .collect();
+    release(&sqs, &queue, &not_replayed).await;
     for (m, ok) in messages.iter().zip(&usable) {
         if !ok {
             continue;
@@ -302,6 +314,30 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
         outcome = Outcome::NotSent;
     }
     Ok(outcome)
+}
+
+/// Makes messages this run read but did not delete visible again at once, rather than after
+/// the visibility timeout: a dry run only looks, and a message kept is there for the next run.
+async fn release(sqs: &aws_sdk_sqs::Client, queue: &str, messages: &[Message]) {
+    for m in messages {
+        let Some(handle) = m.receipt_handle() else {
+            continue;
+        };
+        if let Err(e) = sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+        {
+            eprintln!(
+                "message {}: stays hidden until its visibility timeout ends ({})",
+                m.message_id().unwrap_or("?"),
+                aws_error_text(&e)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
