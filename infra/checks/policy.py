@@ -4,6 +4,7 @@ violations, one readable line each. An empty list means the rule holds."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from typing import Any, Iterator
@@ -363,11 +364,92 @@ def check_tags(template: dict, taggable: set[str]) -> list[str]:
     return out
 
 
+MASTER_SECRET = "DbSecretArn"
+MIGRATOR_BINARY = "schema-migrate"
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+IDENTITY_POLICY_PATHS = {
+    "AWS::IAM::Role": [("Policies", "*", "PolicyDocument")],
+    "AWS::IAM::ManagedPolicy": [("PolicyDocument",)],
+    "AWS::IAM::Policy": [("PolicyDocument",)],
+    "AWS::Serverless::Function": [("Policies", "*")],
+}
+
+
+def mentions_parameter(value: Any, name: str) -> bool:
+    """Whether `!Ref name` or `${name}` (in a !Sub) appears anywhere in value."""
+    for _, v in walk(value):
+        if isinstance(v, dict) and v.get("Ref") == name:
+            return True
+        if isinstance(v, dict) and "Fn::Sub" in v and any("${" + name + "}" in t for t in strings(v)):
+            return True
+    return False
+
+
+def may_read_secret(statement: dict, secret_parameter: str) -> bool:
+    """An Allow whose actions include secretsmanager:GetSecretValue and whose resources name the
+    secret or are wide enough to cover it."""
+    if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+        return False
+    # A NotAction allows everything else: taken as covering reads.
+    actions = strings(statement.get("Action"))
+    if "NotAction" not in statement and not any(
+            fnmatch.fnmatch("secretsmanager:getsecretvalue", a.lower()) for a in actions):
+        return False
+    if "NotResource" in statement:
+        return True
+    resource = statement.get("Resource")
+    wide = any(r == "*" or ("secretsmanager" in r and "*" in r) for r in strings(resource))
+    return wide or mentions_parameter(resource, secret_parameter)
+
+
+def role_logical(value: Any) -> str | None:
+    """X of `!GetAtt X.Arn` or `!Ref X`."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        getatt = value.get("Fn::GetAtt")
+        if isinstance(getatt, list) and getatt:
+            return getatt[0]
+        if isinstance(getatt, str):
+            return getatt.split(".")[0]
+    return None
+
+
+def check_master_secret_only_for_migrations(template: dict) -> list[str]:
+    """Only schema-migrate can read the database master user's secret (`DbSecretArn`): no other
+    function gets it in its environment, and no identity policy lets anyone else read it. The
+    functions log in as a member of the least-privilege writer role instead."""
+    out = []
+    migrator_roles, other_roles = set(), set()
+    for logical, res in resources(template):
+        if res.get("Type") not in FUNCTION_TYPES:
+            continue
+        p = props(res)
+        is_migrator = dig(res, ("Metadata", "BuildProperties", "Binary")) == MIGRATOR_BINARY
+        (migrator_roles if is_migrator else other_roles).add(role_logical(p.get("Role")))
+        if not is_migrator and mentions_parameter(dig(p, ("Environment", "Variables")), MASTER_SECRET):
+            out.append(f"{logical} gets the master database secret ({MASTER_SECRET}) in its environment")
+    for logical, res in resources(template):
+        kind = res.get("Type", "")
+        if logical in migrator_roles and logical not in other_roles:
+            continue
+        for path in IDENTITY_POLICY_PATHS.get(kind, []):
+            for doc in documents(props(res), path):
+                statements = doc.get("Statement", []) if isinstance(doc, dict) else []
+                for st in statements if isinstance(statements, list) else [statements]:
+                    if may_read_secret(st, MASTER_SECRET):
+                        sid = st.get("Sid", "(no Sid)") if isinstance(st, dict) else "(no Sid)"
+                        out.append(f"{logical} ({kind}) statement {sid} can read the master database secret "
+                                   f"({MASTER_SECRET}); only {MIGRATOR_BINARY}'s own role may")
+    return out
+
+
 ALL_RULES = [
     check_suffix,
     check_destroyable,
     check_customer_key,
     check_no_secret_created,
+    check_master_secret_only_for_migrations,
     check_function_log_groups,
     check_wildcards,
     check_retention,

@@ -78,6 +78,27 @@ def test_the_database_and_cache_take_credentials_only_from_the_existing_secrets(
     assert "{{resolve:secretsmanager:${CacheAuthSecretArn}" in cache["AuthToken"]["Fn::Sub"]
 
 
+def test_the_functions_log_in_with_their_own_secret_and_only_schema_migrate_reads_the_masters(template):
+    res = template["Resources"]
+    for function in ("ValidateFunction", "PersistFunction", "ProductApiFunction"):
+        env = res[function]["Properties"]["Environment"]["Variables"]
+        assert env["DB_SECRET_ARN"] == {"Ref": "AppDbSecretArn"}, function
+        assert res[function]["DependsOn"] == "SchemaMigration", f"{function} starts before its login exists"
+    migrate_env = res["SchemaMigrateFunction"]["Properties"]["Environment"]["Variables"]
+    assert migrate_env["DB_SECRET_ARN"] == {"Ref": "DbSecretArn"}
+    assert migrate_env["APP_DB_SECRET_ARN"] == {"Ref": "AppDbSecretArn"}
+    statements = res["SchemaMigrateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    readable = [s["Resource"] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert readable == [{"Ref": "DbSecretArn"}, {"Ref": "AppDbSecretArn"}]
+    # Every function role that reads a database secret reads the functions' one, with nothing wider.
+    for role in ("ValidateRole", "PersistRole", "ProductApiRole"):
+        statements = res[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        reads = [s for s in statements if "secretsmanager" in str(s["Action"])]
+        assert len(reads) == 1 and reads[0]["Action"] == "secretsmanager:GetSecretValue", role
+        assert policy.mentions_parameter(reads[0]["Resource"], "AppDbSecretArn"), role
+        assert not policy.mentions_parameter(reads[0]["Resource"], "DbSecretArn"), role
+
+
 # ------------------------------------------------------------------ each rule can fail
 KEY = """
   Key:
@@ -168,6 +189,93 @@ def test_a_created_secret_is_caught():
       GenerateSecretString: { SecretStringTemplate: '{"username":"postgres"}', GenerateStringKey: password }
 """)
     assert len(policy.check_no_secret_created(t)) == 1
+
+
+def test_a_function_other_than_schema_migrate_that_can_read_the_master_secret_is_caught():
+    t = resources_snippet("""
+  MigrateRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: migrate
+          PolicyDocument:
+            Statement:
+              - Sid: ReadMasterDbSecret
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Ref DbSecretArn
+  Migrate:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: schema-migrate } }
+    Properties:
+      Role: !GetAtt MigrateRole.Arn
+      Environment: { Variables: { DB_SECRET_ARN: !Ref DbSecretArn } }
+  PersistRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: persist
+          PolicyDocument:
+            Statement:
+              - Sid: ReadBothDbSecrets
+                Effect: Allow
+                Action: [secretsmanager:GetSecretValue]
+                Resource: [!Ref AppDbSecretArn, !Sub "${DbSecretArn}"]
+              - Sid: ReadAppDbSecretOnly
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Ref AppDbSecretArn
+  Persist:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: persist } }
+    Properties:
+      Role: !GetAtt PersistRole.Arn
+      Environment: { Variables: { DB_SECRET_ARN: !Ref DbSecretArn } }
+  Shared:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Statement:
+          - Sid: AnySecret
+            Effect: Allow
+            Action: "secretsmanager:Get*"
+            Resource: "*"
+          - Sid: Denied
+            Effect: Deny
+            Action: secretsmanager:GetSecretValue
+            Resource: !Ref DbSecretArn
+""")
+    problems = policy.check_master_secret_only_for_migrations(t)
+    assert len(problems) == 3, problems
+    assert any(p.startswith("Persist gets the master") for p in problems)
+    assert any(p.startswith("PersistRole ") and "ReadBothDbSecrets" in p for p in problems)
+    assert any(p.startswith("Shared ") and "AnySecret" in p for p in problems)
+
+
+def test_a_role_shared_by_schema_migrate_and_another_function_may_not_read_the_master_secret():
+    t = resources_snippet("""
+  SharedRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: both
+          PolicyDocument:
+            Statement:
+              - Sid: ReadMasterDbSecret
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Ref DbSecretArn
+  Migrate:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: schema-migrate } }
+    Properties: { Role: !GetAtt SharedRole.Arn }
+  Validate:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: validate } }
+    Properties: { Role: !GetAtt SharedRole.Arn }
+""")
+    problems = policy.check_master_secret_only_for_migrations(t)
+    assert len(problems) == 1 and problems[0].startswith("SharedRole "), problems
 
 
 def test_a_function_without_its_own_log_group_is_caught():
