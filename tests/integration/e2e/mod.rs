@@ -8,7 +8,8 @@
 //! integration-tests e2e`). Without it these tests say so and pass, unless
 //! `INVENTORY_E2E_REQUIRED=1` (as `cargo xtask test` sets), where a missing stack fails them.
 //! The tests here use the router's fault switch or the stack's database, so on a deployed
-//! stack they say so and pass; `workflows` holds the tests that run against either target.
+//! stack they say so and pass; `workflows` holds the tests that run against either target,
+//! and `operator` runs the `inventory` binary's operator commands against the stack.
 //!
 //! Redrive: moto implements no `RedriveExecution`. A redrive re-runs the failed execution from
 //! its failed state with the same input, so what it relies on is that running the same input
@@ -19,6 +20,7 @@
 //! its own, and looks only at executions started after it began.
 
 mod harness;
+mod operator;
 mod workflows;
 
 use anyhow::{Context as _, Result};

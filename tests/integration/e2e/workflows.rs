@@ -141,7 +141,7 @@ fn archived_bytes(lines: &[Value]) -> Result<BTreeMap<String, Vec<u8>>> {
 
 /// The messages on the fan-out's on-failure queue, looked at without taking them: a zero
 /// visibility timeout leaves each one visible to its real consumer.
-async fn on_failure_queue(st: &Stack) -> Result<Vec<Value>> {
+pub(super) async fn on_failure_queue(st: &Stack) -> Result<Vec<Value>> {
     let mut seen = BTreeMap::new();
     for _ in 0..3 {
         let out = st
@@ -167,7 +167,7 @@ async fn on_failure_queue(st: &Stack) -> Result<Vec<Value>> {
 
 /// Whether an on-failure message (AWS's invocation record for Kinesis) names the record at
 /// `sequence` on `shard`: its batch is that shard's sequence range, ends included.
-fn names_record(message: &Value, shard: &str, sequence: &str) -> bool {
+pub(super) fn names_record(message: &Value, shard: &str, sequence: &str) -> bool {
     let info = &message["KinesisBatchInfo"];
     let number = |k: &str| info[k].as_str().map(|s| (s.len(), s.to_owned()));
     let at = (sequence.len(), sequence.to_owned());
