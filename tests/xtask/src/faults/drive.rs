@@ -1,7 +1,7 @@
-//! Running one scenario on its stack: push the feed, break something once a third of it went
-//! through the fan-out, repair it, drain, then recover as ops would (re-run each failed
-//! execution's input, which is what a console redrive relies on, and replay the fan-out's
-//! on-failure queue onto the stream), and drain again.
+//! Running one scenario on its stack: push a third of the feed, break something once it went
+//! through the fan-out, push the middle third, repair it, push the rest, drain, then recover
+//! as ops would (re-run each failed execution's input, which is what a console redrive relies
+//! on, and replay the fan-out's on-failure queue onto the stream), and drain again.
 
 use super::scenarios::{Fault, Scenario};
 use super::servers::OwnServer;
@@ -60,46 +60,36 @@ pub async fn run(
         sent: sc.feed.clone(),
         ..Run::default()
     };
-    let sent = Arc::new(AtomicU64::new(0));
-    let pusher = {
-        let (k, stream, feed, sent) = (
-            c.kinesis.clone(),
-            o.stream_name.clone(),
-            sc.feed.clone(),
-            sent.clone(),
-        );
-        tokio::spawn(async move { push::push_lanes(&k, &stream, &feed, 4, sent).await })
-    };
-    // Mid-stream: a third of the feed has been through the fan-out.
-    let third = sc.feed.len() as u64 / 3;
+    let feed = &sc.feed;
+    let (first, second) = (feed.len() / 3, 2 * feed.len() / 3);
+    // The feed goes in thirds, so the fault is on while the middle third flows through
+    // however fast the stack drains: the first third before it, the middle third right after
+    // it is switched on, the last third once it is repaired.
+    push(c, &o.stream_name, &feed[..first]).await?;
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while stack.stats.snapshot().poller.records_done < third {
+    while stack.stats.snapshot().poller.records_done < first as u64 {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "a third of the feed never got through"
+            "the first third of the feed never got through"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("  {}: fault on ({})", sc.name, describe(&sc.fault));
+    let middle = &feed[first..second];
     match &sc.fault {
-        Fault::None => {}
+        Fault::None => push(c, &o.stream_name, middle).await?,
         Fault::PushAgain => {
-            let again = push::push_lanes(
-                &c.kinesis,
-                &o.stream_name,
-                &sc.feed,
-                4,
-                Arc::new(AtomicU64::new(0)),
-            )
-            .await?;
-            anyhow::ensure!(again.sent == sc.feed.len() as u64, "second push incomplete");
-            run.sent.extend(sc.feed.iter().cloned());
+            push(c, &o.stream_name, middle).await?;
+            push(c, &o.stream_name, feed).await?;
+            run.sent.extend(feed.iter().cloned());
         }
         Fault::Router { specs, hold } => {
+            let until = Instant::now() + *hold;
             for spec in specs {
                 router(o, "POST", "/_faults", spec).await?;
             }
-            tokio::time::sleep(*hold).await;
+            push(c, &o.stream_name, middle).await?;
+            tokio::time::sleep_until(until.into()).await;
             let fired = router(o, "GET", "/_faults", &serde_json::json!({})).await?;
             eprintln!(
                 "  {}: fault off; it fired {} times",
@@ -112,27 +102,25 @@ pub async fn run(
             router(o, "DELETE", "/_faults", &serde_json::json!({})).await?;
         }
         Fault::PostgresDown { down } => {
+            let until = Instant::now() + *down;
             let pg = servers.postgres.as_mut().context("no own PostgreSQL")?;
             pg.halt(true).await?;
-            tokio::time::sleep(*down).await;
+            push(c, &o.stream_name, middle).await?;
+            tokio::time::sleep_until(until.into()).await;
             pg.launch().await?;
             eprintln!("  {}: PostgreSQL is back", sc.name);
         }
         Fault::RedisDown { down } => {
+            let until = Instant::now() + *down;
             let r = servers.redis.as_mut().context("no own Redis")?;
             r.halt(false).await?;
-            tokio::time::sleep(*down).await;
+            push(c, &o.stream_name, middle).await?;
+            tokio::time::sleep_until(until.into()).await;
             r.launch().await?;
             eprintln!("  {}: Redis is back", sc.name);
         }
     }
-    let pushed = pusher.await??;
-    anyhow::ensure!(
-        pushed.sent == sc.feed.len() as u64,
-        "pushed {} of {}",
-        pushed.sent,
-        sc.feed.len()
-    );
+    push(c, &o.stream_name, &feed[second..]).await?;
     let mut on_stream = run.sent.len() as u64;
     drain(stack, c, on_stream).await?;
     recover(stack, c, sc, &mut run, &mut on_stream).await?;
@@ -147,6 +135,19 @@ fn describe(f: &Fault) -> String {
         Fault::PostgresDown { down } => format!("PostgreSQL down for {down:?}"),
         Fault::RedisDown { down } => format!("Redis down for {down:?}"),
     }
+}
+
+/// Puts `records` on the stream, all of them or an error.
+async fn push(c: &Clients, stream: &str, records: &[FeedRecord]) -> Result<()> {
+    let report =
+        push::push_lanes(&c.kinesis, stream, records, 4, Arc::new(AtomicU64::new(0))).await?;
+    anyhow::ensure!(
+        report.sent == records.len() as u64,
+        "pushed {} of {} records",
+        report.sent,
+        records.len()
+    );
+    Ok(())
 }
 
 /// The router's controls.
