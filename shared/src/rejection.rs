@@ -159,22 +159,109 @@ impl std::error::Error for Rejection {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use RejectionCode::*;
+
+    /// Every code, in declaration order.
+    const ALL: [RejectionCode; 35] = [
+        RecordTooLarge,
+        EmptyRecord,
+        NotUtf8,
+        NotJson,
+        NotAnObject,
+        UnknownField,
+        DuplicateField,
+        ProductIdMissing,
+        ProductIdWrongType,
+        ProductIdEmpty,
+        ProductIdTooLong,
+        ProductIdInvalidChars,
+        SupplierIdWrongType,
+        SupplierIdInvalid,
+        QuantityMissing,
+        QuantityAmbiguous,
+        QuantityWrongType,
+        QuantityNotInteger,
+        QuantityNegative,
+        QuantityTooLarge,
+        PriceMissing,
+        PriceWrongType,
+        PriceInvalid,
+        PriceNegative,
+        PriceTooPrecise,
+        PriceTooLarge,
+        CurrencyWrongType,
+        CurrencyUnknown,
+        UpdateIdWrongType,
+        UpdateIdInvalid,
+        OccurredAtWrongType,
+        OccurredAtInvalid,
+        OccurredAtInFuture,
+        OccurredAtTooOld,
+        PayloadUnavailable,
+    ];
+
+    /// A code's place in [`ALL`]. The match is exhaustive, so a new code does not compile
+    /// until it is given a place here, and the test below fails until [`ALL`] holds it.
+    fn place(code: RejectionCode) -> usize {
+        match code {
+            RecordTooLarge => 0,
+            EmptyRecord => 1,
+            NotUtf8 => 2,
+            NotJson => 3,
+            NotAnObject => 4,
+            UnknownField => 5,
+            DuplicateField => 6,
+            ProductIdMissing => 7,
+            ProductIdWrongType => 8,
+            ProductIdEmpty => 9,
+            ProductIdTooLong => 10,
+            ProductIdInvalidChars => 11,
+            SupplierIdWrongType => 12,
+            SupplierIdInvalid => 13,
+            QuantityMissing => 14,
+            QuantityAmbiguous => 15,
+            QuantityWrongType => 16,
+            QuantityNotInteger => 17,
+            QuantityNegative => 18,
+            QuantityTooLarge => 19,
+            PriceMissing => 20,
+            PriceWrongType => 21,
+            PriceInvalid => 22,
+            PriceNegative => 23,
+            PriceTooPrecise => 24,
+            PriceTooLarge => 25,
+            CurrencyWrongType => 26,
+            CurrencyUnknown => 27,
+            UpdateIdWrongType => 28,
+            UpdateIdInvalid => 29,
+            OccurredAtWrongType => 30,
+            OccurredAtInvalid => 31,
+            OccurredAtInFuture => 32,
+            OccurredAtTooOld => 33,
+            PayloadUnavailable => 34,
+        }
+    }
 
     #[test]
-    fn codes_serialise_as_their_stable_names() {
-        for code in [
-            RejectionCode::NotJson,
-            RejectionCode::PriceTooPrecise,
-            RejectionCode::OccurredAtInFuture,
-        ] {
+    fn every_code_has_one_stable_name_in_json_in_the_quarantine_table_and_in_messages() {
+        let mut names = std::collections::HashSet::new();
+        for (i, code) in ALL.into_iter().enumerate() {
+            assert_eq!(place(code), i, "{code:?} is out of place in ALL");
             let json = serde_json::to_string(&code).expect("serialises");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(code.to_string(), code.as_str());
+            let back: RejectionCode = serde_json::from_str(&json).expect("deserialises");
+            assert_eq!(back, code);
+            assert!(
+                names.insert(code.as_str()),
+                "{code:?} reuses the name {code}"
+            );
         }
     }
 
     #[test]
     fn a_rejection_displays_its_code_and_message() {
-        let r = Rejection::new(RejectionCode::PriceNegative, "price -1 is below zero");
+        let r = Rejection::new(PriceNegative, "price -1 is below zero");
         assert_eq!(r.to_string(), "price_negative: price -1 is below zero");
     }
 }
