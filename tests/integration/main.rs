@@ -2,6 +2,7 @@
 //! one module per area, so the suite links once.
 
 mod archive;
+mod bucket_emptier;
 mod cache;
 mod e2e;
 mod event_store;
