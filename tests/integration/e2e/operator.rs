@@ -9,12 +9,12 @@
 //! every binary of the workspace first.
 
 use super::harness::{Fault, SERIAL, Stack, local_stack};
-use super::workflows::{names_record, on_failure_queue};
+use super::workflows::{carrying_ours, names_record, on_failure_queue};
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Output;
@@ -188,33 +188,11 @@ async fn executions_with_ours(
     st: &Stack,
     seen: &HashSet<String>,
 ) -> Result<Vec<(ExecutionStatus, usize)>> {
-    let prefix = format!("{}-", st.nonce);
-    let mut out = Vec::new();
-    for (arn, _, status) in st.executions().await? {
-        if seen.contains(&arn) {
-            continue;
-        }
-        let d = st
-            .sfn
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await?;
-        let input: Value = serde_json::from_str(d.input().unwrap_or("{}"))?;
-        let ours = input["records"].as_array().map_or(0, |rs| {
-            rs.iter()
-                .filter(|r| {
-                    r["partition_key"]
-                        .as_str()
-                        .is_some_and(|k| k.starts_with(&prefix))
-                })
-                .count()
-        });
-        if ours > 0 {
-            out.push((status, ours));
-        }
-    }
-    Ok(out)
+    Ok(carrying_ours(st, seen)
+        .await?
+        .into_iter()
+        .map(|r| (r.status, r.ours))
+        .collect())
 }
 
 /// How many of the records `placed` (shard, sequence number) a message on the on-failure

@@ -19,12 +19,12 @@ use std::io::Read as _;
 
 /// One execution of the state machine that carried this test's records.
 #[derive(Debug)]
-struct Run {
-    arn: String,
-    status: ExecutionStatus,
+pub(super) struct Run {
+    pub(super) arn: String,
+    pub(super) status: ExecutionStatus,
     /// How many of this test's records its input holds.
-    ours: usize,
-    output: Value,
+    pub(super) ours: usize,
+    pub(super) output: Value,
 }
 
 impl Run {
@@ -35,47 +35,51 @@ impl Run {
     }
 }
 
+/// The executions started since the test began (less those in `seen`) that carry any of its
+/// records, as they are now.
+pub(super) async fn carrying_ours(st: &Stack, seen: &HashSet<String>) -> Result<Vec<Run>> {
+    let prefix = format!("{}-", st.nonce);
+    let mut runs = Vec::new();
+    for (arn, _, _) in st.executions().await? {
+        if seen.contains(&arn) {
+            continue;
+        }
+        let d = st
+            .sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await?;
+        let input: Value = serde_json::from_str(d.input().unwrap_or("{}"))?;
+        let ours = input["records"].as_array().map_or(0, |rs| {
+            rs.iter()
+                .filter(|r| {
+                    r["partition_key"]
+                        .as_str()
+                        .is_some_and(|k| k.starts_with(&prefix))
+                })
+                .count()
+        });
+        if ours == 0 {
+            continue;
+        }
+        let output = d.output().map(serde_json::from_str).transpose()?;
+        runs.push(Run {
+            arn,
+            status: d.status().clone(),
+            ours,
+            output: output.unwrap_or(Value::Null),
+        });
+    }
+    Ok(runs)
+}
+
 /// Waits until the executions started since the test began (less those in `seen`) carry
 /// `records` of its records and none is running.
 async fn runs(st: &Stack, records: usize, seen: &HashSet<String>) -> Result<Vec<Run>> {
-    let prefix = format!("{}-", st.nonce);
     st.until(
         "executions carrying the test's records to finish",
-        async || {
-            let mut runs = Vec::new();
-            for (arn, _, _) in st.executions().await? {
-                if seen.contains(&arn) {
-                    continue;
-                }
-                let d = st
-                    .sfn
-                    .describe_execution()
-                    .execution_arn(&arn)
-                    .send()
-                    .await?;
-                let input: Value = serde_json::from_str(d.input().unwrap_or("{}"))?;
-                let ours = input["records"].as_array().map_or(0, |rs| {
-                    rs.iter()
-                        .filter(|r| {
-                            r["partition_key"]
-                                .as_str()
-                                .is_some_and(|k| k.starts_with(&prefix))
-                        })
-                        .count()
-                });
-                if ours == 0 {
-                    continue;
-                }
-                let output = d.output().map(serde_json::from_str).transpose()?;
-                runs.push(Run {
-                    arn,
-                    status: d.status().clone(),
-                    ours,
-                    output: output.unwrap_or(Value::Null),
-                });
-            }
-            Ok(runs)
-        },
+        async || carrying_ours(st, seen).await,
         |rs: &Vec<Run>| {
             rs.iter().map(|r| r.ours).sum::<usize>() >= records
                 && rs.iter().all(|r| r.status != ExecutionStatus::Running)
