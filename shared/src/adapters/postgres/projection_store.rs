@@ -39,29 +39,23 @@ fn ids_param<'a>(ids: impl IntoIterator<Item = &'a ProductId>) -> sea_orm::Value
         .into()
 }
 
-const LOCK_PLACEHOLDERS: &str = r#"
+/// Inserts a placeholder for each new product and locks each existing row: `DO UPDATE` locks
+/// every conflicting row, and `WHERE false` leaves it unchanged (no new row version). Rows are
+/// taken in the order of the `SELECT`.
+const LOCK_PRODUCTS: &str = r#"
 INSERT INTO product_summaries (product_id)
 SELECT p FROM unnest($1::text[]) AS t(p) ORDER BY p COLLATE "C"
-ON CONFLICT (product_id) DO NOTHING"#;
+ON CONFLICT (product_id) DO UPDATE SET version = product_summaries.version WHERE false"#;
 
-const LOCK_ROWS: &str = r#"
-SELECT product_id FROM product_summaries
-WHERE product_id = ANY($1::text[])
-ORDER BY product_id FOR UPDATE"#;
-
-/// Locks the summary rows of `products`, creating placeholders for new products first, in
-/// one global order (the ids' byte order), so concurrent writers of overlapping products wait
-/// for each other instead of deadlocking. Events appended after this get `seq`s in commit
-/// order per product.
+/// Locks the summary rows of `products`, creating placeholders for new products, in one
+/// statement and one global order (the ids' byte order), so concurrent writers of overlapping
+/// products wait for each other instead of deadlocking. Events appended after this get `seq`s
+/// in commit order per product.
 pub(crate) async fn lock_products(
     txn: &DatabaseTransaction,
     products: &BTreeSet<ProductId>,
 ) -> Result<(), PipelineError> {
-    let ids = ids_param(products);
-    txn.execute_raw(stmt(LOCK_PLACEHOLDERS, vec![ids.clone()]))
-        .await
-        .map_err(|e| db_error("could not create summary placeholders", e))?;
-    txn.query_all_raw(stmt(LOCK_ROWS, vec![ids]))
+    txn.execute_raw(stmt(LOCK_PRODUCTS, vec![ids_param(products)]))
         .await
         .map_err(|e| db_error("could not lock product summaries", e))?;
     Ok(())
