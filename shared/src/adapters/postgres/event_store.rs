@@ -29,14 +29,16 @@ impl PgEventStore {
 
 /// The events as the insert statement reads them: one typed array per column, sent in
 /// PostgreSQL's binary format, so the server parses only each event's own small payload
-/// (parsing one JSON document of the whole chunk cost more than writing the rows).
+/// (parsing one JSON document of the whole chunk cost more than writing the rows). Payloads
+/// go as JSON text, cast to `jsonb` by the server: a `serde_json::Value` per event would be
+/// built as a tree of allocations, and deep-copied again when the statement is bound.
 #[derive(Default)]
 struct EventColumns {
     update_keys: Vec<String>,
     product_ids: Vec<String>,
     supplier_ids: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
-    payloads: Vec<serde_json::Value>,
+    payloads: Vec<String>,
 }
 
 impl EventColumns {
@@ -47,7 +49,7 @@ impl EventColumns {
             c.product_ids.push(event.product_id.as_str().to_owned());
             c.supplier_ids.push(event.supplier_id.as_str().to_owned());
             c.occurred_at.push(event.occurred_at);
-            c.payloads.push(serde_json::to_value(event).map_err(|e| {
+            c.payloads.push(serde_json::to_string(event).map_err(|e| {
                 PipelineError::with_source(ErrorKind::Internal, "could not encode an event", e)
             })?);
         }
@@ -69,8 +71,8 @@ impl EventColumns {
 
 const INSERT_EVENTS: &str = r#"
 INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, payload)
-SELECT k, $6, $7, p, s, o, e
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) WITH ORDINALITY AS t(k, p, s, o, e, n)
+SELECT k, $6, $7, p, s, o, e::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) WITH ORDINALITY AS t(k, p, s, o, e, n)
 ORDER BY n
 ON CONFLICT (update_key) DO NOTHING
 RETURNING seq, update_key"#;
