@@ -197,8 +197,14 @@ struct ChunkFigures {
 }
 
 /// One chunk through validate -> archive ∥ persist -> cache-invalidate, as the state machine
-/// runs it.
-async fn run_chunk(input: &ChunkInput, a: &Adapters) -> Result<ChunkFigures> {
+/// runs it. Archive runs as a task of its own, as it runs in a Lambda of its own: polled in
+/// the same task as persist, its encoding and request signing would hold persist up.
+async fn run_chunk(
+    inputs: &Arc<Vec<ChunkInput>>,
+    i: usize,
+    a: &Arc<Adapters>,
+) -> Result<ChunkFigures> {
+    let input = &inputs[i];
     let chunk_started = Instant::now();
     let mut steps = StepTimes::default();
     let t = Instant::now();
@@ -210,18 +216,16 @@ async fn run_chunk(input: &ChunkInput, a: &Adapters) -> Result<ChunkFigures> {
         updates: validated.valid,
     };
     let t_parallel = Instant::now();
-    let (archived, persisted) = tokio::join!(
-        async {
-            let r = archive_chunk(input, &a.archive).await;
+    let archiving = tokio::spawn({
+        let (inputs, a) = (inputs.clone(), a.clone());
+        async move {
+            let r = archive_chunk(&inputs[i], &a.archive).await;
             (r, t_parallel.elapsed())
-        },
-        async {
-            let r = persist_updates(&persist_input, &a.store).await;
-            (r, t_parallel.elapsed())
-        },
-    );
-    let (archived, archive_time) = archived;
-    let (persisted, persist_time) = persisted;
+        }
+    });
+    let persisted = persist_updates(&persist_input, &a.store).await;
+    let persist_time = t_parallel.elapsed();
+    let (archived, archive_time) = archiving.await?;
     archived?;
     let persisted = persisted?;
     steps.archive = archive_time;
@@ -279,8 +283,8 @@ async fn run_batch_size(
         let (inputs, adapters, done) = (inputs.clone(), adapters.clone(), done.clone());
         lane_runs.spawn(async move {
             let mut figures = Vec::new();
-            for input in inputs.iter().skip(lane).step_by(lanes) {
-                figures.push(run_chunk(input, &adapters).await?);
+            for i in (lane..inputs.len()).step_by(lanes) {
+                figures.push(run_chunk(&inputs, i, &adapters).await?);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % progress_every == 0 {
                     eprint!("\r  batch {batch}, {lanes} lane(s): {n}/{total_chunks} chunks");
