@@ -13,6 +13,7 @@ mod m20261124_000001_create_event_store;
 mod m20261124_000002_create_projection;
 mod m20261124_000003_create_quarantine;
 mod m20261124_000004_grant_writer_role;
+mod m20261124_000005_drop_unread_event_index;
 
 pub mod login_role;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_projection::Migration),
             Box::new(m20261124_000003_create_quarantine::Migration),
             Box::new(m20261124_000004_grant_writer_role::Migration),
+            Box::new(m20261124_000005_drop_unread_event_index::Migration),
         ]
     }
 }
@@ -82,7 +84,7 @@ mod tests {
     #[test]
     fn migration_names_follow_the_seaorm_convention_and_are_ordered() {
         let names = known();
-        assert_eq!(names.len(), 4);
+        assert_eq!(names.len(), 5);
         for n in &names {
             let (stamp, rest) = n.split_at(16);
             assert!(stamp.starts_with('m') && stamp.as_bytes()[9] == b'_', "{n}");
