@@ -10,12 +10,14 @@
 //! cargo xtask stack up   the local stack (`stack down` stops it)
 //! cargo xtask bench-reads  the read benchmark (product-api handler and local HTTP endpoint)
 //! cargo xtask bench      the pipeline benchmark (validate -> archive ∥ persist -> cache)
+//! cargo xtask lambda-build  the functions for AWS: cargo lambda build --release --arm64
 //! ```
 
 mod args;
 mod coverage;
 mod demo;
 mod faults;
+mod lambda_build;
 mod setup;
 mod stack;
 mod test;
@@ -36,7 +38,10 @@ commands:
   bench-reads the read benchmark: Zipf reads through product-api (handler and local HTTP);
               arguments after -- go to it (--reads N --products N --update-rate N --http-reads N)
   bench       the pipeline benchmark on the local services; arguments after -- go to it
-              (--updates N --products N --batches 100,1000)
+              (--updates N --products N --batches 100,1000 --lanes 1,2)
+  lambda-build
+              the functions as AWS runs them: cargo lambda build --release --arm64
+              (adds the arm64 Rust target and cargo-lambda first)
 ";
 
 fn main() -> Result<()> {
@@ -57,6 +62,7 @@ fn main() -> Result<()> {
         "faults" => faults::run(rest),
         "stack" => stack::cli::run(rest),
         "bench-reads" => test::bench_reads(rest),
+        "lambda-build" => lambda_build::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
