@@ -60,3 +60,89 @@ pub(crate) fn summary(m: product_summary::Model) -> Result<ProductSummary, Pipel
         updated_at: m.updated_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn stored_offer() -> product_offer::Model {
+        product_offer::Model {
+            product_id: "p-1".into(),
+            supplier_id: "s-1".into(),
+            quantity: 5,
+            price: Decimal::new(1250, 2),
+            currency: "EUR".into(),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            update_key: "a".repeat(64),
+            event_seq: 7,
+        }
+    }
+
+    fn stored_summary() -> product_summary::Model {
+        product_summary::Model {
+            product_id: "p-1".into(),
+            total_quantity: 5,
+            best_price: Some(Decimal::new(1250, 2)),
+            best_price_currency: Some("EUR".into()),
+            best_price_supplier: Some("s-1".into()),
+            supplier_count: 1,
+            version: 3,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// The error for a row that no longer parses: internal (never retried as if the database
+    /// were down, never blamed on the caller's payload) and naming the column.
+    fn assert_corrupt(e: PipelineError, column: &str) {
+        assert_eq!(e.kind, ErrorKind::Internal, "{e:?}");
+        assert!(!e.is_transient());
+        assert!(
+            e.detailed()
+                .contains(&format!("stored {column} is not valid")),
+            "{}",
+            e.detailed()
+        );
+    }
+
+    #[test]
+    fn valid_rows_become_domain_values() {
+        let offer = offer(stored_offer()).expect("valid offer");
+        assert_eq!(offer.product_id.as_str(), "p-1");
+        assert_eq!(offer.quantity.get(), 5);
+        assert_eq!(offer.event_seq, 7);
+        let summary = summary(stored_summary()).expect("valid summary");
+        assert_eq!(
+            summary.best_price_supplier.expect("supplier").as_str(),
+            "s-1"
+        );
+        assert_eq!(summary.version, 3);
+    }
+
+    #[test]
+    fn a_stored_offer_that_no_longer_parses_is_an_internal_error_naming_the_column() {
+        let cases: Vec<(&str, fn(&mut product_offer::Model))> = vec![
+            ("product_id", |m| m.product_id = String::new()),
+            ("supplier_id", |m| m.supplier_id = String::new()),
+            ("quantity", |m| m.quantity = -1),
+            ("price", |m| m.price = Decimal::new(-1, 0)),
+            ("currency", |m| m.currency = "XXQ".into()),
+            ("update_key", |m| m.update_key = "not-hex".into()),
+        ];
+        for (column, corrupt_it) in cases {
+            let mut m = stored_offer();
+            corrupt_it(&mut m);
+            assert_corrupt(offer(m).expect_err(column), column);
+        }
+    }
+
+    #[test]
+    fn a_stored_summary_with_a_corrupt_best_price_is_an_internal_error() {
+        let mut m = stored_summary();
+        m.best_price_currency = Some("eur".into());
+        assert_corrupt(summary(m).expect_err("currency"), "currency");
+        let mut m = stored_summary();
+        m.best_price_supplier = Some(String::new());
+        assert_corrupt(summary(m).expect_err("supplier"), "supplier_id");
+    }
+}
