@@ -385,3 +385,40 @@ async fn payloads_with_no_usable_response_url_are_errors_never_panics() {
         assert!(!e.message.is_empty(), "{payload}");
     }
 }
+
+#[tokio::test]
+async fn a_response_url_that_is_not_a_url_is_a_permanent_error_sent_nowhere() {
+    let event = CustomResourceEvent::from_value(request("Create", "http://127.0.0.1:9/x"))
+        .expect("request");
+    let e = sender()
+        .send("not a url at all", &Response::failure(&event, "boom"))
+        .await
+        .expect_err("unusable URL");
+    assert_eq!(e.kind, ErrorKind::InvalidPayload);
+    assert!(!e.is_transient(), "retrying cannot fix the URL");
+    assert!(e.detailed().contains("ResponseURL"), "{}", e.detailed());
+}
+
+#[test]
+fn the_budget_is_the_time_to_the_deadline_less_the_margin_kept_for_the_response() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let b = Budget::from_deadline_ms(now_ms + 60_000, "stream");
+    assert_eq!(b.log_stream, "stream");
+    assert!(
+        b.time_left <= Duration::from_secs(60) && b.time_left > Duration::from_secs(55),
+        "{:?}",
+        b.time_left
+    );
+    assert!(b.for_work() <= Duration::from_secs(50) && b.for_work() > Duration::from_secs(45));
+
+    // A deadline already passed (or closer than the margin) leaves no time, never a panic.
+    let late = Budget::from_deadline_ms(now_ms.saturating_sub(1_000), "stream");
+    assert_eq!(late.time_left, Duration::ZERO);
+    assert_eq!(
+        Budget::from_deadline_ms(now_ms + 5_000, "s").for_work(),
+        Duration::ZERO
+    );
+}
