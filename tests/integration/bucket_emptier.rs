@@ -436,3 +436,36 @@ async fn a_request_without_a_bucket_name_is_an_error_that_names_the_property() -
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unreachable_s3_is_a_transient_error_naming_the_operation_and_the_bucket() -> Result<()>
+{
+    let moto = MotoServer::shared()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let closed = listener.local_addr()?;
+    drop(listener); // nothing listens there now
+    let s3 = Client::from_conf(
+        moto.s3_client()
+            .config()
+            .to_builder()
+            .endpoint_url(format!("http://{closed}"))
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let bucket = unique_name("emptier-unreachable");
+
+    let e = empty_bucket(&s3, &bucket)
+        .await
+        .expect_err("S3 cannot be reached");
+
+    // Transient, so CloudFormation hears FAILED and a retried Delete can finish the job; a
+    // bucket that merely cannot be listed must never count as empty.
+    assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+    assert!(e.is_transient());
+    let message = e.detailed();
+    assert!(
+        message.contains("ListObjectVersions") && message.contains(&bucket),
+        "{message}"
+    );
+    Ok(())
+}
