@@ -255,3 +255,49 @@ async fn the_read_api_keeps_both_secrets_out_of_its_logs_and_answers() -> Result
     assert_hidden(&token, &logs.text(), &shown);
     Ok(())
 }
+
+async fn database_secret(
+    moto: &integration_tests::moto::MotoServer,
+    value: serde_json::Value,
+) -> Result<String> {
+    let secrets = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
+    let created = secrets
+        .create_secret()
+        .name(integration_tests::moto::unique_name("db-credentials"))
+        .secret_string(value.to_string())
+        .send()
+        .await?;
+    Ok(created.arn().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn database_credentials_come_from_the_secret_and_a_missing_field_is_named() -> Result<()> {
+    use inventory::ErrorKind;
+    use inventory::adapters::postgres::credentials_from_secret;
+    let moto = integration_tests::moto::MotoServer::shared()?;
+    let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
+    let password = secret("db");
+
+    let arn = database_secret(
+        moto,
+        serde_json::json!({ "username": "inventory_app", "password": password, "engine": "postgres" }),
+    )
+    .await?;
+    let creds = credentials_from_secret(&client, &arn).await?;
+    assert_eq!(creds.username, "inventory_app");
+    assert_eq!(creds.password, password);
+
+    // A secret without a password is the operator's to fix: a configuration error naming the
+    // secret and the field, never retried as if Secrets Manager were down.
+    let arn = database_secret(moto, serde_json::json!({ "username": "inventory_app" })).await?;
+    let e = credentials_from_secret(&client, &arn)
+        .await
+        .expect_err("no password");
+    assert_eq!(e.kind, ErrorKind::Misconfigured);
+    assert!(
+        e.message.contains(&arn) && e.message.contains("\"password\""),
+        "{}",
+        e.message
+    );
+    Ok(())
+}
