@@ -397,6 +397,34 @@ mod tests {
     }
 
     #[test]
+    fn an_rds_target_shows_where_it_connects_for_the_logs() {
+        let c = config(&[
+            ("DB_HOST", "db.internal"),
+            ("DB_PORT", "6432"),
+            ("DB_NAME", "inventory"),
+            (
+                "DB_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+            ),
+            ("DB_TLS_CA_FILE", "/opt/rds-ca.pem"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.secret_arn(),
+            Some("arn:aws:secretsmanager:eu-west-1:1:secret:db")
+        );
+        let shown = format!("{:?}", c.target);
+        for part in [
+            "db.internal",
+            "6432",
+            "inventory",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+        ] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
+    }
+
+    #[test]
     fn rds_needs_credentials_and_credentials_never_show_the_password() {
         let c = DatabaseConfig {
             target: DatabaseTarget::Rds {
