@@ -575,3 +575,51 @@ fn a_view_lists_only_its_own_offers_by_supplier() {
         "prices are exact decimal strings"
     );
 }
+
+/// A cache that answers every read with no entries at all, whatever it was asked.
+#[derive(Default)]
+struct ShortAnsweringCache {
+    gets: AtomicUsize,
+}
+
+#[async_trait]
+impl CacheRead for ShortAnsweringCache {
+    async fn get_many(&self, _: &[ProductId]) -> Result<Vec<Option<Cached>>, PipelineError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+
+    async fn fill(&self, fills: &[CacheFill]) -> Result<Vec<FillOutcome>, PipelineError> {
+        Ok(fills.iter().map(|_| FillOutcome::Stored).collect())
+    }
+}
+
+#[tokio::test]
+async fn a_cache_answer_for_the_wrong_number_of_products_is_not_trusted_and_the_database_answers() {
+    let projection = Arc::new(FakeProjection::with(&[view("a", 2), view("b", 5)]));
+    let cache = Arc::new(ShortAnsweringCache::default());
+    let reads = CatalogReads::new(projection.clone(), cache.clone(), ReadPolicy::default());
+    assert_eq!(reads.policy(), &ReadPolicy::default());
+
+    let read = reads
+        .read_products(&[pid("b"), pid("a")])
+        .await
+        .expect("served from the database");
+
+    assert_eq!(
+        read.products
+            .iter()
+            .map(|p| (p.source, p.product.as_ref().map(|v| v.version)))
+            .collect::<Vec<_>>(),
+        vec![(Source::Database, Some(5)), (Source::Database, Some(2))],
+        "every product from the database, in the order asked"
+    );
+    assert_eq!((read.stats.cache_errors, read.stats.hits), (1, 0));
+    assert_eq!(projection.queries.load(Ordering::SeqCst), 1);
+
+    // A wrong-sized answer is a bug to log, not an outage: the cache is not paused.
+    let again = reads.read_products(&[pid("a")]).await.expect("served");
+    assert!(!again.stats.cache_skipped);
+    assert_eq!(cache.gets.load(Ordering::SeqCst), 2);
+    assert!(format!("{reads:?}").contains("CatalogReads"));
+}
