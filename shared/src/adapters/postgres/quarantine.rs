@@ -150,3 +150,57 @@ pub async fn list_quarantine(
         .map(entry)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(
+        reason_code: &str,
+        payload_ref: Option<serde_json::Value>,
+    ) -> quarantined_record::Model {
+        quarantined_record::Model {
+            id: 17,
+            stream: "inventory-updates".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: "4960".into(),
+            partition_key: "p-1".into(),
+            arrived_at: DateTime::UNIX_EPOCH,
+            reason_code: reason_code.into(),
+            reason_message: "why".into(),
+            raw_payload: Some(b"{}".to_vec()),
+            payload_ref,
+            quarantined_at: DateTime::UNIX_EPOCH,
+            replayed_at: None,
+        }
+    }
+
+    #[test]
+    fn a_row_is_read_back_with_its_reason() {
+        let e = entry(stored("not_json", None)).expect("valid row");
+        assert_eq!(e.id, 17);
+        assert_eq!(e.record.reason.code, RejectionCode::NotJson);
+        assert_eq!(e.record.raw.as_deref(), Some(&b"{}"[..]));
+    }
+
+    /// A row the listing cannot read stops the listing with an internal error naming the row,
+    /// so an operator can find it; it is never shown with a guessed reason.
+    #[test]
+    fn a_row_with_an_unknown_reason_or_a_bad_payload_ref_is_an_internal_error_naming_it() {
+        let e = entry(stored("gremlins", None)).expect_err("unknown code");
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(
+            e.message.contains("row 17") && e.message.contains("\"gremlins\""),
+            "{}",
+            e.message
+        );
+        let e = entry(stored("not_json", Some(serde_json::json!("s3://nowhere"))))
+            .expect_err("bad payload_ref");
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(
+            e.message.contains("row 17") && e.message.contains("payload_ref"),
+            "{}",
+            e.message
+        );
+    }
+}
