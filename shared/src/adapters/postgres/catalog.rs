@@ -127,3 +127,56 @@ fn history_event(m: inventory_event::Model) -> Result<HistoryEvent, PipelineErro
         recorded_at: m.recorded_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored_event(
+        event_type: &str,
+        event_version: i32,
+        payload: serde_json::Value,
+    ) -> inventory_event::Model {
+        inventory_event::Model {
+            seq: 41,
+            update_key: "a".repeat(64),
+            event_type: event_type.into(),
+            event_version,
+            product_id: "p-1".into(),
+            supplier_id: "s-1".into(),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            payload,
+        }
+    }
+
+    /// History shows only events this reader understands: anything else is an internal
+    /// error naming the event's seq, never a page with a made-up entry.
+    #[test]
+    fn an_event_this_reader_does_not_know_is_an_internal_error_naming_its_seq() {
+        let known = InventoryUpdateReceived::EVENT_TYPE;
+        let version = InventoryUpdateReceived::EVENT_VERSION;
+        for (m, says) in [
+            (
+                stored_event("PriceCorrected", version, serde_json::json!({})),
+                "PriceCorrected v1",
+            ),
+            (
+                stored_event(known, version + 1, serde_json::json!({})),
+                "v2",
+            ),
+            (
+                stored_event(known, version, serde_json::json!({"quantity": "lots"})),
+                "stored event 41 is not valid",
+            ),
+        ] {
+            let e = history_event(m).expect_err("not readable");
+            assert_eq!(e.kind, ErrorKind::Internal);
+            assert!(
+                e.message.contains("41") && e.message.contains(says),
+                "{}",
+                e.message
+            );
+        }
+    }
+}
