@@ -189,3 +189,49 @@ pub async fn invalidate_cache(
     let (evicted, fenced) = cache.invalidate(&input.products).await?;
     Ok(CacheInvalidateOutput { evicted, fenced })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ObjectRef;
+
+    fn record(data: Option<&str>, data_ref: Option<ObjectRef>) -> SourceRecord {
+        SourceRecord {
+            sequence_number: "1".into(),
+            partition_key: "p-1".into(),
+            arrived_at: chrono::DateTime::UNIX_EPOCH,
+            data: data.map(str::to_owned),
+            data_ref,
+        }
+    }
+
+    #[test]
+    fn a_record_without_usable_bytes_is_rejected_with_the_reason() {
+        assert_eq!(
+            decode(&record(Some("e30="), None)).expect("inline"),
+            b"{}".to_vec()
+        );
+
+        let e = decode(&record(Some("not base64!"), None)).expect_err("bad base64");
+        assert_eq!(e.code, RejectionCode::PayloadUnavailable);
+        assert!(e.message.contains("base64"), "{}", e.message);
+
+        let kept = ObjectRef {
+            bucket: "inventory-archive".into(),
+            key: "oversized/1".into(),
+            bytes: 2_000_000,
+        };
+        let e = decode(&record(None, Some(kept))).expect_err("oversized");
+        assert_eq!(e.code, RejectionCode::RecordTooLarge);
+        assert!(
+            e.message.contains("2000000 bytes")
+                && e.message.contains("s3://inventory-archive/oversized/1"),
+            "{}",
+            e.message
+        );
+
+        let e = decode(&record(None, None)).expect_err("nothing");
+        assert_eq!(e.code, RejectionCode::PayloadUnavailable);
+        assert_eq!(e.message, "record has neither data nor data_ref");
+    }
+}
