@@ -573,3 +573,40 @@ fn configuration_names_the_missing_variable() {
     );
     assert!(no_db.message.contains("DB_HOST"), "{}", no_db.message);
 }
+
+#[tokio::test]
+async fn with_no_cache_set_up_at_cold_start_every_read_is_served_from_the_database() {
+    let reader = Arc::new(MemReader::default());
+    reader
+        .products
+        .lock()
+        .expect("lock")
+        .insert(pid("product123"), view("product123", 7));
+    let no_cache = serve::NoCache("REDIS_HOST is not a valid host".into());
+    let e = no_cache
+        .get_many(&[pid("product123")])
+        .await
+        .expect_err("no cache");
+    assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+    assert!(
+        e.message.contains("REDIS_HOST is not a valid host"),
+        "{}",
+        e.message
+    );
+    assert!(no_cache.fill(&[]).await.is_err());
+    let app = App::new(
+        reader.clone(),
+        Arc::new(no_cache),
+        ReadPolicy::default(),
+        Metrics::new("product-api-test", Duration::from_secs(3600)),
+    );
+
+    let first = handle(&app, get("/products/product123", &[])).await;
+    let second = handle(&app, get("/products/product123", &[])).await;
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(body_json(&first)["version"], 7);
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(header_of(&second, X_CACHE), "bypass");
+    assert_eq!(reader.queries.load(Ordering::SeqCst), 2);
+}
