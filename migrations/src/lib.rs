@@ -9,6 +9,32 @@
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
+/// The `MigrationTrait` impl of a migration that is two SQL texts: it runs the module's `UP`
+/// on the way up and its `DOWN` on the way down, each as one unprepared batch.
+macro_rules! sql_migration {
+    () => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .get_connection()
+                    .execute_unprepared(UP)
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .get_connection()
+                    .execute_unprepared(DOWN)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
+}
+pub(crate) use sql_migration;
+
 mod m20261124_000001_create_event_store;
 mod m20261124_000002_create_projection;
 mod m20261124_000003_create_quarantine;

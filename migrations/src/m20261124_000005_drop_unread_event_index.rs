@@ -13,21 +13,4 @@ const UP: &str = "DROP INDEX IF EXISTS inventory_events_product_seq_idx";
 
 const DOWN: &str = "CREATE INDEX IF NOT EXISTS inventory_events_product_seq_idx ON inventory_events (product_id, seq)";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(UP)
-            .await
-            .map(|_| ())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(DOWN)
-            .await
-            .map(|_| ())
-    }
-}
+crate::sql_migration!();

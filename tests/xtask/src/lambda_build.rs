@@ -7,17 +7,23 @@ use crate::setup::{self, root, sh, step, tool_path, venv_bin};
 use anyhow::{Result, bail};
 use std::process::Command;
 
-/// Every Lambda in `functions/`: one package and one binary each.
-const FUNCTIONS: [&str; 8] = [
-    "fanout",
-    "validate",
-    "archive",
-    "persist",
-    "cache-invalidate",
-    "schema-migrate",
-    "bucket-emptier",
-    "product-api",
-];
+/// Every Lambda: each directory of `functions/` is one package with one binary of its name.
+fn functions() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("functions"))? {
+        let dir = entry?.path();
+        if dir.join("Cargo.toml").is_file()
+            && let Some(name) = dir.file_name().and_then(|n| n.to_str())
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        bail!("no function crates found in functions/");
+    }
+    Ok(names)
+}
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
@@ -25,6 +31,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     if let Some(unknown) = extra.first() {
         bail!("cargo xtask lambda-build takes no arguments, got {unknown:?}");
     }
+    let functions = functions()?;
     setup::ensure_venv()?;
     step("rustup target add aarch64-unknown-linux-gnu");
     sh(Command::new("rustup").args(["target", "add", TARGET]))?;
@@ -36,12 +43,12 @@ pub fn run(extra: &[String]) -> Result<()> {
         "--release",
         "--arm64",
     ]);
-    for f in FUNCTIONS {
+    for f in &functions {
         build.args(["--package", f]);
     }
     sh(&mut build)?;
     let dir = root().join("target/lambda");
-    for f in FUNCTIONS {
+    for f in &functions {
         let bootstrap = dir.join(f).join("bootstrap");
         if !bootstrap.is_file() {
             bail!("{} was not built", bootstrap.display());
