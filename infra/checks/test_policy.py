@@ -71,25 +71,44 @@ def test_the_outputs_carry_the_keys_the_integration_tests_read(template):
     assert required <= set(template["Outputs"])
 
 
+SECRET_NAMES = {"DbSecretArn": "db-master", "AppDbSecretArn": "db-app", "CacheAuthSecretArn": "cache-auth"}
+
+
+def secret_id(parameter: str) -> dict:
+    """The override ARN if given, else the secret's conventional name."""
+    return {"Fn::If": [f"Has{parameter}", {"Ref": parameter},
+                       {"Fn::Sub": f"inventory/${{EnvironmentSuffix}}/{SECRET_NAMES[parameter]}"}]}
+
+
+def secret_resource(parameter: str) -> dict:
+    """The override ARN if given, else the ARN pattern of the conventional name."""
+    return {"Fn::If": [f"Has{parameter}", {"Ref": parameter}, {"Fn::Sub": (
+        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+        f"inventory/${{EnvironmentSuffix}}/{SECRET_NAMES[parameter]}-??????")}]}
+
+
 def test_the_database_and_cache_take_credentials_only_from_the_existing_secrets(template):
     db = template["Resources"]["Database"]["Properties"]
     cache = template["Resources"]["Cache"]["Properties"]
-    assert "{{resolve:secretsmanager:${DbSecretArn}" in db["MasterUserPassword"]["Fn::Sub"]
-    assert "{{resolve:secretsmanager:${CacheAuthSecretArn}" in cache["AuthToken"]["Fn::Sub"]
+    for prop, key in (("MasterUsername", "username"), ("MasterUserPassword", "password")):
+        assert db[prop]["Fn::Sub"] == [f"{{{{resolve:secretsmanager:${{Secret}}:SecretString:{key}}}}}",
+                                       {"Secret": secret_id("DbSecretArn")}]
+    assert cache["AuthToken"]["Fn::Sub"] == ["{{resolve:secretsmanager:${Secret}:SecretString:auth_token}}",
+                                             {"Secret": secret_id("CacheAuthSecretArn")}]
 
 
 def test_the_functions_log_in_with_their_own_secret_and_only_schema_migrate_reads_the_masters(template):
     res = template["Resources"]
     for function in ("ValidateFunction", "PersistFunction", "ProductApiFunction"):
         env = res[function]["Properties"]["Environment"]["Variables"]
-        assert env["DB_SECRET_ARN"] == {"Ref": "AppDbSecretArn"}, function
+        assert env["DB_SECRET_ARN"] == secret_id("AppDbSecretArn"), function
         assert res[function]["DependsOn"] == "SchemaMigration", f"{function} starts before its login exists"
     migrate_env = res["SchemaMigrateFunction"]["Properties"]["Environment"]["Variables"]
-    assert migrate_env["DB_SECRET_ARN"] == {"Ref": "DbSecretArn"}
-    assert migrate_env["APP_DB_SECRET_ARN"] == {"Ref": "AppDbSecretArn"}
+    assert migrate_env["DB_SECRET_ARN"] == secret_id("DbSecretArn")
+    assert migrate_env["APP_DB_SECRET_ARN"] == secret_id("AppDbSecretArn")
     statements = res["SchemaMigrateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     readable = [s["Resource"] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
-    assert readable == [{"Ref": "DbSecretArn"}, {"Ref": "AppDbSecretArn"}]
+    assert readable == [secret_resource("DbSecretArn"), secret_resource("AppDbSecretArn")]
     # Every function role that reads a database secret reads the functions' one, with nothing wider.
     for role in ("ValidateRole", "PersistRole", "ProductApiRole"):
         statements = res[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
