@@ -43,7 +43,8 @@ NAME_PROPERTY = {
 # Resources named only by their Name tag.
 NAMED_BY_TAG = {"AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::RouteTable"}
 # Properties ending in "Name" that name something else than the resource.
-NOT_A_NAME = {"ServiceName", "DBName", "LogGroupName", "EngineName", "KeyName"}
+NOT_A_NAME = {"ServiceName", "DBName", "LogGroupName", "EngineName", "KeyName",
+              "TargetGroupName"}  # an RDS Proxy's target group is always named "default"
 
 # Types whose DeletionPolicy defaults to Snapshot: they must say Delete explicitly.
 SNAPSHOT_BY_DEFAULT = {
