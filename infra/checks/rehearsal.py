@@ -223,18 +223,81 @@ def _is_if_novalue(value: Any) -> bool:
     return isinstance(value, dict) and "Fn::If" in value and {"Ref": "AWS::NoValue"} in value["Fn::If"][1:]
 
 
-def deploy_configurations(template: dict, config: dict) -> dict[str, dict[str, str]]:
-    """The literal command's configuration and every samconfig environment's."""
-    out = {"literal `--parameter-overrides EnvironmentSuffix=dev`": deploy_values(template, {"EnvironmentSuffix": "dev"})}
-    for name, env in environments(config).items():
-        out[f"samconfig [{name}]"] = deploy_values(template, parse_overrides(env.get("parameter_overrides", "")))
+# ---------------------------------------------------------------- template rules, evaluated
+
+class RuleUnsupported(Exception):
+    pass
+
+
+def evaluate_rule_expression(expr: Any, values: dict[str, str]) -> Any:
+    """A rule condition or assertion, with the parameter (and pseudo-parameter) values given.
+    The rule functions CloudFormation offers: And, Or, Not, Equals, Contains, EachMemberEquals,
+    EachMemberIn, and Ref."""
+    if isinstance(expr, (str, int, float, bool)):
+        return str(expr) if not isinstance(expr, bool) else expr
+    if isinstance(expr, list):
+        return [evaluate_rule_expression(e, values) for e in expr]
+    if not isinstance(expr, dict) or len(expr) != 1:
+        raise RuleUnsupported(repr(expr))
+    (fn, arg), = expr.items()
+    ev = lambda e: evaluate_rule_expression(e, values)  # noqa: E731
+    if fn == "Ref":
+        if arg not in values:
+            raise RuleUnsupported(f"Ref {arg} has no value")
+        return values[arg]
+    if fn == "Fn::And":
+        return all(ev(a) is True for a in arg)
+    if fn == "Fn::Or":
+        return any(ev(a) is True for a in arg)
+    if fn == "Fn::Not":
+        return ev(arg[0]) is not True
+    if fn == "Fn::Equals":
+        return ev(arg[0]) == ev(arg[1])
+    if fn == "Fn::Contains":
+        return ev(arg[1]) in ev(arg[0])
+    if fn == "Fn::EachMemberEquals":
+        return all(v == ev(arg[1]) for v in ev(arg[0]))
+    if fn == "Fn::EachMemberIn":
+        allowed = ev(arg[1])
+        return all(v in allowed for v in ev(arg[0]))
+    raise RuleUnsupported(fn)
+
+
+def rule_problems(template: dict, values: dict[str, str], stack_name: str) -> list[str]:
+    """The template's Rules as CloudFormation evaluates them before it changes anything."""
+    out = []
+    known = dict(values, **{"AWS::StackName": stack_name, "AWS::Region": REGION})
+    for name, rule in (template.get("Rules") or {}).items():
+        try:
+            if "RuleCondition" in rule and evaluate_rule_expression(rule["RuleCondition"], known) is not True:
+                continue
+            for assertion in rule.get("Assertions") or []:
+                if evaluate_rule_expression(assertion.get("Assert"), known) is not True:
+                    out.append(f"rule {name} refuses it: {assertion.get('AssertDescription', '')}")
+        except RuleUnsupported as e:
+            out.append(f"rule {name} cannot be evaluated offline ({e})")
+    return out
+
+
+def deploy_configurations(template: dict, config: dict) -> dict[str, tuple[str, dict[str, str]]]:
+    """The literal command's configuration (the default environment's stack, the overrides
+    replaced by EnvironmentSuffix=dev) and every samconfig environment's: label -> (stack, values)."""
+    envs = environments(config)
+    literal_stack = (envs.get("default") or {}).get("stack_name", "")
+    out = {"literal `--parameter-overrides EnvironmentSuffix=dev`":
+           (literal_stack, deploy_values(template, {"EnvironmentSuffix": "dev"}))}
+    for name, env in envs.items():
+        out[f"samconfig [{name}]"] = (env.get("stack_name", ""),
+                                      deploy_values(template, parse_overrides(env.get("parameter_overrides", ""))))
     return out
 
 
 def check_deploy_values(template: dict, config: dict) -> list[str]:
     out = []
-    for label, values in deploy_configurations(template, config).items():
-        out += [f"{label}: {p}" for p in parameter_problems(template, values) + consistency_problems(template, values)]
+    for label, (stack, values) in deploy_configurations(template, config).items():
+        problems = parameter_problems(template, values) + consistency_problems(template, values)
+        problems += rule_problems(template, values, stack)
+        out += [f"{label}: {p}" for p in problems]
     return out
 
 

@@ -102,6 +102,29 @@ def test_every_deploy_configuration_is_accepted_and_consistent(out, config):
     assert rehearsal.check_deploy_values(out, config) == []
 
 
+def test_a_suffix_passed_into_another_suffixs_stack_is_refused_by_the_template_rules(out, config):
+    broken_config = copy.deepcopy(config)
+    broken_config["default"]["deploy"]["parameters"]["parameter_overrides"] = "EnvironmentSuffix=staging"
+    problems = rehearsal.check_deploy_values(out, broken_config)
+    assert sorted(problems) == sorted([
+        "samconfig [default]: rule StackNameMatchesSuffixDev refuses it: Stack inventory-dev takes EnvironmentSuffix=dev "
+        "and nothing else; for another suffix use its samconfig environment (sam deploy --config-env <suffix>).",
+        "samconfig [default]: rule StackNameMatchesSuffixStaging refuses it: Stack inventory-staging takes "
+        "EnvironmentSuffix=staging and nothing else (sam deploy --config-env staging).",
+    ]), problems
+
+
+def test_an_rds_proxy_without_the_app_secret_arn_is_refused_by_the_template_rules(out, config):
+    broken_config = copy.deepcopy(config)
+    broken_config["staging"]["deploy"]["parameters"]["parameter_overrides"] += " DbProxy=true"
+    problems = rehearsal.check_deploy_values(out, broken_config)
+    assert len(problems) == 1 and problems[0].startswith(
+        "samconfig [staging]: rule DbProxyNeedsTheAppSecretArn refuses it: DbProxy=true needs AppDbSecretArn"), problems
+    broken_config["staging"]["deploy"]["parameters"]["parameter_overrides"] += (
+        " AppDbSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:inventory/staging/db-app-AbCdEf")
+    assert rehearsal.check_deploy_values(out, broken_config) == []
+
+
 def test_a_fixed_storage_ceiling_below_a_larger_allocation_is_caught(out, config):
     broken = copy.deepcopy(out)
     broken["Resources"]["Database"]["Properties"]["MaxAllocatedStorage"] = 100
