@@ -366,6 +366,8 @@ def check_tags(template: dict, taggable: set[str]) -> list[str]:
 
 
 MASTER_SECRET = "DbSecretArn"
+# The master secret's conventional name (inventory/<suffix>/db-master), used when DbSecretArn is empty.
+MASTER_SECRET_NAME = "/db-master"
 MIGRATOR_BINARY = "schema-migrate"
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 IDENTITY_POLICY_PATHS = {
@@ -386,6 +388,13 @@ def mentions_parameter(value: Any, name: str) -> bool:
     return False
 
 
+def mentions_master_secret(value: Any) -> bool:
+    """The master secret by its parameter (`DbSecretArn`) or by its conventional name."""
+    if mentions_parameter(value, MASTER_SECRET):
+        return True
+    return any(MASTER_SECRET_NAME in t for _, v in walk(value) if isinstance(v, (str, dict)) for t in strings(v))
+
+
 def may_read_secret(statement: dict, secret_parameter: str) -> bool:
     """An Allow whose actions include secretsmanager:GetSecretValue and whose resources name the
     secret or are wide enough to cover it."""
@@ -400,6 +409,8 @@ def may_read_secret(statement: dict, secret_parameter: str) -> bool:
         return True
     resource = statement.get("Resource")
     wide = any(r == "*" or ("secretsmanager" in r and "*" in r) for r in strings(resource))
+    if secret_parameter == MASTER_SECRET:
+        return wide or mentions_master_secret(resource)
     return wide or mentions_parameter(resource, secret_parameter)
 
 
@@ -428,7 +439,7 @@ def check_master_secret_only_for_migrations(template: dict) -> list[str]:
         p = props(res)
         is_migrator = dig(res, ("Metadata", "BuildProperties", "Binary")) == MIGRATOR_BINARY
         (migrator_roles if is_migrator else other_roles).add(role_logical(p.get("Role")))
-        if not is_migrator and mentions_parameter(dig(p, ("Environment", "Variables")), MASTER_SECRET):
+        if not is_migrator and mentions_master_secret(dig(p, ("Environment", "Variables"))):
             out.append(f"{logical} gets the master database secret ({MASTER_SECRET}) in its environment")
     for logical, res in resources(template):
         kind = res.get("Type", "")

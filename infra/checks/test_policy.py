@@ -271,6 +271,38 @@ def test_a_function_other_than_schema_migrate_that_can_read_the_master_secret_is
     assert any(p.startswith("Shared ") and "AnySecret" in p for p in problems)
 
 
+def test_the_master_secret_by_its_conventional_name_is_caught_too():
+    t = resources_snippet("""
+  PersistRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: persist
+          PolicyDocument:
+            Statement:
+              - Sid: ReadMasterByName
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:inventory/${EnvironmentSuffix}/db-master-??????"
+              - Sid: ReadAppByName
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:inventory/${EnvironmentSuffix}/db-app-??????"
+  Persist:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: persist } }
+    Properties:
+      Role: !GetAtt PersistRole.Arn
+      Environment: { Variables: { DB_SECRET_ARN: !Sub "inventory/${EnvironmentSuffix}/db-master" } }
+""")
+    problems = policy.check_master_secret_only_for_migrations(t)
+    assert sorted(problems) == [
+        "Persist gets the master database secret (DbSecretArn) in its environment",
+        "PersistRole (AWS::IAM::Role) statement ReadMasterByName can read the master database secret (DbSecretArn); "
+        "only schema-migrate's own role may",
+    ], problems
+
+
 def test_a_role_shared_by_schema_migrate_and_another_function_may_not_read_the_master_secret():
     t = resources_snippet("""
   SharedRole:
