@@ -168,8 +168,10 @@ def parameter_problems(template: dict, values: dict[str, str]) -> list[str]:
 
 # ---------------------------------------------------------------- storage, shards, version
 
-# RDS refuses a storage-autoscaling ceiling too close to the allocation (it must be at least 10%
-# above) and warns below 26%; the check keeps the safe side.
+# RDS refuses a storage-autoscaling ceiling less than 10% above the allocation ("Invalid max
+# storage size") and recommends at least 26%, below which it sends the "reached the maximum
+# storage threshold" event (RDS-EVENT-0225) early (RDS User Guide, "Managing capacity
+# automatically with Amazon RDS storage autoscaling"); the check keeps the recommended side.
 MIN_STORAGE_HEADROOM = 1.26
 
 
