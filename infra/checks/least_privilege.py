@@ -284,3 +284,47 @@ def check_iam_database_auth(template: dict) -> list[str]:
             for l, r in rs.items() if r.get("Type") == "AWS::RDS::DBInstance"
             and (r.get("Properties") or {}).get("EnableIAMDatabaseAuthentication") in (True, "true")
             and not users]
+
+
+# What Step Functions does with a state machine's role besides running its tasks (Step Functions
+# developer guide: "IAM policies for logging to CloudWatch Logs" and "X-Ray" for state machines).
+SFN_LOG_DELIVERY = ["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                    "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                    "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"]
+SFN_XRAY = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+            "xray:GetSamplingTargets"]
+
+
+def check_state_machine_roles(template: dict, asl_dir: Path | None = None) -> list[str]:
+    """A state machine's role invokes exactly the functions its definition's tasks name, and
+    otherwise allows only what its logging, tracing and customer key need."""
+    rs = resources(template)
+    out = []
+    for logical, res in rs.items():
+        if res.get("Type") != "AWS::StepFunctions::StateMachine":
+            continue
+        p = res.get("Properties") or {}
+        role = ref_target(p.get("RoleArn"))
+        location = p.get("DefinitionS3Location")
+        asl = ((asl_dir or rust_code.ROOT / "infra") / location).read_text() if isinstance(location, str) else ""
+        used = {k for k in (p.get("DefinitionSubstitutions") or {}) if "${" + k + "}" in asl}
+        invoked = {ref_target(v) for k, v in (p.get("DefinitionSubstitutions") or {}).items() if k in used}
+        need = {("lambda:InvokeFunction", None)}
+        if (p.get("EncryptionConfiguration") or {}).get("Type") == "CUSTOMER_MANAGED_KMS_KEY":
+            need |= {(a, "via:states") for a in ("kms:Decrypt", "kms:GenerateDataKey")}
+        if p.get("LoggingConfiguration"):
+            need |= {(a, None) for a in SFN_LOG_DELIVERY}
+        if (p.get("TracingConfiguration") or {}).get("Enabled"):
+            need |= {(a, None) for a in SFN_XRAY}
+        have = granted(template, role)
+        for item in sorted(have - need, key=str):
+            out.append(f"{logical}: {role} allows {_fmt(item)}, which the state machine never needs")
+        for item in sorted(need - have, key=str):
+            out.append(f"{logical}: {role} lacks {_fmt(item)}")
+        allowed = {ref_target(r) for st in statements(template, role)
+                   if "lambda:InvokeFunction" in _as_list(st.get("Action")) for r in _as_list(st.get("Resource"))}
+        for fn in sorted(allowed - invoked, key=str):
+            out.append(f"{logical}: {role} may invoke {fn}, which no task of the definition calls")
+        for fn in sorted(invoked - allowed, key=str):
+            out.append(f"{logical}: {role} may not invoke {fn}, which a task of the definition calls")
+    return out

@@ -37,6 +37,10 @@ def test_the_s3_endpoint_allows_only_what_the_vpc_functions_do(post):
     assert lp.check_s3_endpoint(post) == []
 
 
+def test_the_state_machine_role_invokes_exactly_its_tasks(post):
+    assert lp.check_state_machine_roles(post) == []
+
+
 def test_no_unused_database_login_path(post):
     assert lp.check_iam_database_auth(post) == []
 
@@ -152,3 +156,17 @@ def test_iam_database_authentication_nobody_uses_is_caught(post):
     post["Resources"]["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] = True
     assert lp.check_iam_database_auth(post) == [
         "Database enables IAM database authentication, a login path no role uses (no rds-db:connect)"]
+
+
+def test_a_state_machine_role_invoking_a_function_no_task_calls_is_caught(post):
+    st = statement(post, "PipelineRole", "InvokeOnlyThePipelineFunctions")
+    st["Resource"].append({"Fn::GetAtt": ["ProductApiFunction", "Arn"]})
+    assert lp.check_state_machine_roles(post) == [
+        "PipelineStateMachine: PipelineRole may invoke ProductApiFunction, which no task of the definition calls"]
+
+
+def test_a_state_machine_role_with_an_extra_action_is_caught(post):
+    statement(post, "PipelineRole", "InvokeOnlyThePipelineFunctions")["Action"] = [
+        "lambda:InvokeFunction", "lambda:InvokeAsync"]
+    assert lp.check_state_machine_roles(post) == [
+        "PipelineStateMachine: PipelineRole allows lambda:InvokeAsync, which the state machine never needs"]
