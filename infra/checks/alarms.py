@@ -192,6 +192,8 @@ def check_metric_filters(template: dict) -> list[str]:
         messages = re.findall(r'\$\.fields\.message\s*=\s*"([^"]+)"', text(p.get("FilterPattern")))
         if not messages:
             out.append(f"{logical} pattern does not select a log message ($.fields.message = \"...\")")
+        if rust_code.log_layout() != "fields":
+            out.append(f"{logical} selects $.fields.message, but the functions log {rust_code.log_layout()!r}")
         crate = rust_code.crate_of(fn)
         logged = rust_code.log_messages(crate) if crate else set()
         for m in messages:

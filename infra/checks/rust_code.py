@@ -114,3 +114,13 @@ def log_messages(crate: str) -> set[str]:
             if m:
                 out.add(m.group(1))
     return out
+
+
+def log_layout(init: str | None = None) -> str:
+    """Where a tracing event's message sits in the JSON lines the functions write
+    (shared/src/adapters/lambda.rs, init_tracing): tracing-subscriber's JSON formatter nests the
+    event's fields under "fields" unless `flatten_event(true)` is set."""
+    text = init if init is not None else (SHARED / "adapters" / "lambda.rs").read_text()
+    if ".json()" not in text:
+        return "not JSON"
+    return "flattened" if re.search(r"\.flatten_event\(\s*true\s*\)", text) else "fields"

@@ -216,3 +216,16 @@ def test_batch_item_failures_without_an_alarm_are_caught(post):
     del post["Resources"]["FanoutStartsThrottledAlarm"]
     found = alarms.check_required_alarms(post)
     assert len(found) == 1 and "hands records back as batch item failures" in found[0], found
+
+
+def test_a_flattened_log_layout_is_caught(post, monkeypatch):
+    """The filters select $.fields.message: if init_tracing flattened the event, they would match nothing."""
+    import rust_code
+    init = (rust_code.SHARED / "adapters" / "lambda.rs").read_text()
+    assert rust_code.log_layout(init) == "fields"
+    flattened = init.replace(".json()", ".json().flatten_event(true)")
+    real = rust_code.log_layout
+    monkeypatch.setattr(rust_code, "log_layout", lambda init=None: real(flattened))
+    found = alarms.check_metric_filters(post)
+    assert found == [f"{f} selects $.fields.message, but the functions log 'flattened'" for f in
+                     ("SchemaMigrateFailedAnswerFilter", "BucketEmptierFailedAnswerFilter", "FanoutStartsThrottledFilter")]
