@@ -23,7 +23,7 @@ REGION = "us-east-1"
 PLACEHOLDER_S3 = "s3://offline-transform/placeholder"
 
 
-class TransformFailed(Exception):
+class TransformError(Exception):
     """The SAM translator refused the template; the message lists its reasons."""
 
 
@@ -49,7 +49,7 @@ def _local_uris_to_s3(template: dict) -> None:
             p["DefinitionUri"] = PLACEHOLDER_S3
 
 
-def transform(template: dict, filename: str = "template.yaml") -> dict:
+def transform_dict(template: dict, filename: str = "template.yaml") -> dict:
     """A transformed copy of a template dict (as loaded by cfn-lint); `template` is not changed."""
     from samtranslator.model.exceptions import InvalidDocumentException
     from samtranslator.parser.parser import Parser
@@ -65,13 +65,13 @@ def transform(template: dict, filename: str = "template.yaml") -> dict:
             sam_template=sam, parameter_values={}, passthrough_metadata=True,
             get_managed_policy_map=lambda: {})
     except InvalidDocumentException as e:
-        raise TransformFailed(f"{filename}: " + "; ".join(c.message for c in e.causes)) from e
+        raise TransformError(f"{filename}: " + "; ".join(c.message for c in e.causes)) from e
     return _plain(out)
 
 
 @functools.lru_cache(maxsize=4)
 def _transformed_file(path: str) -> str:
-    return json.dumps(transform(cfn_yaml.load(path), filename=path))
+    return json.dumps(transform_dict(cfn_yaml.load(path), filename=path))
 
 
 def transformed(path=None) -> dict:

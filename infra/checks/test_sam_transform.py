@@ -27,5 +27,5 @@ def test_each_call_returns_a_fresh_copy():
 def test_a_template_sam_refuses_is_reported_with_the_reason():
     broken = cfn_yaml.load(str(sam_transform.TEMPLATE))
     broken["Resources"]["FanoutFunction"]["Properties"]["Events"]["Stream"]["Type"] = "Kinesiss"
-    with pytest.raises(sam_transform.TransformFailed, match="FanoutFunction"):
-        sam_transform.transform(broken)
+    with pytest.raises(sam_transform.TransformError, match="FanoutFunction"):
+        sam_transform.transform_dict(broken)
