@@ -258,6 +258,9 @@ where
                     "custom-resource payload has no ResponseURL; nothing to answer",
                 )
             })?;
+            // Counted with "custom-resource work failed" by the stack's metric filters: both
+            // are a FAILED answer.
+            tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "custom-resource request unreadable");
             Response::failure(&event, &failure_reason(&e, &budget.log_stream))
         }
     };

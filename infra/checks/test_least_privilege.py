@@ -1,0 +1,172 @@
+"""Each function's role against what its code and configuration need (least_privilege.py), on the
+template after the SAM transform, and each rule shown catching a broken copy."""
+
+from __future__ import annotations
+
+import pytest
+
+import least_privilege as lp
+import rust_code
+import sam_transform
+
+
+@pytest.fixture
+def post() -> dict:
+    return sam_transform.transformed()
+
+
+def policy(template: dict, role: str) -> list[dict]:
+    return template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def statement(template: dict, role: str, sid: str) -> dict:
+    return next(s for s in policy(template, role) if s.get("Sid") == sid)
+
+
+# ------------------------------------------------------------------ the real template
+
+def test_every_role_allows_exactly_what_its_function_needs(post):
+    assert lp.check_roles_match_code(post) == []
+
+
+def test_put_object_is_limited_to_the_prefixes_the_code_writes(post):
+    assert lp.check_put_prefixes(post) == []
+
+
+def test_the_s3_endpoint_allows_only_what_the_vpc_functions_do(post):
+    assert lp.check_s3_endpoint(post) == []
+
+
+def test_the_state_machine_role_invokes_exactly_its_tasks(post):
+    assert lp.check_state_machine_roles(post) == []
+
+
+def test_no_unused_database_login_path(post):
+    assert lp.check_iam_database_auth(post) == []
+
+
+def test_the_calls_are_read_from_the_code():
+    """The derivation finds the calls each crate makes (so the comparison above is not vacuous)."""
+    calls = {c: sorted(op for _, op in rust_code.sdk_calls(c)) for c in
+             ("archive", "fanout", "bucket-emptier", "schema-migrate", "validate")}
+    assert calls == {"archive": ["PutObject"], "fanout": ["PutObject", "StartExecution"],
+                     "bucket-emptier": ["DeleteObjects", "ListObjectVersions"],
+                     "schema-migrate": ["GetSecretValue"], "validate": ["GetSecretValue"]}
+    assert lp.key_prefixes() == {"raw/", "oversized/"}
+
+
+def test_test_code_does_not_count():
+    """fanout's tests call S3 and Step Functions stubs; only production code is read."""
+    files = {p.name for p in rust_code.production_sources("fanout")}
+    assert "stub_http.rs" not in files and "tests.rs" not in files
+    handler = next(t for p, t in rust_code.production_sources("fanout").items() if p.name == "sfn.rs")
+    assert "mod tests" not in handler
+
+
+# ------------------------------------------------------------------ broken copies
+
+def test_an_action_the_code_never_makes_is_caught(post):
+    """archive's old role: GetObject and ListBucket, which archive never calls."""
+    st = statement(post, "ArchiveRole", "WriteArchiveObjects")
+    st["Action"] = ["s3:PutObject", "s3:GetObject"]
+    policy(post, "ArchiveRole").append({"Sid": "List", "Effect": "Allow", "Action": "s3:ListBucket",
+                                        "Resource": {"Fn::GetAtt": ["ArchiveBucket", "Arn"]}})
+    assert lp.check_roles_match_code(post) == [
+        "ArchiveFunction: ArchiveRole allows s3:GetObject, which its code and configuration never need",
+        "ArchiveFunction: ArchiveRole allows s3:ListBucket, which its code and configuration never need"]
+
+
+def test_describe_execution_on_the_fanout_is_caught(post):
+    policy(post, "FanoutRole").append({"Sid": "CompareAnExistingExecutionsInput", "Effect": "Allow",
+                                       "Action": "states:DescribeExecution", "Resource": "arn:aws:states:::x"})
+    assert lp.check_roles_match_code(post) == [
+        "FanoutFunction: FanoutRole allows states:DescribeExecution, which its code and configuration never need"]
+
+
+def test_an_action_the_code_makes_but_the_role_lacks_is_caught(post):
+    st = statement(post, "FanoutRole", "StartPipelineExecutions")
+    policy(post, "FanoutRole").remove(st)
+    found = lp.check_roles_match_code(post)
+    assert len(found) == 1
+    assert found[0].startswith("FanoutFunction: FanoutRole lacks states:StartExecution, needed for StartExecution "
+                               "in functions/fanout/src/sfn.rs")
+
+
+def test_the_old_environment_decrypt_condition_is_caught(post):
+    """kms:EncryptionContext:LambdaFunctionName is a context Lambda never sets."""
+    st = statement(post, "ValidateRole", "DecryptOwnEnvironment")
+    st["Condition"] = {"StringEquals": {"kms:EncryptionContext:LambdaFunctionName": {
+        "Fn::Sub": "inventory-validate-${EnvironmentSuffix}"}}}
+    assert lp.check_roles_match_code(post) == [
+        "ValidateFunction: ValidateRole allows kms:Decrypt (other:kms:EncryptionContext:LambdaFunctionName), "
+        "which its code and configuration never need",
+        "ValidateFunction: ValidateRole lacks kms:Decrypt (lambda-env:inventory-validate-${EnvironmentSuffix}), "
+        "needed for KmsKeyArn (Lambda decrypts its environment)"]
+
+
+def test_decrypting_another_functions_environment_is_caught(post):
+    st = statement(post, "PersistRole", "DecryptOwnEnvironment")
+    st["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:lambda:FunctionArn"] = [{
+        "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:inventory-validate-${EnvironmentSuffix}"}]
+    found = lp.check_roles_match_code(post)
+    assert "PersistFunction: PersistRole allows kms:Decrypt (lambda-env:inventory-validate-${EnvironmentSuffix}), " \
+           "which its code and configuration never need" in found
+
+
+def test_a_vpc_permission_on_a_function_outside_the_vpc_is_caught(post):
+    post["Resources"]["ArchiveRole"]["Properties"]["ManagedPolicyArns"].append({"Ref": "LambdaVpcPolicy"})
+    found = lp.check_roles_match_code(post)
+    assert "ArchiveFunction: ArchiveRole allows ec2:CreateNetworkInterface, which its code and configuration never need" in found
+    assert len(found) == 6
+
+
+def test_a_new_sdk_call_in_the_code_needs_a_grant(post, monkeypatch):
+    """A call added to the code (here: archive reading objects back) fails until the role allows it."""
+    real = rust_code.sdk_calls
+
+    def with_get(crate):
+        calls = dict(real(crate))
+        if crate == "archive":
+            calls[("s3", "GetObject")] = [rust_code.FUNCTIONS / "archive" / "src" / "lib.rs"]
+        return calls
+
+    monkeypatch.setattr(rust_code, "sdk_calls", with_get)
+    assert lp.check_roles_match_code(post) == [
+        "ArchiveFunction: ArchiveRole lacks s3:GetObject, needed for GetObject in functions/archive/src/lib.rs"]
+
+
+def test_put_object_on_the_whole_bucket_is_caught(post):
+    statement(post, "FanoutRole", "OversizedRecordsByReference")["Resource"] = {"Fn::Sub": "${ArchiveBucket.Arn}/*"}
+    assert lp.check_put_prefixes(post) == [
+        "FanoutRole (OversizedRecordsByReference): s3:PutObject on ${ArchiveBucket.Arn}/* is not limited to a key "
+        "prefix the code writes (['oversized/', 'raw/'])"]
+
+
+def test_an_endpoint_allowing_calls_no_vpc_function_makes_is_caught(post):
+    doc = post["Resources"]["S3GatewayEndpoint"]["Properties"]["PolicyDocument"]
+    doc["Statement"].append({"Sid": "ArchiveBucketFromTheVpc", "Effect": "Allow", "Principal": "*",
+                             "Action": ["s3:GetObject", "s3:PutObject"],
+                             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::inventory-archive-${EnvironmentSuffix}-${AWS::AccountId}/*"}})
+    assert lp.check_s3_endpoint(post) == [
+        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:GetObject, which no function in the VPC calls",
+        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:PutObject, which no function in the VPC calls"]
+
+
+def test_iam_database_authentication_nobody_uses_is_caught(post):
+    post["Resources"]["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] = True
+    assert lp.check_iam_database_auth(post) == [
+        "Database enables IAM database authentication, a login path no role uses (no rds-db:connect)"]
+
+
+def test_a_state_machine_role_invoking_a_function_no_task_calls_is_caught(post):
+    st = statement(post, "PipelineRole", "InvokeOnlyThePipelineFunctions")
+    st["Resource"].append({"Fn::GetAtt": ["ProductApiFunction", "Arn"]})
+    assert lp.check_state_machine_roles(post) == [
+        "PipelineStateMachine: PipelineRole may invoke ProductApiFunction, which no task of the definition calls"]
+
+
+def test_a_state_machine_role_with_an_extra_action_is_caught(post):
+    statement(post, "PipelineRole", "InvokeOnlyThePipelineFunctions")["Action"] = [
+        "lambda:InvokeFunction", "lambda:InvokeAsync"]
+    assert lp.check_state_machine_roles(post) == [
+        "PipelineStateMachine: PipelineRole allows lambda:InvokeAsync, which the state machine never needs"]
