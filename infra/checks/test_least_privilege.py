@@ -243,3 +243,27 @@ def test_a_named_operator_policy_or_none_is_caught(post):
     del post["Outputs"]["OperatorPolicyArn"]
     assert lp.check_operator_policy(post) == [
         "the output OperatorPolicyArn does not name an AWS::IAM::ManagedPolicy of this template"]
+
+
+def test_an_sdk_the_derivation_cannot_read_is_reported(post, monkeypatch):
+    """A CLI command on an SDK without a service model mapping would otherwise be invisible."""
+    real = rust_code.production_sources
+
+    def with_unknown(crate):
+        out = dict(real(crate))
+        if crate == "cli":
+            out[rust_code.ROOT / "cli" / "src" / "commands" / "status.rs"] = (
+                "use aws_sdk_xray::Client;\nasync fn f(c: &aws_sdk_xray::Client) { c.get_trace_summaries().send().await; }")
+        return out
+
+    monkeypatch.setattr(rust_code, "production_sources", with_unknown)
+    assert lp.check_operator_policy(post) == [
+        "the CLI uses aws_sdk_xray (cli/src/commands/status.rs), which rust_code.SDK_MODELS does not map: "
+        "its calls cannot be checked"]
+
+
+def test_a_cloudwatch_call_in_the_cli_is_read():
+    """The models the CLI's health command is likely to use are mapped."""
+    calls = rust_code.sdk_calls_in("let c = aws_sdk_cloudwatch::Client::new(&conf);\n"
+                                   "c.describe_alarms().send().await; c.get_metric_data().send().await;")
+    assert calls == {("cloudwatch", "DescribeAlarms"), ("cloudwatch", "GetMetricData")}
