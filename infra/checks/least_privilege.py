@@ -28,7 +28,9 @@ from typing import Any
 import rust_code
 
 SERVICE_PREFIX = {"s3": "s3", "sfn": "states", "secretsmanager": "secretsmanager", "kinesis": "kinesis",
-                  "sqs": "sqs", "kms": "kms", "dynamodb": "dynamodb", "sns": "sns"}
+                  "sqs": "sqs", "kms": "kms", "dynamodb": "dynamodb", "sns": "sns", "cloudwatch": "cloudwatch",
+                  "cloudformation": "cloudformation", "lambda": "lambda", "rds": "rds",
+                  "elasticache": "elasticache"}
 # Operations whose IAM action is not "<prefix>:<OperationName>" (Service Authorization Reference,
 # "Actions defined by Amazon S3": ListObjectVersions is authorised as s3:ListBucketVersions,
 # ListObjects(V2) as s3:ListBucket, HeadObject as s3:GetObject, DeleteObjects per object as
@@ -327,4 +329,83 @@ def check_state_machine_roles(template: dict, asl_dir: Path | None = None) -> li
             out.append(f"{logical}: {role} may invoke {fn}, which no task of the definition calls")
         for fn in sorted(invoked - allowed, key=str):
             out.append(f"{logical}: {role} may not invoke {fn}, which a task of the definition calls")
+    return out
+
+
+# ------------------------------------------------------------------ the operator's policy
+
+OPERATOR_OUTPUT = "OperatorPolicyArn"
+OPERATOR_CRATE = "cli"
+# What the Step Functions console does for an operator who opens a failed execution and presses
+# Redrive, plus the re-run of one past the 14-day window (a new execution with its input): the
+# Service Authorization Reference's actions for those calls, and the customer key Step Functions
+# encrypts the execution's input and history with (decrypted to show or redrive them, a data key
+# generated for a new execution's input), used through Step Functions.
+CONSOLE_REDRIVE = {
+    ("states:ListExecutions", None): "the console's list of failed executions",
+    ("states:DescribeExecution", None): "opening an execution (its input, error and cause)",
+    ("states:GetExecutionHistory", None): "the execution's graph: which state failed",
+    ("states:RedriveExecution", None): "the Redrive button",
+    ("states:StartExecution", None): "re-running a failed execution's input past the 14-day redrive window",
+    ("kms:Decrypt", "via:states"): "reading an execution's input and history (customer-key state machine)",
+    ("kms:GenerateDataKey", "via:states"): "StartExecution of a customer-key state machine",
+}
+# KMS through a service for a CLI call on a resource encrypted with the customer key.
+CLI_KMS = {
+    ("kinesis", "GetRecords"): ("AWS::Kinesis::Stream", ("StreamEncryption", "KeyId"), ["kms:Decrypt"]),
+    ("kinesis", "PutRecords"): ("AWS::Kinesis::Stream", ("StreamEncryption", "KeyId"), ["kms:GenerateDataKey"]),
+    ("sqs", "ReceiveMessage"): ("AWS::SQS::Queue", ("KmsMasterKeyId",), ["kms:Decrypt"]),
+    ("s3", "GetObject"): ("AWS::S3::Bucket", ("BucketEncryption",), ["kms:Decrypt"]),
+}
+
+
+def operator_policy(template: dict) -> str | None:
+    """The logical id of the managed policy the OperatorPolicyArn output names."""
+    value = ((template.get("Outputs") or {}).get(OPERATOR_OUTPUT) or {}).get("Value")
+    return ref_target(value)
+
+
+def operator_needs(template: dict) -> dict[tuple[str, str | None], str]:
+    """What the operator policy must allow -> why: the CLI's AWS calls and console redrive."""
+    out = dict(CONSOLE_REDRIVE)
+    rs = resources(template)
+    for (sdk, op), files in sorted(rust_code.sdk_calls(OPERATOR_CRATE).items()):
+        why = f"{op} in " + ", ".join(str(f.relative_to(rust_code.ROOT)) for f in files)
+        for action in ACTIONS.get((sdk, op), [f"{SERVICE_PREFIX[sdk]}:{op}"]):
+            out.setdefault((action, None), why)
+        if (sdk, op) in CLI_KMS:
+            kind, path, actions = CLI_KMS[(sdk, op)]
+            if any(r.get("Type") == kind and _cmk(r, path) for r in rs.values()):
+                for action in actions:
+                    out.setdefault((action, f"via:{SERVICE_PREFIX[sdk]}"), f"{why} (encrypted with the stack's key)")
+    return out
+
+
+def check_operator_policy(template: dict) -> list[str]:
+    """The operator policy (output OperatorPolicyArn) allows exactly what console redrive and the
+    `inventory` CLI's AWS calls need: an action more or less than that is reported. It is an
+    AWS::IAM::ManagedPolicy without a ManagedPolicyName (no CAPABILITY_NAMED_IAM)."""
+    logical = operator_policy(template)
+    res = resources(template).get(logical or "") or {}
+    if res.get("Type") != "AWS::IAM::ManagedPolicy":
+        return [f"the output {OPERATOR_OUTPUT} does not name an AWS::IAM::ManagedPolicy of this template"]
+    p = res.get("Properties") or {}
+    out = []
+    if "ManagedPolicyName" in p:
+        out.append(f"{logical} has a ManagedPolicyName (deploying it would need CAPABILITY_NAMED_IAM)")
+    have = set()
+    for st in _as_list((p.get("PolicyDocument") or {}).get("Statement") or []):
+        if not isinstance(st, dict) or st.get("Effect") != "Allow":
+            continue
+        for action in _as_list(st.get("Action") or []):
+            if isinstance(action, str):
+                have.add((action, kms_purpose(st) if action.startswith("kms:") else None))
+    for sdk, files in sorted(rust_code.unmapped_sdks(OPERATOR_CRATE).items()):
+        out.append(f"the CLI uses aws_sdk_{sdk} ({', '.join(str(f.relative_to(rust_code.ROOT)) for f in files)}), "
+                   "which rust_code.SDK_MODELS does not map: its calls cannot be checked")
+    need = operator_needs(template)
+    for item in sorted(have - set(need), key=str):
+        out.append(f"{logical} allows {_fmt(item)}, which neither console redrive nor the CLI needs")
+    for item in sorted(set(need) - have, key=str):
+        out.append(f"{logical} lacks {_fmt(item)}, needed for {need[item]}")
     return out

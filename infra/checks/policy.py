@@ -456,7 +456,69 @@ def check_master_secret_only_for_migrations(template: dict) -> list[str]:
     return out
 
 
+def _logical(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        getatt = value.get("Fn::GetAtt")
+        if isinstance(getatt, list) and getatt:
+            return getatt[0]
+        if isinstance(getatt, str):
+            return getatt.split(".")[0]
+    return None
+
+
+def check_event_targets(template: dict) -> list[str]:
+    """EventBridge delivers to a target with a retry policy and keeps what it could not deliver:
+    every target of an AWS::Events::Rule has a RetryPolicy and a DeadLetterConfig naming an SQS
+    queue of the template, encrypted with the customer key, whose queue policy lets
+    events.amazonaws.com SendMessage for that rule (EventBridge user guide, "Retry policies and
+    dead-letter queues"). And no rule sends each execution's status change to an SNS topic: a
+    database outage fails thousands of executions, and the ExecutionsFailed alarm says it once."""
+    rs = template.get("Resources") or {}
+    out = []
+    for logical, res in resources(template):
+        if res.get("Type") != "AWS::Events::Rule":
+            continue
+        p = props(res)
+        per_execution = "Step Functions Execution Status Change" in strings(
+            dig(p, ("EventPattern", "detail-type")))
+        for target in p.get("Targets") or []:
+            tid = f"{logical} target {target.get('Id')}"
+            if per_execution and (rs.get(_logical(target.get("Arn")) or "") or {}).get("Type") == "AWS::SNS::Topic":
+                out.append(f"{tid} sends every failed execution to the topic {_logical(target.get('Arn'))}; "
+                           "alarm on the failed-execution count instead")
+            if not target.get("RetryPolicy"):
+                out.append(f"{tid} has no RetryPolicy")
+            queue = _logical(dig(target, ("DeadLetterConfig", "Arn")))
+            if not queue:
+                out.append(f"{tid} has no DeadLetterConfig")
+                continue
+            q = rs.get(queue) or {}
+            if q.get("Type") != "AWS::SQS::Queue":
+                out.append(f"{tid}: its dead-letter queue {queue} is not an SQS queue of the template")
+                continue
+            if not props(q).get("KmsMasterKeyId"):
+                out.append(f"{tid}: its dead-letter queue {queue} is not encrypted with the customer key")
+            allowed = False
+            for _, qp in resources(template):
+                if qp.get("Type") != "AWS::SQS::QueuePolicy" or queue not in {_logical(x) for x in props(qp).get("Queues") or []}:
+                    continue
+                for st in dig(props(qp), ("PolicyDocument", "Statement")) or []:
+                    if (isinstance(st, dict) and st.get("Effect") == "Allow"
+                            and "events.amazonaws.com" in strings(dig(st, ("Principal", "Service")))
+                            and "sqs:SendMessage" in strings(st.get("Action"))
+                            and logical in {_logical(v) for op in (st.get("Condition") or {}).values()
+                                            if isinstance(op, dict) for v in [op.get("aws:SourceArn")]}):
+                        allowed = True
+            if not allowed:
+                out.append(f"{tid}: no queue policy lets events.amazonaws.com SendMessage to {queue} "
+                           f"for this rule (aws:SourceArn)")
+    return out
+
+
 ALL_RULES = [
+    check_event_targets,
     check_suffix,
     check_destroyable,
     check_customer_key,

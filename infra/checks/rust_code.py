@@ -1,4 +1,4 @@
-"""What a function's Rust code does, read from its sources: the production code of its crate
+"""What a crate's Rust code does (a function's, or the operator CLI's), read from its sources: the production code of its crate
 plus the shared crate's modules it compiles (every non-adapter module, and the adapters behind
 the `inventory` features its Cargo.toml enables). Test modules (`#[cfg(test)]`) are left out.
 
@@ -20,7 +20,9 @@ SHARED = ROOT / "shared" / "src"
 
 # Rust SDK crate suffix -> botocore service model name.
 SDK_MODELS = {"s3": "s3", "sfn": "stepfunctions", "secretsmanager": "secretsmanager",
-              "kinesis": "kinesis", "sqs": "sqs", "kms": "kms", "dynamodb": "dynamodb", "sns": "sns"}
+              "kinesis": "kinesis", "sqs": "sqs", "kms": "kms", "dynamodb": "dynamodb", "sns": "sns",
+              "cloudwatch": "cloudwatch", "cloudformation": "cloudformation", "lambda": "lambda",
+              "rds": "rds", "elasticache": "elasticache"}
 
 
 def crate_of(function_resource: dict) -> str | None:
@@ -32,8 +34,13 @@ def crate_of(function_resource: dict) -> str | None:
     return None
 
 
+def crate_dir(crate: str) -> Path:
+    """A function's crate (functions/<name>) or a top-level crate of the workspace (cli)."""
+    return FUNCTIONS / crate if (FUNCTIONS / crate / "Cargo.toml").exists() else ROOT / crate
+
+
 def enabled_features(crate: str) -> set[str]:
-    cargo = (FUNCTIONS / crate / "Cargo.toml").read_text()
+    cargo = (crate_dir(crate) / "Cargo.toml").read_text()
     m = re.search(r'^inventory\s*=\s*\{[^}]*features\s*=\s*\[([^\]]*)\]', cargo, flags=re.M)
     return set(re.findall(r'"([^"]+)"', m.group(1))) if m else set()
 
@@ -67,7 +74,7 @@ def _sources_under(root: Path, skip: set[Path] = frozenset()) -> dict[Path, str]
 
 @functools.lru_cache(maxsize=None)
 def production_sources(crate: str) -> dict[Path, str]:
-    out = _sources_under(FUNCTIONS / crate / "src")
+    out = _sources_under(crate_dir(crate) / "src")
     features = enabled_features(crate)
     disabled = {SHARED / "adapters" / m for m, f in adapter_modules().items() if f not in features}
     disabled |= {p.with_suffix(".rs") for p in disabled}
@@ -85,9 +92,22 @@ def operations(sdk: str) -> dict[str, str]:
     return {xform_name(op): op for op in model.operation_names}
 
 
-def sdk_calls_in(text: str) -> set[tuple[str, str]]:
+def client_helpers(sources: dict[Path, str]) -> dict[str, str]:
+    """fn name -> sdk, for the crate's functions that return an SDK client
+    (`fn s3_client(conf: &SdkConfig) -> aws_sdk_s3::Client`): a file that calls one uses that
+    SDK without naming its crate."""
+    out = {}
+    for text in sources.values():
+        for name, sdk in re.findall(r'\bfn\s+(\w+)\s*\([^)]*\)\s*->\s*aws_sdk_(\w+)::Client\b', text):
+            if sdk in SDK_MODELS:
+                out[name] = sdk
+    return out
+
+
+def sdk_calls_in(text: str, helpers: dict[str, str] | None = None) -> set[tuple[str, str]]:
     """(sdk, OperationName) for every SDK operation a source text calls."""
     sdks = {s for s in re.findall(r'\baws_sdk_(\w+)', text) if s in SDK_MODELS}
+    sdks |= {sdk for name, sdk in (helpers or {}).items() if re.search(rf'\b{name}\s*\(', text)}
     calls = set(re.findall(r'\.\s*([a-z][a-z0-9_]*)\(\)', text))
     out = set()
     for sdk in sdks:
@@ -99,9 +119,21 @@ def sdk_calls_in(text: str) -> set[tuple[str, str]]:
 def sdk_calls(crate: str) -> dict[tuple[str, str], list[Path]]:
     """(sdk, OperationName) -> the files that call it."""
     out: dict[tuple[str, str], list[Path]] = {}
-    for path, text in production_sources(crate).items():
-        for call in sdk_calls_in(text):
+    sources = production_sources(crate)
+    helpers = client_helpers(sources)
+    for path, text in sources.items():
+        for call in sdk_calls_in(text, helpers):
             out.setdefault(call, []).append(path)
+    return out
+
+
+def unmapped_sdks(crate: str) -> dict[str, list[Path]]:
+    """SDK crates (`aws_sdk_<x>`) the code uses that SDK_MODELS does not map: their calls would
+    go unseen, so a check built on sdk_calls must report them."""
+    out: dict[str, list[Path]] = {}
+    for path, text in production_sources(crate).items():
+        for sdk in sorted(set(re.findall(r'\baws_sdk_(\w+)', text)) - set(SDK_MODELS)):
+            out.setdefault(sdk, []).append(path)
     return out
 
 

@@ -170,3 +170,100 @@ def test_a_state_machine_role_with_an_extra_action_is_caught(post):
         "lambda:InvokeFunction", "lambda:InvokeAsync"]
     assert lp.check_state_machine_roles(post) == [
         "PipelineStateMachine: PipelineRole allows lambda:InvokeAsync, which the state machine never needs"]
+
+
+# ------------------------------------------------------------------ the operator's policy
+
+def operator_statement(template: dict, sid: str) -> dict:
+    doc = template["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]
+    return next(s for s in doc["Statement"] if s.get("Sid") == sid)
+
+
+def test_the_operator_policy_allows_exactly_what_redrive_and_the_cli_need(post):
+    assert lp.check_operator_policy(post) == []
+
+
+def test_the_clis_calls_are_read_from_its_code():
+    """Including a call made through a client helper (reingest-archive lists the archive with
+    target::s3_client's client, a file that never names aws_sdk_s3)."""
+    assert sorted(rust_code.sdk_calls("cli")) == [
+        ("kinesis", "GetRecords"), ("kinesis", "GetShardIterator"), ("kinesis", "PutRecords"),
+        ("s3", "GetObject"), ("s3", "ListObjectsV2"), ("secretsmanager", "GetSecretValue"),
+        ("sqs", "ChangeMessageVisibility"), ("sqs", "DeleteMessage"), ("sqs", "ReceiveMessage")]
+    need = lp.operator_needs(sam_transform.transformed())
+    assert need[("s3:ListBucket", None)] == "ListObjectsV2 in cli/src/commands/reingest_archive.rs"
+    assert need[("states:RedriveExecution", None)] == "the Redrive button"
+
+
+def test_an_operator_action_nothing_needs_is_caught(post):
+    """sqs:PurgeQueue would let an operator drop the DLQ's records unreplayed."""
+    operator_statement(post, "ReplayTheFanoutDlq")["Action"].append("sqs:PurgeQueue")
+    assert lp.check_operator_policy(post) == [
+        "OperatorPolicy allows sqs:PurgeQueue, which neither console redrive nor the CLI needs"]
+
+
+def test_a_missing_redrive_permission_is_caught(post):
+    """The pain point: a role written before redrive existed."""
+    operator_statement(post, "InspectAndRedrivePipelineExecutions")["Action"] = [
+        "states:DescribeExecution", "states:GetExecutionHistory"]
+    assert lp.check_operator_policy(post) == [
+        "OperatorPolicy lacks states:RedriveExecution, needed for the Redrive button"]
+
+
+def test_decrypt_without_the_step_functions_condition_is_caught(post):
+    operator_statement(post, "ExecutionDataThroughStepFunctions").pop("Condition")
+    assert lp.check_operator_policy(post) == [
+        "OperatorPolicy allows kms:Decrypt (any), which neither console redrive nor the CLI needs",
+        "OperatorPolicy allows kms:GenerateDataKey (any), which neither console redrive nor the CLI needs",
+        "OperatorPolicy lacks kms:Decrypt (via:states), needed for reading an execution's input and history "
+        "(customer-key state machine)",
+        "OperatorPolicy lacks kms:GenerateDataKey (via:states), needed for StartExecution of a customer-key "
+        "state machine"]
+
+
+def test_a_new_cli_call_needs_a_grant(post, monkeypatch):
+    """A call added to the CLI (here: deleting archive objects) fails until the policy allows it."""
+    real = rust_code.sdk_calls
+
+    def with_delete(crate):
+        calls = dict(real(crate))
+        if crate == "cli":
+            calls[("s3", "DeleteObject")] = [rust_code.ROOT / "cli" / "src" / "commands" / "reingest_archive.rs"]
+        return calls
+
+    monkeypatch.setattr(rust_code, "sdk_calls", with_delete)
+    assert lp.check_operator_policy(post) == [
+        "OperatorPolicy lacks s3:DeleteObject, needed for DeleteObject in cli/src/commands/reingest_archive.rs"]
+
+
+def test_a_named_operator_policy_or_none_is_caught(post):
+    post["Resources"]["OperatorPolicy"]["Properties"]["ManagedPolicyName"] = "inventory-operator"
+    assert lp.check_operator_policy(post) == [
+        "OperatorPolicy has a ManagedPolicyName (deploying it would need CAPABILITY_NAMED_IAM)"]
+    del post["Outputs"]["OperatorPolicyArn"]
+    assert lp.check_operator_policy(post) == [
+        "the output OperatorPolicyArn does not name an AWS::IAM::ManagedPolicy of this template"]
+
+
+def test_an_sdk_the_derivation_cannot_read_is_reported(post, monkeypatch):
+    """A CLI command on an SDK without a service model mapping would otherwise be invisible."""
+    real = rust_code.production_sources
+
+    def with_unknown(crate):
+        out = dict(real(crate))
+        if crate == "cli":
+            out[rust_code.ROOT / "cli" / "src" / "commands" / "status.rs"] = (
+                "use aws_sdk_xray::Client;\nasync fn f(c: &aws_sdk_xray::Client) { c.get_trace_summaries().send().await; }")
+        return out
+
+    monkeypatch.setattr(rust_code, "production_sources", with_unknown)
+    assert lp.check_operator_policy(post) == [
+        "the CLI uses aws_sdk_xray (cli/src/commands/status.rs), which rust_code.SDK_MODELS does not map: "
+        "its calls cannot be checked"]
+
+
+def test_a_cloudwatch_call_in_the_cli_is_read():
+    """The models the CLI's health command is likely to use are mapped."""
+    calls = rust_code.sdk_calls_in("let c = aws_sdk_cloudwatch::Client::new(&conf);\n"
+                                   "c.describe_alarms().send().await; c.get_metric_data().send().await;")
+    assert calls == {("cloudwatch", "DescribeAlarms"), ("cloudwatch", "GetMetricData")}

@@ -419,3 +419,61 @@ def test_an_untagged_resource_is_caught():
       Tags: [{ Key: Project, Value: inventory-pipeline }]
 """)
     assert policy.check_tags(t, {"AWS::SQS::Queue"}) == ["Queue (AWS::SQS::Queue) lacks tags ['Environment']"]
+
+
+EVENT_RULE = """
+  Topic:
+    Type: AWS::SNS::Topic
+  Machine:
+    Type: AWS::StepFunctions::StateMachine
+  Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern:
+        source: [aws.states]
+        detail-type: [Step Functions Execution Status Change]
+        detail: { status: [FAILED], stateMachineArn: [!Ref Machine] }
+      Targets:
+        - Id: alarm-topic
+          Arn: !Ref Topic
+"""
+EVENT_DLQ = """
+  RuleDlq:
+    Type: AWS::SQS::Queue
+    Properties: { KmsMasterKeyId: !GetAtt Key.Arn }
+  RuleDlqPolicy:
+    Type: AWS::SQS::QueuePolicy
+    Properties:
+      Queues: [!Ref RuleDlq]
+      PolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: events.amazonaws.com }
+            Action: sqs:SendMessage
+            Resource: !GetAtt RuleDlq.Arn
+            Condition: { ArnEquals: { aws:SourceArn: !GetAtt Rule.Arn } }
+"""
+
+
+def test_the_per_execution_email_rule_is_caught():
+    """The rule this template had: every failed execution e-mailed, no retry policy, no DLQ."""
+    assert policy.check_event_targets(resources_snippet(EVENT_RULE)) == [
+        "Rule target alarm-topic sends every failed execution to the topic Topic; alarm on the "
+        "failed-execution count instead",
+        "Rule target alarm-topic has no RetryPolicy",
+        "Rule target alarm-topic has no DeadLetterConfig"]
+
+
+def test_an_event_target_needs_an_encrypted_dlq_that_eventbridge_may_write():
+    rule = EVENT_RULE.replace("Arn: !Ref Topic", "Arn: !GetAtt Queue.Arn\n"
+                              "          RetryPolicy: { MaximumRetryAttempts: 10, MaximumEventAgeInSeconds: 3600 }\n"
+                              "          DeadLetterConfig: { Arn: !GetAtt RuleDlq.Arn }")
+    queue = "\n  Queue:\n    Type: AWS::SQS::Queue\n"
+    assert policy.check_event_targets(resources_snippet(rule + queue + EVENT_DLQ)) == []
+    unencrypted = EVENT_DLQ.replace("Properties: { KmsMasterKeyId: !GetAtt Key.Arn }", "Properties: {}")
+    assert policy.check_event_targets(resources_snippet(rule + queue + unencrypted)) == [
+        "Rule target alarm-topic: its dead-letter queue RuleDlq is not encrypted with the customer key"]
+    other_rule = EVENT_DLQ.replace("!GetAtt Rule.Arn", "!GetAtt OtherRule.Arn")
+    assert policy.check_event_targets(resources_snippet(rule + queue + other_rule)) == [
+        "Rule target alarm-topic: no queue policy lets events.amazonaws.com SendMessage to RuleDlq for this "
+        "rule (aws:SourceArn)"]
