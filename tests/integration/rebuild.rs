@@ -82,6 +82,9 @@ async fn persist_unless_blocked(
     }
 }
 
+/// An append started at the switch: how many events it appended, or why it failed.
+type WaitingAppend = tokio::task::JoinHandle<Result<usize, String>>;
+
 fn feed(from: u32, n: u32) -> Vec<InventoryUpdate> {
     (from..from + n)
         .map(|i| {
@@ -111,7 +114,9 @@ async fn persist_commits_while_a_rebuild_runs_and_the_result_is_the_fold_of_ever
     let report = rebuild_projection_observed(&t.db, |stage| {
         let (writer, watcher, during) = (writer.clone(), watcher.clone(), during.clone());
         async move {
-            let RebuildStage::Built { .. } = stage;
+            if !matches!(stage, RebuildStage::Built { .. }) {
+                return;
+            }
             // The rebuild is held here, mid-way, until these appends are done or blocked:
             // new products and suppliers, and newer updates of existing offers.
             for (i, chunk) in feed(300, 120).chunks(30).enumerate() {
@@ -173,6 +178,82 @@ async fn persist_commits_while_a_rebuild_runs_and_the_result_is_the_fold_of_ever
         .ok_or_else(|| anyhow::anyhow!("no count"))?
         .try_get::<i64>("", "n")?;
     assert_eq!(shadow, 0, "the switch leaves no rebuild schema behind");
+    writer.close().await?;
+    watcher.close().await?;
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn an_append_waiting_at_the_switch_commits_to_the_new_tables() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    for chunk in feed(0, 200).chunks(19) {
+        store.append(chunk).await?;
+    }
+    let writer = t.connect(2).await?;
+    let watcher = t.connect(1).await?;
+    // Warm the writer's prepared statements on the live tables, as a warm Lambda has them.
+    PgEventStore::new(writer.clone())
+        .append(&feed(200, 10))
+        .await?;
+    let grants = |db: DatabaseConnection| async move {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT table_name::text || ' ' || grantee::text || ' ' || privilege_type::text AS g \
+                 FROM information_schema.role_table_grants \
+                 WHERE table_name IN ('product_offers', 'product_summaries') ORDER BY 1",
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "g"))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let grants_before = grants(t.db.clone()).await?;
+    let waiting: Arc<Mutex<Option<WaitingAppend>>> = Arc::default();
+
+    rebuild_projection_observed(&t.db, |stage| {
+        let (writer, watcher, waiting) = (writer.clone(), watcher.clone(), waiting.clone());
+        async move {
+            if !matches!(stage, RebuildStage::Switching { .. }) {
+                return;
+            }
+            let store = PgEventStore::new(writer);
+            let handle = tokio::spawn(async move {
+                store
+                    .append(&feed(210, 40))
+                    .await
+                    .map(|o| o.appended)
+                    .map_err(|e| e.to_string())
+            });
+            // Hold the switch until the append is queued behind its lock.
+            while lock_waiters(&watcher).await.unwrap_or(0) == 0 && !handle.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            *waiting.lock().expect("lock") = Some(handle);
+        }
+    })
+    .await?;
+
+    let handle = waiting.lock().expect("lock").take();
+    let appended = handle
+        .ok_or_else(|| anyhow::anyhow!("the switch was never observed"))?
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        appended, 40,
+        "the append that waited at the switch committed"
+    );
+    assert_eq!(
+        load_projection(&t.db).await?,
+        fold_of_all_events(&t.db).await?,
+        "the waiting append's projection writes went to the switched-in tables"
+    );
+    assert_eq!(
+        grants(t.db.clone()).await?,
+        grants_before,
+        "the new tables have the grants of the old ones"
+    );
     writer.close().await?;
     watcher.close().await?;
     t.cleanup().await

@@ -202,6 +202,9 @@ pub enum RebuildStage {
     /// The new projection holds every event up to `seq`; the catch-up and switch are next.
     /// The live projection is untouched and unlocked.
     Built { up_to_seq: i64 },
+    /// Inside the switch's transaction: the live tables are locked against writers and the
+    /// new projection holds every event up to `seq`; the swap of the tables is next.
+    Switching { up_to_seq: i64 },
 }
 
 /// Rebuilds the projection from the event store alone (SPEC invariant 7) without stopping
@@ -301,6 +304,7 @@ where
     let n = apply_batches(&txn, &live, done, last).await?;
     report.events += n;
     report.caught_up += n;
+    observe(RebuildStage::Switching { up_to_seq: last }).await;
     txn.execute_unprepared(&format!(
         "SET LOCAL search_path TO {live};
          LOCK TABLE {live}.product_summaries, {live}.product_offers IN ACCESS EXCLUSIVE MODE;
