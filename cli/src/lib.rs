@@ -60,10 +60,14 @@ pub enum Command {
     ReplayQuarantine(commands::replay_quarantine::ReplayQuarantineArgs),
     /// Rebuild the product projection from the event store.
     ///
-    /// Empties product_offers and product_summaries and replays every event in order, in one
-    /// transaction (appends wait, readers see the old projection until it commits). The same
-    /// events give the same projection and versions, so running it again changes nothing and
-    /// cached entries stay valid.
+    /// Builds new product_offers and product_summaries beside the live ones (in the schema
+    /// projection_rebuild) from every event, catches up with the events appended meanwhile,
+    /// and switches over in one short transaction that drops the live tables and moves the new
+    /// ones in under the same names. Appends and reads go on during the build; at the switch,
+    /// appends wait for the last catch-up and reads for the table swap only. One rebuild runs
+    /// at a time; a failed or stopped one leaves the live projection as it was. Needs DDL
+    /// rights (the master user). The same events give the same projection and versions, so
+    /// running it again changes nothing and cached entries stay valid.
     #[command(after_help = EXIT_CODES_HELP)]
     RebuildProjection(commands::rebuild_projection::RebuildProjectionArgs),
     /// Feed the batches the fan-out gave up on back into the stream.

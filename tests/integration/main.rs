@@ -12,6 +12,7 @@ mod functions_s3_redis;
 mod least_privilege;
 mod quarantine;
 mod read_path;
+mod rebuild;
 mod schema_migrate;
 mod secrets_in_logs;
 mod state_machine;

@@ -1,4 +1,5 @@
-//! `inventory rebuild-projection`: the projection again from the event store alone.
+//! `inventory rebuild-projection`: the projection again from the event store alone, built
+//! beside the live one and switched in (see `inventory::adapters::postgres::rebuild_projection`).
 
 use crate::exit::{Outcome, WithOutcome as _};
 use crate::target::{Outputs, connect_database};
@@ -61,8 +62,9 @@ pub async fn run(args: RebuildProjectionArgs) -> Result<Outcome> {
         .context("rebuilding the projection")
         .or_exit(Outcome::ServiceFailed)?;
     eprintln!(
-        "rebuild-projection: replayed {} events into {} offers of {} products in {:.1} s (before: {offers} offers of {products} products)",
+        "rebuild-projection: replayed {} events ({} of them appended while it ran) into {} offers of {} products and switched over in {:.1} s (before: {offers} offers of {products} products)",
         report.events,
+        report.caught_up,
         report.offers,
         report.products,
         started.elapsed().as_secs_f64()

@@ -21,7 +21,10 @@ pub use config::{
 pub use config::{connect_from_config, credentials_from_secret};
 pub use error::db_error;
 pub use event_store::PgEventStore;
-pub use projection_store::{RebuildReport, rebuild_projection};
+pub use projection_store::{
+    REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildReport, RebuildStage, rebuild_projection,
+    rebuild_projection_observed,
+};
 pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
 pub use read::{load_offers, load_projection, load_summary};
 pub use sea_orm::DatabaseConnection;

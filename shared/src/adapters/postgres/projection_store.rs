@@ -17,6 +17,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 
 /// A value as a JSON text parameter (bound as text, cast to `jsonb` in SQL).
 pub(crate) fn json_param<T: Serialize + ?Sized>(v: &T) -> Result<sea_orm::Value, PipelineError> {
@@ -175,7 +176,10 @@ async fn write_change(
 /// What a rebuild did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RebuildReport {
+    /// Events replayed in all, build and catch-up together.
     pub events: u64,
+    /// Of those, events appended while the rebuild ran (the catch-up rounds and the switch).
+    pub caught_up: u64,
     pub offers: u64,
     pub products: u64,
 }
@@ -183,66 +187,322 @@ pub struct RebuildReport {
 /// Events read per batch during a rebuild.
 pub const REBUILD_BATCH: u64 = 5_000;
 
-/// Rebuilds the projection from the event store alone (SPEC invariant 7): empties the offers
-/// and summaries, then replays every event in `seq` order, in batches, through the same rules
-/// as the append path, all in one transaction. Appends wait until it commits (the truncate
-/// holds an exclusive lock on the projection), and readers keep seeing the old projection
-/// until then.
-#[tracing::instrument(skip(db))]
+/// Catch-up rounds outside the switch before the switch takes what is left anyway.
+const MAX_CATCH_UP_ROUNDS: u32 = 5;
+
+/// The schema the new projection is built in, beside the live one. Nothing else may use it.
+pub const REBUILD_SCHEMA: &str = "projection_rebuild";
+
+/// Key of the advisory lock that lets one rebuild run at a time ("inv-rbld" in ASCII).
+pub const REBUILD_LOCK_KEY: i64 = 0x696e_762d_7262_6c64;
+
+/// Where a rebuild stands when it calls its observer (see [`rebuild_projection_observed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildStage {
+    /// The new projection holds every event up to `seq`; the catch-up and switch are next.
+    /// The live projection is untouched and unlocked.
+    Built { up_to_seq: i64 },
+    /// Inside the switch's transaction: the live tables are locked against writers and the
+    /// new projection holds every event up to `seq`; the swap of the tables is next.
+    Switching { up_to_seq: i64 },
+}
+
+/// Rebuilds the projection from the event store alone (SPEC invariant 7) without stopping
+/// the pipeline; see [`rebuild_projection_observed`].
 pub async fn rebuild_projection(db: &DatabaseConnection) -> Result<RebuildReport, PipelineError> {
-    let txn = db
+    rebuild_projection_observed(db, |_| std::future::ready(())).await
+}
+
+/// Rebuilds the projection beside the live one and switches over:
+///
+/// 1. One rebuild at a time (an advisory lock held by a transaction open for the whole run;
+///    the server releases it if the process dies). A schema [`REBUILD_SCHEMA`] left by an
+///    interrupted run is dropped, then made again with empty copies of `product_offers` and
+///    `product_summaries` (columns, constraints, indexes, comments, grants, owner).
+/// 2. High-water mark: `LOCK inventory_events IN SHARE MODE` for one `max(seq)`. The lock
+///    waits for appends in flight and holds new ones for that one statement only, so every
+///    event at or below the mark is committed and every later one gets a greater `seq`.
+/// 3. Build: the events up to the mark, in `seq` batches, each batch its own transaction,
+///    applied by the very code the append path uses ([`apply_events`]) with the new schema
+///    first on the `search_path`. The live projection is neither read nor locked: persist
+///    keeps committing to it and reads keep answering from it.
+/// 4. Catch-up: steps 2 and 3 again for the events appended meanwhile, until few are left.
+/// 5. Switch, one short transaction: lock the live tables in EXCLUSIVE mode in persist's
+///    order (writers wait, readers do not), apply the last events, then drop the live tables
+///    and move the new ones into their schema under their names (readers wait for this DDL
+///    only). Persist's statements name the tables, not their ids, so a waiting append carries
+///    on against the new tables.
+///
+/// The projection is a fold of the events that does not depend on their order and ignores
+/// repeats ([`crate::projection::project`]), so the new tables equal a fold of every event up
+/// to the switch. If anything fails before the switch commits, the live projection is as it
+/// was; the next run drops what was left.
+///
+/// `observe` is called at each [`RebuildStage`] and awaited before the rebuild goes on.
+#[tracing::instrument(skip(db, observe))]
+pub async fn rebuild_projection_observed<F, Fut>(
+    db: &DatabaseConnection,
+    mut observe: F,
+) -> Result<RebuildReport, PipelineError>
+where
+    F: FnMut(RebuildStage) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let guard = db
         .begin()
         .await
         .map_err(|e| db_error("could not start the rebuild", e))?;
-    txn.execute_unprepared("TRUNCATE product_offers, product_summaries")
+    let locked = guard
+        .query_one_raw(stmt(
+            "SELECT pg_try_advisory_xact_lock($1) AS locked",
+            vec![REBUILD_LOCK_KEY.into()],
+        ))
         .await
-        .map_err(|e| db_error("could not empty the projection", e))?;
+        .map_err(|e| db_error("could not take the rebuild lock", e))?
+        .map(|r| r.try_get::<bool>("", "locked"))
+        .transpose()
+        .map_err(|e| db_error("could not take the rebuild lock", e))?;
+    if locked != Some(true) {
+        return Err(PipelineError::new(
+            ErrorKind::Conflict,
+            "another projection rebuild is running on this database",
+        ));
+    }
+    let live = prepare_shadow(db).await?;
     let mut report = RebuildReport::default();
-    let mut after_seq = 0i64;
-    loop {
+
+    let mut done = high_water(db).await?;
+    report.events += apply_range(db, &live, 0, done).await?;
+    observe(RebuildStage::Built { up_to_seq: done }).await;
+    for _ in 0..MAX_CATCH_UP_ROUNDS {
+        let mark = high_water(db).await?;
+        if mark - done <= i64::try_from(REBUILD_BATCH).unwrap_or(i64::MAX) {
+            break;
+        }
+        let n = apply_range(db, &live, done, mark).await?;
+        report.events += n;
+        report.caught_up += n;
+        done = mark;
+    }
+
+    db.execute_unprepared(&format!(
+        "ANALYZE {REBUILD_SCHEMA}.product_offers, {REBUILD_SCHEMA}.product_summaries"
+    ))
+    .await
+    .map_err(|e| db_error("could not analyze the new projection", e))?;
+
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start the switch", e))?;
+    txn.execute_unprepared(&format!(
+        "LOCK TABLE {live}.product_summaries, {live}.inventory_events, {live}.product_offers IN EXCLUSIVE MODE"
+    ))
+    .await
+    .map_err(|e| db_error("could not lock the projection for the switch", e))?;
+    let last = max_seq(&txn).await?;
+    let n = apply_batches(&txn, &live, done, last).await?;
+    report.events += n;
+    report.caught_up += n;
+    observe(RebuildStage::Switching { up_to_seq: last }).await;
+    txn.execute_unprepared(&format!(
+        "SET LOCAL search_path TO {live};
+         LOCK TABLE {live}.product_summaries, {live}.product_offers IN ACCESS EXCLUSIVE MODE;
+         DROP TABLE {live}.product_offers, {live}.product_summaries;
+         ALTER TABLE {REBUILD_SCHEMA}.product_offers SET SCHEMA {live};
+         ALTER TABLE {REBUILD_SCHEMA}.product_summaries SET SCHEMA {live};
+         DROP SCHEMA {REBUILD_SCHEMA};"
+    ))
+    .await
+    .map_err(|e| db_error("could not switch to the rebuilt projection", e))?;
+    let (offers, products) = projection_counts(&txn).await?;
+    report.offers = offers;
+    report.products = products;
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the switch", e))?;
+    guard
+        .commit()
+        .await
+        .map_err(|e| db_error("could not release the rebuild lock", e))?;
+    tracing::info!(
+        events = report.events,
+        caught_up = report.caught_up,
+        offers = report.offers,
+        products = report.products,
+        "projection rebuilt and switched"
+    );
+    Ok(report)
+}
+
+/// Drops a schema left by an interrupted rebuild and makes [`REBUILD_SCHEMA`] again, with
+/// empty copies of the live projection tables: the same columns, constraints, indexes and
+/// comments (`LIKE ... INCLUDING ALL`), the table comments, the same grants and the same
+/// owner, so the tables moved in by the switch are what the migrations made. Returns the live
+/// tables' schema, quoted as an identifier.
+async fn prepare_shadow(db: &DatabaseConnection) -> Result<String, PipelineError> {
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start preparing the rebuild", e))?;
+    let live: String = txn
+        .query_one_raw(stmt(
+            "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
+            vec![],
+        ))
+        .await
+        .map_err(|e| db_error("could not find the live projection", e))?
+        .map(|r| r.try_get::<String>("", "live"))
+        .transpose()
+        .map_err(|e| db_error("could not find the live projection", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))?;
+    let sql = format!(
+        r#"
+DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE;
+CREATE SCHEMA {REBUILD_SCHEMA};
+CREATE TABLE {REBUILD_SCHEMA}.product_offers (LIKE {live}.product_offers INCLUDING ALL);
+CREATE TABLE {REBUILD_SCHEMA}.product_summaries (LIKE {live}.product_summaries INCLUDING ALL);
+DO $$
+DECLARE
+    t text;
+    g record;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['product_offers', 'product_summaries'] LOOP
+        EXECUTE format('COMMENT ON TABLE {REBUILD_SCHEMA}.%I IS %L', t,
+            obj_description(format('{live}.%I', t)::regclass, 'pg_class'));
+        FOR g IN
+            SELECT a.privilege_type, a.grantee
+            FROM pg_class c, aclexplode(c.relacl) a
+            WHERE c.oid = format('{live}.%I', t)::regclass AND a.grantee <> c.relowner
+        LOOP
+            EXECUTE format('GRANT %s ON {REBUILD_SCHEMA}.%I TO %s', g.privilege_type, t,
+                CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.grantee::regrole::text) END);
+        END LOOP;
+        EXECUTE format('ALTER TABLE {REBUILD_SCHEMA}.%I OWNER TO %I', t,
+            (SELECT relowner::regrole::text FROM pg_class WHERE oid = format('{live}.%I', t)::regclass));
+    END LOOP;
+END
+$$;
+"#
+    );
+    txn.execute_unprepared(&sql)
+        .await
+        .map_err(|e| db_error("could not make the tables of the new projection", e))?;
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the tables of the new projection", e))?;
+    Ok(live)
+}
+
+/// The greatest `seq` such that every event at or below it is committed and every event
+/// appended later gets a greater one: read under a SHARE lock, which waits for the appends in
+/// flight (an append holds ROW EXCLUSIVE on the store from its insert to its commit) and
+/// holds new ones for this one statement.
+async fn high_water(db: &DatabaseConnection) -> Result<i64, PipelineError> {
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start reading the store's position", e))?;
+    txn.execute_unprepared("LOCK TABLE inventory_events IN SHARE MODE")
+        .await
+        .map_err(|e| db_error("could not lock the event store", e))?;
+    let seq = max_seq(&txn).await?;
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not release the event store", e))?;
+    Ok(seq)
+}
+
+async fn max_seq(txn: &DatabaseTransaction) -> Result<i64, PipelineError> {
+    txn.query_one_raw(stmt(
+        "SELECT coalesce(max(seq), 0) AS seq FROM inventory_events",
+        vec![],
+    ))
+    .await
+    .map_err(|e| db_error("could not read the store's position", e))?
+    .map(|r| r.try_get::<i64>("", "seq"))
+    .transpose()
+    .map_err(|e| db_error("could not read the store's position", e))
+    .map(Option::unwrap_or_default)
+}
+
+/// Applies the events with `after < seq <= upto` to the new projection, one transaction per
+/// batch. Returns how many there were.
+async fn apply_range(
+    db: &DatabaseConnection,
+    live: &str,
+    mut after: i64,
+    upto: i64,
+) -> Result<u64, PipelineError> {
+    let mut n = 0;
+    while after < upto {
+        let txn = db
+            .begin()
+            .await
+            .map_err(|e| db_error("could not start a rebuild batch", e))?;
+        let batch_end = after.saturating_add(i64::try_from(REBUILD_BATCH).unwrap_or(i64::MAX));
+        n += apply_batches(&txn, live, after, batch_end.min(upto)).await?;
+        txn.commit()
+            .await
+            .map_err(|e| db_error("could not commit a rebuild batch", e))?;
+        after = batch_end;
+    }
+    Ok(n)
+}
+
+/// Applies the events with `after < seq <= upto` to the new projection in `txn`, in batches
+/// of [`REBUILD_BATCH`]. The new schema comes first on the `search_path` for the rest of
+/// `txn`, so [`apply_events`] reads and writes its tables.
+async fn apply_batches(
+    txn: &DatabaseTransaction,
+    live: &str,
+    mut after: i64,
+    upto: i64,
+) -> Result<u64, PipelineError> {
+    txn.execute_unprepared(&format!(
+        "SET LOCAL search_path TO {REBUILD_SCHEMA}, {live}"
+    ))
+    .await
+    .map_err(|e| db_error("could not select the new projection", e))?;
+    let mut n = 0;
+    while after < upto {
         let batch = inventory_event::Entity::find()
-            .filter(inventory_event::Column::Seq.gt(after_seq))
+            .filter(inventory_event::Column::Seq.gt(after))
+            .filter(inventory_event::Column::Seq.lte(upto))
             .order_by_asc(inventory_event::Column::Seq)
             .limit(REBUILD_BATCH)
-            .all(&txn)
+            .all(txn)
             .await
             .map_err(|e| db_error("could not read events", e))?;
         let Some(last) = batch.last() else { break };
-        after_seq = last.seq;
+        after = last.seq;
         let events = batch
             .into_iter()
             .map(envelope)
             .collect::<Result<Vec<_>, _>>()?;
         let products: BTreeSet<ProductId> =
             events.iter().map(|e| e.event.product_id.clone()).collect();
-        apply_events(&txn, &products, &events).await?;
-        report.events += events.len() as u64;
+        apply_events(txn, &products, &events).await?;
+        n += events.len() as u64;
     }
-    let counts = txn
+    Ok(n)
+}
+
+async fn projection_counts(txn: &DatabaseTransaction) -> Result<(u64, u64), PipelineError> {
+    let row = txn
         .query_one_raw(stmt(
             "SELECT (SELECT count(*) FROM product_offers) AS offers, (SELECT count(*) FROM product_summaries) AS products",
             vec![],
         ))
         .await
-        .map_err(|e| db_error("could not count the projection", e))?;
-    if let Some(row) = counts {
-        let count = |col: &str| {
-            row.try_get::<i64>("", col)
-                .map(|n| u64::try_from(n).unwrap_or(0))
-        };
-        report.offers = count("offers").map_err(|e| db_error("could not count offers", e))?;
-        report.products = count("products").map_err(|e| db_error("could not count products", e))?;
-    }
-    txn.commit()
-        .await
-        .map_err(|e| db_error("could not commit the rebuild", e))?;
-    tracing::info!(
-        events = report.events,
-        offers = report.offers,
-        products = report.products,
-        "projection rebuilt"
-    );
-    Ok(report)
+        .map_err(|e| db_error("could not count the projection", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "the count returned no row"))?;
+    let count = |col: &str| {
+        row.try_get::<i64>("", col)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| db_error("could not count the projection", e))
+    };
+    Ok((count("offers")?, count("products")?))
 }
 
 /// A stored event back as an envelope; an event type this build does not know is an error.

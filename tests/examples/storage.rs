@@ -1,0 +1,168 @@
+//! Bytes on disk per accepted update, in real PostgreSQL: feeds N updates (the generator's
+//! Zipf-popular products, no duplicates or bad records) through the real write path
+//! (`PgEventStore::append`, persist's own statements, chunks of 1,000) into a database of its
+//! own, then prints heap, TOAST and each index of the event store and the projection, from
+//! `pg_relation_size`, `pg_indexes_size` and `pg_total_relation_size`, and what the event
+//! row's typed columns and its JSONB payload take on average (`pg_column_size`).
+//!
+//! ```text
+//! cargo run -p integration-tests --example storage -- --updates 1000000 --products 100000
+//! ```
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::PgEventStore;
+use inventory::feed::{FeedSpec, RecordKind, generate};
+use inventory::ports::EventStore;
+use inventory::update::{SourcePosition, parse_record};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use std::time::Instant;
+
+fn arg(name: &str, default: usize) -> Result<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .context(format!("{name} needs a value"))?
+            .replace('_', "")
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+    }
+}
+
+async fn rows(db: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryResult>> {
+    Ok(db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let updates = arg("--updates", 1_000_000)?;
+    let products = arg("--products", 100_000)?;
+    let chunk = arg("--chunk", 1_000)?;
+    if updates == 0 || products == 0 || chunk == 0 {
+        bail!("--updates, --products and --chunk must be positive");
+    }
+    let spec = FeedSpec {
+        updates,
+        products,
+        duplicate_share: 0.0,
+        out_of_order_share: 0.0,
+        bad_share: 0.0,
+        ..FeedSpec::default()
+    };
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let started = Instant::now();
+    let mut accepted = 0usize;
+    let records = generate(&spec);
+    for (i, batch) in records.chunks(chunk).enumerate() {
+        let source = SourcePosition {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: format!("{i}"),
+            arrived_at: Utc::now(),
+        };
+        let parsed: Vec<_> = batch
+            .iter()
+            .filter(|r| r.kind == RecordKind::Update)
+            .filter_map(|r| parse_record(&r.data, &source).ok())
+            .collect();
+        accepted += store.append(&parsed).await?.appended;
+        if i % 100 == 0 {
+            eprintln!(
+                "{accepted} appended in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    rows(
+        &t.db,
+        "VACUUM ANALYZE inventory_events, product_offers, product_summaries",
+    )
+    .await?;
+    println!(
+        "{accepted} accepted updates of {products} products through PgEventStore::append (chunks of {chunk}) in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<34} {:>14} {:>12} {:>14} {:>14} {:>10}",
+        "relation", "heap B", "toast B", "indexes B", "total B", "rows"
+    );
+    let sizes = rows(
+        &t.db,
+        "SELECT c.relname::text AS rel, pg_relation_size(c.oid) AS heap, \
+            coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast, \
+            pg_indexes_size(c.oid) AS idx, pg_total_relation_size(c.oid) AS total, \
+            c.reltuples::bigint AS n \
+         FROM pg_class c \
+         WHERE c.relname IN ('inventory_events', 'product_offers', 'product_summaries') \
+           AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
+    )
+    .await?;
+    let mut totals = std::collections::BTreeMap::new();
+    for r in &sizes {
+        let rel: String = r.try_get("", "rel")?;
+        let (heap, toast, idx, total, n): (i64, i64, i64, i64, i64) = (
+            r.try_get("", "heap")?,
+            r.try_get("", "toast")?,
+            r.try_get("", "idx")?,
+            r.try_get("", "total")?,
+            r.try_get("", "n")?,
+        );
+        println!("{rel:<34} {heap:>14} {toast:>12} {idx:>14} {total:>14} {n:>10}");
+        totals.insert(rel, total);
+    }
+    for r in rows(
+        &t.db,
+        "SELECT i.indexrelid::regclass::text AS idx, pg_relation_size(i.indexrelid) AS size \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+         WHERE c.relname IN ('inventory_events', 'product_offers', 'product_summaries') \
+           AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
+    )
+    .await?
+    {
+        let (idx, size): (String, i64) = (r.try_get("", "idx")?, r.try_get("", "size")?);
+        println!("  index {idx:<40} {size:>14}");
+    }
+    let per = |rel: &str| totals.get(rel).copied().unwrap_or(0) as f64 / accepted.max(1) as f64;
+    println!(
+        "bytes per accepted update: events {:.1}, projection {:.1} (offers {:.1} + summaries {:.1}), all {:.1}",
+        per("inventory_events"),
+        per("product_offers") + per("product_summaries"),
+        per("product_offers"),
+        per("product_summaries"),
+        per("inventory_events") + per("product_offers") + per("product_summaries")
+    );
+    let cols = rows(
+        &t.db,
+        "SELECT avg(pg_column_size(payload))::float8 AS payload, \
+            avg(pg_column_size(update_key) + pg_column_size(event_type) + pg_column_size(product_id) \
+                + pg_column_size(supplier_id) + 8 + 4 + 8 + 8)::float8 AS typed, \
+            avg(pg_column_size(e.*))::float8 AS tuple \
+         FROM inventory_events e",
+    )
+    .await?;
+    if let Some(r) = cols.first() {
+        let (payload, typed, tuple): (f64, f64, f64) = (
+            r.try_get("", "payload")?,
+            r.try_get("", "typed")?,
+            r.try_get("", "tuple")?,
+        );
+        println!(
+            "event row on average: {tuple:.1} B (payload JSONB {payload:.1} B, typed columns {typed:.1} B), before the 24 B tuple header and 4 B line pointer"
+        );
+    }
+    if let Some(r) = rows(
+        &t.db,
+        "SELECT payload::text AS p FROM inventory_events LIMIT 1",
+    )
+    .await?
+    .first()
+    {
+        println!("a payload: {}", r.try_get::<String>("", "p")?);
+    }
+    t.cleanup().await
+}

@@ -1,0 +1,260 @@
+//! A projection rebuild beside the live projection, against real PostgreSQL: while it runs,
+//! persist's appends commit without waiting for it, and its end state is a from-scratch fold
+//! of every event, those appended during the rebuild included (SPEC invariants 7 and 8).
+
+use crate::event_store::{count, update};
+use anyhow::{Result, bail};
+use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::entity::inventory_event;
+use inventory::adapters::postgres::{
+    PgEventStore, REBUILD_SCHEMA, RebuildStage, load_projection, rebuild_projection_observed,
+};
+use inventory::pipeline::PersistInput;
+use inventory::ports::EventStore;
+use inventory::projection::Catalog;
+use inventory::usecase::persist_updates;
+use inventory::{EventEnvelope, InventoryUpdate, InventoryUpdateReceived, UpdateKey};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement};
+use std::sync::{Arc, Mutex};
+
+/// The projection a from-scratch fold of every stored event gives, through the pure rules
+/// alone (no database code), in the shape `load_projection` returns.
+async fn fold_of_all_events(
+    db: &DatabaseConnection,
+) -> Result<(Vec<inventory::Offer>, Vec<inventory::ProductSummary>)> {
+    let rows = inventory_event::Entity::find()
+        .order_by_asc(inventory_event::Column::Seq)
+        .all(db)
+        .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for m in rows {
+        let event: InventoryUpdateReceived = serde_json::from_value(m.payload)?;
+        let update_key = UpdateKey::try_from(m.update_key).map_err(anyhow::Error::msg)?;
+        events.push(EventEnvelope {
+            update_key,
+            seq: m.seq,
+            event,
+        });
+    }
+    let mut catalog = Catalog::default();
+    for chunk in events.chunks(7) {
+        catalog.apply(chunk);
+    }
+    Ok((
+        catalog.offers().cloned().collect(),
+        catalog.summaries().cloned().collect(),
+    ))
+}
+
+/// Backends of this database waiting for a lock.
+async fn lock_waiters(db: &DatabaseConnection) -> Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count"))?;
+    Ok(row.try_get("", "n")?)
+}
+
+/// Persists `input` through the real use case on its own pool (another persist instance),
+/// unless it is seen waiting for a lock first: then `Err` says so, and the append goes on in
+/// the background.
+async fn persist_unless_blocked(
+    writer: &DatabaseConnection,
+    watcher: &DatabaseConnection,
+    input: PersistInput,
+) -> Result<usize> {
+    let store = PgEventStore::new(writer.clone());
+    let persist = tokio::spawn(async move { persist_updates(&input, &store).await });
+    tokio::pin!(persist);
+    loop {
+        tokio::select! {
+            done = &mut persist => return Ok(done??.appended),
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                if lock_waiters(watcher).await? > 0 {
+                    bail!("persist is waiting for a lock held by the rebuild");
+                }
+            }
+        }
+    }
+}
+
+/// An append started at the switch: how many events it appended, or why it failed.
+type WaitingAppend = tokio::task::JoinHandle<Result<usize, String>>;
+
+fn feed(from: u32, n: u32) -> Vec<InventoryUpdate> {
+    (from..from + n)
+        .map(|i| {
+            update(
+                &format!("p{}", i % 17),
+                &format!("s{}", i % 5),
+                i64::from(i % 9),
+                &format!("{}.5", i % 13),
+                (i * 31) % 60,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn persist_commits_while_a_rebuild_runs_and_the_result_is_the_fold_of_every_event()
+-> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    for chunk in feed(0, 300).chunks(23) {
+        store.append(chunk).await?;
+    }
+    let writer = t.connect(2).await?;
+    let watcher = t.connect(1).await?;
+    let during: Arc<Mutex<Vec<Result<usize, String>>>> = Arc::default();
+
+    let report = rebuild_projection_observed(&t.db, |stage| {
+        let (writer, watcher, during) = (writer.clone(), watcher.clone(), during.clone());
+        async move {
+            if !matches!(stage, RebuildStage::Built { .. }) {
+                return;
+            }
+            // The rebuild is held here, mid-way, until these appends are done or blocked:
+            // new products and suppliers, and newer updates of existing offers.
+            for (i, chunk) in feed(300, 120).chunks(30).enumerate() {
+                let input = PersistInput {
+                    chunk: crate::event_store::chunk(u32::try_from(i).unwrap_or(0)),
+                    updates: chunk.to_vec(),
+                };
+                let outcome = persist_unless_blocked(&writer, &watcher, input)
+                    .await
+                    .map_err(|e| format!("{e:#}"));
+                let blocked = outcome.is_err();
+                during.lock().expect("lock").push(outcome);
+                if blocked {
+                    break;
+                }
+            }
+        }
+    })
+    .await?;
+
+    let during = during.lock().expect("lock").clone();
+    assert_eq!(
+        during.len(),
+        4,
+        "every append during the rebuild committed without waiting for it: {during:?}"
+    );
+    assert!(during.iter().all(Result::is_ok), "{during:?}");
+    let appended_during: usize = during.iter().map(|r| r.clone().unwrap_or(0)).sum();
+    assert!(
+        appended_during > 0,
+        "the appends during the rebuild added events"
+    );
+    assert_eq!(
+        report.events,
+        u64::try_from(count(&t.db, "inventory_events").await?)?,
+        "the rebuild replayed every event, those appended meanwhile included"
+    );
+    assert_eq!(report.caught_up, u64::try_from(appended_during)?);
+    assert_eq!(
+        load_projection(&t.db).await?,
+        fold_of_all_events(&t.db).await?,
+        "after the switch the projection is the fold of every event"
+    );
+
+    // Persist writes the switched-in tables: still the fold afterwards.
+    store.append(&feed(420, 60)).await?;
+    assert_eq!(
+        load_projection(&t.db).await?,
+        fold_of_all_events(&t.db).await?,
+        "appends after the switch keep the projection the fold of every event"
+    );
+    let shadow =
+        t.db.query_one_raw(Statement::from_sql_and_values(
+            t.db.get_database_backend(),
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname = $1",
+            [REBUILD_SCHEMA.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count"))?
+        .try_get::<i64>("", "n")?;
+    assert_eq!(shadow, 0, "the switch leaves no rebuild schema behind");
+    writer.close().await?;
+    watcher.close().await?;
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn an_append_waiting_at_the_switch_commits_to_the_new_tables() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    for chunk in feed(0, 200).chunks(19) {
+        store.append(chunk).await?;
+    }
+    let writer = t.connect(2).await?;
+    let watcher = t.connect(1).await?;
+    // Warm the writer's prepared statements on the live tables, as a warm Lambda has them.
+    PgEventStore::new(writer.clone())
+        .append(&feed(200, 10))
+        .await?;
+    let grants = |db: DatabaseConnection| async move {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT table_name::text || ' ' || grantee::text || ' ' || privilege_type::text AS g \
+                 FROM information_schema.role_table_grants \
+                 WHERE table_name IN ('product_offers', 'product_summaries') ORDER BY 1",
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "g"))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let grants_before = grants(t.db.clone()).await?;
+    let waiting: Arc<Mutex<Option<WaitingAppend>>> = Arc::default();
+
+    rebuild_projection_observed(&t.db, |stage| {
+        let (writer, watcher, waiting) = (writer.clone(), watcher.clone(), waiting.clone());
+        async move {
+            if !matches!(stage, RebuildStage::Switching { .. }) {
+                return;
+            }
+            let store = PgEventStore::new(writer);
+            let handle = tokio::spawn(async move {
+                store
+                    .append(&feed(210, 40))
+                    .await
+                    .map(|o| o.appended)
+                    .map_err(|e| e.to_string())
+            });
+            // Hold the switch until the append is queued behind its lock.
+            while lock_waiters(&watcher).await.unwrap_or(0) == 0 && !handle.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            *waiting.lock().expect("lock") = Some(handle);
+        }
+    })
+    .await?;
+
+    let handle = waiting.lock().expect("lock").take();
+    let appended = handle
+        .ok_or_else(|| anyhow::anyhow!("the switch was never observed"))?
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        appended, 40,
+        "the append that waited at the switch committed"
+    );
+    assert_eq!(
+        load_projection(&t.db).await?,
+        fold_of_all_events(&t.db).await?,
+        "the waiting append's projection writes went to the switched-in tables"
+    );
+    assert_eq!(
+        grants(t.db.clone()).await?,
+        grants_before,
+        "the new tables have the grants of the old ones"
+    );
+    writer.close().await?;
+    watcher.close().await?;
+    t.cleanup().await
+}
