@@ -12,8 +12,8 @@ use anyhow::Result;
 use std::process::Command;
 
 /// Files that are not `shared/` or `functions/` code: the test crates, the CLI, the xtask,
-/// the migrations and patched upstream crates.
-const NOT_COUNTED: &str = r"(^|/)(tests|cli|migrations|patches|xtask)/|/\.cargo/|/rustc/";
+/// and the migrations.
+const NOT_COUNTED: &str = r"(^|/)(tests|cli|migrations|xtask)/|/\.cargo/|/rustc/";
 
 const USAGE: &str = "usage: cargo xtask coverage [--integration] [--html]
 
