@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask setup      install the project's tools and start PostgreSQL/Redis if down
-//! cargo xtask test       set up, then run every test (the README's test command)
+//! cargo xtask test       set up, fmt and clippy, then every test (the README's test command)
 //! cargo xtask coverage   line coverage of `shared` and the functions (cargo llvm-cov)
 //! cargo xtask demo       the pipeline end to end on this machine, checked
 //! cargo xtask faults     the fault suite: every SPEC invariant under failure, scenario by scenario
@@ -28,7 +28,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   setup       install the project's tools (.venv, npm tools) and start PostgreSQL and Redis if down
-  test        set up, then run every test: unit, integration, end to end and infrastructure checks
+  test        set up, check formatting and clippy (-D warnings), then run every test: unit,
+              integration, end to end and infrastructure checks
   coverage    line coverage of `shared` and the functions, with cargo llvm-cov: unit tests,
               and with --integration the integration suite too
   demo        the pipeline end to end: a supplier feed through the local stack, checked (--help)

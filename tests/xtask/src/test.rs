@@ -20,6 +20,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     let faults = extra.iter().any(|a| a == "--faults");
     let extra: Vec<&String> = extra.iter().filter(|a| *a != "--faults").collect();
     setup::run()?;
+    lint()?;
     step("cargo test --workspace (all but the end-to-end tests, which need a local stack)");
     sh(cargo()
         .args(["test", "--workspace"])
@@ -53,6 +54,22 @@ pub fn run(extra: &[String]) -> Result<()> {
         crate::faults::run(&["--no-build".to_owned()])?;
     }
     Ok(())
+}
+
+/// Formatting and lints, the house rules every change keeps: `cargo fmt --all --check` and
+/// `cargo clippy --workspace --all-targets -- -D warnings` (a warning fails the run).
+fn lint() -> Result<()> {
+    step("cargo fmt --all --check");
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    sh(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 /// The pipeline benchmark (tests/benches/pipeline.rs), optimised (`bench` profile).

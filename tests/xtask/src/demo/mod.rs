@@ -132,9 +132,11 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
         &sfn,
         &o.state_machine_arn,
         &stack.stats,
-        total,
-        &sent,
-        &push_done,
+        &progress::Push {
+            total,
+            sent: sent.clone(),
+            done: push_done.clone(),
+        },
         started,
         timeout,
     )
