@@ -267,7 +267,7 @@ mod tests {
         let older = event(1, "p", "s", 10, "5", "USD", 1);
         let newer = event(2, "p", "s", 20, "4", "USD", 2);
         let mut c = Catalog::default();
-        c.apply(&[newer.clone()]);
+        c.apply(std::slice::from_ref(&newer));
         let change = c.apply(&[older]);
         assert!(change.offers.is_empty(), "an older update changes nothing");
         let s = c.summary(&newer.event.product_id).expect("summary");

@@ -77,7 +77,7 @@ async fn a_chunk_is_one_object_at_its_deterministic_key_and_a_retry_overwrites_i
     let second = usecase::archive_chunk(&chunk(), &store).await?;
     let after_retry = keys(&s3, &bucket).await?;
 
-    assert_eq!(after_first, [first.key.clone()]);
+    assert_eq!(after_first, std::slice::from_ref(&first.key));
     assert_eq!(
         second, first,
         "a retry writes the same object at the same key"

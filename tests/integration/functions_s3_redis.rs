@@ -39,7 +39,7 @@ async fn the_archive_handler_writes_the_chunk_to_the_configured_bucket() -> Resu
     let s3 = moto.s3_client();
     assert_eq!(out, retried);
     assert_eq!(out.bucket, bucket);
-    assert_eq!(keys(&s3, &bucket).await?, [out.key.clone()]);
+    assert_eq!(keys(&s3, &bucket).await?, std::slice::from_ref(&out.key));
     assert_eq!(
         lines(&s3, &bucket, &out.key).await?.len(),
         chunk().records.len()

@@ -255,10 +255,9 @@ async fn concurrent_readers_never_leave_the_cache_older_than_the_database_after_
         if let Some(Some(Cached::Product {
             version: cached, ..
         })) = entry.first()
+            && *cached < version
         {
-            if *cached < version {
-                stale.push((version, *cached));
-            }
+            stale.push((version, *cached));
         }
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);

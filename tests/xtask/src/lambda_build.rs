@@ -27,10 +27,7 @@ fn functions() -> Result<Vec<String>> {
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
-pub fn run(extra: &[String]) -> Result<()> {
-    if let Some(unknown) = extra.first() {
-        bail!("cargo xtask lambda-build takes no arguments, got {unknown:?}");
-    }
+pub fn run() -> Result<()> {
     let functions = functions()?;
     setup::ensure_venv()?;
     step("rustup target add aarch64-unknown-linux-gnu");

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask setup      install the project's tools and start PostgreSQL/Redis if down
-//! cargo xtask test       set up, then run every test (the README's test command)
+//! cargo xtask test       set up, fmt and clippy, then every test (the README's test command)
 //! cargo xtask coverage   line coverage of `shared` and the functions (cargo llvm-cov)
 //! cargo xtask demo       the pipeline end to end on this machine, checked
 //! cargo xtask faults     the fault suite: every SPEC invariant under failure, scenario by scenario
@@ -13,7 +13,6 @@
 //! cargo xtask lambda-build  the functions for AWS: cargo lambda build --release --arm64
 //! ```
 
-mod args;
 mod coverage;
 mod demo;
 mod faults;
@@ -22,54 +21,117 @@ mod setup;
 mod stack;
 mod test;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage: cargo xtask <command>
+/// The project's developer commands. Each does its own set-up on a fresh machine.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-commands:
-  setup       install the project's tools (.venv, npm tools) and start PostgreSQL and Redis if down
-  test        set up, then run every test: unit, integration, end to end and infrastructure checks
-  coverage    line coverage of `shared` and the functions, with cargo llvm-cov: unit tests,
-              and with --integration the integration suite too
-  demo        the pipeline end to end: a supplier feed through the local stack, checked (--help)
-  faults      the fault suite: crashes, outages, poison and storms mid-stream, then the seven
-              invariants checked per scenario (--help; docs/reliability.md)
-  stack       up|down: the whole pipeline on 127.0.0.1 (moto, the functions, Postgres, Redis)
-  bench-reads the read benchmark: Zipf reads through product-api (handler and local HTTP);
-              arguments after -- go to it (--reads N --products N --update-rate N --http-reads N)
-  bench       the pipeline benchmark on the local services; arguments after -- go to it
-              (--updates N --products N --batches 100,1000 --lanes 1,2)
-  lambda-build
-              the functions as AWS runs them: cargo lambda build --release --arm64
-              (adds the arm64 Rust target and cargo-lambda first)
-";
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the project's tools (.venv, npm tools) and start PostgreSQL and Redis if down.
+    Setup,
+    /// Set up, check formatting and clippy (-D warnings), then run every test: unit,
+    /// integration, end to end and infrastructure checks.
+    Test(test::TestArgs),
+    /// Line coverage of `shared` and the functions, with cargo llvm-cov: unit tests, and with
+    /// --integration the integration suite too.
+    Coverage(coverage::CoverageArgs),
+    /// The pipeline end to end: a supplier feed through the local stack, checked.
+    Demo(demo::DemoArgs),
+    /// The fault suite: crashes, outages, poison and storms mid-stream, then the seven
+    /// invariants checked per scenario (docs/reliability.md).
+    Faults(faults::FaultsArgs),
+    /// The whole pipeline on 127.0.0.1 (moto, the functions, Postgres, Redis).
+    Stack(stack::cli::StackCommand),
+    /// The read benchmark: Zipf reads through product-api (handler and local HTTP); arguments
+    /// go to it (--reads N --products N --update-rate N --http-reads N).
+    BenchReads(test::BenchArgs),
+    /// The pipeline benchmark on the local services; arguments go to it (--updates N
+    /// --products N --batches 100,1000 --lanes 1,2).
+    Bench(test::BenchArgs),
+    /// The functions as AWS runs them: cargo lambda build --release --arm64 (adds the arm64
+    /// Rust target and cargo-lambda first).
+    LambdaBuild,
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = match args.split_first() {
-        Some((c, rest)) => (c.as_str(), rest),
-        None => {
-            eprint!("{USAGE}");
-            bail!("no command given");
-        }
-    };
-    match command {
-        "setup" => setup::run(),
-        "test" => test::run(rest),
-        "coverage" => coverage::run(rest),
-        "bench" => test::bench(rest),
-        "demo" => demo::run(rest),
-        "faults" => faults::run(rest),
-        "stack" => stack::cli::run(rest),
-        "bench-reads" => test::bench_reads(rest),
-        "lambda-build" => lambda_build::run(rest),
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        other => {
-            eprint!("{USAGE}");
-            bail!("unknown command {other:?}")
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Test(a) => test::run(a),
+        Command::Coverage(a) => coverage::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Faults(a) => faults::run(a),
+        Command::Stack(a) => stack::cli::run(a),
+        Command::BenchReads(a) => test::bench_reads(a),
+        Command::Bench(a) => test::bench(a),
+        Command::LambdaBuild => lambda_build::run(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(line: &str) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace()).map(|c| c.command)
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn options_the_commands_pass_on_reach_them_unchanged() {
+        let Ok(Command::Test(t)) = parse("xtask test --faults --release -p inventory") else {
+            panic!("test parses")
+        };
+        assert_eq!(
+            format!("{t:?}"),
+            r#"TestArgs { faults: true, cargo_test: ["--release", "-p", "inventory"] }"#
+        );
+        let Ok(Command::Bench(b)) = parse("xtask bench -- --updates 500 --lanes 1,2") else {
+            panic!("bench parses")
+        };
+        assert_eq!(
+            format!("{b:?}"),
+            r#"BenchArgs { args: ["--updates", "500", "--lanes", "1,2"] }"#
+        );
+        let Ok(Command::Stack(s)) = parse("xtask stack run --shards 2 -- cargo test e2e::") else {
+            panic!("stack run parses")
+        };
+        let s = format!("{s:?}");
+        assert!(
+            s.contains("shards: 2") && s.contains(r#"command: ["cargo", "test", "e2e::"]"#),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn values_are_typed_and_unknown_options_are_refused() {
+        let Ok(Command::Faults(f)) = parse("xtask faults --scenarios poison,s3-errors --no-build")
+        else {
+            panic!("faults parses")
+        };
+        assert_eq!(f.scenarios, ["poison", "s3-errors"]);
+        assert_eq!(f.updates, 1_500);
+        assert!(f.no_build);
+        for bad in [
+            "xtask demo --updates many",
+            "xtask demo --colour red",
+            "xtask stack run --shards 2",
+            "xtask stack up --ttl",
+            "xtask lambda-build --arm64",
+            "xtask frobnicate",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

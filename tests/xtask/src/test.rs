@@ -14,16 +14,37 @@ fn cargo() -> Command {
     c
 }
 
-/// `cargo xtask test [--faults] [cargo test options]`: with `--faults`, the fault suite
-/// (`cargo xtask faults`, every scenario, about five more minutes) runs after everything else.
-pub fn run(extra: &[String]) -> Result<()> {
-    let faults = extra.iter().any(|a| a == "--faults");
-    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--faults").collect();
+/// `cargo xtask test`'s options.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Then run the fault suite too (`cargo xtask faults`, every scenario, about five more
+    /// minutes).
+    #[arg(long)]
+    faults: bool,
+    /// Passed on to `cargo test --workspace`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CARGO TEST OPTIONS"
+    )]
+    cargo_test: Vec<String>,
+}
+
+/// A benchmark's own arguments, passed on to it.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Every test; with `--faults`, the fault suite after everything else.
+pub fn run(a: TestArgs) -> Result<()> {
     setup::run()?;
+    lint()?;
     step("cargo test --workspace (all but the end-to-end tests, which need a local stack)");
     sh(cargo()
         .args(["test", "--workspace"])
-        .args(extra)
+        .args(&a.cargo_test)
         .args(["--", "--skip", "e2e::"]))?;
     step("end-to-end tests through a local stack of their own");
     let xtask = std::env::current_exe()?;
@@ -48,18 +69,36 @@ pub fn run(extra: &[String]) -> Result<()> {
     sh(Command::new(root().join("infra/checks/run"))
         .current_dir(root())
         .env("PATH", tool_path()))?;
-    if faults {
+    if a.faults {
         step("fault suite: every scenario (docs/reliability.md)");
-        crate::faults::run(&["--no-build".to_owned()])?;
+        crate::faults::run(crate::faults::FaultsArgs {
+            no_build: true,
+            ..Default::default()
+        })?;
     }
     Ok(())
 }
 
+/// Formatting and lints, the house rules every change keeps: `cargo fmt --all --check` and
+/// `cargo clippy --workspace --all-targets -- -D warnings` (a warning fails the run).
+fn lint() -> Result<()> {
+    step("cargo fmt --all --check");
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    sh(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
 /// The pipeline benchmark (tests/benches/pipeline.rs), optimised (`bench` profile).
-pub fn bench(extra: &[String]) -> Result<()> {
+pub fn bench(a: BenchArgs) -> Result<()> {
     setup::run()?;
     step("cargo bench --bench pipeline (first run builds optimised binaries: several minutes)");
-    let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
     sh(cargo()
         .args([
             "bench",
@@ -69,13 +108,13 @@ pub fn bench(extra: &[String]) -> Result<()> {
             "pipeline",
             "--",
         ])
-        .args(extra))
+        .args(&a.args))
 }
 
 /// The read benchmark (tests/benches/reads.rs): Zipf-popular reads through the product-api
 /// handler on the local PostgreSQL and Redis, then through the cargo-lambda emulator's
 /// function URL, so the function binary is built first (dev profile, as the stack runs it).
-pub fn bench_reads(extra: &[String]) -> Result<()> {
+pub fn bench_reads(a: BenchArgs) -> Result<()> {
     setup::ensure_services()?;
     // Only the HTTP part needs a tool from the venv (cargo-lambda); without it, it is skipped.
     if !venv_bin("cargo-lambda").exists()
@@ -86,7 +125,6 @@ pub fn bench_reads(extra: &[String]) -> Result<()> {
     step("cargo build --package product-api (the binary behind the local HTTP endpoint)");
     sh(cargo().args(["build", "--package", "product-api"]))?;
     step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
-    let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
     sh(cargo()
         .args([
             "bench",
@@ -96,5 +134,5 @@ pub fn bench_reads(extra: &[String]) -> Result<()> {
             "reads",
             "--",
         ])
-        .args(extra))
+        .args(&a.args))
 }

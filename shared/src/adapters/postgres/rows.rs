@@ -121,7 +121,8 @@ mod tests {
 
     #[test]
     fn a_stored_offer_that_no_longer_parses_is_an_internal_error_naming_the_column() {
-        let cases: Vec<(&str, fn(&mut product_offer::Model))> = vec![
+        type Corruption = (&'static str, fn(&mut product_offer::Model));
+        let cases: Vec<Corruption> = vec![
             ("product_id", |m| m.product_id = String::new()),
             ("supplier_id", |m| m.supplier_id = String::new()),
             ("quantity", |m| m.quantity = -1),

@@ -11,7 +11,6 @@ mod progress;
 pub mod push;
 mod report;
 
-use crate::args::Args;
 use crate::stack::{self, LocalStack};
 use anyhow::{Context as _, Result, bail};
 use inventory::feed::{self, FeedRecord, FeedSpec, RecordKind};
@@ -21,44 +20,38 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt as _;
 
-pub const USAGE: &str = "usage: cargo xtask demo [options]
+/// `cargo xtask demo`'s options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Records in the feed.
+    #[arg(long, value_name = "N", default_value_t = FeedSpec::default().updates)]
+    updates: usize,
+    /// Products.
+    #[arg(long, value_name = "N", default_value_t = FeedSpec::default().products)]
+    products: usize,
+    /// Suppliers.
+    #[arg(long, value_name = "N", default_value_t = FeedSpec::default().suppliers)]
+    suppliers: usize,
+    /// Feed seed; the same seed gives the same feed.
+    #[arg(long, value_name = "N", default_value_t = FeedSpec::default().seed)]
+    seed: u64,
+    /// Leave the stack up after the summary, until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+    #[command(flatten)]
+    stack: stack::cli::StackArgs,
+}
 
-  --updates N       records in the feed (default 20000)
-  --products N      products (default 2000)
-  --suppliers N     suppliers (default 5)
-  --seed N          feed seed (default 42); the same seed gives the same feed
-  --keep-running    leave the stack up after the summary, until Ctrl-C
-  plus the stack's options: --shards N, --instances N, --batch-size N, --window-ms N, --no-build
-";
-
-pub fn run(args: &[String]) -> Result<()> {
-    let a = Args::parse(args)?;
-    if a.flag("help") {
-        print!("{USAGE}");
-        return Ok(());
-    }
-    a.reject_unknown(&[
-        "updates",
-        "products",
-        "suppliers",
-        "seed",
-        "keep-running",
-        "shards",
-        "instances",
-        "batch-size",
-        "window-ms",
-        "no-build",
-    ])?;
-    let defaults = FeedSpec::default();
+pub fn run(a: DemoArgs) -> Result<()> {
     let spec = FeedSpec {
-        seed: a.parsed("seed")?.unwrap_or(defaults.seed),
-        updates: a.parsed("updates")?.unwrap_or(defaults.updates),
-        products: a.parsed("products")?.unwrap_or(defaults.products),
-        suppliers: a.parsed("suppliers")?.unwrap_or(defaults.suppliers),
-        ..defaults
+        seed: a.seed,
+        updates: a.updates,
+        products: a.products,
+        suppliers: a.suppliers,
+        ..FeedSpec::default()
     };
-    let opts = stack::cli::options(&a)?;
-    let keep_running = a.flag("keep-running");
+    let opts = a.stack.options();
+    let keep_running = a.keep_running;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -132,9 +125,11 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
         &sfn,
         &o.state_machine_arn,
         &stack.stats,
-        total,
-        &sent,
-        &push_done,
+        &progress::Push {
+            total,
+            sent: sent.clone(),
+            done: push_done.clone(),
+        },
         started,
         timeout,
     )

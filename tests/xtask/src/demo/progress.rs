@@ -75,17 +75,32 @@ pub async fn executions(sfn: &aws_sdk_sfn::Client, state_machine: &str) -> Resul
     }
 }
 
+/// How far the push has got.
+#[derive(Debug)]
+pub struct Push {
+    /// Records in the feed.
+    pub total: u64,
+    /// Records the CLI has put on the stream so far.
+    pub sent: Arc<AtomicU64>,
+    /// Whether the CLI has finished.
+    pub done: Arc<AtomicBool>,
+}
+
 /// Waits until every pushed record went through the fan-out and no execution is running.
 pub async fn wait_until_drained(
     sfn: &aws_sdk_sfn::Client,
     state_machine: &str,
     stats: &Arc<Stats>,
-    total: u64,
-    sent: &Arc<AtomicU64>,
-    push_done: &Arc<AtomicBool>,
+    push: &Push,
     started: Instant,
     timeout: Duration,
 ) -> Result<Executions> {
+    let Push {
+        total,
+        sent,
+        done: push_done,
+    } = push;
+    let total = *total;
     let mut last_line: usize = 0;
     let mut stable = 0;
     let mut ex = Executions::default();
@@ -101,7 +116,7 @@ pub async fn wait_until_drained(
         let fed = push_done.load(Ordering::Relaxed)
             && poller.records_done >= total
             && poller.in_flight == 0;
-        if fed || tick % 10 == 0 {
+        if fed || tick.is_multiple_of(10) {
             ex = executions(sfn, state_machine).await?;
         }
         let finished = snap

@@ -11,21 +11,39 @@ mod drive;
 mod scenarios;
 mod servers;
 
-use crate::args::Args;
 use crate::stack::{self, LocalStack, StackOptions};
 use anyhow::{Result, bail};
 use scenarios::{Fault, Scenario};
 use servers::{Kind, OwnServer};
 use std::time::Instant;
 
-pub const USAGE: &str = "usage: cargo xtask faults [options]
+/// Records in each scenario's feed unless `--updates` says otherwise.
+const DEFAULT_UPDATES: usize = 1_500;
 
-  --scenarios a,b   only these (default: all): poison, duplicate-storm, out-of-order-storm,
-                    s3-errors, function-crash, redrive-after-partial, redis-outage,
-                    postgres-restart
-  --updates N       records in each scenario's feed (default 1500)
-  --no-build        use the function binaries as they are in target/debug
-";
+/// `cargo xtask faults`'s options.
+#[derive(Debug, clap::Args)]
+pub struct FaultsArgs {
+    /// Only these scenarios (default: all): poison, duplicate-storm, out-of-order-storm,
+    /// s3-errors, function-crash, redrive-after-partial, redis-outage, postgres-restart.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub scenarios: Vec<String>,
+    /// Records in each scenario's feed.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPDATES)]
+    pub updates: usize,
+    /// Use the function binaries as they are in target/debug.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+impl Default for FaultsArgs {
+    fn default() -> Self {
+        Self {
+            scenarios: Vec::new(),
+            updates: DEFAULT_UPDATES,
+            no_build: false,
+        }
+    }
+}
 
 /// One scenario's outcome, as the summary prints it.
 #[derive(Debug)]
@@ -45,24 +63,14 @@ impl Outcome {
     }
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let a = Args::parse(args)?;
-    if a.flag("help") {
-        print!("{USAGE}");
-        return Ok(());
-    }
-    a.reject_unknown(&["scenarios", "updates", "no-build"])?;
-    let names: Vec<String> = a
-        .value("scenarios")
-        .map(|s| s.split(',').map(|n| n.trim().to_owned()).collect())
-        .unwrap_or_default();
-    let updates: usize = a.parsed("updates")?.unwrap_or(1_500);
-    let selected = scenarios::select(&names, updates)?;
+pub fn run(a: FaultsArgs) -> Result<()> {
+    let names: Vec<String> = a.scenarios.iter().map(|n| n.trim().to_owned()).collect();
+    let selected = scenarios::select(&names, a.updates)?;
     crate::setup::ensure_services()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let outcomes = rt.block_on(run_all(selected, !a.flag("no-build")))?;
+    let outcomes = rt.block_on(run_all(selected, !a.no_build))?;
     print_table(&outcomes);
     let failed: Vec<&str> = outcomes
         .iter()

@@ -2,80 +2,138 @@
 
 use super::procs::{self, Recorded};
 use super::start::{self, LocalStack, StackOptions, stacks_dir};
-use crate::args::Args;
 use anyhow::{Result, bail};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-pub const USAGE: &str = "usage: cargo xtask stack <up|down>
+/// `cargo xtask stack`.
+#[derive(Debug, clap::Args)]
+pub struct StackCommand {
+    #[command(subcommand)]
+    command: Stack,
+}
 
-  up     start the local stack and keep it running until Ctrl-C, SIGTERM, `stack down` or --ttl
-         --outputs PATH      where to write the outputs (default cfn-outputs/flat-outputs.json)
-         --shards N          stream shards (default 4)
-         --instances N       instances per function (default 3)
-         --batch-size N      event source mapping batch size (default 500)
-         --window-ms N       batching window (default 500)
-         --ttl SECS          stop by itself after this long
-         --no-build          use the function binaries as they are in target/debug
-         --keep-data         keep the database and cache keys afterwards
-  down   stop every local stack of this checkout, and clean up after any that died
-  run [up options] -- COMMAND...
-         run COMMAND with a stack up (its outputs in .local/stack/<id>/flat-outputs.json,
-         named by INVENTORY_OUTPUTS, with INVENTORY_E2E_REQUIRED=1), then stop the stack;
-         e.g. `cargo xtask stack run -- cargo test -p integration-tests e2e`
-";
+#[derive(Debug, clap::Subcommand)]
+enum Stack {
+    /// Start the local stack and keep it running until Ctrl-C, SIGTERM, `stack down` or --ttl.
+    Up {
+        /// Where to write the outputs [default: cfn-outputs/flat-outputs.json in the checkout].
+        #[arg(long, value_name = "PATH")]
+        outputs: Option<PathBuf>,
+        /// Stop by itself after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Keep the database and cache keys afterwards.
+        #[arg(long)]
+        keep_data: bool,
+    },
+    /// Stop every local stack of this checkout, and clean up after any that died.
+    Down,
+    /// Run COMMAND with a stack up (its outputs in .local/stack/<id>/flat-outputs.json, named
+    /// by INVENTORY_OUTPUTS, with INVENTORY_E2E_REQUIRED=1), then stop the stack; e.g.
+    /// `cargo xtask stack run -- cargo test -p integration-tests e2e`.
+    Run {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Keep the database and cache keys afterwards.
+        #[arg(long)]
+        keep_data: bool,
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Watch a stack's process and clean up after it if it dies (started by the stack itself).
+    #[command(hide = true)]
+    Reap {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        watch: u32,
+    },
+}
 
-pub fn run(args: &[String]) -> Result<()> {
-    let (command, rest) = args
-        .split_first()
-        .map(|(c, r)| (c.as_str(), r))
-        .unwrap_or(("", &[]));
-    if command == "run" {
-        return run_with_stack(rest);
+/// The stack's options that `stack up`, `stack run` and `demo` share.
+#[derive(Debug, clap::Args)]
+pub struct StackArgs {
+    /// Stream shards.
+    #[arg(long, value_name = "N", default_value_t = StackOptions::default().shards)]
+    shards: i32,
+    /// Instances per function.
+    #[arg(long, value_name = "N", default_value_t = StackOptions::default().instances)]
+    instances: usize,
+    /// Event source mapping batch size.
+    #[arg(long, value_name = "N", default_value_t = StackOptions::default().esm.batch_size)]
+    batch_size: usize,
+    /// Event source mapping batching window, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = default_window_ms())]
+    window_ms: u64,
+    /// Use the function binaries as they are in target/debug.
+    #[arg(long)]
+    no_build: bool,
+}
+
+fn default_window_ms() -> u64 {
+    u64::try_from(StackOptions::default().esm.batching_window.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl StackArgs {
+    /// The stack options these arguments ask for.
+    pub fn options(&self) -> StackOptions {
+        let mut o = StackOptions {
+            shards: self.shards,
+            instances: self.instances,
+            build: !self.no_build,
+            ..StackOptions::default()
+        };
+        o.esm.batch_size = self.batch_size;
+        o.esm.batching_window = Duration::from_millis(self.window_ms);
+        o
     }
+}
+
+pub fn run(a: StackCommand) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match command {
-        "up" => rt.block_on(up(Args::parse(rest)?)),
-        "down" => rt.block_on(down()),
-        "reap" => {
-            let a = Args::parse(rest)?;
-            let dir = a.value("state-dir").map(std::path::PathBuf::from);
-            let pid: Option<u32> = a.parsed("watch")?;
-            match (dir, pid) {
-                (Some(dir), Some(pid)) => rt.block_on(reap(&dir, pid)),
-                _ => bail!("stack reap needs --state-dir and --watch"),
+    match a.command {
+        Stack::Up {
+            outputs,
+            ttl,
+            stack,
+            keep_data,
+        } => {
+            let mut opts = StackOptions {
+                keep_data,
+                ..stack.options()
+            };
+            if let Some(outputs) = outputs {
+                opts.outputs = outputs;
             }
+            rt.block_on(up(opts, ttl))
         }
-        _ => {
-            eprint!("{USAGE}");
-            bail!("unknown stack command {command:?}")
-        }
+        Stack::Down => rt.block_on(down()),
+        Stack::Run {
+            stack,
+            keep_data,
+            command,
+        } => run_with_stack(
+            StackOptions {
+                keep_data,
+                ..stack.options()
+            },
+            &command,
+        ),
+        Stack::Reap { state_dir, watch } => rt.block_on(reap(&state_dir, watch)),
     }
 }
 
 /// `stack run [options] -- COMMAND...`: COMMAND with a stack of its own up.
-fn run_with_stack(args: &[String]) -> Result<()> {
-    let split = args.iter().position(|a| a == "--");
-    let (opts, command) = match split {
-        Some(i) => (&args[..i], &args[i + 1..]),
-        None => bail!("stack run needs `-- COMMAND...`"),
-    };
+fn run_with_stack(mut o: StackOptions, command: &[String]) -> Result<()> {
     let Some((program, program_args)) = command.split_first() else {
         bail!("stack run needs a command after --")
     };
-    let a = Args::parse(opts)?;
-    a.reject_unknown(&[
-        "shards",
-        "instances",
-        "batch-size",
-        "window-ms",
-        "no-build",
-        "keep-data",
-    ])?;
-    let mut o = options(&a)?;
     o.outputs = stacks_dir().join(&o.id).join("flat-outputs.json");
     super::with_stack(o, |_, env| {
         let status = Command::new(program)
@@ -91,36 +149,7 @@ fn run_with_stack(args: &[String]) -> Result<()> {
     })
 }
 
-/// Stack options from the command line.
-pub fn options(a: &Args) -> Result<StackOptions> {
-    let mut o = StackOptions::default();
-    if let Some(p) = a.value("outputs") {
-        o.outputs = p.into();
-    }
-    o.shards = a.parsed("shards")?.unwrap_or(o.shards);
-    o.instances = a.parsed("instances")?.unwrap_or(o.instances);
-    o.esm.batch_size = a.parsed("batch-size")?.unwrap_or(o.esm.batch_size);
-    if let Some(ms) = a.parsed::<u64>("window-ms")? {
-        o.esm.batching_window = Duration::from_millis(ms);
-    }
-    o.build = !a.flag("no-build");
-    o.keep_data = a.flag("keep-data");
-    Ok(o)
-}
-
-async fn up(a: Args) -> Result<()> {
-    let opts = options(&a)?;
-    let ttl: Option<u64> = a.parsed("ttl")?;
-    a.reject_unknown(&[
-        "outputs",
-        "shards",
-        "instances",
-        "batch-size",
-        "window-ms",
-        "ttl",
-        "no-build",
-        "keep-data",
-    ])?;
+async fn up(opts: StackOptions, ttl: Option<u64>) -> Result<()> {
     let stack = LocalStack::start(opts).await?;
     eprintln!(
         "stack: up. Outputs in {} (endpoint {}, logs in {}/logs). Ctrl-C or `cargo xtask stack down` stops it.",

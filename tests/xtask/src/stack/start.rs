@@ -414,10 +414,10 @@ impl LocalStack {
 
 /// Drops the database and cache keys, and the outputs file if it is still this stack's.
 pub async fn cleanup_data(state: &StackState) -> Result<()> {
-    if let Ok(o) = Outputs::read(&state.outputs) {
-        if o.local_cache_prefix == state.cache_prefix {
-            std::fs::remove_file(&state.outputs).ok();
-        }
+    if let Ok(o) = Outputs::read(&state.outputs)
+        && o.local_cache_prefix == state.cache_prefix
+    {
+        std::fs::remove_file(&state.outputs).ok();
     }
     if state.keep_data {
         return Ok(());
