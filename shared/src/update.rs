@@ -645,6 +645,30 @@ mod tests {
         }
     }
 
+    /// The idempotency keys of records as suppliers send them today, pinned: a change to the
+    /// contract (a new field, a new version) must never move an existing record's key, or a
+    /// resend after the change would be stored twice.
+    #[test]
+    fn existing_records_keep_their_keys() {
+        let key = |json: &str| parse(json).expect("valid").update_key.to_string();
+        assert_eq!(
+            key(r#"{"product_id": "product123", "inventory": 100, "price": 29.99}"#),
+            "f39913ca6169b0659206ec9744b2e7b61744c535dbd7d188a225b6fbaf3690ca"
+        );
+        assert_eq!(
+            key(
+                r#"{"product_id":"SKU-1","quantity":5,"price":"10.50","currency":"EUR","supplier_id":"acme","occurred_at":"2026-11-24T11:59:00.1234567+01:00"}"#
+            ),
+            "0d45b1010cad0b7b68f7400cd9d8ca9fc77ddaf1b7da2855f5ab1cac263e9e04"
+        );
+        assert_eq!(
+            key(
+                r#"{"product_id":"SKU-1","quantity":5,"price":1,"supplier_id":"acme","update_id":"acme-42"}"#
+            ),
+            "1a9596a331ef457a1108350b227bd60e0b232c247a5dace622e967f762aa5daa"
+        );
+    }
+
     #[test]
     fn unicode_in_a_product_id_is_rejected_not_panicked_on() {
         assert_eq!(
