@@ -80,6 +80,10 @@ pub enum RejectionCode {
     OccurredAtTooOld,
     /// The record could not be fetched from where the fan-out put it.
     PayloadUnavailable,
+    /// `schema_version` names a version of the contract that this pipeline does not read.
+    SchemaVersionUnsupported,
+    /// `extensions` is not a JSON object.
+    ExtensionsWrongType,
 }
 
 impl RejectionCode {
@@ -122,6 +126,8 @@ impl RejectionCode {
             OccurredAtInFuture => "occurred_at_in_future",
             OccurredAtTooOld => "occurred_at_too_old",
             PayloadUnavailable => "payload_unavailable",
+            SchemaVersionUnsupported => "schema_version_unsupported",
+            ExtensionsWrongType => "extensions_wrong_type",
         }
     }
 }
@@ -162,7 +168,7 @@ mod tests {
     use RejectionCode::*;
 
     /// Every code, in declaration order.
-    const ALL: [RejectionCode; 35] = [
+    const ALL: [RejectionCode; 37] = [
         RecordTooLarge,
         EmptyRecord,
         NotUtf8,
@@ -198,6 +204,8 @@ mod tests {
         OccurredAtInFuture,
         OccurredAtTooOld,
         PayloadUnavailable,
+        SchemaVersionUnsupported,
+        ExtensionsWrongType,
     ];
 
     /// A code's place in [`ALL`]. The match is exhaustive, so a new code does not compile
@@ -239,6 +247,8 @@ mod tests {
             OccurredAtInFuture => 32,
             OccurredAtTooOld => 33,
             PayloadUnavailable => 34,
+            SchemaVersionUnsupported => 35,
+            ExtensionsWrongType => 36,
         }
     }
 

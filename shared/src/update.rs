@@ -73,7 +73,16 @@ struct RecordFields<'a> {
     update_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     occurred_at: Option<&'a RawValue>,
+    /// The contract's major version; absent or `1` today (see docs/contract.md).
+    #[serde(borrow, default)]
+    schema_version: Option<&'a RawValue>,
+    /// The supplier's own fields, kept in the archive and ignored by the pipeline.
+    #[serde(borrow, default)]
+    extensions: Option<&'a RawValue>,
 }
+
+/// The contract's major version this parser reads. A record may say so in `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Parses and validates one record's bytes. Never panics; every failure names its reason.
 pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpdate, Rejection> {
@@ -113,6 +122,7 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
         });
     }
     let fields: RecordFields<'_> = serde_json::from_str(text).map_err(classify_json_error)?;
+    check_evolution_fields(&fields)?;
 
     let product_id = match field_string(
         fields.product_id,
@@ -214,6 +224,34 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
     })
 }
 
+/// `schema_version` must name a version this parser reads; `extensions` must be an object,
+/// whose content the pipeline never reads (so it is not part of the content key either).
+fn check_evolution_fields(fields: &RecordFields<'_>) -> Result<(), Rejection> {
+    if let Some(raw) = fields.schema_version
+        && raw.get() != SCHEMA_VERSION.to_string()
+    {
+        return Err(Rejection::new(
+            RejectionCode::SchemaVersionUnsupported,
+            format!(
+                "schema_version {} is not supported; this pipeline reads version {SCHEMA_VERSION} (write it as the number {SCHEMA_VERSION}, or leave it out)",
+                abbreviate(raw.get())
+            ),
+        ));
+    }
+    if let Some(raw) = fields.extensions
+        && !raw.get().starts_with('{')
+    {
+        return Err(Rejection::new(
+            RejectionCode::ExtensionsWrongType,
+            format!(
+                "extensions must be a JSON object, got {}",
+                abbreviate(raw.get())
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn classify_json_error(e: serde_json::Error) -> Rejection {
     let msg = e.to_string();
     let code = if msg.starts_with("unknown field") {
@@ -227,7 +265,7 @@ fn classify_json_error(e: serde_json::Error) -> Rejection {
     };
     let message = match code {
         RejectionCode::UnknownField => format!(
-            "{msg}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id and occurred_at"
+            "{msg}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id, occurred_at and schema_version; put fields of your own under extensions"
         ),
         RejectionCode::NotAnObject => format!("record must be a JSON object ({msg})"),
         _ => format!("record is not valid JSON ({msg})"),
@@ -667,6 +705,64 @@ mod tests {
             ),
             "1a9596a331ef457a1108350b227bd60e0b232c247a5dace622e967f762aa5daa"
         );
+    }
+
+    /// The evolution policy (docs/contract.md): a supplier's own fields go under `extensions`
+    /// and are accepted whatever they hold, without changing the record's key; `schema_version`
+    /// 1 (or none) is this contract; a new top-level field is still an error, so a typo in a
+    /// contract field is never silently ignored.
+    #[test]
+    fn extensions_and_schema_version_are_accepted_without_changing_the_key() {
+        let base = r#""product_id":"SKU-1","quantity":5,"price":"10.50","supplier_id":"acme""#;
+        for tail in ["", r#","update_id":"acme-42""#] {
+            let plain = parse(&format!("{{{base}{tail}}}")).expect("valid");
+            for extra in [
+                r#","extensions":{}"#,
+                r#","extensions":{"warehouse":"north","batch":{"line":[1,2,3]},"quantity":-1}"#,
+                r#","extensions":null"#,
+                r#","schema_version":1"#,
+                r#","schema_version":null"#,
+                r#","schema_version":1,"extensions":{"x":null}"#,
+            ] {
+                let with = parse(&format!("{{{base}{tail}{extra}}}"))
+                    .unwrap_or_else(|r| panic!("{extra}: {r}"));
+                assert_eq!(with, plain, "{extra}");
+            }
+        }
+        for (extra, expected) in [
+            (
+                r#""schema_version":2"#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (
+                r#""schema_version":"1""#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (
+                r#""schema_version":1.0"#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (
+                r#""schema_version":0"#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (r#""extensions":[]"#, RejectionCode::ExtensionsWrongType),
+            (
+                r#""extensions":"north""#,
+                RejectionCode::ExtensionsWrongType,
+            ),
+            (r#""extensions":1"#, RejectionCode::ExtensionsWrongType),
+            (r#""warehouse":"north""#, RejectionCode::UnknownField),
+            (
+                r#""ocurred_at":"2026-11-24T11:00:00Z""#,
+                RejectionCode::UnknownField,
+            ),
+        ] {
+            let r = parse(&format!("{{{base},{extra}}}")).expect_err(extra);
+            assert_eq!(r.code, expected, "{extra}: {r}");
+        }
+        let unknown = parse(&format!(r#"{{{base},"warehouse":"north"}}"#)).expect_err("unknown");
+        assert!(unknown.message.contains("extensions"), "{unknown}");
     }
 
     #[test]

@@ -79,6 +79,8 @@ const PARSER_CODES: &[RejectionCode] = &[
     RejectionCode::OccurredAtInvalid,
     RejectionCode::OccurredAtInFuture,
     RejectionCode::OccurredAtTooOld,
+    RejectionCode::SchemaVersionUnsupported,
+    RejectionCode::ExtensionsWrongType,
 ];
 
 /// Longest rejection message: messages abbreviate what they quote.
@@ -248,7 +250,7 @@ fn field_name() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => prop::sample::select(&[
             "product_id", "quantity", "inventory", "price", "currency", "supplier_id",
-            "update_id", "occurred_at",
+            "update_id", "occurred_at", "schema_version", "extensions",
         ][..]).prop_map(str::to_owned),
         1 => edgy_string(),
     ]
