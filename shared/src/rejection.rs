@@ -87,6 +87,50 @@ pub enum RejectionCode {
 }
 
 impl RejectionCode {
+    /// Every code, in declaration order.
+    pub const ALL: [RejectionCode; 37] = {
+        use RejectionCode::*;
+        [
+            RecordTooLarge,
+            EmptyRecord,
+            NotUtf8,
+            NotJson,
+            NotAnObject,
+            UnknownField,
+            DuplicateField,
+            ProductIdMissing,
+            ProductIdWrongType,
+            ProductIdEmpty,
+            ProductIdTooLong,
+            ProductIdInvalidChars,
+            SupplierIdWrongType,
+            SupplierIdInvalid,
+            QuantityMissing,
+            QuantityAmbiguous,
+            QuantityWrongType,
+            QuantityNotInteger,
+            QuantityNegative,
+            QuantityTooLarge,
+            PriceMissing,
+            PriceWrongType,
+            PriceInvalid,
+            PriceNegative,
+            PriceTooPrecise,
+            PriceTooLarge,
+            CurrencyWrongType,
+            CurrencyUnknown,
+            UpdateIdWrongType,
+            UpdateIdInvalid,
+            OccurredAtWrongType,
+            OccurredAtInvalid,
+            OccurredAtInFuture,
+            OccurredAtTooOld,
+            PayloadUnavailable,
+            SchemaVersionUnsupported,
+            ExtensionsWrongType,
+        ]
+    };
+
     /// The code as it appears in JSON and in the quarantine table.
     pub fn as_str(self) -> &'static str {
         use RejectionCode::*;
@@ -168,45 +212,7 @@ mod tests {
     use RejectionCode::*;
 
     /// Every code, in declaration order.
-    const ALL: [RejectionCode; 37] = [
-        RecordTooLarge,
-        EmptyRecord,
-        NotUtf8,
-        NotJson,
-        NotAnObject,
-        UnknownField,
-        DuplicateField,
-        ProductIdMissing,
-        ProductIdWrongType,
-        ProductIdEmpty,
-        ProductIdTooLong,
-        ProductIdInvalidChars,
-        SupplierIdWrongType,
-        SupplierIdInvalid,
-        QuantityMissing,
-        QuantityAmbiguous,
-        QuantityWrongType,
-        QuantityNotInteger,
-        QuantityNegative,
-        QuantityTooLarge,
-        PriceMissing,
-        PriceWrongType,
-        PriceInvalid,
-        PriceNegative,
-        PriceTooPrecise,
-        PriceTooLarge,
-        CurrencyWrongType,
-        CurrencyUnknown,
-        UpdateIdWrongType,
-        UpdateIdInvalid,
-        OccurredAtWrongType,
-        OccurredAtInvalid,
-        OccurredAtInFuture,
-        OccurredAtTooOld,
-        PayloadUnavailable,
-        SchemaVersionUnsupported,
-        ExtensionsWrongType,
-    ];
+    const ALL: [RejectionCode; 37] = RejectionCode::ALL;
 
     /// A code's place in [`ALL`]. The match is exhaustive, so a new code does not compile
     /// until it is given a place here, and the test below fails until [`ALL`] holds it.
