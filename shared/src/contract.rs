@@ -297,13 +297,20 @@ mod schema {
         }
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
             let max: u64 = MAX_PRICE.try_into().unwrap_or(u64::MAX);
-            let int_digits = max.to_string().len();
+            let nines = max.to_string();
+            assert!(
+                nines.bytes().all(|b| b == b'9'),
+                "the price pattern below assumes MAX_PRICE is 10^n - 1"
+            );
+            let n = nines.len();
             // As a string: surrounding whitespace is trimmed; a negative price may only be
-            // zero; leading zeros are allowed; below 10^12 (MAX_PRICE + 1 is 10^12); at most
-            // MAX_PRICE_SCALE places once trailing zeros are dropped.
+            // zero; leading zeros are allowed; at most MAX_PRICE_SCALE places once trailing
+            // zeros are dropped; below n digits any fraction, n digits only up to MAX_PRICE.
+            let places = format!("\\.[0-9]{{1,{MAX_PRICE_SCALE}}}0*");
             let pattern = format!(
-                "^\\s*(-0+(\\.0+)?|0*([1-9][0-9]{{0,{}}}|0)(\\.[0-9]{{1,{MAX_PRICE_SCALE}}}0*)?)\\s*$",
-                int_digits - 1
+                "^\\s*(-0+(\\.0+)?|0*(0|[1-9][0-9]{{0,{short}}})({places})?|0*[1-9][0-9]{{{rest}}}(\\.0+)?|0*(?!{nines}\\.)[1-9][0-9]{{{rest}}}{places})\\s*$",
+                short = n - 2,
+                rest = n - 1,
             );
             json_schema!({
                 "anyOf": [

@@ -236,6 +236,83 @@ fn schema_and_parser_agree_on_the_synthetic_feed_and_the_fixtures() {
     assert!(both_refuse > 0, "the feed's bad records were checked too");
 }
 
+/// Every bound the contract names, on both sides: the last value accepted and the first
+/// refused. Random corpora rarely land on a bound, so a bound moved in the parser alone is
+/// caught here.
+#[test]
+fn schema_and_parser_agree_at_every_bound() {
+    use inventory::ids::{MAX_ID_LEN, MAX_UPDATE_ID_LEN};
+    use inventory::money::{MAX_PRICE, MAX_QUANTITY};
+    let record = |extra: &str| format!(r#"{{"product_id":"p","quantity":1,"price":1{extra}}}"#);
+    let q = |n: i64| format!(r#"{{"product_id":"p","quantity":{n},"price":1}}"#);
+    let p = |v: &str| format!(r#"{{"product_id":"p","quantity":1,"price":{v}}}"#);
+    let max_price = MAX_PRICE.to_string();
+    let over_price = (MAX_PRICE + rust_decimal::Decimal::ONE).to_string();
+    let id = |n: usize| "a".repeat(n);
+    let mut records = vec![
+        q(-1),
+        q(0),
+        q(MAX_QUANTITY),
+        q(MAX_QUANTITY + 1),
+        q(2 * MAX_QUANTITY),
+        p("0"),
+        p("-0"),
+        p("0.0001"),
+        p("0.00001"),
+        p(&max_price),
+        p(&over_price),
+        p(&format!("\"{max_price}\"")),
+        p(&format!("\"{max_price}.9999\"")),
+        p(&format!("\"{over_price}\"")),
+        p(&format!("\" {max_price}.50000 \"")),
+        p("\"0.00001\""),
+        p("\"-0.0\""),
+        p("\"-0.1\""),
+        p("-0.0001"),
+        record(&format!(r#","update_id":"{}""#, id(MAX_UPDATE_ID_LEN))),
+        record(&format!(r#","update_id":"{}""#, id(MAX_UPDATE_ID_LEN + 1))),
+        record(r#","update_id":"""#),
+        record(r#","update_id":"a\u001fb""#),
+        record(r#","update_id":"a\u0085b""#),
+        record(r#","update_id":"a\u00a0b""#),
+        record(&format!(r#","supplier_id":"{}""#, id(MAX_ID_LEN))),
+        record(&format!(r#","supplier_id":"{}""#, id(MAX_ID_LEN + 1))),
+        record(r#","supplier_id":"""#),
+        record(r#","currency":"EUR""#),
+        record(r#","currency":"eur""#),
+        record(r#","currency":"XXX""#),
+        record(r#","occurred_at":"2000-01-01T00:00:00Z""#),
+        record(r#","occurred_at":"2026-11-24T12:05:00Z""#),
+        record(r#","occurred_at":"2026-11-24T12:00:00""#),
+        record(r#","schema_version":1"#),
+        record(r#","schema_version":2"#),
+        record(r#","extensions":{}"#),
+        record(r#","extensions":[]"#),
+        format!(
+            r#"{{"product_id":"{}","quantity":1,"price":1}}"#,
+            id(MAX_ID_LEN)
+        ),
+        format!(
+            r#"{{"product_id":"{}","quantity":1,"price":1}}"#,
+            id(MAX_ID_LEN + 1)
+        ),
+        r#"{"product_id":"","quantity":1,"price":1}"#.to_owned(),
+        r#"{"product_id":"p","inventory":1,"price":1}"#.to_owned(),
+        r#"{"product_id":"p","quantity":null,"inventory":1,"price":1}"#.to_owned(),
+        r#"{"product_id":"p","quantity":1,"inventory":1,"price":1}"#.to_owned(),
+        r#"{"product_id":"p","price":1}"#.to_owned(),
+        r#"{"product_id":null,"quantity":1,"price":1}"#.to_owned(),
+        r#"{"product_id":"p","quantity":1,"price":null}"#.to_owned(),
+    ];
+    records.push(format!(
+        r#"{{"product_id":"p","quantity":1,"price":1,"extensions":{{"pad":"{}"}}}}"#,
+        "x".repeat(16 * 1024 - 70)
+    ));
+    for r in &records {
+        check_agreement(r.as_bytes(), arrived_at()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 /// Each documented exception is real: a record the schema accepts and the parser refuses
 /// with the exception's code. (The last, per-supplier `update_id` scope, drops rather than
 /// rejects and is tested with the event store.)
