@@ -9,6 +9,7 @@
 
 pub mod catalog_read;
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod event;
 pub mod fanout;

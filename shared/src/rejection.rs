@@ -80,9 +80,57 @@ pub enum RejectionCode {
     OccurredAtTooOld,
     /// The record could not be fetched from where the fan-out put it.
     PayloadUnavailable,
+    /// `schema_version` names a version of the contract that this pipeline does not read.
+    SchemaVersionUnsupported,
+    /// `extensions` is not a JSON object.
+    ExtensionsWrongType,
 }
 
 impl RejectionCode {
+    /// Every code, in declaration order.
+    pub const ALL: [RejectionCode; 37] = {
+        use RejectionCode::*;
+        [
+            RecordTooLarge,
+            EmptyRecord,
+            NotUtf8,
+            NotJson,
+            NotAnObject,
+            UnknownField,
+            DuplicateField,
+            ProductIdMissing,
+            ProductIdWrongType,
+            ProductIdEmpty,
+            ProductIdTooLong,
+            ProductIdInvalidChars,
+            SupplierIdWrongType,
+            SupplierIdInvalid,
+            QuantityMissing,
+            QuantityAmbiguous,
+            QuantityWrongType,
+            QuantityNotInteger,
+            QuantityNegative,
+            QuantityTooLarge,
+            PriceMissing,
+            PriceWrongType,
+            PriceInvalid,
+            PriceNegative,
+            PriceTooPrecise,
+            PriceTooLarge,
+            CurrencyWrongType,
+            CurrencyUnknown,
+            UpdateIdWrongType,
+            UpdateIdInvalid,
+            OccurredAtWrongType,
+            OccurredAtInvalid,
+            OccurredAtInFuture,
+            OccurredAtTooOld,
+            PayloadUnavailable,
+            SchemaVersionUnsupported,
+            ExtensionsWrongType,
+        ]
+    };
+
     /// The code as it appears in JSON and in the quarantine table.
     pub fn as_str(self) -> &'static str {
         use RejectionCode::*;
@@ -122,6 +170,8 @@ impl RejectionCode {
             OccurredAtInFuture => "occurred_at_in_future",
             OccurredAtTooOld => "occurred_at_too_old",
             PayloadUnavailable => "payload_unavailable",
+            SchemaVersionUnsupported => "schema_version_unsupported",
+            ExtensionsWrongType => "extensions_wrong_type",
         }
     }
 }
@@ -162,43 +212,7 @@ mod tests {
     use RejectionCode::*;
 
     /// Every code, in declaration order.
-    const ALL: [RejectionCode; 35] = [
-        RecordTooLarge,
-        EmptyRecord,
-        NotUtf8,
-        NotJson,
-        NotAnObject,
-        UnknownField,
-        DuplicateField,
-        ProductIdMissing,
-        ProductIdWrongType,
-        ProductIdEmpty,
-        ProductIdTooLong,
-        ProductIdInvalidChars,
-        SupplierIdWrongType,
-        SupplierIdInvalid,
-        QuantityMissing,
-        QuantityAmbiguous,
-        QuantityWrongType,
-        QuantityNotInteger,
-        QuantityNegative,
-        QuantityTooLarge,
-        PriceMissing,
-        PriceWrongType,
-        PriceInvalid,
-        PriceNegative,
-        PriceTooPrecise,
-        PriceTooLarge,
-        CurrencyWrongType,
-        CurrencyUnknown,
-        UpdateIdWrongType,
-        UpdateIdInvalid,
-        OccurredAtWrongType,
-        OccurredAtInvalid,
-        OccurredAtInFuture,
-        OccurredAtTooOld,
-        PayloadUnavailable,
-    ];
+    const ALL: [RejectionCode; 37] = RejectionCode::ALL;
 
     /// A code's place in [`ALL`]. The match is exhaustive, so a new code does not compile
     /// until it is given a place here, and the test below fails until [`ALL`] holds it.
@@ -239,6 +253,8 @@ mod tests {
             OccurredAtInFuture => 32,
             OccurredAtTooOld => 33,
             PayloadUnavailable => 34,
+            SchemaVersionUnsupported => 35,
+            ExtensionsWrongType => 36,
         }
     }
 

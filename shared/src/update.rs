@@ -54,26 +54,73 @@ pub struct InventoryUpdate {
 
 /// The record as it arrives, field by field, before any rule is applied. Values stay raw JSON
 /// text so prices keep their exact digits.
+///
+/// With the `schema` feature the same struct yields the contract's JSON Schema: each field
+/// takes its schema from the type that parses it ([`crate::contract`]).
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(
+        title = "Inventory update record",
+        transform = crate::contract::record_rules
+    )
+)]
 #[serde(deny_unknown_fields)]
-struct RecordFields<'a> {
+pub(crate) struct RecordFields<'a> {
+    /// The catalog product (SKU). Required.
+    #[cfg_attr(feature = "schema", schemars(with = "ProductId"))]
     #[serde(borrow, default)]
     product_id: Option<&'a RawValue>,
+    /// Units in stock. Exactly one of `quantity` and `inventory` is required.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
     #[serde(borrow, default)]
     quantity: Option<&'a RawValue>,
+    /// The brief's name for `quantity`.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
     #[serde(borrow, default)]
     inventory: Option<&'a RawValue>,
+    /// The unit price, kept exact. Required.
+    #[cfg_attr(feature = "schema", schemars(with = "Price"))]
     #[serde(borrow, default)]
     price: Option<&'a RawValue>,
+    /// ISO 4217 code; `USD` when absent.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Currency>"))]
     #[serde(borrow, default)]
     currency: Option<&'a RawValue>,
+    /// The supplier; `unspecified` when absent.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<SupplierId>"))]
     #[serde(borrow, default)]
     supplier_id: Option<&'a RawValue>,
+    /// The supplier's idempotency key, scoped by supplier: a reused id is dropped as a duplicate.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<UpdateId>"))]
     #[serde(borrow, default)]
     update_id: Option<&'a RawValue>,
+    /// When the stock and price were true; the stream's arrival time when absent.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::contract::OccurredAt>")
+    )]
     #[serde(borrow, default)]
     occurred_at: Option<&'a RawValue>,
+    /// The contract's major version; absent or `1` today (see docs/contract.md).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::contract::SchemaVersion>")
+    )]
+    #[serde(borrow, default)]
+    schema_version: Option<&'a RawValue>,
+    /// The supplier's own fields, kept in the archive and ignored by the pipeline.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::contract::Extensions>")
+    )]
+    #[serde(borrow, default)]
+    extensions: Option<&'a RawValue>,
 }
+
+/// The contract's major version this parser reads. A record may say so in `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Parses and validates one record's bytes. Never panics; every failure names its reason.
 pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpdate, Rejection> {
@@ -113,6 +160,7 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
         });
     }
     let fields: RecordFields<'_> = serde_json::from_str(text).map_err(classify_json_error)?;
+    check_evolution_fields(&fields)?;
 
     let product_id = match field_string(
         fields.product_id,
@@ -214,6 +262,34 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
     })
 }
 
+/// `schema_version` must name a version this parser reads; `extensions` must be an object,
+/// whose content the pipeline never reads (so it is not part of the content key either).
+fn check_evolution_fields(fields: &RecordFields<'_>) -> Result<(), Rejection> {
+    if let Some(raw) = fields.schema_version
+        && raw.get() != SCHEMA_VERSION.to_string()
+    {
+        return Err(Rejection::new(
+            RejectionCode::SchemaVersionUnsupported,
+            format!(
+                "schema_version {} is not supported; this pipeline reads version {SCHEMA_VERSION} (write it as the number {SCHEMA_VERSION}, or leave it out)",
+                abbreviate(raw.get())
+            ),
+        ));
+    }
+    if let Some(raw) = fields.extensions
+        && !raw.get().starts_with('{')
+    {
+        return Err(Rejection::new(
+            RejectionCode::ExtensionsWrongType,
+            format!(
+                "extensions must be a JSON object, got {}",
+                abbreviate(raw.get())
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn classify_json_error(e: serde_json::Error) -> Rejection {
     let msg = e.to_string();
     let code = if msg.starts_with("unknown field") {
@@ -227,7 +303,7 @@ fn classify_json_error(e: serde_json::Error) -> Rejection {
     };
     let message = match code {
         RejectionCode::UnknownField => format!(
-            "{msg}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id and occurred_at"
+            "{msg}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id, occurred_at and schema_version; put fields of your own under extensions"
         ),
         RejectionCode::NotAnObject => format!("record must be a JSON object ({msg})"),
         _ => format!("record is not valid JSON ({msg})"),
@@ -643,6 +719,88 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    /// The idempotency keys of records as suppliers send them today, pinned: a change to the
+    /// contract (a new field, a new version) must never move an existing record's key, or a
+    /// resend after the change would be stored twice.
+    #[test]
+    fn existing_records_keep_their_keys() {
+        let key = |json: &str| parse(json).expect("valid").update_key.to_string();
+        assert_eq!(
+            key(r#"{"product_id": "product123", "inventory": 100, "price": 29.99}"#),
+            "f39913ca6169b0659206ec9744b2e7b61744c535dbd7d188a225b6fbaf3690ca"
+        );
+        assert_eq!(
+            key(
+                r#"{"product_id":"SKU-1","quantity":5,"price":"10.50","currency":"EUR","supplier_id":"acme","occurred_at":"2026-11-24T11:59:00.1234567+01:00"}"#
+            ),
+            "0d45b1010cad0b7b68f7400cd9d8ca9fc77ddaf1b7da2855f5ab1cac263e9e04"
+        );
+        assert_eq!(
+            key(
+                r#"{"product_id":"SKU-1","quantity":5,"price":1,"supplier_id":"acme","update_id":"acme-42"}"#
+            ),
+            "1a9596a331ef457a1108350b227bd60e0b232c247a5dace622e967f762aa5daa"
+        );
+    }
+
+    /// The evolution policy (docs/contract.md): a supplier's own fields go under `extensions`
+    /// and are accepted whatever they hold, without changing the record's key; `schema_version`
+    /// 1 (or none) is this contract; a new top-level field is still an error, so a typo in a
+    /// contract field is never silently ignored.
+    #[test]
+    fn extensions_and_schema_version_are_accepted_without_changing_the_key() {
+        let base = r#""product_id":"SKU-1","quantity":5,"price":"10.50","supplier_id":"acme""#;
+        for tail in ["", r#","update_id":"acme-42""#] {
+            let plain = parse(&format!("{{{base}{tail}}}")).expect("valid");
+            for extra in [
+                r#","extensions":{}"#,
+                r#","extensions":{"warehouse":"north","batch":{"line":[1,2,3]},"quantity":-1}"#,
+                r#","extensions":null"#,
+                r#","schema_version":1"#,
+                r#","schema_version":null"#,
+                r#","schema_version":1,"extensions":{"x":null}"#,
+            ] {
+                let with = parse(&format!("{{{base}{tail}{extra}}}"))
+                    .unwrap_or_else(|r| panic!("{extra}: {r}"));
+                assert_eq!(with, plain, "{extra}");
+            }
+        }
+        for (extra, expected) in [
+            (
+                r#""schema_version":2"#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (
+                r#""schema_version":"1""#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (
+                r#""schema_version":1.0"#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (
+                r#""schema_version":0"#,
+                RejectionCode::SchemaVersionUnsupported,
+            ),
+            (r#""extensions":[]"#, RejectionCode::ExtensionsWrongType),
+            (
+                r#""extensions":"north""#,
+                RejectionCode::ExtensionsWrongType,
+            ),
+            (r#""extensions":1"#, RejectionCode::ExtensionsWrongType),
+            (r#""warehouse":"north""#, RejectionCode::UnknownField),
+            (
+                r#""ocurred_at":"2026-11-24T11:00:00Z""#,
+                RejectionCode::UnknownField,
+            ),
+        ] {
+            let r = parse(&format!("{{{base},{extra}}}")).expect_err(extra);
+            assert_eq!(r.code, expected, "{extra}: {r}");
+        }
+        let unknown = parse(&format!(r#"{{{base},"warehouse":"north"}}"#)).expect_err("unknown");
+        assert!(unknown.message.contains("extensions"), "{unknown}");
     }
 
     #[test]
