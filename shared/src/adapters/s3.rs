@@ -2,6 +2,7 @@
 //! S3's errors sorted by [`aws::classify`].
 
 use super::aws;
+use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::ArchiveKey;
 use crate::ports::ArchiveStore;
@@ -35,20 +36,10 @@ impl ArchiveConfig {
 
     /// Reads variables through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let get = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let bucket = get(Self::BUCKET_VAR).ok_or_else(|| {
-            PipelineError::misconfigured(format!(
-                "environment variable {} is required but not set",
-                Self::BUCKET_VAR
-            ))
-        })?;
+        let vars = Vars::new(get);
         Ok(Self {
-            bucket,
-            kms_key_id: get(Self::KMS_KEY_VAR),
+            bucket: vars.required(Self::BUCKET_VAR)?,
+            kms_key_id: vars.optional(Self::KMS_KEY_VAR),
         })
     }
 }
