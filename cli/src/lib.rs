@@ -31,8 +31,8 @@ pub enum Command {
     /// Every line is checked with the pipeline's own rules first; invalid lines are reported as
     /// `file:line: code: message` with the codes the quarantine uses. Records go out in
     /// PutRecords requests of at most 500 records and 5 MiB, partition key = product id. Only
-    /// the entries that fail are retried, with exponential backoff and full jitter (longer
-    /// after ProvisionedThroughputExceeded). A product's updates reach the stream in the order
+    /// the entries that fail are retried, with exponential backoff and jitter (longer after
+    /// ProvisionedThroughputExceeded and other throttling). A product's updates reach the stream in the order
     /// of the feed: its next record waits until the earlier one is accepted. A record that
     /// cannot be sent is listed (and written to --unsent-out), never dropped silently.
     ///

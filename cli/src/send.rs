@@ -1,6 +1,8 @@
 //! Putting records on the stream: `PutRecords` requests from the [`Scheduler`], several in
 //! flight, partition key = product id. Only the entries that failed are retried, with
-//! exponential backoff and full jitter (longer after `ProvisionedThroughputExceededException`);
+//! exponential backoff and jitter from `backon` (longer after throttling such as
+//! `ProvisionedThroughputExceededException`); whether a failed call is worth repeating is
+//! decided by the pipeline's one AWS error classifier, [`aws::classify`];
 //! a record that still fails after the last attempt is reported, never dropped silently, and
 //! its product's later records are held back with it.
 //!
@@ -12,14 +14,16 @@
 //! records that carry an `update_id` or `occurred_at`.
 
 use crate::batch::{MAX_ENTRY_BYTES, Outgoing, Scheduler};
+use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use inventory::ErrorKind;
+use inventory::adapters::aws;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-const THROUGHPUT_EXCEEDED: &str = "ProvisionedThroughputExceededException";
 
 /// How hard to try.
 #[derive(Debug, Clone)]
@@ -28,11 +32,32 @@ pub struct SendOptions {
     pub concurrency: usize,
     /// Attempts per record, the first included.
     pub max_attempts: u32,
-    /// Backoff before the second attempt (the cap doubles from here, up to `max_delay`).
+    /// Backoff cap before the second attempt (it doubles from here, up to `max_delay`); each
+    /// wait is between half the cap and the cap.
     pub base_delay: Duration,
     pub max_delay: Duration,
     /// Consecutive records of one product a request may carry (1: strict feed order).
     pub per_product: usize,
+}
+
+impl SendOptions {
+    /// The waits between attempts, `max_attempts - 1` of them: a cap that doubles from
+    /// `base_delay` (four times that after throttling) up to `max_delay`, each wait between
+    /// half the cap and the cap (backon's jitter adds up to the delay again).
+    pub fn backoff(&self, throttled: bool) -> ExponentialBackoff {
+        let base = if throttled {
+            self.base_delay.saturating_mul(4)
+        } else {
+            self.base_delay
+        };
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_factor(2.0)
+            .with_min_delay(base.min(self.max_delay) / 2)
+            .with_max_delay(self.max_delay / 2)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .build()
+    }
 }
 
 impl Default for SendOptions {
@@ -54,7 +79,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     /// Failed entries sent again.
     pub retried: AtomicU64,
-    /// Entries the stream turned away with `ProvisionedThroughputExceededException`.
+    /// Entries the stream turned away with throttling (`ProvisionedThroughputExceededException`
+    /// and the other codes [`aws::classify_code`] calls throttling).
     pub throttled: AtomicU64,
     /// `PutRecords` calls made.
     pub calls: AtomicU64,
@@ -192,6 +218,8 @@ async fn send_batch(
     counters: Arc<Counters>,
 ) -> BatchOutcome {
     let mut out = BatchOutcome::default();
+    // Both schedules advance with every attempt; throttling picks the higher one.
+    let (mut plain, mut slower) = (opts.backoff(false), opts.backoff(true));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -250,7 +278,7 @@ async fn send_batch(
                             out.accepted.push(entry.0);
                         }
                         Some(code) => {
-                            if code == THROUGHPUT_EXCEEDED {
+                            if aws::classify_code(Some(code), 200) == ErrorKind::Throttled {
                                 throttled = true;
                                 counters.throttled.fetch_add(1, Ordering::Relaxed);
                             }
@@ -267,14 +295,15 @@ async fn send_batch(
         if retry.is_empty() {
             return out;
         }
-        if attempt >= opts.max_attempts {
+        let (plain_wait, slower_wait) = (plain.next(), slower.next());
+        let Some(wait) = (if throttled { slower_wait } else { plain_wait }) else {
             let reason = format!("still failing after {attempt} attempts ({last_error})");
             return give_up(out, retry, reason, false);
-        }
+        };
         counters
             .retried
             .fetch_add(retry.len() as u64, Ordering::Relaxed);
-        tokio::time::sleep(backoff(&opts, attempt, throttled)).await;
+        tokio::time::sleep(wait).await;
         pending = retry;
     }
 }
@@ -297,31 +326,17 @@ fn give_up(
 }
 
 /// Whether a failed call is worth repeating, whether it was throttling, and what to report.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug + 'static>(
-    e: &SdkError<E, R>,
-) -> (bool, bool, String) {
-    match e {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("unknown");
-            let message = format!("{code}: {}", se.err().message().unwrap_or(""));
-            let throttled = matches!(
-                code,
-                THROUGHPUT_EXCEEDED | "LimitExceededException" | "ThrottlingException"
-            );
-            let server_side = matches!(
-                code,
-                "InternalFailure"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "KMSThrottlingException"
-            );
-            (throttled || server_side, throttled, message)
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, false, aws_error_text(e))
-        }
-        _ => (false, false, aws_error_text(e)),
-    }
+fn classify<E: aws::OperationError>(e: &SdkError<E, HttpResponse>) -> (bool, bool, String) {
+    let kind = aws::classify(e);
+    let message = match e {
+        SdkError::ServiceError(se) => format!(
+            "{}: {}",
+            ProvideErrorMetadata::code(se.err()).unwrap_or("unknown"),
+            se.err().message().unwrap_or("")
+        ),
+        _ => aws_error_text(e),
+    };
+    (kind.is_transient(), kind == ErrorKind::Throttled, message)
 }
 
 /// An SDK error with its sources, on one line.
@@ -336,64 +351,60 @@ pub fn aws_error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Full jitter: a uniform wait between zero and a cap that doubles with each attempt, from
-/// four times higher a base when the stream said its throughput was exceeded.
-pub fn backoff(opts: &SendOptions, attempt: u32, throttled: bool) -> Duration {
-    let base = if throttled {
-        opts.base_delay * 4
-    } else {
-        opts.base_delay
-    };
-    let cap = base
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
-        .min(opts.max_delay);
-    cap.mul_f64(jitter())
-}
-
-/// A number in [0, 1): SplitMix64 over a clock-seeded counter. Good enough to spread retries.
-fn jitter() -> f64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let seed = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos(),
-    );
-    let mut z = STATE
-        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-        .wrapping_add(seed);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn backoff_stays_under_a_cap_that_doubles_and_is_higher_when_throttled() {
+    fn waits_stay_between_half_a_doubling_cap_and_the_cap_and_are_higher_when_throttled() {
         let opts = SendOptions {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
+            max_attempts: 12,
             ..SendOptions::default()
         };
-        for attempt in 1..12 {
-            let cap = (Duration::from_millis(100) * 2u32.pow(attempt - 1)).min(opts.max_delay);
-            for _ in 0..50 {
-                assert!(backoff(&opts, attempt, false) < cap.max(Duration::from_nanos(1)));
+        for _ in 0..50 {
+            let waits: Vec<Duration> = opts.backoff(false).collect();
+            assert_eq!(waits.len(), 11, "one wait between each two attempts");
+            for (i, wait) in waits.iter().enumerate() {
+                let cap = (Duration::from_millis(100) * 2u32.pow(i as u32)).min(opts.max_delay);
+                assert!(
+                    *wait >= cap / 2 && *wait <= cap,
+                    "wait {i}: {wait:?} not in [{:?}, {cap:?}]",
+                    cap / 2
+                );
             }
         }
-        let waits: Vec<Duration> = (0..200).map(|_| backoff(&opts, 1, true)).collect();
-        assert!(waits.iter().all(|w| *w < Duration::from_millis(400)));
+        let first: Vec<Duration> = (0..200)
+            .map(|_| opts.backoff(true).next().expect("a wait"))
+            .collect();
         assert!(
-            waits.iter().any(|w| *w > Duration::from_millis(100)),
-            "throttled waits reach above the plain cap"
+            first
+                .iter()
+                .all(|w| *w >= Duration::from_millis(200) && *w <= Duration::from_millis(400)),
+            "{first:?}"
         );
         assert!(
-            waits.iter().any(|w| *w < Duration::from_millis(50)),
-            "full jitter starts near zero"
+            first.iter().any(|w| *w > Duration::from_millis(300)),
+            "jittered, not a constant"
         );
+        let huge = SendOptions {
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(2),
+            ..SendOptions::default()
+        };
+        assert!(
+            huge.backoff(true)
+                .all(|w| w <= Duration::from_secs(2) && w >= Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn one_attempt_means_no_wait() {
+        let opts = SendOptions {
+            max_attempts: 1,
+            ..SendOptions::default()
+        };
+        assert_eq!(opts.backoff(false).count(), 0);
     }
 }

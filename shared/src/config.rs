@@ -1,78 +1,108 @@
-//! Reading configuration from the environment, with errors that name the variable.
-//! Each function builds its typed `Config` from these at cold start.
+//! Reading configuration from the environment, with errors that name the variable. Every
+//! `from_lookup` reads its variables through one [`Vars`], so each one trims, treats an empty
+//! value as absent and words its errors the same way.
 
 use crate::error::PipelineError;
 use std::str::FromStr;
 
-/// A required variable; a missing or empty one is a [`crate::ErrorKind::Misconfigured`] error.
-pub fn required(name: &str) -> Result<String, PipelineError> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v),
-        Ok(_) => Err(PipelineError::misconfigured(format!(
-            "environment variable {name} is set but empty"
-        ))),
-        Err(std::env::VarError::NotPresent) => Err(PipelineError::misconfigured(format!(
-            "environment variable {name} is required but not set"
-        ))),
-        Err(std::env::VarError::NotUnicode(_)) => Err(PipelineError::misconfigured(format!(
-            "environment variable {name} is not valid UTF-8"
-        ))),
+/// Variables read through a lookup function: the process environment ([`Vars::env`]), or a
+/// map in tests. Values are trimmed; an empty one counts as absent.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<F>(F);
+
+impl Vars<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn env() -> Self {
+        Vars(|name| std::env::var(name).ok())
     }
 }
 
-/// An optional variable; empty counts as absent.
-pub fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub fn new(get: F) -> Self {
+        Self(get)
+    }
 
-/// An optional variable parsed into `T`, or `default` when absent.
-pub fn parsed_or<T>(name: &str, default: T) -> Result<T, PipelineError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    parse_value(name, optional(name), default)
-}
+    /// The variable's trimmed value; `None` when it is unset or empty.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
 
-/// Parses a variable's value (already read) into `T`; `default` when absent.
-pub fn parse_value<T>(name: &str, value: Option<String>, default: T) -> Result<T, PipelineError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    match value {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e| {
+    /// A variable that must be set; a missing or empty one is a
+    /// [`crate::ErrorKind::Misconfigured`] error that names it.
+    pub fn required(&self, name: &str) -> Result<String, PipelineError> {
+        self.required_because(name, "but not set")
+    }
+
+    /// [`Vars::required`], the error ending in `because` ("when DATABASE_URL is not set").
+    pub fn required_because(&self, name: &str, because: &str) -> Result<String, PipelineError> {
+        self.optional(name).ok_or_else(|| {
             PipelineError::misconfigured(format!(
-                "environment variable {name}={v:?} is not valid: {e}"
+                "environment variable {name} is required {because}"
             ))
-        }),
+        })
+    }
+
+    /// The variable parsed into `T`, or `default` when it is absent.
+    pub fn parsed_or<T>(&self, name: &str, default: T) -> Result<T, PipelineError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| {
+                PipelineError::misconfigured(format!(
+                    "environment variable {name}={v:?} is not valid: {e}"
+                ))
+            }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
-    // Each test uses its own variable names: tests run in parallel in one process.
+    fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Vars::new(move |n| map.get(n).cloned())
+    }
+
     #[test]
-    fn a_missing_variable_is_named_in_the_error() {
-        let e = required("INVENTORY_TEST_SURELY_UNSET").expect_err("unset");
+    fn values_are_trimmed_and_empty_counts_as_absent() {
+        let v = vars(&[("A", "  x "), ("EMPTY", "   ")]);
+        assert_eq!(v.optional("A").as_deref(), Some("x"));
+        assert_eq!(v.optional("EMPTY"), None);
+        assert_eq!(v.optional("UNSET"), None);
+        let e = v.required("EMPTY").expect_err("empty");
         assert_eq!(e.kind, crate::ErrorKind::Misconfigured);
-        assert!(e.message.contains("INVENTORY_TEST_SURELY_UNSET"));
+        assert_eq!(
+            e.message,
+            "environment variable EMPTY is required but not set"
+        );
     }
 
     #[test]
     fn a_bad_number_is_named_in_the_error() {
-        assert_eq!(
-            parsed_or("INVENTORY_TEST_UNSET_NUMBER", 7u32).expect("default"),
-            7
-        );
-        assert_eq!(
-            parse_value("DB_POOL_MAX", Some("3".into()), 2u32).expect("valid"),
-            3
-        );
-        let e = parse_value("DB_POOL_MAX", Some("seven".into()), 2u32).expect_err("bad");
-        assert!(e.message.contains("DB_POOL_MAX=\"seven\""), "{}", e.message);
+        let v = vars(&[("DB_POOL_MAX", " 3 "), ("BAD", "seven")]);
+        assert_eq!(v.parsed_or("DB_POOL_MAX", 2u32).expect("valid"), 3);
+        assert_eq!(v.parsed_or("UNSET", 7u32).expect("default"), 7);
+        let e = v.parsed_or("BAD", 2u32).expect_err("bad");
+        assert!(e.message.contains("BAD=\"seven\""), "{}", e.message);
+    }
+
+    #[test]
+    fn the_process_environment_is_read_too() {
+        let e = Vars::env()
+            .required("INVENTORY_TEST_SURELY_UNSET")
+            .expect_err("unset");
+        assert!(e.message.contains("INVENTORY_TEST_SURELY_UNSET"));
+        assert_eq!(Vars::env().optional("INVENTORY_TEST_SURELY_UNSET"), None);
     }
 }

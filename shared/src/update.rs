@@ -57,7 +57,7 @@ pub struct InventoryUpdate {
 ///
 /// With the `schema` feature the same struct yields the contract's JSON Schema: each field
 /// takes its schema from the type that parses it ([`crate::contract`]).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(
     feature = "schema",
@@ -122,6 +122,104 @@ pub(crate) struct RecordFields<'a> {
 /// The contract's major version this parser reads. A record may say so in `schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The fields the contract allows.
+const CONTRACT_FIELDS: [&str; 10] = [
+    "product_id",
+    "quantity",
+    "inventory",
+    "price",
+    "currency",
+    "supplier_id",
+    "update_id",
+    "occurred_at",
+    "schema_version",
+    "extensions",
+];
+
+/// A record object read key by key: its fields, or the first key the contract does not
+/// allow, typed rather than left in a `serde_json` message. The whole object is read either
+/// way, so broken JSON after a bad key is still reported as broken JSON.
+struct ReadFields<'a>(Result<RecordFields<'a>, FieldProblem>);
+
+enum FieldProblem {
+    Unknown(String),
+    Duplicate(&'static str),
+}
+
+impl<'de> Deserialize<'de> for ReadFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+    type Value = ReadFields<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = RecordFields::default();
+        let mut seen = [false; CONTRACT_FIELDS.len()];
+        let mut problem = None;
+        while let Some(key) = map.next_key::<FieldKey>()? {
+            let FieldKey::Known(i) = key else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if let FieldKey::Unknown(name) = key {
+                    problem.get_or_insert(FieldProblem::Unknown(name));
+                }
+                continue;
+            };
+            let value = map.next_value::<Option<&'de RawValue>>()?;
+            if std::mem::replace(&mut seen[i], true) {
+                problem.get_or_insert(FieldProblem::Duplicate(CONTRACT_FIELDS[i]));
+            }
+            let slot = match i {
+                0 => &mut fields.product_id,
+                1 => &mut fields.quantity,
+                2 => &mut fields.inventory,
+                3 => &mut fields.price,
+                4 => &mut fields.currency,
+                5 => &mut fields.supplier_id,
+                6 => &mut fields.update_id,
+                7 => &mut fields.occurred_at,
+                8 => &mut fields.schema_version,
+                _ => &mut fields.extensions,
+            };
+            *slot = value;
+        }
+        Ok(ReadFields(problem.map_or(Ok(fields), Err)))
+    }
+}
+
+/// An object key: the index of a contract field, or the name of any other key.
+enum FieldKey {
+    Known(usize),
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = FieldKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<FieldKey, E> {
+                Ok(match CONTRACT_FIELDS.iter().position(|f| *f == key) {
+                    Some(i) => FieldKey::Known(i),
+                    None => FieldKey::Unknown(key.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
 /// Parses and validates one record's bytes. Never panics; every failure names its reason.
 pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpdate, Rejection> {
     if data.len() > MAX_RECORD_BYTES {
@@ -159,7 +257,19 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
             Err(e) => classify_json_error(e),
         });
     }
-    let fields: RecordFields<'_> = serde_json::from_str(text).map_err(classify_json_error)?;
+    let ReadFields(fields) = serde_json::from_str(text).map_err(classify_json_error)?;
+    let fields = fields.map_err(|problem| match problem {
+        FieldProblem::Unknown(name) => Rejection::new(
+            RejectionCode::UnknownField,
+            format!(
+                "unknown field {name:?}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id, occurred_at and schema_version; put fields of your own under extensions"
+            ),
+        ),
+        FieldProblem::Duplicate(name) => Rejection::new(
+            RejectionCode::DuplicateField,
+            format!("field {name:?} is given more than once"),
+        ),
+    })?;
     check_evolution_fields(&fields)?;
 
     let product_id = match field_string(
@@ -290,25 +400,20 @@ fn check_evolution_fields(fields: &RecordFields<'_>) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A record that `serde_json` could not read: broken JSON (syntax, cut short, too deep), or
+/// JSON of the wrong shape (data).
 fn classify_json_error(e: serde_json::Error) -> Rejection {
-    let msg = e.to_string();
-    let code = if msg.starts_with("unknown field") {
-        RejectionCode::UnknownField
-    } else if msg.starts_with("duplicate field") {
-        RejectionCode::DuplicateField
-    } else if e.is_data() && !msg.starts_with("recursion limit") {
-        RejectionCode::NotAnObject
+    if e.is_data() {
+        Rejection::new(
+            RejectionCode::NotAnObject,
+            format!("record must be a JSON object ({e})"),
+        )
     } else {
-        RejectionCode::NotJson
-    };
-    let message = match code {
-        RejectionCode::UnknownField => format!(
-            "{msg}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id, occurred_at and schema_version; put fields of your own under extensions"
-        ),
-        RejectionCode::NotAnObject => format!("record must be a JSON object ({msg})"),
-        _ => format!("record is not valid JSON ({msg})"),
-    };
-    Rejection::new(code, message)
+        Rejection::new(
+            RejectionCode::NotJson,
+            format!("record is not valid JSON ({e})"),
+        )
+    }
 }
 
 /// The string inside an optional raw JSON value: `Ok(None)` when absent (JSON `null` never
@@ -528,6 +633,43 @@ mod tests {
             "]".repeat(2_000)
         );
         assert_eq!(code(&deep_field), RejectionCode::ProductIdWrongType);
+    }
+
+    #[test]
+    fn unknown_and_repeated_keys_are_named_wherever_they_stand() {
+        let unknown = parse_record(
+            br#"{"colour":"red","product_id":"p","quantity":1,"price":1}"#,
+            &source(),
+        )
+        .expect_err("unknown");
+        assert_eq!(unknown.code, RejectionCode::UnknownField);
+        assert!(
+            unknown.message.starts_with("unknown field \"colour\";"),
+            "{}",
+            unknown.message
+        );
+        let escaped = parse_record(
+            br#"{"product\u005fid":"p","quantity":1,"price":1}"#,
+            &source(),
+        )
+        .expect("an escaped key is the same key");
+        assert_eq!(escaped.product_id.as_str(), "p");
+        let repeated = parse_record(
+            br#"{"price":null,"product_id":"p","quantity":1,"price":1}"#,
+            &source(),
+        )
+        .expect_err("repeated");
+        assert_eq!(repeated.code, RejectionCode::DuplicateField);
+        assert!(
+            repeated.message.contains("\"price\""),
+            "{}",
+            repeated.message
+        );
+        assert_eq!(
+            code(r#"{"colour":"red","product_id":"p""#),
+            RejectionCode::NotJson,
+            "broken JSON after an unknown key is broken JSON"
+        );
     }
 
     #[test]

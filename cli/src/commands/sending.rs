@@ -20,8 +20,8 @@ pub struct SendArgs {
     /// Attempts per record, the first included, before it is reported as not sent.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub max_attempts: u32,
-    /// First backoff cap in milliseconds; it doubles per attempt (x4 after throughput-exceeded
-    /// errors), and each wait is uniformly random below it (full jitter).
+    /// First backoff cap in milliseconds; it doubles per attempt (x4 after throttling errors),
+    /// and each wait is random between half the cap and the cap.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub base_delay_ms: u64,
     /// Largest backoff in milliseconds.

@@ -5,8 +5,9 @@
 //! by a bucket with a new name).
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use inventory::adapters::aws;
 use inventory::adapters::custom_resource::{CustomResourceEvent, Outcome, RequestKind};
 use inventory::{ErrorKind, PipelineError};
 
@@ -75,7 +76,7 @@ async fn delete_one_pass(s3: &Client, bucket: &str) -> Result<u64, PipelineError
         {
             Ok(page) => page,
             Err(e) if e.code() == Some("NoSuchBucket") => return Ok(removed),
-            Err(e) => return Err(s3_error("ListObjectVersions", bucket, e)),
+            Err(e) => return Err(s3_error("ListObjectVersions", bucket, &e)),
         };
         let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
         let markers = page
@@ -122,7 +123,7 @@ async fn delete_batch(
         .delete(delete)
         .send()
         .await
-        .map_err(|e| s3_error("DeleteObjects", bucket, e))?;
+        .map_err(|e| s3_error("DeleteObjects", bucket, &e))?;
     match out.errors().first() {
         None => Ok(()),
         Some(first) => Err(PipelineError::new(
@@ -138,17 +139,10 @@ async fn delete_batch(
     }
 }
 
-fn s3_error<E>(operation: &str, bucket: &str, e: aws_sdk_s3::error::SdkError<E>) -> PipelineError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let kind = match e.code() {
-        Some("SlowDown" | "Throttling" | "ThrottlingException") => ErrorKind::Throttled,
-        Some("AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId") => {
-            ErrorKind::Misconfigured
-        }
-        _ => ErrorKind::DependencyUnavailable,
-    };
-    let detail = aws_sdk_s3::error::DisplayErrorContext(&e);
-    PipelineError::new(kind, format!("{operation} on {bucket} failed: {detail}"))
+fn s3_error<E: aws::OperationError>(
+    operation: &str,
+    bucket: &str,
+    e: &SdkError<E>,
+) -> PipelineError {
+    aws::pipeline_error(format_args!("{operation} on {bucket} failed"), e)
 }

@@ -2,6 +2,7 @@
 
 use inventory::PipelineError;
 use inventory::adapters::s3::ArchiveConfig;
+use inventory::config::Vars;
 
 /// What the SAM template sets for the fan-out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +24,7 @@ impl Config {
     /// Reads variables through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         let name = Self::STATE_MACHINE_ARN_VAR;
-        let arn = get(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                PipelineError::misconfigured(format!(
-                    "environment variable {name} is required but not set"
-                ))
-            })?;
+        let arn = Vars::new(&get).required(name)?;
         if !is_state_machine_arn(&arn) {
             return Err(PipelineError::misconfigured(format!(
                 "environment variable {name}={arn:?} is not a state machine ARN \

@@ -3,10 +3,10 @@
 use crate::ports::OversizeStore;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-use inventory::adapters::s3::{ArchiveConfig, classify};
+use inventory::adapters::aws;
+use inventory::adapters::s3::ArchiveConfig;
 use inventory::{ArchiveKey, PipelineError};
 
 /// Puts oversized records in the archive bucket, under `oversized/`.
@@ -44,13 +44,9 @@ impl OversizeStore for S3OversizeStore {
                 .bucket_key_enabled(true);
         }
         request.send().await.map_err(|e| {
-            PipelineError::new(
-                classify(&e),
-                format!(
-                    "could not write s3://{}/{key}: {}",
-                    self.config.bucket,
-                    DisplayErrorContext(&e)
-                ),
+            aws::pipeline_error(
+                format_args!("could not write s3://{}/{key}", self.config.bucket),
+                &e,
             )
         })?;
         Ok(())

@@ -21,6 +21,7 @@ use inventory::PipelineError;
 use inventory::adapters::cache::{RedisConfig, RedisProductCache, fetch_auth_token};
 use inventory::adapters::postgres::{self, DatabaseConfig, PgCatalogReader};
 use inventory::catalog_read::{CacheRead, CatalogReads, ProductReader, ReadPolicy};
+use inventory::config::Vars;
 use metrics::Metrics;
 use std::sync::Arc;
 
@@ -46,8 +47,8 @@ impl Config {
         Ok(Self {
             database: DatabaseConfig::from_lookup(&get)?,
             redis: RedisConfig::from_lookup(&get)?,
-            function_name: get("AWS_LAMBDA_FUNCTION_NAME")
-                .filter(|n| !n.is_empty())
+            function_name: Vars::new(&get)
+                .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "product-api".to_owned()),
         })
     }

@@ -5,6 +5,7 @@ use crate::respond::Problem;
 use inventory::ProductId;
 use inventory::catalog_read::{DEFAULT_HISTORY_LIMIT, HistoryQuery, MAX_BATCH_PRODUCTS};
 use lambda_http::http::Method;
+use percent_encoding::percent_decode_str;
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,14 +63,8 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
                 })?),
                 None => None,
             };
-            let query = HistoryQuery::new(before, limit).map_err(|e| {
-                let name = if e.message.starts_with("limit") {
-                    "limit"
-                } else {
-                    "before"
-                };
-                Problem::invalid_parameter(name, e.message)
-            })?;
+            let query = HistoryQuery::new(before, limit)
+                .map_err(|e| Problem::invalid_parameter(e.parameter(), e.to_string()))?;
             Ok(Route::History(product_id(id)?, query))
         }
     }
@@ -81,9 +76,12 @@ enum Kind<'a> {
     History(&'a str),
 }
 
+/// A path segment's id, percent-decoded (`percent-encoding`: a broken escape stays as it is,
+/// and the id's own rules reject its `%`).
 fn product_id(raw: &str) -> Result<ProductId, Problem> {
-    let decoded = percent_decode(raw)
-        .ok_or_else(|| Problem::invalid_id(raw, "the id is not valid percent-encoding"))?;
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Problem::invalid_id(raw, "the id is not UTF-8 once percent-decoded"))?;
     ProductId::parse(&decoded).map_err(|r| Problem::invalid_id(&decoded, &r.message))
 }
 
@@ -130,52 +128,19 @@ impl Params {
     }
 }
 
+/// `application/x-www-form-urlencoded` decoding (`form_urlencoded`, as browsers do it: `+` is
+/// a space, a broken escape stays as it is, bytes that are not UTF-8 become U+FFFD, which no
+/// parameter's own rules accept).
 fn parse_query(query: &str) -> Result<Params, Problem> {
     let mut params: Vec<(String, String)> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(k), Some(v)) = (form_decode(k), form_decode(v)) else {
-            return Err(Problem::invalid_parameter(
-                k,
-                "the query string is not valid percent-encoding",
-            ));
-        };
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if params.iter().any(|(seen, _)| *seen == k) {
             return Err(Problem::invalid_parameter(
                 &k,
                 format!("{k} is given more than once"),
             ));
         }
-        params.push((k, v));
+        params.push((k.into_owned(), v.into_owned()));
     }
     Ok(Params(params))
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space.
-fn form_decode(s: &str) -> Option<String> {
-    percent_decode(&s.replace('+', " "))
-}
-
-/// Decodes `%XX` escapes; `None` when one is broken or the result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_owned());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }

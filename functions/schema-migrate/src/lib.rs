@@ -13,6 +13,7 @@ use inventory::adapters::custom_resource::{
     self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
 };
 use inventory::adapters::postgres::{DatabaseConfig, DatabaseConnection, DbCredentials, db_error};
+use inventory::config::Vars;
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,7 +39,7 @@ impl Config {
 
     /// Reads the configuration through `get` (the environment, or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let app_secret_arn = get("APP_DB_SECRET_ARN").filter(|v| !v.trim().is_empty());
+        let app_secret_arn = Vars::new(&get).optional("APP_DB_SECRET_ARN");
         let database = DatabaseConfig::from_lookup(&get)?;
         if app_secret_arn.is_some() && app_secret_arn.as_deref() == database.secret_arn() {
             return Err(PipelineError::misconfigured(

@@ -1,5 +1,7 @@
 //! Adapters: the ports implemented on real services. Each sits behind a Cargo feature.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "cache")]
 pub mod cache;
 #[cfg(feature = "custom-resource")]

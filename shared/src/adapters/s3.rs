@@ -1,13 +1,13 @@
 //! The S3 archive: one gzip JSON-lines object per chunk, SSE-KMS when a key is configured,
-//! and S3's errors sorted into transient and permanent ones.
+//! S3's errors sorted by [`aws::classify`].
 
-use crate::error::{ErrorKind, PipelineError};
+use super::aws;
+use crate::config::Vars;
+use crate::error::PipelineError;
 use crate::keys::ArchiveKey;
 use crate::ports::ArchiveStore;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
@@ -36,20 +36,10 @@ impl ArchiveConfig {
 
     /// Reads variables through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let get = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let bucket = get(Self::BUCKET_VAR).ok_or_else(|| {
-            PipelineError::misconfigured(format!(
-                "environment variable {} is required but not set",
-                Self::BUCKET_VAR
-            ))
-        })?;
+        let vars = Vars::new(get);
         Ok(Self {
-            bucket,
-            kms_key_id: get(Self::KMS_KEY_VAR),
+            bucket: vars.required(Self::BUCKET_VAR)?,
+            kms_key_id: vars.optional(Self::KMS_KEY_VAR),
         })
     }
 }
@@ -94,15 +84,9 @@ impl ArchiveStore for S3ArchiveStore {
                 .bucket_key_enabled(true);
         }
         request.send().await.map_err(|e| {
-            let kind = classify(&e);
-            // DisplayErrorContext carries the whole chain (code, message, cause) in one line.
-            PipelineError::new(
-                kind,
-                format!(
-                    "could not write s3://{}/{key}: {}",
-                    self.config.bucket,
-                    DisplayErrorContext(&e)
-                ),
+            aws::pipeline_error(
+                format_args!("could not write s3://{}/{key}", self.config.bucket),
+                &e,
             )
         })?;
         tracing::debug!("archive object written");
@@ -110,148 +94,11 @@ impl ArchiveStore for S3ArchiveStore {
     }
 }
 
-/// Sorts an S3 SDK error into the pipeline's taxonomy.
-pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> ErrorKind {
-    match error {
-        // The request could not be built or signed: wrong configuration, not bad luck.
-        SdkError::ConstructionFailure(_) => ErrorKind::Misconfigured,
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => ErrorKind::DependencyUnavailable,
-        SdkError::DispatchFailure(f) if f.is_user() => ErrorKind::Misconfigured,
-        SdkError::DispatchFailure(_) => ErrorKind::DependencyUnavailable,
-        SdkError::ServiceError(s) => classify_service(error.code(), s.raw().status().as_u16()),
-        _ => ErrorKind::DependencyUnavailable,
-    }
-}
-
-/// Sorts an error S3 answered with, by its code and HTTP status.
-pub fn classify_service(code: Option<&str>, status: u16) -> ErrorKind {
-    const THROTTLED: [&str; 7] = [
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "RequestThrottled",
-        "KMS.ThrottlingException",
-    ];
-    const MISCONFIGURED: [&str; 12] = [
-        "AccessDenied",
-        "AllAccessDisabled",
-        "NoSuchBucket",
-        "InvalidBucketName",
-        "PermanentRedirect",
-        "AuthorizationHeaderMalformed",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "InvalidArgument",
-        "KMSKeyNotFound",
-    ];
-    const TRANSIENT: [&str; 4] = [
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "KMS.KMSInternalException",
-    ];
-    match code {
-        Some(c) if THROTTLED.contains(&c) => ErrorKind::Throttled,
-        Some(c) if TRANSIENT.contains(&c) => ErrorKind::DependencyUnavailable,
-        Some(c) if MISCONFIGURED.contains(&c) || c.starts_with("KMS.") => ErrorKind::Misconfigured,
-        _ if status == 429 => ErrorKind::Throttled,
-        _ if status >= 500 => ErrorKind::DependencyUnavailable,
-        _ if status == 401 || status == 403 || status == 404 || status == 301 => {
-            ErrorKind::Misconfigured
-        }
-        // Any other 4xx means this code asked S3 for something it does not do.
-        _ => ErrorKind::Internal,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_s3::error::ErrorMetadata;
-    use aws_sdk_s3::operation::put_object::PutObjectError;
-    use aws_sdk_s3::primitives::SdkBody;
+    use crate::error::ErrorKind;
     use std::collections::HashMap;
-
-    fn service_error(code: &str, status: u16) -> SdkError<PutObjectError, HttpResponse> {
-        let status = status.try_into().expect("valid status");
-        SdkError::service_error(
-            PutObjectError::generic(ErrorMetadata::builder().code(code).build()),
-            HttpResponse::new(status, SdkBody::empty()),
-        )
-    }
-
-    #[test]
-    fn throttling_answers_are_throttled() {
-        assert_eq!(
-            classify(&service_error("SlowDown", 503)),
-            ErrorKind::Throttled
-        );
-        assert_eq!(
-            classify(&service_error("KMS.ThrottlingException", 400)),
-            ErrorKind::Throttled
-        );
-        assert_eq!(classify_service(None, 429), ErrorKind::Throttled);
-    }
-
-    #[test]
-    fn server_errors_and_timeouts_are_transient() {
-        assert_eq!(
-            classify(&service_error("InternalError", 500)),
-            ErrorKind::DependencyUnavailable
-        );
-        assert_eq!(
-            classify(&service_error("RequestTimeout", 400)),
-            ErrorKind::DependencyUnavailable
-        );
-        assert_eq!(
-            classify_service(Some("Whatever"), 502),
-            ErrorKind::DependencyUnavailable
-        );
-        let timeout: SdkError<PutObjectError, HttpResponse> =
-            SdkError::timeout_error("operation timed out");
-        assert_eq!(classify(&timeout), ErrorKind::DependencyUnavailable);
-        let io = SdkError::<PutObjectError, HttpResponse>::dispatch_failure(
-            aws_sdk_s3::error::ConnectorError::io("connection refused".into()),
-        );
-        assert_eq!(classify(&io), ErrorKind::DependencyUnavailable);
-    }
-
-    #[test]
-    fn access_bucket_and_kms_problems_are_configuration_errors() {
-        for code in [
-            "AccessDenied",
-            "NoSuchBucket",
-            "KMS.NotFoundException",
-            "KMS.DisabledException",
-            "InvalidArgument",
-        ] {
-            assert_eq!(
-                classify(&service_error(code, 400)),
-                ErrorKind::Misconfigured,
-                "{code}"
-            );
-        }
-        assert_eq!(classify_service(None, 403), ErrorKind::Misconfigured);
-        let user = SdkError::<PutObjectError, HttpResponse>::dispatch_failure(
-            aws_sdk_s3::error::ConnectorError::user("invalid endpoint".into()),
-        );
-        assert_eq!(classify(&user), ErrorKind::Misconfigured);
-        let built: SdkError<PutObjectError, HttpResponse> =
-            SdkError::construction_failure("no region");
-        assert_eq!(classify(&built), ErrorKind::Misconfigured);
-    }
-
-    #[test]
-    fn an_unexpected_client_error_is_internal() {
-        assert_eq!(
-            classify(&service_error("MalformedXML", 400)),
-            ErrorKind::Internal
-        );
-    }
 
     #[tokio::test]
     async fn an_unreachable_s3_is_a_transient_failure() {

@@ -1,7 +1,7 @@
 //! Reading an existing Secrets Manager secret (a JSON object) at cold start. Values are
 //! returned to the caller and never logged.
 
-use crate::error::{ErrorKind, PipelineError};
+use crate::error::PipelineError;
 use aws_sdk_secretsmanager::Client;
 use std::collections::HashMap;
 
@@ -52,18 +52,7 @@ pub async fn fetch(client: &Client, arn: &str) -> Result<SecretFields, PipelineE
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| {
-            let transient = e
-                .as_service_error()
-                .is_none_or(|s| s.is_internal_service_error());
-            let kind = if transient {
-                ErrorKind::DependencyUnavailable
-            } else {
-                ErrorKind::Misconfigured
-            };
-            let cause = aws_sdk_secretsmanager::error::DisplayErrorContext(&e);
-            PipelineError::new(kind, format!("could not read secret {arn}: {cause}"))
-        })?;
+        .map_err(|e| super::aws::pipeline_error(format_args!("could not read secret {arn}"), &e))?;
     let text = out
         .secret_string()
         .ok_or_else(|| PipelineError::misconfigured(format!("secret {arn} has no string value")))?;
@@ -73,6 +62,7 @@ pub async fn fetch(client: &Client, arn: &str) -> Result<SecretFields, PipelineE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn fields_are_read_and_debug_never_shows_values() {

@@ -20,8 +20,8 @@ mod tests;
 
 pub use ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 pub use view::{
-    DEFAULT_HISTORY_LIMIT, HistoryEvent, HistoryPage, HistoryQuery, MAX_BATCH_PRODUCTS,
-    MAX_HISTORY_LIMIT, ProductView, SupplierOffer,
+    DEFAULT_HISTORY_LIMIT, HistoryEvent, HistoryPage, HistoryQuery, HistoryQueryError,
+    MAX_BATCH_PRODUCTS, MAX_HISTORY_LIMIT, ProductView, SupplierOffer,
 };
 
 use crate::error::PipelineError;

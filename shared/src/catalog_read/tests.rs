@@ -529,9 +529,15 @@ async fn history_pages_go_newest_first_and_say_where_the_next_page_starts() {
 
 #[test]
 fn history_queries_are_bounded() {
-    assert!(HistoryQuery::new(None, 0).is_err());
-    assert!(HistoryQuery::new(None, MAX_HISTORY_LIMIT + 1).is_err());
-    assert!(HistoryQuery::new(Some(0), 10).is_err());
+    assert_eq!(HistoryQuery::new(None, 0), Err(HistoryQueryError::Limit(0)));
+    let too_many = HistoryQuery::new(None, MAX_HISTORY_LIMIT + 1).expect_err("too many");
+    assert_eq!(too_many.parameter(), "limit");
+    let before = HistoryQuery::new(Some(0), 10).expect_err("before the first event");
+    assert_eq!(before.parameter(), "before");
+    assert_eq!(
+        before.to_string(),
+        "before must be a positive event position, got 0"
+    );
     assert_eq!(HistoryQuery::default().limit, DEFAULT_HISTORY_LIMIT);
     assert!(HistoryQuery::new(Some(1), MAX_HISTORY_LIMIT).is_ok());
 }

@@ -104,18 +104,33 @@ pub struct HistoryQuery {
 
 impl HistoryQuery {
     /// Checks the bounds: `limit` in `1..=MAX_HISTORY_LIMIT`, `before` at least 1.
-    pub fn new(before: Option<i64>, limit: usize) -> Result<Self, PipelineError> {
+    pub fn new(before: Option<i64>, limit: usize) -> Result<Self, HistoryQueryError> {
         if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
-            return Err(PipelineError::invalid_payload(format!(
-                "limit must be between 1 and {MAX_HISTORY_LIMIT}, got {limit}"
-            )));
+            return Err(HistoryQueryError::Limit(limit));
         }
-        if before.is_some_and(|b| b < 1) {
-            return Err(PipelineError::invalid_payload(
-                "before must be a positive event position",
-            ));
+        if let Some(b) = before.filter(|b| *b < 1) {
+            return Err(HistoryQueryError::Before(b));
         }
         Ok(Self { before, limit })
+    }
+}
+
+/// Which bound of a [`HistoryQuery`] was broken, with the value given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryQueryError {
+    #[error("limit must be between 1 and {MAX_HISTORY_LIMIT}, got {0}")]
+    Limit(usize),
+    #[error("before must be a positive event position, got {0}")]
+    Before(i64),
+}
+
+impl HistoryQueryError {
+    /// The name of the parameter that was wrong, as a caller spells it.
+    pub fn parameter(self) -> &'static str {
+        match self {
+            Self::Limit(_) => "limit",
+            Self::Before(_) => "before",
+        }
     }
 }
 

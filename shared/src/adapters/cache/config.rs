@@ -2,7 +2,7 @@
 //! `REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_TLS`/`REDIS_AUTH_SECRET_ARN`; plus
 //! `CACHE_KEY_PREFIX` and `CACHE_FENCE_TTL_SECS`.
 
-use crate::config::parse_value;
+use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::CacheKeys;
 use std::fmt;
@@ -73,11 +73,8 @@ impl RedisConfig {
 
     /// Reads variables through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let get = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let vars = Vars::new(get);
+        let get = |name: &str| vars.optional(name);
         let endpoint = match get("REDIS_URL") {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => RedisEndpoint::Url(url),
             Some(url) => {
@@ -90,16 +87,13 @@ impl RedisConfig {
                 host: get("REDIS_HOST").ok_or_else(|| {
                     PipelineError::misconfigured("environment variable REDIS_URL or REDIS_HOST is required but neither is set")
                 })?,
-                port: parse_value("REDIS_PORT", get("REDIS_PORT"), Self::DEFAULT_PORT)?,
-                tls: parse_value("REDIS_TLS", get("REDIS_TLS"), true)?,
+                port: vars.parsed_or("REDIS_PORT", Self::DEFAULT_PORT)?,
+                tls: vars.parsed_or("REDIS_TLS", true)?,
                 auth_secret_arn: get("REDIS_AUTH_SECRET_ARN"),
             },
         };
-        let fence_ttl_secs = parse_value(
-            "CACHE_FENCE_TTL_SECS",
-            get("CACHE_FENCE_TTL_SECS"),
-            Self::DEFAULT_FENCE_TTL_SECS,
-        )?;
+        let fence_ttl_secs =
+            vars.parsed_or("CACHE_FENCE_TTL_SECS", Self::DEFAULT_FENCE_TTL_SECS)?;
         if fence_ttl_secs == 0 {
             return Err(PipelineError::misconfigured(
                 "environment variable CACHE_FENCE_TTL_SECS must be at least 1",

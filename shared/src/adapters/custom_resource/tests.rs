@@ -305,6 +305,7 @@ async fn an_unreachable_response_url_is_a_transient_error() {
     .await
     .expect_err("undeliverable");
     assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+    assert!(e.message.contains("after 3 attempts"), "{}", e.message);
 }
 
 #[tokio::test]

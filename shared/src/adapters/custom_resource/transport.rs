@@ -3,6 +3,7 @@
 
 use super::Response;
 use crate::error::{ErrorKind, PipelineError};
+use backon::{ExponentialBuilder, Retryable};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// An HTTP client for responses, built once per cold start.
@@ -51,7 +53,8 @@ impl ResponseSender {
         })
     }
 
-    /// Sends the response, retrying transport failures and non-2xx answers.
+    /// Sends the response, retrying transport failures and non-2xx answers (backon: waits of
+    /// `backoff`, then twice that, ...).
     #[tracing::instrument(skip_all, fields(request_id = %response.request_id, status = ?response.status))]
     pub async fn send(&self, url: &str, response: &Response) -> Result<(), PipelineError> {
         let uri: hyper::Uri = url
@@ -60,39 +63,51 @@ impl ResponseSender {
         let body = Bytes::from(serde_json::to_vec(response).map_err(|e| {
             PipelineError::with_source(ErrorKind::Internal, "could not serialise the response", e)
         })?);
-        let mut last = String::new();
-        for attempt in 1..=self.attempts {
-            // The presigned URL is signed for an empty content type.
-            let request = hyper::Request::put(uri.clone())
-                .header(CONTENT_TYPE, "")
-                .header(CONTENT_LENGTH, body.len())
-                .body(Full::new(body.clone()))
-                .map_err(|e| {
-                    PipelineError::with_source(
-                        ErrorKind::Internal,
-                        "could not build the request",
-                        e,
-                    )
-                })?;
-            match tokio::time::timeout(self.attempt_timeout, self.client.request(request)).await {
-                Ok(Ok(answer)) if answer.status().is_success() => {
-                    tracing::info!(attempt, "response delivered to CloudFormation");
-                    return Ok(());
-                }
-                Ok(Ok(answer)) => last = format!("HTTP {}", answer.status()),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = format!("no answer within {}s", self.attempt_timeout.as_secs()),
-            }
-            tracing::warn!(attempt, error = %last, "response not delivered; retrying");
-            tokio::time::sleep(self.backoff * attempt).await;
-        }
-        Err(PipelineError::new(
-            ErrorKind::DependencyUnavailable,
-            format!(
-                "could not deliver the response after {} attempts: {last}",
-                self.attempts
-            ),
-        ))
+        let attempt = AtomicU32::new(0);
+        let deliver =
+            || async {
+                let attempt = attempt.fetch_add(1, Ordering::Relaxed) + 1;
+                // The presigned URL is signed for an empty content type.
+                let request = hyper::Request::put(uri.clone())
+                    .header(CONTENT_TYPE, "")
+                    .header(CONTENT_LENGTH, body.len())
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| {
+                        PipelineError::with_source(
+                            ErrorKind::Internal,
+                            "could not build the request",
+                            e,
+                        )
+                    })?;
+                let failure =
+                    match tokio::time::timeout(self.attempt_timeout, self.client.request(request))
+                        .await
+                    {
+                        Ok(Ok(answer)) if answer.status().is_success() => {
+                            tracing::info!(attempt, "response delivered to CloudFormation");
+                            return Ok(());
+                        }
+                        Ok(Ok(answer)) => format!("HTTP {}", answer.status()),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no answer within {}s", self.attempt_timeout.as_secs()),
+                    };
+                Err(PipelineError::new(
+                    ErrorKind::DependencyUnavailable,
+                    format!("could not deliver the response after {attempt} attempts: {failure}"),
+                ))
+            };
+        let schedule = ExponentialBuilder::default()
+            .with_min_delay(self.backoff)
+            .with_factor(2.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize);
+        deliver
+            .retry(schedule)
+            .sleep(tokio::time::sleep)
+            .when(PipelineError::is_transient)
+            .notify(|e, wait| {
+                tracing::warn!(error = %e.message, ?wait, "response not delivered; retrying");
+            })
+            .await
     }
 
     #[cfg(test)]

@@ -8,7 +8,7 @@
 //! Neither the password nor a full URL is ever logged or shown by `Debug`.
 
 use super::error::db_error;
-use crate::config::parse_value;
+use crate::config::Vars;
 use crate::error::PipelineError;
 use sea_orm::sqlx::postgres::PgSslMode;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -96,15 +96,10 @@ impl DatabaseConfig {
     /// Reads the configuration through `get` (the environment, or a map in tests). Errors
     /// name the variable that is missing or wrong.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let required = |name: &str| {
-            get(name).ok_or_else(|| {
-                PipelineError::misconfigured(format!(
-                    "environment variable {name} is required when DATABASE_URL is not set"
-                ))
-            })
-        };
-        let pool_max = parse_value("DB_POOL_MAX", get("DB_POOL_MAX"), DEFAULT_POOL_MAX)?;
+        let vars = Vars::new(get);
+        let get = |name: &str| vars.optional(name);
+        let required = |name: &str| vars.required_because(name, "when DATABASE_URL is not set");
+        let pool_max = vars.parsed_or("DB_POOL_MAX", DEFAULT_POOL_MAX)?;
         if pool_max == 0 {
             return Err(PipelineError::misconfigured(
                 "environment variable DB_POOL_MAX must be at least 1",
@@ -128,7 +123,7 @@ impl DatabaseConfig {
             None => {
                 let target = DatabaseTarget::Rds {
                     host: required("DB_HOST")?,
-                    port: parse_value("DB_PORT", get("DB_PORT"), 5432u16)?,
+                    port: vars.parsed_or("DB_PORT", 5432u16)?,
                     name: required("DB_NAME")?,
                     secret_arn: required("DB_SECRET_ARN")?,
                 };
