@@ -165,41 +165,58 @@ fn csv_lines<'a>(
     (lines, bad)
 }
 
-/// Splits one CSV row (RFC 4180 quoting; a quoted field may not span lines).
+/// Splits one CSV row, read by the `csv` crate (RFC 4180 quoting). Each row is read on its
+/// own, so a quoted field may not span lines: a broken row cannot swallow the ones after it and
+/// every report keeps its line number.
 pub fn split_csv(row: &str) -> Result<Vec<String>, String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut chars = row.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cell.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => cell.push(c),
-            (false, '"') if cell.is_empty() && !was_quoted => {
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, '"') => return Err("a quote in the middle of an unquoted field".into()),
-            (false, ',') => {
-                cells.push(std::mem::take(&mut cell));
-                was_quoted = false;
-            }
-            (false, c) if was_quoted && !c.is_whitespace() => {
+    check_quotes(row)?;
+    // Only `\n` ends a record: a stray `\r` inside a row is data, as it was before.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(row.as_bytes());
+    let mut record = csv::StringRecord::new();
+    if !reader.read_record(&mut record).map_err(|e| e.to_string())? {
+        // An empty row is one empty field.
+        return Ok(vec![String::new()]);
+    }
+    Ok(record.iter().map(str::to_owned).collect())
+}
+
+/// Rejects what the `csv` crate would quietly accept: a quote inside an unquoted field (kept
+/// as data) and text after a closing quote (glued onto the field, so `"9.9"0` would become
+/// `9.90`) and a quote left open at the end of the row (read as if closed). Whitespace after a
+/// closing quote is allowed, as before. Only the quotes' places are checked here; the crate
+/// does the splitting and unescaping.
+fn check_quotes(row: &str) -> Result<(), String> {
+    #[derive(PartialEq)]
+    enum At {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        AfterQuote,
+    }
+    let mut at = At::FieldStart;
+    for c in row.chars() {
+        at = match (at, c) {
+            (At::Quoted, '"') => At::AfterQuote,
+            (At::Quoted, _) => At::Quoted,
+            // `""` inside a quoted field is an escaped quote.
+            (At::FieldStart | At::AfterQuote, '"') => At::Quoted,
+            (_, ',') => At::FieldStart,
+            (At::Unquoted, '"') => return Err("a quote in the middle of an unquoted field".into()),
+            (At::AfterQuote, c) if !c.is_whitespace() => {
                 return Err("text after a closing quote".into());
             }
-            (false, c) => cell.push(c),
-        }
+            (At::AfterQuote, _) => At::AfterQuote,
+            (At::FieldStart | At::Unquoted, _) => At::Unquoted,
+        };
     }
-    if quoted {
+    if at == At::Quoted {
         return Err("a quoted field is not closed on its line".into());
     }
-    cells.push(cell);
-    Ok(cells)
+    Ok(())
 }
 
 /// The JSON object a CSV row stands for: empty cells are absent fields; quantities that are
@@ -271,6 +288,45 @@ mod tests {
         assert_eq!(
             lines.iter().map(|l| l.number).collect::<Vec<_>>(),
             [2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn csv_quoting_follows_rfc_4180_and_a_row_stays_on_its_line() {
+        let cells = |row| split_csv(row).map(|c| c.join("|"));
+        assert_eq!(
+            cells(r#"a,"b,c","say ""hi""",,"#),
+            Ok(r#"a|b,c|say "hi"||"#.to_owned())
+        );
+        assert_eq!(cells(r#""a" ,b"#), Ok("a |b".to_owned()));
+        assert_eq!(cells("a\rb,c"), Ok("a\rb|c".to_owned()));
+        assert_eq!(cells(""), Ok(String::new()));
+        assert_eq!(
+            cells(r#"a,"b"#),
+            Err("a quoted field is not closed on its line".to_owned())
+        );
+    }
+
+    #[test]
+    fn quotes_the_csv_crate_would_accept_are_still_refused() {
+        assert_eq!(
+            split_csv(r#"SKU-1,9"5,1"#),
+            Err("a quote in the middle of an unquoted field".to_owned())
+        );
+        assert_eq!(
+            split_csv(r#"SKU-1,"9.9"0,1"#),
+            Err("text after a closing quote".to_owned())
+        );
+        let csv = "product_id,price\nSKU-1,\"9.9\"0\nSKU-2,1\nSKU-3,a\"b\n";
+        let (lines, bad) = parse("f.csv", csv.as_bytes(), Format::Csv);
+        assert_eq!(lines.iter().map(|l| l.number).collect::<Vec<_>>(), [3]);
+        let bad: Vec<(usize, &str)> = bad.iter().map(|b| (b.number, &b.message[..])).collect();
+        assert_eq!(
+            bad,
+            [
+                (2, "text after a closing quote"),
+                (4, "a quote in the middle of an unquoted field")
+            ]
         );
     }
 

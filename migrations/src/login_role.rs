@@ -18,6 +18,7 @@
 use crate::{MIGRATION_LOCK_KEY, WRITER_ROLE};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
 use sea_orm_migration::sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
     TransactionTrait, Value,
@@ -221,19 +222,20 @@ async fn server_random_salt(txn: &DatabaseTransaction) -> Result<Vec<u8>, DbErr>
         .await?
         .ok_or_else(|| DbErr::Custom("gen_random_uuid() returned no row".into()))?;
     let text: String = row.try_get("", "salt")?;
-    (0..16)
-        .map(|i| {
-            text.get(i * 2..i * 2 + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
+    salt_from_hex(&text)
         .ok_or_else(|| DbErr::Custom("gen_random_uuid() returned unexpected text".into()))
+}
+
+/// The 16 bytes a UUID's 32 hex digits (dashes removed) stand for; anything else is `None`.
+fn salt_from_hex(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text).ok().filter(|salt| salt.len() == 16)
 }
 
 /// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677):
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, each part in base64.
 pub fn scram_sha256_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
-    let salted = hi(password.as_bytes(), salt, iterations);
+    // SCRAM's Hi() is PBKDF2-HMAC-SHA-256 with one output block.
+    let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations);
     let client_key = hmac_sha256(&salted, b"Client Key");
     let stored_key = Sha256::digest(client_key);
     let server_key = hmac_sha256(&salted, b"Server Key");
@@ -245,37 +247,14 @@ pub fn scram_sha256_verifier(password: &str, salt: &[u8], iterations: u32) -> St
     )
 }
 
-/// PBKDF2-HMAC-SHA-256 with one output block: SCRAM's `Hi()`.
-fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut first = salt.to_vec();
-    first.extend_from_slice(&1u32.to_be_bytes());
-    let mut u = hmac_sha256(password, &first);
-    let mut out = u;
-    for _ in 1..iterations {
-        u = hmac_sha256(password, &u);
-        out.iter_mut().zip(u).for_each(|(o, b)| *o ^= b);
-    }
-    out
-}
-
 /// HMAC-SHA-256 (RFC 2104).
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|k| k ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
+    // HMAC takes keys of any length, so this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .expect("HMAC accepts any key length")
         .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
         .finalize()
+        .into_bytes()
         .into()
 }
 
@@ -287,9 +266,29 @@ mod tests {
     fn hmac_matches_the_rfc_4231_test_case_2() {
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(
-            mac.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn the_salt_is_the_uuids_sixteen_bytes_and_other_text_is_refused() {
+        assert_eq!(
+            salt_from_hex("00ff10a0b1c2d3e4f5060708090a0b0c"),
+            Some(vec![
+                0x00, 0xff, 0x10, 0xa0, 0xb1, 0xc2, 0xd3, 0xe4, 0xf5, 0x06, 0x07, 0x08, 0x09, 0x0a,
+                0x0b, 0x0c
+            ])
+        );
+        for bad in [
+            "",
+            "00ff10a0b1c2d3e4f5060708090a0b0",
+            "00ff10a0b1c2d3e4f5060708090a0b0c00",
+            "00ff10a0-b1c2-d3e4-f506-0708090a",
+            "zzff10a0b1c2d3e4f5060708090a0b0c",
+        ] {
+            assert_eq!(salt_from_hex(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
