@@ -12,7 +12,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::{DateTime, Duration, TimeZone, Timelike, Utc};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
 use inventory::ids::{MAX_ID_LEN, MAX_UPDATE_ID_LEN};
 use inventory::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
 use inventory::pipeline::{ChunkInput, SourceRecord};
@@ -23,7 +23,7 @@ use inventory::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Mutex;
 
 /// Cases per property: `PROPTEST_CASES` when set, else a CI-sized default.
