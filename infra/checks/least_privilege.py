@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import rust_code
+from policy import logical_of
 
 SERVICE_PREFIX = {"s3": "s3", "sfn": "states", "secretsmanager": "secretsmanager", "kinesis": "kinesis",
                   "sqs": "sqs", "kms": "kms", "dynamodb": "dynamodb", "sns": "sns", "cloudwatch": "cloudwatch",
@@ -64,18 +65,6 @@ def resources(template: dict) -> dict:
     return template.get("Resources") or {}
 
 
-def ref_target(value: Any) -> str | None:
-    if isinstance(value, dict):
-        if "Ref" in value:
-            return value["Ref"]
-        getatt = value.get("Fn::GetAtt")
-        if isinstance(getatt, str):
-            return getatt.split(".")[0]
-        if isinstance(getatt, list) and getatt:
-            return getatt[0]
-    return None
-
-
 def sub_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -97,7 +86,7 @@ def statements(template: dict, role: str) -> list[dict]:
     for policy in p.get("Policies") or []:
         out += _as_list((policy.get("PolicyDocument") or {}).get("Statement") or [])
     for arn in p.get("ManagedPolicyArns") or []:
-        target = ref_target(arn)
+        target = logical_of(arn)
         doc = ((resources(template).get(target) or {}).get("Properties") or {}).get("PolicyDocument") or {}
         if target is None:
             out.append({"Effect": "Allow", "Action": f"<AWS managed policy {arn}>", "Resource": "*"})
@@ -155,20 +144,20 @@ def needed(template: dict, logical: str) -> dict[tuple[str, str | None], str]:
         need(VPC_ENI, "VpcConfig (Lambda manages its network interfaces)")
     if p.get("KmsKeyArn"):
         need(["kms:Decrypt"], "KmsKeyArn (Lambda decrypts its environment)", f"lambda-env:{name}")
-    dlq = ref_target((p.get("DeadLetterConfig") or {}).get("TargetArn"))
+    dlq = logical_of((p.get("DeadLetterConfig") or {}).get("TargetArn"))
     queues = [dlq] if dlq else []
     for res in rs.values():
         if res.get("Type") != "AWS::Lambda::EventSourceMapping":
             continue
         mp = res.get("Properties") or {}
-        if ref_target(mp.get("FunctionName")) != logical:
+        if logical_of(mp.get("FunctionName")) != logical:
             continue
-        source = rs.get(ref_target(mp.get("EventSourceArn")) or "") or {}
+        source = rs.get(logical_of(mp.get("EventSourceArn")) or "") or {}
         if source.get("Type") == "AWS::Kinesis::Stream":
             need(KINESIS_READ, "its Kinesis event source mapping")
             if _cmk(source, ("StreamEncryption", "KeyId")):
                 need(KMS_FOR["kinesis"], "reading a KMS-encrypted stream", "via:kinesis")
-        dest = ref_target(((mp.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"))
+        dest = logical_of(((mp.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"))
         if dest:
             queues.append(dest)
     for q in queues:
@@ -206,7 +195,7 @@ def functions(template: dict) -> list[str]:
 def check_roles_match_code(template: dict) -> list[str]:
     out = []
     for logical in functions(template):
-        role = ref_target((resources(template)[logical].get("Properties") or {}).get("Role"))
+        role = logical_of((resources(template)[logical].get("Properties") or {}).get("Role"))
         if (resources(template).get(role) or {}).get("Type") != "AWS::IAM::Role":
             out.append(f"{logical}: its role is not an AWS::IAM::Role of this template")
             continue
@@ -234,7 +223,7 @@ def check_put_prefixes(template: dict) -> list[str]:
     out = []
     prefixes = key_prefixes()
     for logical in functions(template):
-        role = ref_target((resources(template)[logical].get("Properties") or {}).get("Role"))
+        role = logical_of((resources(template)[logical].get("Properties") or {}).get("Role"))
         for st in statements(template, role):
             if "s3:PutObject" not in _as_list(st.get("Action")):
                 continue
@@ -256,7 +245,7 @@ def check_s3_endpoint(template: dict) -> list[str]:
     rs = resources(template)
     in_vpc = [l for l in functions(template) if (rs[l].get("Properties") or {}).get("VpcConfig")]
     vpc_s3 = {a for l in in_vpc for (a, _) in needed(template, l) if a.startswith("s3:")}
-    handlers = {ref_target((r.get("Properties") or {}).get("ServiceToken")) for r in rs.values()
+    handlers = {logical_of((r.get("Properties") or {}).get("ServiceToken")) for r in rs.values()
                 if r.get("Type", "").startswith("Custom::")}
     out = []
     for logical, res in rs.items():
@@ -306,11 +295,11 @@ def check_state_machine_roles(template: dict, asl_dir: Path | None = None) -> li
         if res.get("Type") != "AWS::StepFunctions::StateMachine":
             continue
         p = res.get("Properties") or {}
-        role = ref_target(p.get("RoleArn"))
+        role = logical_of(p.get("RoleArn"))
         location = p.get("DefinitionS3Location")
         asl = ((asl_dir or rust_code.ROOT / "infra") / location).read_text() if isinstance(location, str) else ""
         used = {k for k in (p.get("DefinitionSubstitutions") or {}) if "${" + k + "}" in asl}
-        invoked = {ref_target(v) for k, v in (p.get("DefinitionSubstitutions") or {}).items() if k in used}
+        invoked = {logical_of(v) for k, v in (p.get("DefinitionSubstitutions") or {}).items() if k in used}
         need = {("lambda:InvokeFunction", None)}
         if (p.get("EncryptionConfiguration") or {}).get("Type") == "CUSTOMER_MANAGED_KMS_KEY":
             need |= {(a, "via:states") for a in ("kms:Decrypt", "kms:GenerateDataKey")}
@@ -323,7 +312,7 @@ def check_state_machine_roles(template: dict, asl_dir: Path | None = None) -> li
             out.append(f"{logical}: {role} allows {_fmt(item)}, which the state machine never needs")
         for item in sorted(need - have, key=str):
             out.append(f"{logical}: {role} lacks {_fmt(item)}")
-        allowed = {ref_target(r) for st in statements(template, role)
+        allowed = {logical_of(r) for st in statements(template, role)
                    if "lambda:InvokeFunction" in _as_list(st.get("Action")) for r in _as_list(st.get("Resource"))}
         for fn in sorted(allowed - invoked, key=str):
             out.append(f"{logical}: {role} may invoke {fn}, which no task of the definition calls")
@@ -362,7 +351,7 @@ CLI_KMS = {
 def operator_policy(template: dict) -> str | None:
     """The logical id of the managed policy the OperatorPolicyArn output names."""
     value = ((template.get("Outputs") or {}).get(OPERATOR_OUTPUT) or {}).get("Value")
-    return ref_target(value)
+    return logical_of(value)
 
 
 def operator_needs(template: dict) -> dict[tuple[str, str | None], str]:

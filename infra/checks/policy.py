@@ -414,8 +414,8 @@ def may_read_secret(statement: dict, secret_parameter: str) -> bool:
     return wide or mentions_parameter(resource, secret_parameter)
 
 
-def role_logical(value: Any) -> str | None:
-    """X of `!GetAtt X.Arn` or `!Ref X`."""
+def logical_of(value: Any) -> str | None:
+    """X of `!GetAtt X.Attr` or `!Ref X`: the resource a value refers to."""
     if isinstance(value, dict):
         if "Ref" in value:
             return value["Ref"]
@@ -438,7 +438,7 @@ def check_master_secret_only_for_migrations(template: dict) -> list[str]:
             continue
         p = props(res)
         is_migrator = dig(res, ("Metadata", "BuildProperties", "Binary")) == MIGRATOR_BINARY
-        (migrator_roles if is_migrator else other_roles).add(role_logical(p.get("Role")))
+        (migrator_roles if is_migrator else other_roles).add(logical_of(p.get("Role")))
         if not is_migrator and mentions_master_secret(dig(p, ("Environment", "Variables"))):
             out.append(f"{logical} gets the master database secret ({MASTER_SECRET}) in its environment")
     for logical, res in resources(template):
@@ -454,18 +454,6 @@ def check_master_secret_only_for_migrations(template: dict) -> list[str]:
                         out.append(f"{logical} ({kind}) statement {sid} can read the master database secret "
                                    f"({MASTER_SECRET}); only {MIGRATOR_BINARY}'s own role may")
     return out
-
-
-def _logical(value: Any) -> str | None:
-    if isinstance(value, dict):
-        if "Ref" in value:
-            return value["Ref"]
-        getatt = value.get("Fn::GetAtt")
-        if isinstance(getatt, list) and getatt:
-            return getatt[0]
-        if isinstance(getatt, str):
-            return getatt.split(".")[0]
-    return None
 
 
 def check_event_targets(template: dict) -> list[str]:
@@ -485,12 +473,12 @@ def check_event_targets(template: dict) -> list[str]:
             dig(p, ("EventPattern", "detail-type")))
         for target in p.get("Targets") or []:
             tid = f"{logical} target {target.get('Id')}"
-            if per_execution and (rs.get(_logical(target.get("Arn")) or "") or {}).get("Type") == "AWS::SNS::Topic":
-                out.append(f"{tid} sends every failed execution to the topic {_logical(target.get('Arn'))}; "
+            if per_execution and (rs.get(logical_of(target.get("Arn")) or "") or {}).get("Type") == "AWS::SNS::Topic":
+                out.append(f"{tid} sends every failed execution to the topic {logical_of(target.get('Arn'))}; "
                            "alarm on the failed-execution count instead")
             if not target.get("RetryPolicy"):
                 out.append(f"{tid} has no RetryPolicy")
-            queue = _logical(dig(target, ("DeadLetterConfig", "Arn")))
+            queue = logical_of(dig(target, ("DeadLetterConfig", "Arn")))
             if not queue:
                 out.append(f"{tid} has no DeadLetterConfig")
                 continue
@@ -502,13 +490,13 @@ def check_event_targets(template: dict) -> list[str]:
                 out.append(f"{tid}: its dead-letter queue {queue} is not encrypted with the customer key")
             allowed = False
             for _, qp in resources(template):
-                if qp.get("Type") != "AWS::SQS::QueuePolicy" or queue not in {_logical(x) for x in props(qp).get("Queues") or []}:
+                if qp.get("Type") != "AWS::SQS::QueuePolicy" or queue not in {logical_of(x) for x in props(qp).get("Queues") or []}:
                     continue
                 for st in dig(props(qp), ("PolicyDocument", "Statement")) or []:
                     if (isinstance(st, dict) and st.get("Effect") == "Allow"
                             and "events.amazonaws.com" in strings(dig(st, ("Principal", "Service")))
                             and "sqs:SendMessage" in strings(st.get("Action"))
-                            and logical in {_logical(v) for op in (st.get("Condition") or {}).values()
+                            and logical in {logical_of(v) for op in (st.get("Condition") or {}).values()
                                             if isinstance(op, dict) for v in [op.get("aws:SourceArn")]}):
                         allowed = True
             if not allowed:
