@@ -55,9 +55,10 @@ pub struct InventoryUpdate {
 /// The record as it arrives, field by field, before any rule is applied. Values stay raw JSON
 /// text so prices keep their exact digits.
 ///
-/// With the `schema` feature the same struct yields the contract's JSON Schema: each field
-/// takes its schema from the type that parses it ([`crate::contract`]).
-#[derive(Deserialize, Default)]
+/// [`ReadFields`] fills it key by key. With the `schema` feature the same struct yields the
+/// contract's JSON Schema: each field takes its schema from the type that parses it
+/// ([`crate::contract`]); its `serde` attributes only shape that schema.
+#[derive(Default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(
     feature = "schema",
@@ -66,56 +67,56 @@ pub struct InventoryUpdate {
         transform = crate::contract::record_rules
     )
 )]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub(crate) struct RecordFields<'a> {
     /// The catalog product (SKU). Required.
     #[cfg_attr(feature = "schema", schemars(with = "ProductId"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     product_id: Option<&'a RawValue>,
     /// Units in stock. Exactly one of `quantity` and `inventory` is required.
     #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     quantity: Option<&'a RawValue>,
     /// The brief's name for `quantity`.
     #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     inventory: Option<&'a RawValue>,
     /// The unit price, kept exact. Required.
     #[cfg_attr(feature = "schema", schemars(with = "Price"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     price: Option<&'a RawValue>,
     /// ISO 4217 code; `USD` when absent.
     #[cfg_attr(feature = "schema", schemars(with = "Option<Currency>"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     currency: Option<&'a RawValue>,
     /// The supplier; `unspecified` when absent.
     #[cfg_attr(feature = "schema", schemars(with = "Option<SupplierId>"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     supplier_id: Option<&'a RawValue>,
     /// The supplier's idempotency key, scoped by supplier: a reused id is dropped as a duplicate.
     #[cfg_attr(feature = "schema", schemars(with = "Option<UpdateId>"))]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     update_id: Option<&'a RawValue>,
     /// When the stock and price were true; the stream's arrival time when absent.
     #[cfg_attr(
         feature = "schema",
         schemars(with = "Option<crate::contract::OccurredAt>")
     )]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     occurred_at: Option<&'a RawValue>,
     /// The contract's major version; absent or `1` today (see docs/contract.md).
     #[cfg_attr(
         feature = "schema",
         schemars(with = "Option<crate::contract::SchemaVersion>")
     )]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     schema_version: Option<&'a RawValue>,
     /// The supplier's own fields, kept in the archive and ignored by the pipeline.
     #[cfg_attr(
         feature = "schema",
         schemars(with = "Option<crate::contract::Extensions>")
     )]
-    #[serde(borrow, default)]
+    #[cfg_attr(feature = "schema", serde(borrow, default))]
     extensions: Option<&'a RawValue>,
 }
 
