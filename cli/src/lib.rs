@@ -2,7 +2,6 @@
 //! (`replay-quarantine`, `replay-dlq`, `reingest-archive`, `rebuild-projection`). It reuses the
 //! domain crate, so `push` reports the same rejection codes the pipeline's quarantine would.
 
-pub mod arrival;
 pub mod batch;
 pub mod commands;
 pub mod exit;

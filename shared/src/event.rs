@@ -4,7 +4,7 @@
 use crate::ids::{ProductId, SupplierId, UpdateId};
 use crate::money::{Currency, Price, Quantity};
 use crate::update::{InventoryUpdate, SourcePosition};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -44,7 +44,7 @@ impl UpdateKey {
             &quantity.get().to_string(),
             &price.to_string(),
             currency.as_str(),
-            &occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            &crate::update::event_time_text(occurred_at),
         ])
     }
 

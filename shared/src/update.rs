@@ -5,9 +5,10 @@ use crate::event::UpdateKey;
 use crate::ids::{ProductId, SupplierId, UpdateId};
 use crate::money::{Currency, Price, Quantity};
 use crate::rejection::{Rejection, RejectionCode};
-use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 /// Largest record accepted, in bytes. A real update is a few hundred bytes.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024;
@@ -22,6 +23,51 @@ pub fn earliest_occurred_at() -> DateTime<Utc> {
 }
 /// Display form of [`earliest_occurred_at`], for messages and docs.
 pub const EARLIEST_OCCURRED_AT: &str = "2000-01-01T00:00:00Z";
+
+/// The event time of a record without `occurred_at`: its arrival time at the microsecond
+/// precision PostgreSQL keeps. The content key of such a record is computed from this time, so
+/// this is the one place that decides it (parsing and replays both use it).
+pub fn arrival_event_time(arrived_at: DateTime<Utc>) -> DateTime<Utc> {
+    arrived_at.trunc_subsecs(6)
+}
+
+/// The text form of an event time, as the content key hashes it and a replay writes it.
+pub fn event_time_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// `data`, with `"occurred_at"` set to the event time it took from `arrived_at`, when `data` is
+/// a valid record without one; anything else unchanged (records the contract rejects are
+/// sent again as they were).
+///
+/// A record without `occurred_at` takes the stream's arrival time as its time and, without an
+/// `update_id`, its identity (the content key) from that time too. Sent again as it is, it
+/// would arrive anew: a second event for an update already applied, and one that wins over
+/// every newer update of its product. Every replay (of the DLQ, the quarantine, the archive)
+/// therefore writes the original time into such a record: it then means exactly what it meant
+/// the first time, and has the same content key. Each field keeps its exact JSON text.
+pub fn with_arrival_time(data: &[u8], arrived_at: DateTime<Utc>) -> Vec<u8> {
+    let source = SourcePosition {
+        shard_id: String::new(),
+        sequence_number: String::new(),
+        arrived_at,
+    };
+    if !parse_record(data, &source).is_ok_and(|u| !u.occurred_at_from_supplier) {
+        return data.to_vec();
+    }
+    // A valid record is a JSON object without duplicate keys (the parser has just accepted
+    // it), so it reads as a map of its fields' raw text.
+    let Ok(stamp) =
+        serde_json::value::to_raw_value(&event_time_text(arrival_event_time(arrived_at)))
+    else {
+        return data.to_vec();
+    };
+    let Ok(mut fields) = serde_json::from_slice::<BTreeMap<String, &RawValue>>(data) else {
+        return data.to_vec();
+    };
+    fields.insert("occurred_at".to_owned(), &stamp);
+    serde_json::to_vec(&fields).unwrap_or_else(|_| data.to_vec())
+}
 
 /// Where a record came from in the stream. Together with the stream name it identifies a
 /// record for good: a redelivered record has the same position.
@@ -346,7 +392,7 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
     .map(|s| parse_occurred_at(&s, source.arrived_at))
     .transpose()?;
     let occurred_at_from_supplier = supplier_time.is_some();
-    let occurred_at = supplier_time.unwrap_or_else(|| source.arrived_at.trunc_subsecs(6));
+    let occurred_at = supplier_time.unwrap_or_else(|| arrival_event_time(source.arrived_at));
 
     let update_key = match &update_id {
         Some(id) => UpdateKey::for_supplier_update(&supplier_id, id),
@@ -542,6 +588,68 @@ mod tests {
 
     fn code(json: &str) -> RejectionCode {
         parse(json).expect_err("must be rejected").code
+    }
+
+    #[test]
+    fn a_record_without_a_time_sent_again_later_is_the_same_update() {
+        let first = DateTime::parse_from_rfc3339("2026-03-01T10:15:00.123456789Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let at = |arrived_at| SourcePosition {
+            arrived_at,
+            ..source()
+        };
+        let raw = br#" {"product_id": "product123", "inventory": 100, "price": 29.990}"#;
+        let original = parse_record(raw, &at(first)).expect("valid");
+
+        let again = with_arrival_time(raw, first);
+        let replayed = parse_record(&again, &at(first + Duration::days(2))).expect("valid");
+
+        assert_eq!(replayed.update_key, original.update_key);
+        assert_eq!(replayed.occurred_at, original.occurred_at);
+        assert!(replayed.occurred_at_from_supplier);
+        assert_eq!(
+            (replayed.quantity, replayed.price),
+            (original.quantity, original.price)
+        );
+        let text = String::from_utf8_lossy(&again);
+        assert!(
+            text.contains(r#""occurred_at":"2026-03-01T10:15:00.123456Z""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""price":29.990"#),
+            "the price keeps its digits: {text}"
+        );
+    }
+
+    #[test]
+    fn a_null_occurred_at_is_replaced_by_the_arrival_time_not_repeated() {
+        let first = source().arrived_at;
+        let raw = br#"{"product_id":"p","quantity":1,"price":1,"occurred_at":null}"#;
+        let original = parse_record(raw, &source()).expect("null reads as absent");
+        assert!(!original.occurred_at_from_supplier);
+
+        let again = with_arrival_time(raw, first);
+        let replayed = parse_record(&again, &source()).expect("still one occurred_at");
+
+        assert_eq!(replayed.update_key, original.update_key);
+        assert!(replayed.occurred_at_from_supplier);
+    }
+
+    #[test]
+    fn a_record_with_its_own_time_or_that_the_contract_rejects_is_sent_again_unchanged() {
+        let now = Utc::now();
+        for raw in [
+            br#"{"product_id":"p","quantity":1,"price":1,"occurred_at":"2026-03-01T10:00:00Z"}"#
+                .as_slice(),
+            br#"{"product_id":"p","quantity":-1,"price":1}"#,
+            br#"{"product_id":"p","quantity":1,"price":1,"colour":"red"}"#,
+            b"not json {",
+            b"",
+        ] {
+            assert_eq!(with_arrival_time(raw, now), raw, "{raw:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use super::replay_quarantine::fetch;
 use super::sending::{SendArgs, send_and_report};
-use crate::arrival::with_original_time;
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _, usage};
 use crate::send::aws_error_text;
@@ -13,6 +12,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use inventory::keys::ArchiveKey;
 use inventory::pipeline::ObjectRef;
+use inventory::update::with_arrival_time;
 use inventory::update::{SourcePosition, parse_record};
 use serde::Deserialize;
 use std::io::Read as _;
@@ -205,7 +205,7 @@ pub async fn run(args: ReingestArchiveArgs) -> Result<Outcome> {
         .into_iter()
         .map(|(line, data, origin)| Outgoing {
             partition_key: line.partition_key,
-            data: with_original_time(&data, line.arrived_at),
+            data: with_arrival_time(&data, line.arrived_at),
             origin,
         })
         .collect();

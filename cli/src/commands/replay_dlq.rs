@@ -2,7 +2,6 @@
 //! stream by their sequence ranges and put on it again.
 
 use super::sending::{SendArgs, send_and_report};
-use crate::arrival::with_original_time;
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _};
 use crate::send::aws_error_text;
@@ -11,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_sqs::types::Message;
 use chrono::{DateTime, Utc};
+use inventory::update::with_arrival_time;
 use serde::Deserialize;
 use std::cmp::Ordering;
 
@@ -217,7 +217,7 @@ pub async fn run(args: ReplayDlqArgs) -> Result<Outcome> {
                     records.push(Outgoing {
                         partition_key: r.partition_key,
                         data: match r.arrived_at {
-                            Some(t) => with_original_time(&r.data, t),
+                            Some(t) => with_arrival_time(&r.data, t),
                             None => r.data,
                         },
                         origin: format!(

@@ -2,7 +2,6 @@
 //! filters, each sent row marked so a re-run does not send it again.
 
 use super::sending::{SendArgs, send_and_report};
-use crate::arrival::with_original_time;
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _, usage};
 use crate::target::{Outputs, TargetArgs, connect_database, s3_client, sdk_config};
@@ -11,6 +10,7 @@ use chrono::{DateTime, Utc};
 use inventory::adapters::postgres::entity::quarantined_record::{Column, Entity};
 use inventory::adapters::postgres::{QuarantineEntry, list_quarantine};
 use inventory::rejection::RejectionCode;
+use inventory::update::with_arrival_time;
 use inventory::update::{SourcePosition, parse_record};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _};
@@ -176,7 +176,7 @@ pub async fn run(args: ReplayQuarantineArgs) -> Result<Outcome> {
         .iter()
         .map(|(e, raw)| Outgoing {
             partition_key: e.record.partition_key.clone(),
-            data: with_original_time(raw, e.record.arrived_at),
+            data: with_arrival_time(raw, e.record.arrived_at),
             origin: format!("quarantine {}", e.id),
         })
         .collect();
