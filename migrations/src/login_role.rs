@@ -23,8 +23,8 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
     TransactionTrait, Value,
 };
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 /// PBKDF2 iterations of the verifier: PostgreSQL's default (`scram_iterations`).
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -57,18 +57,10 @@ pub enum LoginRoleError {
 }
 
 /// A function login to ensure. `Debug` shows the name only.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct LoginRole {
     name: String,
-    password: String,
-}
-
-impl fmt::Debug for LoginRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRole")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
+    password: SecretString,
 }
 
 impl LoginRole {
@@ -94,7 +86,7 @@ impl LoginRole {
         }
         Ok(Self {
             name: name.to_owned(),
-            password: password.to_owned(),
+            password: password.into(),
         })
     }
 
@@ -150,7 +142,7 @@ async fn ensure_once(
         return Err(LoginRoleError::Privileged(role.name.clone()));
     }
     let salt = server_random_salt(&txn).await?;
-    let verifier = scram_sha256_verifier(&role.password, &salt, SCRAM_ITERATIONS);
+    let verifier = scram_sha256_verifier(role.password.expose_secret(), &salt, SCRAM_ITERATIONS);
     let (template, outcome) = match existing {
         None => (
             "CREATE ROLE %I WITH LOGIN INHERIT PASSWORD %L IN ROLE %I",

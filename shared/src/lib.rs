@@ -20,6 +20,7 @@ pub mod money;
 pub mod pipeline;
 pub mod ports;
 pub mod projection;
+pub mod redact;
 pub mod rejection;
 pub mod update;
 pub mod usecase;

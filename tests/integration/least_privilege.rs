@@ -209,7 +209,10 @@ impl TestLoginSecret {
 impl LoginSecret for TestLoginSecret {
     async fn read(&self) -> Result<DbCredentials, PipelineError> {
         let (username, password) = self.0.lock().expect("lock").clone();
-        Ok(DbCredentials { username, password })
+        Ok(DbCredentials {
+            username,
+            password: password.into(),
+        })
     }
 }
 

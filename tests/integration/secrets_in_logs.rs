@@ -5,11 +5,12 @@
 
 use crate::quarantine::mixed_chunk;
 use anyhow::Result;
-use inventory::adapters::cache::{RedisAuthToken, RedisConfig, RedisProductCache};
+use inventory::adapters::cache::{RedisConfig, RedisProductCache};
 use inventory::adapters::postgres::{
     DatabaseConfig, DatabaseTarget, DbCredentials, PgQuarantine, TlsMode, connect,
 };
 use inventory::ports::ProductCache;
+use inventory::redact::{ExposeSecret as _, SecretString};
 use inventory::{CacheInvalidateInput, PipelineError, ProductId};
 use std::collections::HashMap;
 use std::io::Write;
@@ -132,7 +133,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     };
     let credentials = DbCredentials {
         username: "inventory_app".into(),
-        password: password.clone(),
+        password: password.clone().into(),
     };
     shown.push(format!("{credentials:?}"));
     let rds_db = connect(&rds, Some(credentials)).await?;
@@ -186,7 +187,7 @@ async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()>
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:redis".to_owned(),
             ),
         ])))?;
-        let auth = RedisAuthToken::new(token.clone());
+        let auth = SecretString::from(token.clone());
         shown.push(format!("{config:?} {auth:?}"));
         match RedisProductCache::connect(&config, Some(&auth)) {
             Ok(cache) => {
@@ -285,7 +286,7 @@ async fn database_credentials_come_from_the_secret_and_a_missing_field_is_named(
     .await?;
     let creds = credentials_from_secret(&client, &arn).await?;
     assert_eq!(creds.username, "inventory_app");
-    assert_eq!(creds.password, password);
+    assert_eq!(creds.password.expose_secret(), password);
 
     // A secret without a password is the operator's to fix: a configuration error naming the
     // secret and the field, never retried as if Secrets Manager were down.

@@ -14,6 +14,7 @@ use inventory::adapters::custom_resource::{
 };
 use inventory::adapters::postgres::{DatabaseConfig, DatabaseConnection, DbCredentials, db_error};
 use inventory::config::Vars;
+use inventory::redact::ExposeSecret as _;
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -116,8 +117,9 @@ pub async fn ensure_login(
     secret: &dyn LoginSecret,
 ) -> Result<migration::LoginRoleOutcome, PipelineError> {
     let credentials = secret.read().await?;
-    let role = migration::LoginRole::new(&credentials.username, &credentials.password)
-        .map_err(login_error)?;
+    let role =
+        migration::LoginRole::new(&credentials.username, credentials.password.expose_secret())
+            .map_err(login_error)?;
     let outcome = migration::ensure_login_role(db, &role)
         .await
         .map_err(login_error)?;

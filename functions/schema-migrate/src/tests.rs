@@ -319,7 +319,7 @@ impl LoginSecret for FixedLogin {
     async fn read(&self) -> Result<DbCredentials, PipelineError> {
         Ok(DbCredentials {
             username: self.0.to_owned(),
-            password: self.1.to_owned(),
+            password: self.1.into(),
         })
     }
 }

@@ -2,22 +2,13 @@
 //! returned to the caller and never logged.
 
 use crate::error::PipelineError;
+use crate::redact::{ExposeSecret as _, SecretString};
 use aws_sdk_secretsmanager::Client;
 use std::collections::HashMap;
 
 /// A secret's JSON fields. `Debug` shows the field names only.
-#[derive(Clone)]
-pub struct SecretFields(HashMap<String, String>);
-
-impl std::fmt::Debug for SecretFields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.0.keys().collect();
-        names.sort();
-        f.debug_struct("SecretFields")
-            .field("fields", &names)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Clone, Debug)]
+pub struct SecretFields(HashMap<String, SecretString>);
 
 impl SecretFields {
     /// Parses a secret string: a JSON object whose values are strings or numbers.
@@ -28,8 +19,8 @@ impl SecretFields {
         Ok(Self(
             map.into_iter()
                 .filter_map(|(k, v)| match v {
-                    serde_json::Value::String(s) => Some((k, s)),
-                    serde_json::Value::Number(n) => Some((k, n.to_string())),
+                    serde_json::Value::String(s) => Some((k, s.into())),
+                    serde_json::Value::Number(n) => Some((k, n.to_string().into())),
                     _ => None,
                 })
                 .collect(),
@@ -38,7 +29,7 @@ impl SecretFields {
 
     /// A required field; the error names the secret and the field, never a value.
     pub fn field(&self, arn: &str, name: &str) -> Result<&str, PipelineError> {
-        self.0.get(name).map(String::as_str).ok_or_else(|| {
+        self.0.get(name).map(|v| v.expose_secret()).ok_or_else(|| {
             PipelineError::misconfigured(format!("secret {arn} has no field {name:?}"))
         })
     }

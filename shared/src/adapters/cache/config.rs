@@ -5,6 +5,7 @@
 use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::CacheKeys;
+use crate::redact::redact_url;
 use std::fmt;
 
 /// How to reach Redis.
@@ -39,14 +40,6 @@ impl fmt::Debug for RedisEndpoint {
                 .field("auth_secret_arn", auth_secret_arn)
                 .finish(),
         }
-    }
-}
-
-/// `scheme://***@host...` when the URL has user info, else the URL as is.
-pub(crate) fn redact_url(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
-        _ => url.to_owned(),
     }
 }
 
@@ -119,26 +112,6 @@ impl RedisConfig {
             } => auth_secret_arn.as_deref(),
             RedisEndpoint::Url(_) => None,
         }
-    }
-}
-
-/// A Redis AUTH token. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisAuthToken(String);
-
-impl RedisAuthToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for RedisAuthToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RedisAuthToken(***)")
     }
 }
 
@@ -238,14 +211,10 @@ mod tests {
             config(&[("REDIS_URL", "rediss://:s3cret-token@cache.example:6379")]).expect("valid");
         let shown = format!("{c:?}");
         assert!(
-            !shown.contains("s3cret-token") && shown.contains("rediss://***@cache.example:6379"),
+            !shown.contains("s3cret-token") && shown.contains("rediss://:***@cache.example:6379"),
             "{shown}"
         );
         let e = config(&[("REDIS_URL", "tcp://:s3cret-token@h")]).expect_err("bad scheme");
         assert!(!e.message.contains("s3cret-token"), "{}", e.message);
-        assert_eq!(
-            format!("{:?}", RedisAuthToken::new("s3cret-token")),
-            "RedisAuthToken(***)"
-        );
     }
 }

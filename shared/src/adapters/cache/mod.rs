@@ -21,8 +21,9 @@ mod catalog;
 mod config;
 mod errors;
 
+use crate::redact::{ExposeSecret as _, SecretString};
 pub use catalog::CACHE_CALL_BUDGET;
-pub use config::{RedisAuthToken, RedisConfig, RedisEndpoint};
+pub use config::{RedisConfig, RedisEndpoint};
 pub use errors::kind_of;
 
 use crate::error::{ErrorKind, PipelineError};
@@ -107,7 +108,7 @@ impl RedisProductCache {
     /// invocation then fails as `DependencyUnavailable`. Must run inside a Tokio runtime.
     pub fn connect(
         config: &RedisConfig,
-        token: Option<&RedisAuthToken>,
+        token: Option<&SecretString>,
     ) -> Result<Self, PipelineError> {
         ensure_crypto_provider();
         let info = connection_info(&config.endpoint, token).map_err(|e| {
@@ -272,7 +273,7 @@ fn check_version(version: i64) -> Result<(), PipelineError> {
 /// Where and how to connect. The token, when given, replaces any password in a URL.
 fn connection_info(
     endpoint: &RedisEndpoint,
-    token: Option<&RedisAuthToken>,
+    token: Option<&SecretString>,
 ) -> redis::RedisResult<ConnectionInfo> {
     let info = match endpoint {
         RedisEndpoint::Url(url) => url.as_str().into_connection_info()?,
@@ -297,7 +298,10 @@ fn connection_info(
     };
     Ok(match token {
         Some(token) => {
-            let settings = info.redis_settings().clone().set_password(token.expose());
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(token.expose_secret());
             info.set_redis_settings(settings)
         }
         None => info,
@@ -310,12 +314,12 @@ fn connection_info(
 pub async fn fetch_auth_token(
     client: &aws_sdk_secretsmanager::Client,
     config: &RedisConfig,
-) -> Result<Option<RedisAuthToken>, PipelineError> {
+) -> Result<Option<SecretString>, PipelineError> {
     let Some(arn) = config.auth_secret_arn() else {
         return Ok(None);
     };
     let fields = crate::adapters::secrets::fetch(client, arn).await?;
-    Ok(Some(RedisAuthToken::new(fields.field(arn, "auth_token")?)))
+    Ok(Some(fields.field(arn, "auth_token")?.into()))
 }
 
 #[cfg(test)]
@@ -401,7 +405,7 @@ mod tests {
             tls: true,
             auth_secret_arn: None,
         };
-        let info = connection_info(&endpoint, Some(&RedisAuthToken::new("tok"))).expect("valid");
+        let info = connection_info(&endpoint, Some(&SecretString::from("tok"))).expect("valid");
         assert!(
             matches!(info.addr(), ConnectionAddr::TcpTls { host, port: 6380, insecure: false, .. } if host == "cache.example")
         );

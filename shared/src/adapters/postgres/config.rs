@@ -10,6 +10,7 @@
 use super::error::db_error;
 use crate::config::Vars;
 use crate::error::PipelineError;
+use crate::redact::{ExposeSecret as _, SecretString, redact_url, without_url_password};
 use sea_orm::sqlx::postgres::PgSslMode;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use std::fmt;
@@ -36,8 +37,7 @@ pub enum DatabaseTarget {
 impl fmt::Debug for DatabaseTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // The URL may hold a password: show nothing of it.
-            DatabaseTarget::Url(_) => f.write_str("Url(<redacted>)"),
+            DatabaseTarget::Url(url) => f.debug_tuple("Url").field(&redact_url(url)).finish(),
             DatabaseTarget::Rds {
                 host,
                 port,
@@ -73,18 +73,10 @@ pub struct DatabaseConfig {
 }
 
 /// Database user and password, read from the secret. `Debug` shows the user only.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DbCredentials {
     pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for DbCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DbCredentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
+    pub password: SecretString,
 }
 
 impl DatabaseConfig {
@@ -160,7 +152,7 @@ pub async fn credentials_from_secret(
     let fields = crate::adapters::secrets::fetch(client, arn).await?;
     Ok(DbCredentials {
         username: fields.field(arn, "username")?.to_owned(),
-        password: fields.field(arn, "password")?.to_owned(),
+        password: fields.field(arn, "password")?.into(),
     })
 }
 
@@ -217,7 +209,7 @@ pub fn connect_options(
         .set_application_name("inventory-pipeline")
         .map_sqlx_postgres_opts(move |mut o| {
             if let Some(c) = &credentials {
-                o = o.username(&c.username).password(&c.password);
+                o = o.username(&c.username).password(c.password.expose_secret());
             }
             if let Some(mode) = ssl_mode {
                 o = o.ssl_mode(mode);
@@ -262,26 +254,11 @@ pub async fn connect(
         match &config.target {
             // The driver quotes a URL it cannot parse, password included.
             DatabaseTarget::Url(url) => {
-                PipelineError::new(e.kind, without_password(&e.detailed(), url))
+                PipelineError::new(e.kind, without_url_password(&e.detailed(), url))
             }
             DatabaseTarget::Rds { .. } => e,
         }
     })
-}
-
-/// `text` with the password of `url` (its user info after the first `:`) replaced by `***`.
-fn without_password(text: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(user_info, _)| user_info.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => text.replace(p, "***"),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -295,16 +272,6 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         DatabaseConfig::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn a_password_is_cut_out_of_a_message_that_quotes_its_url() {
-        let url = "postgres://app:hunter2@h:notaport/db";
-        assert_eq!(
-            without_password(&format!("'{url}' cannot be parsed"), url),
-            "'postgres://app:***@h:notaport/db' cannot be parsed"
-        );
-        assert_eq!(without_password("no url", "postgres://h/db"), "no url");
     }
 
     #[test]
