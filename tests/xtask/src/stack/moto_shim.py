@@ -382,9 +382,10 @@ list_executions = sfn_responses.StepFunctionResponse.list_executions
 
 def list_executions_with_redrive(self):
     result = list_executions(self)
-    backend = self.stepfunction_backend
+    machine = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
+    by_arn = {e.execution_arn: e for e in machine.executions}
     for item in result.result["executions"]:
-        execution = backend.describe_execution(item["executionArn"])
+        execution = by_arn[item["executionArn"]]
         item["redriveCount"] = getattr(execution, "redrive_count", 0)
         if getattr(execution, "redrive_date", None) is not None:
             item["redriveDate"] = execution.redrive_date
