@@ -194,6 +194,34 @@ impl Drop for Fault<'_> {
     }
 }
 
+/// The local emulator's redrive window (AWS: 14 days), shortened for one test so that its
+/// failed executions count as too old to redrive; back to the default when dropped. moto's
+/// config API replaces its whole `stepfunctions` section, so execution stays turned on.
+pub struct RedriveWindow<'a> {
+    stack: &'a Stack,
+}
+
+impl<'a> RedriveWindow<'a> {
+    pub fn set(stack: &'a Stack, seconds: u64) -> Result<Self> {
+        stack.router(
+            "POST",
+            "/moto-api/config",
+            &json!({"stepfunctions": {"execute_state_machine": true, "redrive_window_seconds": seconds}}),
+        )?;
+        Ok(Self { stack })
+    }
+}
+
+impl Drop for RedriveWindow<'_> {
+    fn drop(&mut self) {
+        let _ = self.stack.router(
+            "POST",
+            "/moto-api/config",
+            &json!({"stepfunctions": {"execute_state_machine": true}}),
+        );
+    }
+}
+
 impl Stack {
     pub fn o(&self, key: &str) -> &str {
         self.out[key]
@@ -368,6 +396,41 @@ impl Stack {
             &format!("{}{path}", self.local()?.router_url),
             &body.to_string(),
         )
+    }
+
+    /// The status of the execution `arn` once it is no longer RUNNING.
+    pub async fn finished(&self, arn: &str) -> Result<ExecutionStatus> {
+        self.until(
+            "the execution to finish",
+            async || {
+                Ok(self
+                    .sfn
+                    .describe_execution()
+                    .execution_arn(arn)
+                    .send()
+                    .await?
+                    .status()
+                    .clone())
+            },
+            |s| *s != ExecutionStatus::Running,
+        )
+        .await
+    }
+
+    /// Archive objects of the chunk whose execution is named `name`.
+    pub async fn archived(&self, name: &str) -> Result<usize> {
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(self.o("ArchiveBucketName"))
+            .prefix("raw/")
+            .send()
+            .await?;
+        Ok(listed
+            .contents()
+            .iter()
+            .filter(|o| o.key().is_some_and(|k| k.contains(name)))
+            .count())
     }
 
     pub async fn wait_finished(

@@ -11,10 +11,13 @@
 //! stack they say so and pass; `workflows` holds the tests that run against either target,
 //! and `operator` runs the `inventory` binary's operator commands against the stack.
 //!
-//! Redrive: moto implements no `RedriveExecution`. A redrive re-runs the failed execution from
-//! its failed state with the same input, so what it relies on is that running the same input
-//! again, after the failure and once more after that, applies every update exactly once. The
-//! last test checks exactly that, by starting new executions with the failed one's input.
+//! Redrive: the local stack's emulator has `RedriveExecution` with AWS's semantics (see
+//! `tests/xtask/src/stack/moto_shim.py`): a failed execution resumes at the state that failed,
+//! on the same ARN with the same input, and a Parallel state re-runs only its failed branches.
+//! The last tests redrive an execution that failed at Persist (Archive and Validate do not run
+//! again, every update is applied once, a second redrive is refused), and, for an execution
+//! past the redrive window, check the refusal and the fallback: new executions with the failed
+//! one's input, which apply every update exactly once however often they run.
 //!
 //! The tests share one stack, so they run one at a time (`SERIAL`); each uses product ids of
 //! its own, and looks only at executions started after it began.
@@ -26,7 +29,7 @@ mod workflows;
 use anyhow::{Context as _, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use base64::Engine as _;
-use harness::{Fault, SERIAL, failed_in, local_stack};
+use harness::{Fault, RedriveWindow, SERIAL, Stack, failed_in, local_stack};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -251,17 +254,13 @@ async fn the_fanout_failing_for_good_sends_the_batch_to_the_on_failure_queue_in_
     Ok(())
 }
 
-#[tokio::test]
-async fn a_persist_failure_fails_the_execution_at_persist_and_rerunning_its_input_applies_it_exactly_once()
--> Result<()> {
-    let _serial = SERIAL.lock().await;
-    let Some(st) = local_stack("the local fault switch").await else {
-        return Ok(());
-    };
-    // Arrange: persist fails permanently for this test's product (three suppliers, one chunk).
+/// Puts three updates of one product (one chunk) with Persist failing permanently for it, and
+/// checks that their execution failed at Persist with the task's error, applying nothing.
+/// Returns the execution's ARN and name, and the fault (Persist fails until it is dropped).
+async fn failed_at_persist(st: &Stack) -> Result<(String, String, Fault<'_>)> {
     let key = st.product(0);
     let fault = Fault::add(
-        &st,
+        st,
         json!({"function": "persist", "match": key, "error_type": "Inventory.Internal"}),
     )?;
     st.put(&[
@@ -271,14 +270,17 @@ async fn a_persist_failure_fails_the_execution_at_persist_and_rerunning_its_inpu
     ])
     .await?;
     let executions = st.wait_finished(1).await?;
-    let (failed_arn, failed_name, status) = executions.first().cloned().context("an execution")?;
-
-    // The execution failed, at Persist, with the task's own error; nothing was applied.
+    let (arn, name, status) = executions.first().cloned().context("an execution")?;
+    assert_eq!(
+        executions.len(),
+        1,
+        "one chunk, one execution: {executions:?}"
+    );
     assert_eq!(status, ExecutionStatus::Failed, "{executions:?}");
     let history = st
         .sfn
         .get_execution_history()
-        .execution_arn(&failed_arn)
+        .execution_arn(&arn)
         .max_results(1000)
         .send()
         .await?;
@@ -294,50 +296,227 @@ async fn a_persist_failure_fails_the_execution_at_persist_and_rerunning_its_inpu
         .context("no ExecutionFailed event")?;
     assert_eq!(failure.error(), Some("Inventory.Internal"));
     assert_eq!(st.events().await?, 0);
+    assert_eq!(
+        st.archived(&name).await?,
+        1,
+        "Archive ran before the failure"
+    );
+    Ok((arn, name, fault))
+}
 
-    // Act: recover, then run the failed execution's input twice more (what a redrive re-runs).
-    drop(fault);
-    let input = st
+fn not_redrivable<R>(
+    result: Result<
+        R,
+        aws_sdk_sfn::error::SdkError<
+            aws_sdk_sfn::operation::redrive_execution::RedriveExecutionError,
+        >,
+    >,
+) -> bool {
+    result
+        .err()
+        .and_then(|e| {
+            e.into_service_error()
+                .is_execution_not_redrivable()
+                .then_some(())
+        })
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_persist_failure_is_redriven_on_the_same_arn_and_resumes_at_persist_alone() -> Result<()>
+{
+    let _serial = SERIAL.lock().await;
+    let Some(st) = local_stack("the local fault switch").await else {
+        return Ok(());
+    };
+    let (arn, name, fault) = failed_at_persist(&st).await?;
+    let key = st.product(0);
+    let described = st
         .sfn
         .describe_execution()
-        .execution_arn(&failed_arn)
+        .execution_arn(&arn)
         .send()
-        .await?
-        .input()
-        .context("no input")?
-        .to_owned();
+        .await?;
+    assert_eq!(
+        described.redrive_status(),
+        Some(&aws_sdk_sfn::types::ExecutionRedriveStatus::Redrivable)
+    );
+    assert_eq!(described.redrive_count(), Some(0));
+    let input = described.input().context("no input")?.to_owned();
+
+    // Act: fix Persist (it now only takes a moment), count what else runs, redrive.
+    drop(fault);
+    let slow_persist = Fault::add(
+        &st,
+        json!({"function": "persist", "match": key, "mode": "delay", "delay_ms": 1500}),
+    )?;
+    let archive_runs = Fault::add(
+        &st,
+        json!({"function": "archive", "match": key, "mode": "delay", "delay_ms": 1}),
+    )?;
+    let validate_runs = Fault::add(
+        &st,
+        json!({"function": "validate", "match": key, "mode": "delay", "delay_ms": 1}),
+    )?;
+    st.sfn
+        .redrive_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
+    let during = st
+        .sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
+    let status = st.finished(&arn).await?;
+
+    // Assert: the same execution ran again and succeeded; only Persist ran.
+    assert_eq!(
+        during.status(),
+        &ExecutionStatus::Running,
+        "right after the redrive"
+    );
+    assert_eq!(status, ExecutionStatus::Succeeded);
+    assert_eq!(slow_persist.fired()?, 1, "Persist ran once more");
+    assert_eq!(
+        archive_runs.fired()?,
+        0,
+        "Archive succeeded before: not re-run"
+    );
+    assert_eq!(
+        validate_runs.fired()?,
+        0,
+        "Validate succeeded before: not re-run"
+    );
+    let executions = st.executions().await?;
+    assert_eq!(
+        executions.iter().map(|e| &e.0).collect::<Vec<_>>(),
+        vec![&arn],
+        "no new execution: {executions:?}"
+    );
+    let after = st
+        .sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
+    assert_eq!(after.input(), Some(input.as_str()), "the original input");
+    assert_eq!(after.redrive_count(), Some(1));
+    assert!(after.redrive_date().is_some(), "redriveDate");
+    assert_eq!(
+        after.redrive_status(),
+        Some(&aws_sdk_sfn::types::ExecutionRedriveStatus::NotRedrivable)
+    );
+    let history = st
+        .sfn
+        .get_execution_history()
+        .execution_arn(&arn)
+        .max_results(1000)
+        .send()
+        .await?;
+    let types: Vec<_> = history
+        .events()
+        .iter()
+        .map(|e| e.r#type().clone())
+        .collect();
+    use aws_sdk_sfn::types::HistoryEventType as T;
+    let redriven = types
+        .iter()
+        .position(|t| *t == T::ExecutionRedriven)
+        .context("no ExecutionRedriven event")?;
+    assert_eq!(types.first(), Some(&T::ExecutionStarted));
+    assert_eq!(types[redriven - 1], T::ExecutionFailed, "{types:?}");
+    assert_eq!(types.last(), Some(&T::ExecutionSucceeded), "{types:?}");
+    assert_eq!(
+        history.events()[redriven]
+            .execution_redriven_event_details()
+            .and_then(|d| d.redrive_count()),
+        Some(1)
+    );
+    let entered_after: Vec<&str> = history.events()[redriven..]
+        .iter()
+        .filter_map(|e| e.state_entered_event_details().map(|d| d.name()))
+        .collect();
+    assert_eq!(
+        entered_after,
+        vec!["ArchiveAndPersist", "Persist", "CacheInvalidate"],
+        "the resumed run starts at the failed state and runs only the failed branch"
+    );
+    assert!(
+        history
+            .events()
+            .windows(2)
+            .all(|w| w[1].id() == w[0].id() + 1),
+        "event ids continue"
+    );
+    assert_eq!(st.events().await?, 3, "every update applied once");
+    assert_eq!(
+        st.count("SELECT count(*) FROM product_offers WHERE product_id LIKE '{nonce}-%'")
+            .await?,
+        3
+    );
+    assert_eq!(st.archived(&name).await?, 1, "the chunk is archived once");
+
+    // A SUCCEEDED execution cannot be redriven.
+    assert!(
+        not_redrivable(st.sfn.redrive_execution().execution_arn(&arn).send().await),
+        "a second redrive must be refused with ExecutionNotRedrivable"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn past_the_redrive_window_redrive_is_refused_and_rerunning_the_input_applies_it_once()
+-> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(st) = local_stack("the local fault switch and the emulator's redrive window").await
+    else {
+        return Ok(());
+    };
+    let (arn, name, fault) = failed_at_persist(&st).await?;
+    drop(fault);
+
+    // The execution is "older than 14 days": the emulator's window is shortened to 0 s.
+    let window = RedriveWindow::set(&st, 0)?;
+    let described = st
+        .sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
+    assert_eq!(
+        described.redrive_status(),
+        Some(&aws_sdk_sfn::types::ExecutionRedriveStatus::NotRedrivable)
+    );
+    assert_eq!(
+        described.redrive_status_reason(),
+        Some("Execution redrivable period exceeded.")
+    );
+    assert!(
+        not_redrivable(st.sfn.redrive_execution().execution_arn(&arn).send().await),
+        "past the window, RedriveExecution is refused with ExecutionNotRedrivable"
+    );
+    drop(window);
+    let input = described.input().context("no input")?.to_owned();
+
+    // Act: what is left: new executions with the failed one's input, twice.
     for attempt in 1..=2 {
-        let name = format!(
-            "{}-rerun{attempt}",
-            &failed_name[..failed_name.len().min(70)]
-        );
-        let arn = st
+        let rerun = st
             .sfn
             .start_execution()
             .state_machine_arn(st.o("StateMachineArn"))
-            .name(name)
+            .name(format!("{}-rerun{attempt}", &name[..name.len().min(70)]))
             .input(&input)
             .send()
             .await?
             .execution_arn()
             .to_owned();
-        let status = st
-            .until(
-                "the re-run to finish",
-                async || {
-                    Ok(st
-                        .sfn
-                        .describe_execution()
-                        .execution_arn(&arn)
-                        .send()
-                        .await?
-                        .status()
-                        .clone())
-                },
-                |s| *s != ExecutionStatus::Running,
-            )
-            .await?;
-        assert_eq!(status, ExecutionStatus::Succeeded, "re-run {attempt}");
+        assert_eq!(
+            st.finished(&rerun).await?,
+            ExecutionStatus::Succeeded,
+            "re-run {attempt}"
+        );
         // Assert: every update applied exactly once, whatever the number of runs.
         assert_eq!(st.events().await?, 3, "after re-run {attempt}");
         assert_eq!(
@@ -346,18 +525,10 @@ async fn a_persist_failure_fails_the_execution_at_persist_and_rerunning_its_inpu
             3
         );
     }
-    let archived = st
-        .s3
-        .list_objects_v2()
-        .bucket(st.o("ArchiveBucketName"))
-        .prefix("raw/")
-        .send()
-        .await?;
-    let objects = archived
-        .contents()
-        .iter()
-        .filter(|o| o.key().is_some_and(|k| k.contains(&failed_name)))
-        .count();
-    assert_eq!(objects, 1, "the chunk is archived once, under its own key");
+    assert_eq!(
+        st.archived(&name).await?,
+        1,
+        "the chunk is archived once, under its own key"
+    );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Running one scenario on its stack: push a third of the feed, break something once it went
 //! through the fan-out, push the middle third, repair it, push the rest, drain, then recover
-//! as ops would (re-run each failed execution's input, which is what a console redrive relies
-//! on, and replay the fan-out's on-failure queue onto the stream), and drain again.
+//! as ops would (redrive each failed execution with `RedriveExecution`, which resumes it at
+//! the state that failed on the same ARN, and replay the fan-out's on-failure queue onto the
+//! stream), and drain again.
 
 use super::scenarios::{Fault, Scenario};
 use super::servers::OwnServer;
@@ -12,7 +13,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use aws_sdk_sfn::types::ExecutionStatus;
 use inventory::feed::FeedRecord;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -32,12 +33,34 @@ pub struct Run {
     pub sent: Vec<FeedRecord>,
     /// Executions that failed before recovery.
     pub failed_before_recovery: usize,
-    /// Re-runs of failed executions' inputs.
+    /// `RedriveExecution` calls that the emulator accepted.
+    pub redrives: u64,
+    /// New executions started with a failed execution's input (the path for executions past
+    /// the redrive window, and the scenario's extra re-runs).
     pub reruns: u64,
+    /// Lambda invocations per function while the redriven executions ran (before anything
+    /// else was replayed), summed over the recovery rounds.
+    pub redrive_invocations: BTreeMap<String, u64>,
+    /// Second `RedriveExecution` calls on a redriven execution that SUCCEEDED, and how many of
+    /// them were refused with ExecutionNotRedrivable (all of them, as in AWS).
+    pub second_redrives: (u64, u64),
     /// Records replayed from the on-failure queue; their first stream positions.
     pub replayed: HashSet<(String, String)>,
     /// Executions still failed after recovery, with no successful re-run.
     pub unrecovered: Vec<String>,
+}
+
+impl Run {
+    /// The functions outside `allowed` that ran while redriven executions ran, with counts.
+    pub fn redrive_invokes_only_outside<'a>(
+        &'a self,
+        allowed: &'a [&str],
+    ) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        self.redrive_invocations
+            .iter()
+            .filter(move |(f, n)| **n > 0 && !allowed.contains(&f.as_str()))
+            .map(|(f, n)| (f.as_str(), *n))
+    }
 }
 
 /// The suite's own servers, when the scenario breaks one.
@@ -239,8 +262,14 @@ fn failed(s: &ExecutionStatus) -> bool {
     )
 }
 
-/// Ops' recovery, in rounds: re-run every failed execution's input (`reruns` times, one
-/// after another) and replay the on-failure queue; drain; again while anything failed.
+/// Ops' recovery, in rounds: redrive every failed execution (`RedriveExecution`: it resumes
+/// at the state that failed, on the same ARN) and wait for those to finish, noting which
+/// functions they invoked; replay the on-failure queue; drain. An execution the emulator
+/// refuses to redrive (past the window) gets a new execution with its input instead, as
+/// `inventory redrive-failed` does. Then the scenario's extra re-runs: each redriven
+/// execution's input started again under a new name (the past-the-window path, which must
+/// change nothing), and a second redrive of each, which must be refused. Again while
+/// anything failed.
 async fn recover(
     stack: &LocalStack,
     c: &Clients,
@@ -249,61 +278,154 @@ async fn recover(
     on_stream: &mut u64,
 ) -> Result<()> {
     let o = &stack.outputs;
-    let mut handled: HashSet<String> = HashSet::new();
+    // Failed executions recovered by a new execution: they stay FAILED, and are done with.
+    let mut replaced: HashSet<String> = HashSet::new();
     for round in 1..=3u32 {
         let all = executions(c, &o.state_machine_arn).await?;
-        let to_rerun: Vec<(String, String)> = all
+        let to_recover: Vec<(String, String)> = all
             .iter()
-            .filter(|e| failed(&e.2) && !handled.contains(&e.0))
+            .filter(|e| failed(&e.2) && !replaced.contains(&e.0))
             .map(|e| (e.0.clone(), e.1.clone()))
             .collect();
         if round == 1 {
-            run.failed_before_recovery = to_rerun.len();
+            run.failed_before_recovery = to_recover.len();
+        }
+        let before = stack.stats.snapshot().functions;
+        let mut redriven = Vec::new();
+        for (arn, name) in &to_recover {
+            match c.sfn.redrive_execution().execution_arn(arn).send().await {
+                Ok(_) => {
+                    run.redrives += 1;
+                    redriven.push((arn.clone(), name.clone()));
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_execution_not_redrivable()) =>
+                {
+                    rerun(c, &o.state_machine_arn, arn, name, &format!("r{round}0")).await?;
+                    run.reruns += 1;
+                    replaced.insert(arn.clone());
+                }
+                Err(e) => return Err(e).with_context(|| format!("redriving {name}")),
+            }
+        }
+        wait_finished(c, redriven.iter().map(|e| e.0.as_str())).await?;
+        for (function, timing) in stack.stats.snapshot().functions {
+            let earlier = before.get(&function).map_or(0, |t| t.calls);
+            if timing.calls > earlier {
+                *run.redrive_invocations.entry(function).or_default() += timing.calls - earlier;
+            }
         }
         let replayed = replay_dlq(c, o).await?;
-        if to_rerun.is_empty() && replayed.is_empty() {
+        if to_recover.is_empty() && replayed.is_empty() {
             return Ok(());
         }
         eprintln!(
-            "  {}: recovery round {round}: re-running {} failed executions' input, {} records replayed from the on-failure queue",
+            "  {}: recovery round {round}: redrove {} of {} failed executions, {} records replayed from the on-failure queue",
             sc.name,
-            to_rerun.len(),
+            redriven.len(),
+            to_recover.len(),
             replayed.len()
         );
         *on_stream += replayed.len() as u64;
         run.replayed.extend(replayed);
+        drain(stack, c, *on_stream).await?;
         for k in 1..=sc.reruns {
-            for (arn, name) in &to_rerun {
-                let input = c
+            for (arn, name) in &redriven {
+                rerun(c, &o.state_machine_arn, arn, name, &format!("r{round}{k}")).await?;
+                run.reruns += 1;
+            }
+            drain(stack, c, *on_stream).await?;
+        }
+        if sc.reruns > 0 {
+            for (arn, name) in &redriven {
+                let status = c
                     .sfn
                     .describe_execution()
                     .execution_arn(arn)
                     .send()
                     .await?
-                    .input()
-                    .context("a failed execution without input")?
-                    .to_owned();
-                let base: String = name.chars().take(74).collect();
-                c.sfn
-                    .start_execution()
-                    .state_machine_arn(&o.state_machine_arn)
-                    .name(format!("{base}-r{round}{k}"))
-                    .input(input)
-                    .send()
-                    .await
-                    .with_context(|| format!("re-running {name}"))?;
-                run.reruns += 1;
+                    .status()
+                    .clone();
+                if status != ExecutionStatus::Succeeded {
+                    continue;
+                }
+                run.second_redrives.0 += 1;
+                match c.sfn.redrive_execution().execution_arn(arn).send().await {
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_execution_not_redrivable()) =>
+                    {
+                        run.second_redrives.1 += 1;
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("redriving {name} again")),
+                    Ok(_) => wait_finished(c, [arn.as_str()]).await?,
+                }
             }
-            drain(stack, c, *on_stream).await?;
         }
-        handled.extend(to_rerun.into_iter().map(|e| e.0));
     }
     run.unrecovered = executions(c, &o.state_machine_arn)
         .await?
         .into_iter()
-        .filter(|e| failed(&e.2) && !handled.contains(&e.0))
+        .filter(|e| failed(&e.2) && !replaced.contains(&e.0))
         .map(|e| e.1)
         .collect();
+    Ok(())
+}
+
+/// Starts a new execution with the input of the execution `arn` (named `name`), named
+/// `{name}-{suffix}` with `name` cut to 74 characters (Step Functions allows 80).
+async fn rerun(
+    c: &Clients,
+    state_machine: &str,
+    arn: &str,
+    name: &str,
+    suffix: &str,
+) -> Result<()> {
+    let input = c
+        .sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await?
+        .input()
+        .context("a failed execution without input")?
+        .to_owned();
+    let base: String = name.chars().take(74).collect();
+    c.sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(format!("{base}-{suffix}"))
+        .input(input)
+        .send()
+        .await
+        .with_context(|| format!("re-running {name}"))?;
+    Ok(())
+}
+
+/// Waits until none of the executions `arns` is RUNNING.
+async fn wait_finished<'a>(c: &Clients, arns: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    for arn in arns {
+        loop {
+            let status = c
+                .sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await?
+                .status()
+                .clone();
+            if status != ExecutionStatus::Running {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{arn} still running after {DRAIN_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! `cargo xtask faults`: the fault suite. Each scenario gets a local stack of its own, pushes a
 //! feed, breaks something mid-stream (a PostgreSQL crash, a Redis outage, S3 errors, crashing
 //! or timing-out functions, poison records, duplicate and out-of-order storms), repairs it,
-//! drains, recovers as ops would (re-running failed executions' input, replaying the fan-out's
-//! on-failure queue), and then checks the seven SPEC invariants against PostgreSQL, Redis and
+//! drains, recovers as ops would (redriving failed executions with `RedriveExecution`, which
+//! resumes each at its failed state on the same ARN, and replaying the fan-out's on-failure
+//! queue), and then checks the seven SPEC invariants against PostgreSQL, Redis and
 //! the S3 emulator. It prints, per scenario: updates sent, applied, quarantined, lost and
 //! double-applied (both must be 0), and fails if any invariant does not hold.
 
@@ -51,6 +52,7 @@ pub struct Outcome {
     pub name: &'static str,
     pub tally: account::Tally,
     pub failed_before_recovery: usize,
+    pub redrives: u64,
     pub reruns: u64,
     pub replayed: usize,
     pub secs: f64,
@@ -98,20 +100,17 @@ async fn run_all(selected: Vec<Scenario>, mut build: bool) -> Result<Vec<Outcome
                 name: sc.name,
                 tally,
                 failed_before_recovery: run.failed_before_recovery,
+                redrives: run.redrives,
                 reruns: run.reruns,
                 replayed: run.replayed.len(),
                 secs,
-                error: (!sc.failures_allowed && run.failed_before_recovery > 0).then(|| {
-                    format!(
-                        "{} executions failed, with no infrastructure fault",
-                        run.failed_before_recovery
-                    )
-                }),
+                error: recovery_error(sc, &run),
             },
             Err(e) => Outcome {
                 name: sc.name,
                 tally: account::Tally::default(),
                 failed_before_recovery: 0,
+                redrives: 0,
                 reruns: 0,
                 replayed: 0,
                 secs,
@@ -127,6 +126,40 @@ async fn run_all(selected: Vec<Scenario>, mut build: bool) -> Result<Vec<Outcome
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// What the recovery did wrong, if anything: executions failed with no infrastructure fault;
+/// a redrive that ran a state before the failed one again; a second redrive of a redriven
+/// execution that SUCCEEDED that was not refused.
+fn recovery_error(sc: &Scenario, run: &drive::Run) -> Option<String> {
+    if !sc.failures_allowed && run.failed_before_recovery > 0 {
+        return Some(format!(
+            "{} executions failed, with no infrastructure fault",
+            run.failed_before_recovery
+        ));
+    }
+    if let Some(allowed) = sc.redrive_invokes_only {
+        if run.failed_before_recovery > 0 && run.redrives == 0 {
+            return Some("executions failed, and none was redriven".into());
+        }
+        let others: Vec<String> = run
+            .redrive_invokes_only_outside(allowed)
+            .map(|(f, n)| format!("{f} ({n} invocations)"))
+            .collect();
+        if !others.is_empty() {
+            return Some(format!(
+                "the redrives ran {} again: a redrive resumes at the failed state",
+                others.join(", ")
+            ));
+        }
+    }
+    let (second, refused) = run.second_redrives;
+    (second != refused).then(|| {
+        format!(
+            "{} of {second} second redrives of a SUCCEEDED execution were accepted",
+            second - refused
+        )
+    })
 }
 
 /// Runs one scenario on a stack of its own (and servers of its own, if it breaks one).
@@ -184,9 +217,9 @@ async fn drive_and_count(
 fn print_table(outcomes: &[Outcome]) {
     println!("\n== Fault suite");
     println!(
-        "| scenario | sent | applied | quarantined | lost | double-applied | failed executions | re-runs | replayed from DLQ | seconds | result |"
+        "| scenario | sent | applied | quarantined | lost | double-applied | failed executions | redrives | re-runs | replayed from DLQ | seconds | result |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for o in outcomes {
         let t = &o.tally;
         let result = if o.passed() {
@@ -204,7 +237,7 @@ fn print_table(outcomes: &[Outcome]) {
             format!("FAIL ({})", why.join(", "))
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {result} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {result} |",
             o.name,
             t.sent,
             t.applied,
@@ -212,6 +245,7 @@ fn print_table(outcomes: &[Outcome]) {
             t.lost,
             t.double_applied,
             o.failed_before_recovery,
+            o.redrives,
             o.reruns,
             o.replayed,
             o.secs

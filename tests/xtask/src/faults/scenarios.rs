@@ -28,9 +28,13 @@ pub struct Scenario {
     /// What is pushed first, in this order.
     pub feed: Vec<FeedRecord>,
     pub fault: Fault,
-    /// How many times recovery re-runs each failed execution's input (a second redrive must
-    /// change nothing).
+    /// How many times recovery, after redriving a failed execution, also starts its input again
+    /// under a new name (the path for executions past the redrive window, which must change
+    /// nothing), and then redrives it a second time (which must be refused).
     pub reruns: u32,
+    /// The only functions a redrive may invoke, when every failure is at a known state: a
+    /// redrive resumes at the failed state, so the states before it must not run again.
+    pub redrive_invokes_only: Option<&'static [&'static str]>,
     /// Whether a failed execution before recovery is itself a failure of the scenario.
     pub failures_allowed: bool,
 }
@@ -80,6 +84,7 @@ fn scenario(name: &'static str, updates: usize, seed: u64) -> Scenario {
         feed,
         fault,
         reruns,
+        redrive_invokes_only: None,
         failures_allowed,
     };
     match name {
@@ -87,14 +92,14 @@ fn scenario(name: &'static str, updates: usize, seed: u64) -> Scenario {
             "poison records (non-JSON, wrong types, huge, invalid UTF-8, deep nesting, unicode ids) spliced into the middle of the feed",
             with_poison(base),
             Fault::None,
-            1,
+            0,
             false,
         ),
         "duplicate-storm" => s(
             "the same feed pushed a second time, starting mid-stream",
             base,
             Fault::PushAgain,
-            1,
+            0,
             false,
         ),
         "out-of-order-storm" => s(
@@ -108,7 +113,7 @@ fn scenario(name: &'static str, updates: usize, seed: u64) -> Scenario {
                 f
             },
             Fault::None,
-            1,
+            0,
             false,
         ),
         "s3-errors" => s(
@@ -118,7 +123,7 @@ fn scenario(name: &'static str, updates: usize, seed: u64) -> Scenario {
                 specs: vec![json!({"service": "s3"})],
                 hold: Duration::from_secs(20),
             },
-            1,
+            0,
             true,
         ),
         "function-crash" => s(
@@ -132,28 +137,31 @@ fn scenario(name: &'static str, updates: usize, seed: u64) -> Scenario {
                 ],
                 hold: Duration::from_secs(30),
             },
-            1,
+            0,
             true,
         ),
-        "redrive-after-partial" => s(
-            "cache-invalidate fails permanently for 15 s, after Archive and Persist applied; each failed input is re-run twice",
-            base,
-            Fault::Router {
-                specs: vec![
-                    json!({"function": "cache-invalidate", "error_type": "Inventory.Internal"}),
-                ],
-                hold: Duration::from_secs(15),
-            },
-            2,
-            true,
-        ),
+        "redrive-after-partial" => Scenario {
+            redrive_invokes_only: Some(&["cache-invalidate"]),
+            ..s(
+                "cache-invalidate fails permanently for 15 s, after Archive and Persist applied; each failed execution is redriven (it resumes at CacheInvalidate), its input then re-run once more, and a second redrive refused",
+                base,
+                Fault::Router {
+                    specs: vec![
+                        json!({"function": "cache-invalidate", "error_type": "Inventory.Internal"}),
+                    ],
+                    hold: Duration::from_secs(15),
+                },
+                1,
+                true,
+            )
+        },
         "redis-outage" => s(
             "the suite's own Redis is stopped for 20 s, then started again",
             base,
             Fault::RedisDown {
                 down: Duration::from_secs(20),
             },
-            1,
+            0,
             true,
         ),
         _ => s(
@@ -162,7 +170,7 @@ fn scenario(name: &'static str, updates: usize, seed: u64) -> Scenario {
             Fault::PostgresDown {
                 down: Duration::from_secs(20),
             },
-            1,
+            0,
             true,
         ),
     }

@@ -16,56 +16,15 @@ use std::time::Duration;
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
 
-/// Runs moto's server after fixing its Kinesis shard in three places: finding the newest
-/// sequence number and where `GetRecords` resumes both scanned every record of the shard (the
-/// first once per record put, which made a large feed quadratic) and become direct lookups
-/// with the same results; and `put_record` gets the lock it lacks, so concurrent producers no
-/// longer overwrite each other's records. Nothing else in moto changes.
-const MOTO_SHIM: &str = r#"
-import sys
-from moto.kinesis import models as k
-
-def newest(self):
-    return next(reversed(self.records)) if self.records else 0
-
-def get_records(self, last_sequence_id, limit):
-    last = int(last_sequence_id)
-    results = []
-    if not self.records:
-        return results, last, 0
-    newest_seq = next(reversed(self.records))
-    seq = max(last + 1, next(iter(self.records)))
-    while seq <= newest_seq and (not limit or len(results) < limit):
-        record = self.records.get(seq)
-        if record is not None:
-            results.append(record)
-            last = seq
-        seq += 1
-    behind = self.records[newest_seq].created_at - results[-1].created_at if results else 0.0
-    return results, last, int(behind * 1000)
-
-k.Shard.get_max_sequence_number = newest
-k.Shard.get_records = get_records
-
-# moto's put_record reads the newest sequence number and then writes the next one, with no
-# lock: two PutRecords calls on one shard at once can get the same number, and one record
-# silently replaces the other. Kinesis takes concurrent producers, so serialise it here.
-import threading
-lock = threading.Lock()
-put_record = k.Shard.put_record
-
-def locked_put_record(self, *args, **kwargs):
-    with lock:
-        return put_record(self, *args, **kwargs)
-
-k.Shard.put_record = locked_put_record
-# One log line per request costs the single moto process time the pipeline needs.
-import logging
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
-from moto.server import main
-sys.argv[0] = "moto_server"
-sys.exit(main())
-"#;
+/// The Python program that runs moto's server: moto with its Kinesis shard fixed (direct
+/// lookups instead of scanning every record; a lock on `put_record`) and with Step Functions'
+/// `RedriveExecution`, which moto lacks, added with AWS's documented semantics: an unsuccessful
+/// execution resumes at the state it stopped in, on the same ARN with the same input, and a
+/// Parallel state re-runs only its branches that did not succeed. The file explains how, and
+/// what it leaves out. The redrive window (14 days by default) is a key of moto's config API:
+/// `POST /moto-api/config` with
+/// `{"stepfunctions": {"execute_state_machine": true, "redrive_window_seconds": N}}`.
+const MOTO_SHIM: &str = include_str!("moto_shim.py");
 
 /// Starts moto's server on `moto_port` (with [`MOTO_SHIM`]), telling it (`MOTO_PORT`) that it
 /// lives on `router_port`, so its Step Functions interpreter calls Lambda through the router.
