@@ -1,15 +1,18 @@
 //! The `inventory` command line, for suppliers (`push`, `generate`) and for the platform team
-//! (`replay-quarantine`, `replay-dlq`, `reingest-archive`, `rebuild-projection`). It reuses the
+//! (`status`, `redrive-failed`, `replay-quarantine`, `replay-dlq`, `reingest-archive`,
+//! `rebuild-projection`). It reuses the
 //! domain crate, so `push` reports the same rejection codes the pipeline's quarantine would.
 
 pub mod batch;
 pub mod commands;
+pub mod executions;
 pub mod exit;
 pub mod input;
 pub mod progress;
 pub mod send;
 pub mod target;
 pub mod validate;
+pub mod window;
 
 use clap::{Parser, Subcommand};
 use exit::{EXIT_CODES_HELP, Outcome};
@@ -92,6 +95,29 @@ pub enum Command {
     /// archived again, so a later run over the same hours sends them once more (harmlessly).
     #[command(after_help = EXIT_CODES_HELP)]
     ReingestArchive(commands::reingest_archive::ReingestArchiveArgs),
+    /// The pipeline's health on one screen: stream lag and throughput, executions in a window
+    /// (failed ones grouped by state and error), DLQ depths, the quarantine by reason and
+    /// supplier, the newest event's age, database size and free storage, alarms in ALARM.
+    ///
+    /// Reads only. Each part is read on its own: one that cannot be read (the database out
+    /// of reach from where you run it, a denied call) is shown as UNAVAILABLE with the reason,
+    /// the rest still prints, and the exit code is 6. Parts the stack does not have (CloudWatch
+    /// on the local stack, the alarm-delivery DLQ without an alarm e-mail) show n/a.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status(commands::status::StatusArgs),
+    /// Redrive the state machine's failed executions of a time window, after an outage.
+    ///
+    /// Lists the FAILED and TIMED_OUT executions (ABORTED with --status aborted) that stopped
+    /// in [--since, --until), keeps those matching --error / --state (from each execution's
+    /// history), and redrives each with RedriveExecution: same ARN, resumed at the state that
+    /// failed, the states that succeeded not run again. One that stopped more than 14 days
+    /// ago (Step Functions' redrive window), or is refused because that window has passed, or
+    /// every one with --new-execution, gets a new execution with its input under the name
+    /// `<name>-r1`: a second run finds it and starts nothing twice. Calls are paced under
+    /// the account's Step Functions quotas (--rate) and retried when throttled. Prints what it
+    /// did per execution; --dry-run prints what it would do.
+    #[command(after_help = EXIT_CODES_HELP)]
+    RedriveFailed(commands::redrive_failed::RedriveFailedArgs),
 }
 
 /// Parses `args`, runs the command, and returns its exit code. Usage errors exit with 1.
@@ -138,6 +164,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     Command::RebuildProjection(a) => rebuild_projection::run(a).await,
                     Command::ReplayDlq(a) => replay_dlq::run(a).await,
                     Command::ReingestArchive(a) => reingest_archive::run(a).await,
+                    Command::Status(a) => status::run(a).await,
+                    Command::RedriveFailed(a) => redrive_failed::run(a).await,
                     Command::Generate(a) => generate::run(a),
                 }
             })

@@ -21,6 +21,7 @@ database authentication only when some role may use it."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any
@@ -397,4 +398,68 @@ def check_operator_policy(template: dict) -> list[str]:
         out.append(f"{logical} allows {_fmt(item)}, which neither console redrive nor the CLI needs")
     for item in sorted(set(need) - have, key=str):
         out.append(f"{logical} lacks {_fmt(item)}, needed for {need[item]}")
+    return out
+
+
+# ------------------------------------------------------------------ what `inventory status` reads
+
+STATUS_SOURCE = Path("cli") / "src" / "commands" / "status.rs"
+
+
+def status_reads() -> tuple[set[str], str]:
+    """The outputs naming the queues `inventory status` reads the depth of (`"...DlqUrl"` in its
+    code), and its default alarm-name prefix (`--alarm-prefix`)."""
+    body, _ = rust_code._production(rust_code.ROOT / STATUS_SOURCE)
+    queues = set(re.findall(r'"(\w+DlqUrl)"', body))
+    m = re.search(r'default_value\s*=\s*"([^"]*)"\s*\)\]\s*pub alarm_prefix', body)
+    return queues, (m.group(1) if m else "")
+
+
+def _named(value: Any) -> list[Any]:
+    """The values an `!If` may give, else the value."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        return [v for branch in value["Fn::If"][1:] for v in _named(branch)]
+    if isinstance(value, dict) and value.get("Ref") == "AWS::NoValue":
+        return []
+    return [value]
+
+
+def check_operator_status_resources(template: dict, reads: tuple[set[str], str] | None = None) -> list[str]:
+    """The operator policy's sqs:GetQueueAttributes names exactly the queues whose URLs `inventory
+    status` reads from the outputs, and its cloudwatch:DescribeAlarms pattern matches every alarm
+    of the stack and starts with the command's default alarm prefix (composite alarms would need
+    Resource "*": Amazon CloudWatch permissions reference, DescribeAlarms)."""
+    queue_outputs, prefix = reads or status_reads()
+    logical = operator_policy(template) or ""
+    doc = ((resources(template).get(logical) or {}).get("Properties") or {}).get("PolicyDocument") or {}
+    sts = [s for s in _as_list(doc.get("Statement") or []) if isinstance(s, dict) and s.get("Effect") == "Allow"]
+    out = []
+    outputs = template.get("Outputs") or {}
+    read = {logical_of((outputs.get(k) or {}).get("Value")) for k in queue_outputs} - {None}
+    missing_outputs = sorted(k for k in queue_outputs if k not in outputs)
+    for k in missing_outputs:
+        out.append(f"inventory status reads the output {k}, which the template does not have")
+    granted_queues = {logical_of(v) for s in sts if "sqs:GetQueueAttributes" in _as_list(s.get("Action"))
+                      for r in _as_list(s.get("Resource")) for v in _named(r)}
+    for q in sorted(read - granted_queues, key=str):
+        out.append(f"{logical} lacks sqs:GetQueueAttributes on {q}, whose depth inventory status reads")
+    for q in sorted(granted_queues - read, key=str):
+        out.append(f"{logical} allows sqs:GetQueueAttributes on {q}, which inventory status does not read")
+    patterns = [sub_text(v) for s in sts if "cloudwatch:DescribeAlarms" in _as_list(s.get("Action"))
+                for r in _as_list(s.get("Resource")) for v in _named(r)]
+    names = {l: sub_text((r.get("Properties") or {}).get("AlarmName"))
+             for l, r in resources(template).items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
+    for pattern in patterns:
+        name_pattern = pattern.split(":alarm:", 1)[-1] if ":alarm:" in pattern else pattern
+        if pattern != "*" and not name_pattern.startswith(prefix):
+            out.append(f"{logical}: cloudwatch:DescribeAlarms on {pattern} does not cover the alarm prefix "
+                       f"inventory status asks for ({prefix!r})")
+        for alarm, name in sorted(names.items()):
+            if not fnmatch.fnmatchcase(name, name_pattern):
+                out.append(f"{logical}: cloudwatch:DescribeAlarms on {pattern} does not cover {alarm} ({name})")
+    if names and not patterns:
+        out.append(f"{logical} lacks cloudwatch:DescribeAlarms, needed for the alarms inventory status shows")
+    for l, r in sorted(resources(template).items()):
+        if r.get("Type") == "AWS::CloudWatch::CompositeAlarm" and "*" not in patterns:
+            out.append(f"{l} is a composite alarm: DescribeAlarms returns it only with Resource \"*\"")
     return out

@@ -187,9 +187,13 @@ def test_the_clis_calls_are_read_from_its_code():
     """Including a call made through a client helper (reingest-archive lists the archive with
     target::s3_client's client, a file that never names aws_sdk_s3)."""
     assert sorted(rust_code.sdk_calls("cli")) == [
+        ("cloudwatch", "DescribeAlarms"), ("cloudwatch", "GetMetricData"),
         ("kinesis", "GetRecords"), ("kinesis", "GetShardIterator"), ("kinesis", "PutRecords"),
         ("s3", "GetObject"), ("s3", "ListObjectsV2"), ("secretsmanager", "GetSecretValue"),
-        ("sqs", "ChangeMessageVisibility"), ("sqs", "DeleteMessage"), ("sqs", "ReceiveMessage")]
+        ("sfn", "DescribeExecution"), ("sfn", "GetExecutionHistory"), ("sfn", "ListExecutions"),
+        ("sfn", "RedriveExecution"), ("sfn", "StartExecution"),
+        ("sqs", "ChangeMessageVisibility"), ("sqs", "DeleteMessage"), ("sqs", "GetQueueAttributes"),
+        ("sqs", "ReceiveMessage")]
     need = lp.operator_needs(sam_transform.transformed())
     assert need[("s3:ListBucket", None)] == "ListObjectsV2 in cli/src/commands/reingest_archive.rs"
     assert need[("states:RedriveExecution", None)] == "the Redrive button"
@@ -252,13 +256,13 @@ def test_an_sdk_the_derivation_cannot_read_is_reported(post, monkeypatch):
     def with_unknown(crate):
         out = dict(real(crate))
         if crate == "cli":
-            out[rust_code.ROOT / "cli" / "src" / "commands" / "status.rs"] = (
+            out[rust_code.ROOT / "cli" / "src" / "commands" / "traces.rs"] = (
                 "use aws_sdk_xray::Client;\nasync fn f(c: &aws_sdk_xray::Client) { c.get_trace_summaries().send().await; }")
         return out
 
     monkeypatch.setattr(rust_code, "production_sources", with_unknown)
     assert lp.check_operator_policy(post) == [
-        "the CLI uses aws_sdk_xray (cli/src/commands/status.rs), which rust_code.SDK_MODELS does not map: "
+        "the CLI uses aws_sdk_xray (cli/src/commands/traces.rs), which rust_code.SDK_MODELS does not map: "
         "its calls cannot be checked"]
 
 
@@ -267,3 +271,40 @@ def test_a_cloudwatch_call_in_the_cli_is_read():
     calls = rust_code.sdk_calls_in("let c = aws_sdk_cloudwatch::Client::new(&conf);\n"
                                    "c.describe_alarms().send().await; c.get_metric_data().send().await;")
     assert calls == {("cloudwatch", "DescribeAlarms"), ("cloudwatch", "GetMetricData")}
+
+
+# ------------------------------------------------------------------ inventory status's reads
+
+def test_the_status_commands_reads_are_what_the_operator_policy_names(post):
+    assert lp.status_reads() == ({"FanoutDlqUrl", "LambdaDlqUrl", "AlarmDeliveryDlqUrl"}, "inventory-")
+    assert lp.check_operator_status_resources(post) == []
+
+
+def test_a_dlq_the_status_command_reads_but_the_policy_omits_is_caught(post):
+    operator_statement(post, "ReadDlqDepths")["Resource"].pop(1)
+    assert lp.check_operator_status_resources(post) == [
+        "OperatorPolicy lacks sqs:GetQueueAttributes on LambdaAsyncDlq, whose depth inventory status reads"]
+
+
+def test_a_queue_the_status_command_does_not_read_is_caught(post):
+    reads = ({"FanoutDlqUrl"}, "inventory-")
+    assert lp.check_operator_status_resources(post, reads) == [
+        "OperatorPolicy allows sqs:GetQueueAttributes on AlarmDeliveryDlq, which inventory status does not read",
+        "OperatorPolicy allows sqs:GetQueueAttributes on LambdaAsyncDlq, which inventory status does not read"]
+
+
+def test_an_alarm_outside_the_describe_alarms_pattern_is_caught(post):
+    post["Resources"]["FanoutErrorsAlarm"]["Properties"]["AlarmName"] = {"Fn::Sub": "pipeline-fanout-errors-${EnvironmentSuffix}"}
+    pattern = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:inventory-*-${EnvironmentSuffix}"
+    assert lp.check_operator_status_resources(post) == [
+        f"OperatorPolicy: cloudwatch:DescribeAlarms on {pattern} does not cover FanoutErrorsAlarm "
+        "(pipeline-fanout-errors-${EnvironmentSuffix})"]
+
+
+def test_a_pattern_narrower_than_the_status_prefix_or_a_composite_alarm_is_caught(post):
+    operator_statement(post, "ReadThePipelinesAlarms")["Resource"] = {"Fn::Sub": "arn:aws:cloudwatch:r:1:alarm:inventory-fanout-*"}
+    post["Resources"]["Composite"] = {"Type": "AWS::CloudWatch::CompositeAlarm", "Properties": {}}
+    found = lp.check_operator_status_resources(post)
+    assert "OperatorPolicy: cloudwatch:DescribeAlarms on arn:aws:cloudwatch:r:1:alarm:inventory-fanout-* does not cover " \
+        "ExecutionsFailedAlarm (inventory-executions-failed-${EnvironmentSuffix})" in found
+    assert found[-1] == 'Composite is a composite alarm: DescribeAlarms returns it only with Resource "*"'

@@ -58,7 +58,7 @@ pub struct ReplayQuarantineArgs {
 const PAGE: u64 = 1_000;
 
 /// The supplier a raw record names (`unspecified` when it names none).
-fn supplier_of(raw: &[u8]) -> String {
+pub(crate) fn supplier_of(raw: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(raw)
         .ok()
         .and_then(|v| v.get("supplier_id")?.as_str().map(str::to_owned))

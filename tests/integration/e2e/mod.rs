@@ -24,6 +24,7 @@
 
 mod harness;
 mod operator;
+mod operator_redrive;
 mod workflows;
 
 use anyhow::{Context as _, Result};

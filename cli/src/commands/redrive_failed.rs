@@ -1,0 +1,456 @@
+//! `inventory redrive-failed`: every failed execution of a time window redriven where it
+//! failed (RedriveExecution: same ARN, the states that succeeded are not run again), or, past
+//! Step Functions' 14-day redrive window, its input started again as a new execution under a
+//! name derived from the failed one's, so a second run starts nothing twice.
+
+use crate::executions::{DEFAULT_ACTIONS_PER_SECOND, Executions, Failure, Listed, Pacer, paced};
+use crate::exit::{Outcome, usage};
+use crate::send::aws_error_text;
+use crate::target::{Outputs, TargetArgs, sdk_config};
+use crate::window::TimeArg;
+use anyhow::Result;
+use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+/// Step Functions redrives executions that stopped at most this long ago (developer guide,
+/// "Step Functions service quotas": execution redrivable period, 14 days).
+pub const REDRIVE_WINDOW: TimeDelta = TimeDelta::days(14);
+
+/// Options of `inventory redrive-failed`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedriveFailedArgs {
+    /// Executions that stopped at or after this time: RFC 3339, or a duration back from now
+    /// (`2h`, `3d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: TimeArg,
+    /// Executions that stopped before this time (RFC 3339 or a duration back). Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<TimeArg>,
+    /// Only executions that failed with this error (repeat for several), e.g.
+    /// Inventory.DependencyUnavailable or States.Timeout.
+    #[arg(long = "error", value_name = "ERROR")]
+    pub errors: Vec<String>,
+    /// Only executions that failed in this state (repeat for several), e.g. Persist.
+    #[arg(long = "state", value_name = "STATE")]
+    pub states: Vec<String>,
+    /// Which stopped executions to take (repeat or comma-separate): failed, timed-out,
+    /// aborted. Default: failed and timed-out. Aborted ones were stopped by someone on purpose,
+    /// so they are redriven only when asked for.
+    #[arg(long = "status", value_name = "STATUS", value_delimiter = ',', default_values_t = [StatusArg::Failed, StatusArg::TimedOut])]
+    pub statuses: Vec<StatusArg>,
+    /// Start a new execution with the same input even within the redrive window. A redrive
+    /// runs the definition the execution started with; after a fix to the state machine
+    /// itself, this runs the fixed one.
+    #[arg(long)]
+    pub new_execution: bool,
+    /// RedriveExecution and StartExecution calls per second at most.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ACTIONS_PER_SECOND)]
+    pub rate: f64,
+    /// At most this many executions (the newest first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only list what would be done, with each execution's error and failed state.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON (one object) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The state machine. Default: StateMachineArn from --outputs.
+    #[arg(long, value_name = "ARN")]
+    pub state_machine_arn: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl std::fmt::Display for StatusArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StatusArg::Failed => "failed",
+            StatusArg::TimedOut => "timed-out",
+            StatusArg::Aborted => "aborted",
+        })
+    }
+}
+
+impl StatusArg {
+    fn status(self) -> ExecutionStatus {
+        match self {
+            StatusArg::Failed => ExecutionStatus::Failed,
+            StatusArg::TimedOut => ExecutionStatus::TimedOut,
+            StatusArg::Aborted => ExecutionStatus::Aborted,
+        }
+    }
+}
+
+/// What was (or, in a dry run, would be) done with one execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    Redriven,
+    WouldRedrive,
+    /// A new execution with the same input was started under `name`.
+    Started {
+        name: String,
+    },
+    WouldStart {
+        name: String,
+    },
+    /// The new execution exists from an earlier run; nothing started.
+    AlreadyStarted {
+        name: String,
+    },
+    /// Nothing was done; `reason` says why.
+    NotDone {
+        reason: String,
+    },
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handled {
+    pub execution_arn: String,
+    pub status: String,
+    pub stopped_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub failure: Option<Failure>,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// The name of the new execution that re-runs `name`'s input: `{name}-r1` (what docs/runbooks.md has an operator type for one execution), with the name
+/// shortened and a hash of all of it when that would pass 80 characters. Deterministic, so a
+/// second run finds the execution the first one started.
+pub fn rerun_name(name: &str) -> String {
+    const SUFFIX: &str = "-r1";
+    let base = if name.len() + SUFFIX.len() <= 80 {
+        name.to_owned()
+    } else {
+        let digest = hex::encode(Sha256::digest(name.as_bytes()));
+        let head: String = name.chars().take(80 - SUFFIX.len() - 17).collect();
+        format!("{head}-{}", &digest[..16])
+    };
+    format!("{base}{SUFFIX}")
+}
+
+/// The ARN of execution `name` of the state machine `machine_arn`.
+fn execution_arn(machine_arn: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+/// Whether a refusal of RedriveExecution means the redrive window has passed (the documented
+/// redriveStatusReason "Execution redrivable period exceeded.").
+fn past_window(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("redrivable period")
+}
+
+pub async fn run(args: RedriveFailedArgs) -> Result<Outcome> {
+    let now = Utc::now();
+    let since = args.since.at(now);
+    let until = args.until.as_ref().map_or(now, |u| u.at(now));
+    if since >= until {
+        return Err(usage(format!(
+            "--since {since} is not before --until {until}"
+        )));
+    }
+    if args.rate.is_nan() || args.rate <= 0.0 {
+        return Err(usage("--rate must be above 0"));
+    }
+    let outputs = Outputs::read(&args.target)?;
+    let machine = outputs.pick(
+        &args.state_machine_arn,
+        "StateMachineArn",
+        "--state-machine-arn",
+    )?;
+    let conf = sdk_config(&args.target, &outputs).await;
+    let sfn = Executions::new(aws_sdk_sfn::Client::new(&conf), machine.clone());
+    let actions = Pacer::new(args.rate);
+
+    let mut found: Vec<Listed> = Vec::new();
+    for status in &args.statuses {
+        found.extend(
+            sfn.list(status.status(), None, usize::MAX)
+                .await?
+                .into_iter()
+                .filter(|e| e.stopped.is_some_and(|t| t >= since && t < until)),
+        );
+    }
+    found.sort_by_key(|e| std::cmp::Reverse(e.stopped));
+    let filtered = !args.errors.is_empty() || !args.states.is_empty();
+    let mut report: Vec<Handled> = Vec::new();
+    let mut left_out = 0usize;
+    for e in found {
+        if args.limit.is_some_and(|n| report.len() >= n) {
+            break;
+        }
+        let failure = if filtered || args.dry_run {
+            match sfn.failure(&e.arn).await {
+                Ok(f) => Some(f),
+                Err(err) => {
+                    report.push(handled(&e, None, not_done(format!("{err:#}"))));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(f) = &failure {
+            let error_ok =
+                args.errors.is_empty() || f.error.as_ref().is_some_and(|x| args.errors.contains(x));
+            let state_ok =
+                args.states.is_empty() || f.state.as_ref().is_some_and(|x| args.states.contains(x));
+            if !(error_ok && state_ok) {
+                left_out += 1;
+                continue;
+            }
+        }
+        let action = act(&sfn, &actions, &e, &args, now).await;
+        let line = handled(&e, failure, action);
+        if !args.json {
+            println!("{}", human(&line));
+        }
+        report.push(line);
+    }
+
+    let count = |f: fn(&Action) -> bool| report.iter().filter(|h| f(&h.action)).count();
+    let not_done_n = count(|a| matches!(a, Action::NotDone { .. }));
+    let summary = format!(
+        "redrive-failed: {} executions stopped between {} and {}: {} redriven, {} new executions started, {} already started earlier, {} not done{}{}",
+        report.len(),
+        since.format("%Y-%m-%dT%H:%M:%SZ"),
+        until.format("%Y-%m-%dT%H:%M:%SZ"),
+        count(|a| matches!(a, Action::Redriven | Action::WouldRedrive)),
+        count(|a| matches!(a, Action::Started { .. } | Action::WouldStart { .. })),
+        count(|a| matches!(a, Action::AlreadyStarted { .. })),
+        not_done_n,
+        if left_out > 0 {
+            format!(" ({left_out} left out by --error/--state)")
+        } else {
+            String::new()
+        },
+        if args.dry_run {
+            "; dry run, nothing redriven or started"
+        } else {
+            ""
+        },
+    );
+    if args.json {
+        let value = serde_json::json!({"since": since, "until": until, "dry_run": args.dry_run,
+            "left_out": left_out, "executions": report});
+        println!("{value}");
+    }
+    eprintln!("{summary}");
+    Ok(if not_done_n > 0 {
+        Outcome::NotSent
+    } else {
+        Outcome::Done
+    })
+}
+
+fn not_done(reason: String) -> Action {
+    Action::NotDone { reason }
+}
+
+fn handled(e: &Listed, failure: Option<Failure>, action: Action) -> Handled {
+    Handled {
+        execution_arn: e.arn.clone(),
+        status: e.status.as_str().to_owned(),
+        stopped_at: e.stopped,
+        failure,
+        action,
+    }
+}
+
+/// One execution's report line for people.
+fn human(h: &Handled) -> String {
+    let what = match &h.action {
+        Action::Redriven => "redriven".to_owned(),
+        Action::WouldRedrive => "would redrive".to_owned(),
+        Action::Started { name } => format!("started new execution {name}"),
+        Action::WouldStart { name } => format!("would start new execution {name}"),
+        Action::AlreadyStarted { name } => format!("new execution {name} exists already"),
+        Action::NotDone { reason } => format!("NOT DONE: {reason}"),
+    };
+    let why = h.failure.as_ref().map_or(String::new(), |f| {
+        format!(
+            " [{} in {}]",
+            f.error.as_deref().unwrap_or("no error"),
+            f.state.as_deref().unwrap_or("no state")
+        )
+    });
+    let at = h.stopped_at.map_or(String::new(), |t| {
+        t.format(" %Y-%m-%dT%H:%M:%SZ").to_string()
+    });
+    format!("{} {}{at}{why}: {what}", h.execution_arn, h.status)
+}
+
+/// Redrives `e`, or starts its input again past the window (or with --new-execution).
+async fn act(
+    sfn: &Executions,
+    pace: &Pacer,
+    e: &Listed,
+    args: &RedriveFailedArgs,
+    now: DateTime<Utc>,
+) -> Action {
+    let mut past = e.stopped.is_some_and(|t| now - t >= REDRIVE_WINDOW);
+    if args.dry_run && !past && !args.new_execution {
+        // What RedriveExecution would answer: DescribeExecution's redriveStatus and its reason.
+        let described = paced(&sfn.describe, || {
+            sfn.client.describe_execution().execution_arn(&e.arn).send()
+        })
+        .await;
+        match described {
+            Ok(d) if d.redrive_status() == Some(&ExecutionRedriveStatus::NotRedrivable) => {
+                let reason = d.redrive_status_reason().unwrap_or("no reason given");
+                if !past_window(reason) {
+                    return not_done(format!("not redrivable: {reason}"));
+                }
+                past = true;
+            }
+            Ok(_) => return Action::WouldRedrive,
+            Err(err) => return not_done(format!("DescribeExecution: {}", aws_error_text(&err))),
+        }
+    }
+    if !(past || args.new_execution) {
+        let sent = paced(pace, || {
+            sfn.client
+                .redrive_execution()
+                .execution_arn(&e.arn)
+                // The same token on a second attempt makes a retried call one redrive.
+                .client_token(redrive_token(e))
+                .send()
+        })
+        .await;
+        match sent {
+            Ok(_) => return Action::Redriven,
+            Err(err) => {
+                let refused_for_age = err.as_service_error().is_some_and(|s| {
+                    s.is_execution_not_redrivable() && past_window(&aws_error_text(&err))
+                });
+                if !refused_for_age {
+                    return not_done(format!("RedriveExecution: {}", aws_error_text(&err)));
+                }
+            }
+        }
+    }
+    start_again(sfn, pace, e, args.dry_run).await
+}
+
+/// A client token for redriving `e` once per failure: the execution and the time it stopped
+/// (a redriven execution that fails again stops at a new time, and may be redriven again).
+fn redrive_token(e: &Listed) -> String {
+    let stopped = e.stopped.map(|t| t.timestamp_millis()).unwrap_or_default();
+    let digest = hex::encode(Sha256::digest(format!("{}|{stopped}", e.arn).as_bytes()));
+    digest[..64].to_owned()
+}
+
+/// Starts `e`'s input as the execution [`rerun_name`] unless that exists already.
+async fn start_again(sfn: &Executions, pace: &Pacer, e: &Listed, dry_run: bool) -> Action {
+    let name = rerun_name(&e.name);
+    let arn = execution_arn(&sfn.state_machine_arn, &name);
+    let existing = paced(&sfn.describe, || {
+        sfn.client.describe_execution().execution_arn(&arn).send()
+    })
+    .await;
+    match existing {
+        Ok(_) => return Action::AlreadyStarted { name },
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|s| s.is_execution_does_not_exist()) => {}
+        Err(err) => return not_done(format!("DescribeExecution {arn}: {}", aws_error_text(&err))),
+    }
+    if dry_run {
+        return Action::WouldStart { name };
+    }
+    let original = paced(&sfn.describe, || {
+        sfn.client.describe_execution().execution_arn(&e.arn).send()
+    })
+    .await;
+    let input = match original {
+        Ok(d) => d.input().map(str::to_owned),
+        Err(err) => return not_done(format!("DescribeExecution: {}", aws_error_text(&err))),
+    };
+    let Some(input) = input else {
+        return not_done(
+            "its input is no longer available (past the history retention)".to_owned(),
+        );
+    };
+    let sent = paced(pace, || {
+        sfn.client
+            .start_execution()
+            .state_machine_arn(&sfn.state_machine_arn)
+            .name(&name)
+            .input(&input)
+            .send()
+    })
+    .await;
+    match sent {
+        Ok(_) => Action::Started { name },
+        // Started by an earlier run between the look-up and now: done already.
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|s| s.is_execution_already_exists()) =>
+        {
+            Action::AlreadyStarted { name }
+        }
+        Err(err) => not_done(format!("StartExecution: {}", aws_error_text(&err))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerun_name_is_deterministic_valid_and_at_most_80_characters() {
+        let short = "s000000000000-c00000-0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(rerun_name(short), format!("{short}-r1"));
+        assert_eq!(rerun_name(short), rerun_name(short));
+        let long = "x".repeat(80);
+        let derived = rerun_name(&long);
+        assert!(derived.len() <= 80, "{derived}");
+        assert_eq!(derived, rerun_name(&long));
+        assert_ne!(derived, rerun_name(&"x".repeat(79)));
+        let again = rerun_name(&derived);
+        assert!(again.len() <= 80 && again != derived, "{again}");
+        assert!(
+            derived
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn an_execution_arn_is_built_from_the_state_machine_arn() {
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:pipe",
+                "n1"
+            ),
+            "arn:aws:states:us-east-1:123456789012:execution:pipe:n1"
+        );
+    }
+
+    #[test]
+    fn only_the_redrive_window_refusal_means_past_the_window() {
+        assert!(past_window(
+            "ExecutionNotRedrivable: Execution redrivable period exceeded."
+        ));
+        assert!(!past_window(
+            "ExecutionNotRedrivable: Execution is RUNNING and cannot be redriven."
+        ));
+    }
+}
