@@ -1,4 +1,4 @@
-//! The `inventory` command line, for suppliers (`push`, `generate`) and for the platform team
+//! The `inventory` command line, for suppliers (`push`, `generate`, `rejections`) and for the platform team
 //! (`replay-quarantine`, `replay-dlq`, `reingest-archive`, `rebuild-projection`). It reuses the
 //! domain crate, so `push` reports the same rejection codes the pipeline's quarantine would.
 
@@ -93,6 +93,18 @@ pub enum Command {
     /// archived again, so a later run over the same hours sends them once more (harmlessly).
     #[command(after_help = EXIT_CODES_HELP)]
     ReingestArchive(commands::reingest_archive::ReingestArchiveArgs),
+    /// List a supplier's rejected records since a time, as that supplier's account sees them.
+    ///
+    /// Reads rejections/{account}/{supplier}/ in the rejections bucket (RejectionsBucketName),
+    /// where validate copies every rejected record whose supplier_id the stack maps to an AWS
+    /// account (SupplierRejectionAccounts). Each rejection is printed with its stream position
+    /// (stream/shard/sequence number), its code and message, and the record as sent; --json
+    /// prints the objects' own JSON lines. A supplier runs it with credentials of its own
+    /// account and --account (its account id); without --account, the accounts are found by
+    /// listing rejections/, which only the platform's operators may do. Records that name no
+    /// supplier, or one not mapped, are in the quarantine only (replay-quarantine).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Rejections(commands::rejections::RejectionsArgs),
 }
 
 /// Parses `args`, runs the command, and returns its exit code. Usage errors exit with 1.
@@ -139,6 +151,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     Command::RebuildProjection(a) => rebuild_projection::run(a).await,
                     Command::ReplayDlq(a) => replay_dlq::run(a).await,
                     Command::ReingestArchive(a) => reingest_archive::run(a).await,
+                    Command::Rejections(a) => rejections::run(a).await,
                     Command::Generate(a) => generate::run(a),
                 }
             })
