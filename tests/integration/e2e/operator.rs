@@ -24,7 +24,7 @@ use std::time::Duration;
 const QUIET: Duration = Duration::from_secs(3);
 
 /// The `inventory` binary, run with the stack's outputs file.
-struct Cli {
+pub(super) struct Cli {
     binary: PathBuf,
     outputs: String,
 }
@@ -32,7 +32,7 @@ struct Cli {
 impl Cli {
     /// The binary built in the same target directory as this test
     /// (`target/debug/deps/integration-*` next to `target/debug/inventory`).
-    fn new() -> Result<Self> {
+    pub(super) fn new() -> Result<Self> {
         let exe = std::env::current_exe()?;
         let dir = exe
             .parent()
@@ -51,7 +51,7 @@ impl Cli {
 
     /// `inventory COMMAND --outputs FILE ARGS...`: the endpoint, names and database come
     /// from the outputs file, as an operator would run it.
-    async fn run(&self, command: &str, args: &[&str]) -> Result<Output> {
+    pub(super) async fn run(&self, command: &str, args: &[&str]) -> Result<Output> {
         let mut cmd = std::process::Command::new(&self.binary);
         cmd.arg(command)
             .args(["--outputs", &self.outputs])
@@ -76,7 +76,7 @@ impl Cli {
 }
 
 /// The command's stderr, after checking it exited 0.
-fn succeeded(out: &Output) -> String {
+pub(super) fn succeeded(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "exit status; stderr:\n{text}");
     text
