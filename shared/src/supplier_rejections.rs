@@ -208,6 +208,14 @@ pub struct SupplierVisibleQuarantine<'a> {
     pub accounts: &'a SupplierAccounts,
 }
 
+impl fmt::Debug for SupplierVisibleQuarantine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupplierVisibleQuarantine")
+            .field("accounts", self.accounts)
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 impl Quarantine for SupplierVisibleQuarantine<'_> {
     async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError> {
