@@ -1,6 +1,6 @@
-//! The `inventory` command line, for suppliers (`push`, `generate`) and for the platform team
-//! (`status`, `redrive-failed`, `replay-quarantine`, `replay-dlq`, `reingest-archive`,
-//! `rebuild-projection`). It reuses the
+//! The `inventory` command line, for suppliers (`push`, `generate`, `rejections`) and for the
+//! platform team (`status`, `redrive-failed`, `replay-quarantine`, `replay-dlq`,
+//! `reingest-archive`, `rebuild-projection`). It reuses the
 //! domain crate, so `push` reports the same rejection codes the pipeline's quarantine would.
 
 pub mod batch;
@@ -118,6 +118,18 @@ pub enum Command {
     /// did per execution; --dry-run prints what it would do.
     #[command(after_help = EXIT_CODES_HELP)]
     RedriveFailed(commands::redrive_failed::RedriveFailedArgs),
+    /// List a supplier's rejected records since a time, as that supplier's account sees them.
+    ///
+    /// Reads rejections/{account}/{supplier}/ in the rejections bucket (RejectionsBucketName),
+    /// where validate copies every rejected record whose supplier_id the stack maps to an AWS
+    /// account (SupplierRejectionAccounts). Each rejection is printed with its stream position
+    /// (stream/shard/sequence number), its code and message, and the record as sent; --json
+    /// prints the objects' own JSON lines. A supplier runs it with credentials of its own
+    /// account and --account (its account id); without --account, the accounts are found by
+    /// listing rejections/, which only the platform's operators may do. Records that name no
+    /// supplier, or one not mapped, are in the quarantine only (replay-quarantine).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Rejections(commands::rejections::RejectionsArgs),
 }
 
 /// Parses `args`, runs the command, and returns its exit code. Usage errors exit with 1.
@@ -166,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     Command::ReingestArchive(a) => reingest_archive::run(a).await,
                     Command::Status(a) => status::run(a).await,
                     Command::RedriveFailed(a) => redrive_failed::run(a).await,
+                    Command::Rejections(a) => rejections::run(a).await,
                     Command::Generate(a) => generate::run(a),
                 }
             })

@@ -16,8 +16,9 @@ KMS grants are compared with their purpose: (action, "via:<service>") for a kms:
 condition, (action, "lambda-env:<function name>") for the environment's encryption context,
 (action, "any") without a condition. The rule fails on every grant the function never needs and
 on every need its role does not grant. Other rules: PutObject only under a key prefix the code
-writes; the S3 gateway endpoint allows no S3 call that no function in the VPC makes; IAM
-database authentication only when some role may use it."""
+writes; the S3 gateway endpoint allows no S3 call that no function in the VPC makes, on no
+resource their roles do not name for it; IAM database authentication only when some role may
+use it."""
 
 from __future__ import annotations
 
@@ -241,11 +242,17 @@ CFN_RESPONSES = "cloudformation-custom-resource-response-"
 
 
 def check_s3_endpoint(template: dict) -> list[str]:
-    """The S3 gateway endpoint allows only the S3 calls that functions in the VPC make, plus the
-    custom-resource response PUT when a VPC function is a custom-resource handler."""
+    """The S3 gateway endpoint allows only the S3 calls that functions in the VPC make, each only
+    on a resource one of their roles names for that call, plus the custom-resource response PUT
+    when a VPC function is a custom-resource handler."""
     rs = resources(template)
     in_vpc = [l for l in functions(template) if (rs[l].get("Properties") or {}).get("VpcConfig")]
     vpc_s3 = {a for l in in_vpc for (a, _) in needed(template, l) if a.startswith("s3:")}
+    vpc_targets = {(a, sub_text(r) if not isinstance(r, str) else r)
+                   for l in in_vpc
+                   for st in statements(template, logical_of((rs[l].get("Properties") or {}).get("Role")))
+                   for a in _as_list(st.get("Action")) if isinstance(a, str) and a.startswith("s3:")
+                   for r in _as_list(st.get("Resource"))}
     handlers = {logical_of((r.get("Properties") or {}).get("ServiceToken")) for r in rs.values()
                 if r.get("Type", "").startswith("Custom::")}
     out = []
@@ -264,6 +271,10 @@ def check_s3_endpoint(template: dict) -> list[str]:
                 continue
             for a in sorted(actions - vpc_s3):
                 out.append(f"{logical} ({st.get('Sid')}) allows {a}, which no function in the VPC calls")
+            for a in sorted(actions & vpc_s3):
+                for t in targets:
+                    if (a, t) not in vpc_targets:
+                        out.append(f"{logical} ({st.get('Sid')}) allows {a} on {t}, where no function in the VPC may call it")
     return out
 
 

@@ -51,8 +51,8 @@ def test_the_calls_are_read_from_the_code():
              ("archive", "fanout", "bucket-emptier", "schema-migrate", "validate")}
     assert calls == {"archive": ["PutObject"], "fanout": ["PutObject", "StartExecution"],
                      "bucket-emptier": ["DeleteObjects", "ListObjectVersions"],
-                     "schema-migrate": ["GetSecretValue"], "validate": ["GetSecretValue"]}
-    assert lp.key_prefixes() == {"raw/", "oversized/"}
+                     "schema-migrate": ["GetSecretValue"], "validate": ["GetSecretValue", "PutObject"]}
+    assert lp.key_prefixes() == {"raw/", "oversized/", "rejections/"}
 
 
 def test_test_code_does_not_count():
@@ -139,7 +139,7 @@ def test_put_object_on_the_whole_bucket_is_caught(post):
     statement(post, "FanoutRole", "OversizedRecordsByReference")["Resource"] = {"Fn::Sub": "${ArchiveBucket.Arn}/*"}
     assert lp.check_put_prefixes(post) == [
         "FanoutRole (OversizedRecordsByReference): s3:PutObject on ${ArchiveBucket.Arn}/* is not limited to a key "
-        "prefix the code writes (['oversized/', 'raw/'])"]
+        "prefix the code writes (['oversized/', 'raw/', 'rejections/'])"]
 
 
 def test_an_endpoint_allowing_calls_no_vpc_function_makes_is_caught(post):
@@ -149,7 +149,9 @@ def test_an_endpoint_allowing_calls_no_vpc_function_makes_is_caught(post):
                              "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::inventory-archive-${EnvironmentSuffix}-${AWS::AccountId}/*"}})
     assert lp.check_s3_endpoint(post) == [
         "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:GetObject, which no function in the VPC calls",
-        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:PutObject, which no function in the VPC calls"]
+        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:PutObject on "
+        "arn:${AWS::Partition}:s3:::inventory-archive-${EnvironmentSuffix}-${AWS::AccountId}/*, "
+        "where no function in the VPC may call it"]
 
 
 def test_iam_database_authentication_nobody_uses_is_caught(post):
@@ -195,7 +197,8 @@ def test_the_clis_calls_are_read_from_its_code():
         ("sqs", "ChangeMessageVisibility"), ("sqs", "DeleteMessage"), ("sqs", "GetQueueAttributes"),
         ("sqs", "ReceiveMessage")]
     need = lp.operator_needs(sam_transform.transformed())
-    assert need[("s3:ListBucket", None)] == "ListObjectsV2 in cli/src/commands/reingest_archive.rs"
+    assert need[("s3:ListBucket", None)] == ("ListObjectsV2 in cli/src/commands/reingest_archive.rs, "
+                                             "cli/src/commands/rejections.rs")
     assert need[("states:RedriveExecution", None)] == "the Redrive button"
 
 

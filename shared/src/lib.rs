@@ -22,6 +22,7 @@ pub mod ports;
 pub mod projection;
 pub mod redact;
 pub mod rejection;
+pub mod supplier_rejections;
 pub mod update;
 pub mod usecase;
 
@@ -30,7 +31,7 @@ pub mod adapters;
 pub use error::{ErrorKind, PipelineError};
 pub use event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
 pub use ids::{ProductId, SupplierId, UpdateId};
-pub use keys::{ArchiveKey, CacheKeys};
+pub use keys::{ArchiveKey, CacheKeys, RejectionKey};
 pub use money::{Currency, Price, Quantity};
 pub use pipeline::{
     ArchiveOutput, CacheInvalidateInput, CacheInvalidateOutput, ChangedProduct, ChunkId,

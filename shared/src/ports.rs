@@ -2,7 +2,7 @@
 //! them (see [`crate::adapters`]); tests implement them in memory.
 
 use crate::error::PipelineError;
-use crate::keys::ArchiveKey;
+use crate::keys::{ArchiveKey, RejectionKey};
 use crate::pipeline::{ChangedProduct, ObjectRef};
 use crate::rejection::Rejection;
 use crate::update::InventoryUpdate;
@@ -30,6 +30,13 @@ pub trait Quarantine: Send + Sync {
     /// Stores the records; a record already quarantined (same stream position) is kept once.
     /// Returns how many were new.
     async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError>;
+}
+
+/// Stores the rejection objects suppliers read (see [`crate::supplier_rejections`]).
+#[async_trait]
+pub trait RejectionStore: Send + Sync {
+    /// Writes (or overwrites) one JSON-lines object.
+    async fn put(&self, key: &RejectionKey, jsonl: Vec<u8>) -> Result<(), PipelineError>;
 }
 
 /// The outcome of appending a chunk's updates.

@@ -186,7 +186,13 @@ const CONTRACT_FIELDS: [&str; 10] = [
 /// A record object read key by key: its fields, or the first key the contract does not
 /// allow, typed rather than left in a `serde_json` message. The whole object is read either
 /// way, so broken JSON after a bad key is still reported as broken JSON.
-struct ReadFields<'a>(Result<RecordFields<'a>, FieldProblem>);
+struct ReadFields<'a> {
+    fields: RecordFields<'a>,
+    /// The first key that breaks the contract, if any.
+    problem: Option<FieldProblem>,
+    /// The contract fields given more than once (the last value is in `fields`).
+    twice: [bool; CONTRACT_FIELDS.len()],
+}
 
 enum FieldProblem {
     Unknown(String),
@@ -211,6 +217,7 @@ impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = RecordFields::default();
         let mut seen = [false; CONTRACT_FIELDS.len()];
+        let mut twice = [false; CONTRACT_FIELDS.len()];
         let mut problem = None;
         while let Some(key) = map.next_key::<FieldKey>()? {
             let FieldKey::Known(i) = key else {
@@ -222,6 +229,7 @@ impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
             };
             let value = map.next_value::<Option<&'de RawValue>>()?;
             if std::mem::replace(&mut seen[i], true) {
+                twice[i] = true;
                 problem.get_or_insert(FieldProblem::Duplicate(CONTRACT_FIELDS[i]));
             }
             let slot = match i {
@@ -238,7 +246,11 @@ impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
             };
             *slot = value;
         }
-        Ok(ReadFields(problem.map_or(Ok(fields), Err)))
+        Ok(ReadFields {
+            fields,
+            problem,
+            twice,
+        })
     }
 }
 
@@ -265,6 +277,28 @@ impl<'de> Deserialize<'de> for FieldKey {
         }
         deserializer.deserialize_identifier(KeyVisitor)
     }
+}
+
+/// The supplier a record names, read as far as the record allows, for records the contract
+/// rejects as well as valid ones: its `supplier_id` when the bytes are a JSON object of at
+/// most [`MAX_RECORD_BYTES`] that gives `supplier_id` once, as a valid id. `None` when the
+/// record names no supplier (absent or null), names one twice, or cannot be read that far
+/// (not UTF-8, not JSON, not an object, a `supplier_id` that is not a valid id).
+pub fn claimed_supplier(data: &[u8]) -> Option<SupplierId> {
+    if data.len() > MAX_RECORD_BYTES {
+        return None;
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let ReadFields { fields, twice, .. } = serde_json::from_str(text).ok()?;
+    let field = CONTRACT_FIELDS.iter().position(|f| *f == "supplier_id")?;
+    if twice[field] {
+        return None;
+    }
+    let name = serde_json::from_str::<String>(fields.supplier_id?.get()).ok()?;
+    SupplierId::parse(&name).ok()
 }
 
 /// Parses and validates one record's bytes. Never panics; every failure names its reason.
@@ -304,19 +338,23 @@ pub fn parse_record(data: &[u8], source: &SourcePosition) -> Result<InventoryUpd
             Err(e) => classify_json_error(e),
         });
     }
-    let ReadFields(fields) = serde_json::from_str(text).map_err(classify_json_error)?;
-    let fields = fields.map_err(|problem| match problem {
-        FieldProblem::Unknown(name) => Rejection::new(
-            RejectionCode::UnknownField,
-            format!(
-                "unknown field {name:?}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id, occurred_at and schema_version; put fields of your own under extensions"
+    let ReadFields {
+        fields, problem, ..
+    } = serde_json::from_str(text).map_err(classify_json_error)?;
+    if let Some(problem) = problem {
+        return Err(match problem {
+            FieldProblem::Unknown(name) => Rejection::new(
+                RejectionCode::UnknownField,
+                format!(
+                    "unknown field {name:?}; the contract allows product_id, quantity or inventory, price, currency, supplier_id, update_id, occurred_at and schema_version; put fields of your own under extensions"
+                ),
             ),
-        ),
-        FieldProblem::Duplicate(name) => Rejection::new(
-            RejectionCode::DuplicateField,
-            format!("field {name:?} is given more than once"),
-        ),
-    })?;
+            FieldProblem::Duplicate(name) => Rejection::new(
+                RejectionCode::DuplicateField,
+                format!("field {name:?} is given more than once"),
+            ),
+        });
+    }
     check_evolution_fields(&fields)?;
 
     let product_id = match field_string(
@@ -1072,5 +1110,48 @@ mod tests {
             code(r#"{"product_id":"\ud800","quantity":1,"price":1}"#),
             RejectionCode::NotJson
         );
+    }
+
+    #[test]
+    fn a_rejected_record_still_names_its_supplier_when_it_can_be_read_that_far() {
+        let named = |raw: &str| claimed_supplier(raw.as_bytes()).map(|s| s.as_str().to_owned());
+        let acme = Some("acme".to_owned());
+        assert_eq!(
+            named(r#"{"product_id":"p","quantity":-1,"price":1,"supplier_id":"acme"}"#),
+            acme
+        );
+        assert_eq!(
+            named(r#"{"supplier_id":"acme","colour":"red"}"#),
+            acme,
+            "unknown field"
+        );
+        assert_eq!(
+            named(r#"{"product_id":"p","product_id":"q","supplier_id":"acme"}"#),
+            acme
+        );
+        assert_eq!(
+            named(r#"{"supplier_id":"acme","supplier_id":"acme"}"#),
+            None,
+            "given twice"
+        );
+        assert_eq!(
+            named(r#"{"product_id":"p","quantity":1,"price":1}"#),
+            None,
+            "names none"
+        );
+        assert_eq!(named(r#"{"supplier_id":null}"#), None);
+        assert_eq!(named(r#"{"supplier_id":"a b"}"#), None, "not a valid id");
+        assert_eq!(named(r#"{"supplier_id":7}"#), None);
+        assert_eq!(named(r#"{"supplier_id":"acme""#), None, "broken JSON");
+        assert_eq!(named(r#"["acme"]"#), None);
+        assert_eq!(
+            claimed_supplier(b"{\"supplier_id\":\"acme\",\"x\":\"\xff\"}"),
+            None
+        );
+        let big = format!(
+            r#"{{"supplier_id":"acme","pad":"{}"}}"#,
+            "x".repeat(MAX_RECORD_BYTES)
+        );
+        assert_eq!(named(&big), None, "too large to read");
     }
 }

@@ -1,7 +1,9 @@
 //! The `validate` task: parses a chunk's records into inventory updates, quarantines the bad
-//! ones with their reasons, and passes the good ones on. One bad record never fails the chunk.
+//! ones with their reasons (and copies each mapped supplier's own where that supplier can read
+//! them), and passes the good ones on. One bad record never fails the chunk.
 
 use inventory::adapters::postgres::DatabaseConfig;
+use inventory::adapters::s3_rejections::RejectionsConfig;
 use inventory::pipeline::{ChunkInput, ValidateOutput};
 use inventory::ports::Quarantine;
 use inventory::{PipelineError, usecase};
@@ -11,14 +13,26 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
+    /// Where suppliers' own rejections go; `None` when no supplier is mapped to an account.
+    pub rejections: Option<RejectionsConfig>,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, PipelineError> {
         Ok(Self {
             database: DatabaseConfig::from_env()?,
+            rejections: RejectionsConfig::from_env()?,
         })
     }
+}
+
+/// The S3 client. With an endpoint override (`AWS_ENDPOINT_URL`, the local emulator) it
+/// addresses buckets by path, since `bucket.127.0.0.1` names no host.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Handles one invocation: the payload must be a [`ChunkInput`].

@@ -1,16 +1,40 @@
-//! The `validate` Lambda: config and pool once per cold start, then one chunk per invocation.
+//! The `validate` Lambda: config, pool and S3 client once per cold start, then one chunk per
+//! invocation.
 
+use aws_config::BehaviorVersion;
 use inventory::adapters::lambda::init_tracing;
 use inventory::adapters::postgres::{PgQuarantine, connect_from_config};
+use inventory::adapters::s3_rejections::S3RejectionStore;
+use inventory::ports::Quarantine;
+use inventory::supplier_rejections::SupplierVisibleQuarantine;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let config = validate::Config::from_env()?;
+    let config = validate::Config::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let quarantine = PgQuarantine::new(connect_from_config(&config.database).await?);
-    let quarantine = &quarantine;
+    let store = match &config.rejections {
+        Some(rejections) => {
+            let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+            Some(S3RejectionStore::new(validate::s3_client(&sdk), rejections))
+        }
+        None => None,
+    };
+    let visible = match (&store, &config.rejections) {
+        (Some(store), Some(rejections)) => Some(SupplierVisibleQuarantine {
+            quarantine: &quarantine,
+            store,
+            accounts: &rejections.accounts,
+        }),
+        _ => None,
+    };
+    let quarantine: &dyn Quarantine = match &visible {
+        Some(v) => v,
+        None => &quarantine,
+    };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         validate::handle(event.payload, quarantine).await
     }))

@@ -12,5 +12,7 @@ pub mod lambda;
 pub mod postgres;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "s3")]
+pub mod s3_rejections;
 #[cfg(feature = "secrets")]
 pub mod secrets;

@@ -25,6 +25,7 @@
 mod harness;
 mod operator;
 mod operator_redrive;
+mod suppliers;
 mod workflows;
 
 use anyhow::{Context as _, Result};

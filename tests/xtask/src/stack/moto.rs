@@ -96,6 +96,8 @@ pub struct Resources {
     pub stream_name: String,
     pub stream_arn: String,
     pub bucket: String,
+    /// Where validate copies each mapped supplier's rejections.
+    pub rejections_bucket: String,
     pub dlq_url: String,
     pub dlq_arn: String,
     pub lambda_dlq_url: String,
@@ -149,6 +151,13 @@ pub async fn create_resources(
         .send()
         .await
         .context("creating the archive bucket")?;
+    let rejections_bucket = format!("inventory-rejections-{}", n.suffix);
+    s3_client(conf)
+        .create_bucket()
+        .bucket(&rejections_bucket)
+        .send()
+        .await
+        .context("creating the rejections bucket")?;
 
     let sqs = aws_sdk_sqs::Client::new(conf);
     let queue = format!("inventory-fanout-dlq-{}", n.suffix);
@@ -192,6 +201,7 @@ pub async fn create_resources(
         stream_name,
         stream_arn,
         bucket,
+        rejections_bucket,
         dlq_url,
         dlq_arn,
         lambda_dlq_url,

@@ -14,6 +14,8 @@ pub struct Outputs {
     pub stream_name: String,
     pub stream_arn: String,
     pub archive_bucket_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejections_bucket_name: Option<String>,
     pub state_machine_arn: String,
     pub state_machine_name: String,
     pub fanout_dlq_url: String,
@@ -44,6 +46,9 @@ pub struct Outputs {
     pub local_redis_url: String,
     pub local_cache_prefix: String,
     pub local_state_dir: String,
+    /// The SupplierRejectionAccounts the local validate runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_supplier_accounts: Option<String>,
 }
 
 impl Outputs {
@@ -75,6 +80,7 @@ mod tests {
             stream_name: "s".into(),
             stream_arn: "a".into(),
             archive_bucket_name: "b".into(),
+            rejections_bucket_name: Some("r".into()),
             state_machine_arn: "m".into(),
             state_machine_name: "m".into(),
             fanout_dlq_url: "q".into(),
@@ -100,6 +106,7 @@ mod tests {
             local_redis_url: "redis://x".into(),
             local_cache_prefix: "p:".into(),
             local_state_dir: "/tmp".into(),
+            local_supplier_accounts: Some("a=111111111111".into()),
         };
         let v = serde_json::to_value(&o).expect("json");
         for key in [
@@ -108,6 +115,7 @@ mod tests {
             "StreamName",
             "StreamArn",
             "ArchiveBucketName",
+            "RejectionsBucketName",
             "StateMachineArn",
             "StateMachineName",
             "FanoutDlqUrl",

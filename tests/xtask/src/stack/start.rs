@@ -19,6 +19,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const ASL_FILE: &str = "statemachines/inventory-pipeline.asl.json";
+/// The local stack's SupplierRejectionAccounts: two suppliers in two (made-up) accounts, so
+/// the end-to-end tests can check that each sees its own rejections and not the other's.
+pub const LOCAL_SUPPLIER_ACCOUNTS: &str = "supplier-a=111111111111,supplier-b=222222222222";
+/// The local stack's SupplierAccountIds.
+pub const LOCAL_SUPPLIER_ACCOUNT_IDS: &str = "111111111111,222222222222";
 
 /// How to run the stack.
 #[derive(Debug, Clone)]
@@ -282,6 +287,10 @@ impl LocalStack {
             ("CACHE_KEY_PREFIX", self.state.cache_prefix.as_str()),
             ("ARCHIVE_BUCKET", res.bucket.as_str()),
             ("ARCHIVE_KMS_KEY_ID", res.kms_key_arn.as_str()),
+            ("SUPPLIER_ACCOUNTS", LOCAL_SUPPLIER_ACCOUNTS),
+            ("SUPPLIER_ACCOUNT_IDS", LOCAL_SUPPLIER_ACCOUNT_IDS),
+            ("REJECTIONS_BUCKET", res.rejections_bucket.as_str()),
+            ("REJECTIONS_KMS_KEY_ID", res.kms_key_arn.as_str()),
             ("STATE_MACHINE_ARN", res.state_machine_arn.as_str()),
         ]
         .iter()
@@ -343,6 +352,8 @@ impl LocalStack {
             stream_name: res.stream_name,
             stream_arn: res.stream_arn,
             archive_bucket_name: res.bucket,
+            rejections_bucket_name: Some(res.rejections_bucket),
+            local_supplier_accounts: Some(LOCAL_SUPPLIER_ACCOUNTS.into()),
             state_machine_arn: res.state_machine_arn,
             state_machine_name: format!("inventory-pipeline-{}", opts.suffix),
             fanout_dlq_url: res.dlq_url,
@@ -476,6 +487,7 @@ fn placeholder_outputs() -> Outputs {
         stream_name: e(),
         stream_arn: e(),
         archive_bucket_name: e(),
+        rejections_bucket_name: None,
         state_machine_arn: e(),
         state_machine_name: e(),
         fanout_dlq_url: e(),
@@ -501,5 +513,6 @@ fn placeholder_outputs() -> Outputs {
         local_redis_url: e(),
         local_cache_prefix: e(),
         local_state_dir: e(),
+        local_supplier_accounts: None,
     }
 }
