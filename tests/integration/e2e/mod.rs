@@ -21,6 +21,7 @@
 
 mod harness;
 mod operator;
+mod producer;
 mod workflows;
 
 use anyhow::{Context as _, Result};
