@@ -222,17 +222,13 @@ pub use schema::{Extensions, OccurredAt, SchemaVersion, record_rules, record_sch
 #[cfg(feature = "schema")]
 mod schema {
     use super::{SCHEMA_ID, SCHEMA_VERSION};
-    use crate::ids::{MAX_ID_LEN, MAX_UPDATE_ID_LEN, ProductId, SupplierId, UpdateId};
+    use crate::ids::{MAX_UPDATE_ID_LEN, ProductId, SupplierId, UpdateId, id_pattern};
     use crate::money::{
         Currency, ISO_4217, MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY, Price, Quantity,
     };
     use crate::update::RecordFields;
     use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
     use std::borrow::Cow;
-
-    fn id_pattern() -> String {
-        format!("^[A-Za-z0-9._-]{{1,{MAX_ID_LEN}}}$")
-    }
 
     impl JsonSchema for ProductId {
         fn inline_schema() -> bool {

@@ -11,6 +11,12 @@ pub const MAX_UPDATE_ID_LEN: usize = 128;
 /// The supplier a record is attributed to when it names none.
 pub const DEFAULT_SUPPLIER: &str = "unspecified";
 
+/// The id rules as a regular expression (for the JSON Schema and OpenAPI documents; the
+/// parsers below are the authority, and the contract tests hold the two together).
+pub fn id_pattern() -> String {
+    format!("^[A-Za-z0-9._-]{{1,{MAX_ID_LEN}}}$")
+}
+
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }

@@ -17,6 +17,8 @@ pub mod feed;
 pub mod ids;
 pub mod keys;
 pub mod money;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod pipeline;
 pub mod ports;
 pub mod projection;

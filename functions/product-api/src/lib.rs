@@ -5,8 +5,11 @@
 //! - `GET /products/{product_id}`: the product's projected state.
 //! - `GET /products?ids=a,b,c`: up to 100 products, one cache round trip.
 //! - `GET /products/{product_id}/history?limit=N&before=SEQ`: recent events, newest first.
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of these routes ([`openapi`]), generated
+//!   from the handlers and types; committed as `contract/product-api.openapi.json`.
 
 pub mod metrics;
+pub mod openapi;
 pub mod respond;
 pub mod routes;
 mod serve;

@@ -12,7 +12,10 @@
 
 use lambda_http::Body;
 use lambda_http::http::{HeaderValue, Method, Response, StatusCode, header};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 /// A product or a batch of them.
 pub const PRODUCT_CACHE_CONTROL: &str =
@@ -26,9 +29,30 @@ pub const HISTORY_HEAD_CACHE_CONTROL: &str = "public, max-age=5";
 pub const HISTORY_PAGE_CACHE_CONTROL: &str = "public, max-age=60";
 /// Errors are never cached.
 pub const NO_STORE: &str = "no-store";
+/// This API's OpenAPI document: it changes only with a deployment.
+pub const OPENAPI_CACHE_CONTROL: &str = "public, max-age=300";
 
-const JSON: &str = "application/json";
-const PROBLEM_JSON: &str = "application/problem+json";
+pub const JSON: &str = "application/json";
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The last part of every problem `type` this API answers with.
+pub const PROBLEM_SLUGS: &[&str] = &[
+    NO_SUCH_ROUTE,
+    METHOD_NOT_ALLOWED,
+    INVALID_PARAMETER,
+    INVALID_PRODUCT_ID,
+    UNKNOWN_PRODUCT,
+    CATALOG_UNAVAILABLE,
+    INTERNAL_ERROR,
+];
+const NO_SUCH_ROUTE: &str = "no-such-route";
+const METHOD_NOT_ALLOWED: &str = "method-not-allowed";
+const INVALID_PARAMETER: &str = "invalid-parameter";
+const INVALID_PRODUCT_ID: &str = "invalid-product-id";
+const UNKNOWN_PRODUCT: &str = "unknown-product";
+const CATALOG_UNAVAILABLE: &str = "catalog-unavailable";
+const INTERNAL_ERROR: &str = "internal-error";
+const PROBLEM_TYPE_PREFIX: &str = "urn:inventory:problem:";
 
 /// The version of the representation: bump it when the JSON of a product changes shape, so
 /// clients holding an old `ETag` get the new body instead of a `304`.
@@ -62,10 +86,10 @@ impl Problem {
     pub fn no_such_route(path: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "no-such-route",
+            NO_SUCH_ROUTE,
             "No such endpoint",
             format!(
-                "{path:?} is not an endpoint of this API; try /products/{{product_id}}, /products?ids=a,b or /products/{{product_id}}/history"
+                "{path:?} is not an endpoint of this API; try /products/{{product_id}}, /products?ids=a,b, /products/{{product_id}}/history or /openapi.json"
             ),
         )
     }
@@ -73,7 +97,7 @@ impl Problem {
     pub fn method_not_allowed(method: &Method) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
+            METHOD_NOT_ALLOWED,
             "Method not allowed",
             format!("this API only reads (GET), got {method}"),
         )
@@ -84,7 +108,7 @@ impl Problem {
             parameter: Some(name.to_owned()),
             ..Self::new(
                 StatusCode::BAD_REQUEST,
-                "invalid-parameter",
+                INVALID_PARAMETER,
                 "Invalid query parameter",
                 detail.into(),
             )
@@ -96,7 +120,7 @@ impl Problem {
             product_id: Some(id.to_owned()),
             ..Self::new(
                 StatusCode::BAD_REQUEST,
-                "invalid-product-id",
+                INVALID_PRODUCT_ID,
                 "Invalid product id",
                 format!("{id:?} is not a product id: {reason}"),
             )
@@ -108,7 +132,7 @@ impl Problem {
             product_id: Some(id.to_owned()),
             ..Self::new(
                 StatusCode::NOT_FOUND,
-                "unknown-product",
+                UNKNOWN_PRODUCT,
                 "Unknown product",
                 format!("no supplier has reported product {id:?}"),
             )
@@ -118,7 +142,7 @@ impl Problem {
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "catalog-unavailable",
+            CATALOG_UNAVAILABLE,
             "Catalog temporarily unavailable",
             "the catalog database could not be reached; retry in a moment".to_owned(),
         )
@@ -127,7 +151,7 @@ impl Problem {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
+            INTERNAL_ERROR,
             "Internal error",
             "the request failed on our side; the logs have the details".to_owned(),
         )
@@ -135,35 +159,34 @@ impl Problem {
 
     /// The `type` URI.
     pub fn type_uri(&self) -> String {
-        format!("urn:inventory:problem:{}", self.slug)
+        format!("{PROBLEM_TYPE_PREFIX}{}", self.slug)
     }
 
     /// The response, with `instance` set to the request path.
     pub fn response(&self, instance: &str) -> Response<Body> {
-        let mut body = serde_json::json!({
-            "type": self.type_uri(),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "instance": instance,
+        let body = ProblemBody {
+            r#type: self.type_uri(),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            instance,
+            parameter: self.parameter.as_deref(),
+            product_id: self.product_id.as_deref(),
+        };
+        let body = serde_json::to_string(&body).unwrap_or_else(|_| {
+            // Strings and a number always encode; keep an answer even so.
+            format!(
+                r#"{{"type":"{}","status":{}}}"#,
+                self.type_uri(),
+                self.status.as_u16()
+            )
         });
-        if let Some(p) = &self.parameter {
-            body["parameter"] = p.as_str().into();
-        }
-        if let Some(p) = &self.product_id {
-            body["product_id"] = p.as_str().into();
-        }
-        let cache_control = if self.slug == "unknown-product" {
+        let cache_control = if self.slug == UNKNOWN_PRODUCT {
             NOT_FOUND_CACHE_CONTROL
         } else {
             NO_STORE
         };
-        let mut r = build(
-            self.status,
-            PROBLEM_JSON,
-            cache_control,
-            Body::Text(body.to_string()),
-        );
+        let mut r = build(self.status, PROBLEM_JSON, cache_control, Body::Text(body));
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
@@ -174,6 +197,40 @@ impl Problem {
         }
         r
     }
+}
+
+/// A problem detail as it is written (RFC 9457), with this API's extension members.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody<'a> {
+    /// What kind of problem it is: a URN, one of a fixed list.
+    #[schema(schema_with = problem_type_schema)]
+    pub r#type: String,
+    /// A short, fixed summary of the kind of problem.
+    pub title: &'a str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What is wrong with this request, in words.
+    pub detail: &'a str,
+    /// The request path.
+    pub instance: &'a str,
+    /// The query parameter that is wrong (`invalid-parameter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<&'a str>,
+    /// The product id that is wrong or unknown (`invalid-product-id`, `unknown-product`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<&'a str>,
+}
+
+fn problem_type_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            PROBLEM_SLUGS
+                .iter()
+                .map(|slug| format!("{PROBLEM_TYPE_PREFIX}{slug}")),
+        ))
+        .into()
 }
 
 /// The strong `ETag` of a product at `version`: its representation is a function of the

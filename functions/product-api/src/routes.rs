@@ -16,6 +16,8 @@ pub enum Route {
     Products(Vec<ProductId>),
     /// `GET /products/{product_id}/history?limit=N&before=SEQ`
     History(ProductId, HistoryQuery),
+    /// `GET /openapi.json`: this API's OpenAPI document.
+    OpenApi,
 }
 
 /// Parses the method, path and raw query string.
@@ -25,6 +27,7 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
         ["products"] => Kind::Products,
         ["products", id] => Kind::Product(id),
         ["products", id, "history"] => Kind::History(id),
+        ["openapi.json"] => Kind::OpenApi,
         _ => return Err(Problem::no_such_route(path)),
     };
     if method != Method::GET {
@@ -32,6 +35,10 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
     }
     let params = parse_query(query.unwrap_or(""))?;
     match route_kind {
+        Kind::OpenApi => {
+            params.only(&[])?;
+            Ok(Route::OpenApi)
+        }
         Kind::Product(id) => {
             params.only(&[])?;
             Ok(Route::Product(product_id(id)?))
@@ -71,6 +78,7 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
 }
 
 enum Kind<'a> {
+    OpenApi,
     Products,
     Product(&'a str),
     History(&'a str),

@@ -1,13 +1,16 @@
 //! One request: route it, run the read use case, map the result onto HTTP, count it.
 
 use crate::App;
+use crate::openapi::{self, HistoryBefore, HistoryLimit, ProductIds};
 use crate::respond::{
-    self, HISTORY_HEAD_CACHE_CONTROL, HISTORY_PAGE_CACHE_CONTROL, PRODUCT_CACHE_CONTROL, Problem,
+    self, HISTORY_HEAD_CACHE_CONTROL, HISTORY_PAGE_CACHE_CONTROL, OPENAPI_CACHE_CONTROL,
+    PRODUCT_CACHE_CONTROL, Problem, ProblemBody,
 };
 use crate::routes::{self, Route};
 use async_trait::async_trait;
 use inventory::catalog_read::{
-    BatchRead, CacheFill, CacheRead, Cached, FillOutcome, HistoryQuery, ReadStats,
+    BatchRead, CacheFill, CacheRead, Cached, FillOutcome, HistoryPage, HistoryQuery, ProductView,
+    ReadStats,
 };
 use inventory::{ErrorKind, PipelineError, ProductId};
 use lambda_http::http::{HeaderName, HeaderValue, Response, header};
@@ -44,29 +47,96 @@ async fn answer(
     if_none_match: Option<&str>,
     path: &str,
 ) -> (Response<Body>, ReadStats) {
-    let read = match &route {
-        Route::Product(id) => app.reads.read_products(std::slice::from_ref(id)).await,
-        Route::Products(ids) => app.reads.read_products(ids).await,
-        Route::History(id, query) => {
-            let r = history(app, id, *query, if_none_match, path).await;
-            return (r, ReadStats::default());
-        }
-    };
-    let (mut response, stats) = match (route, read) {
-        (Route::Product(id), Ok(read)) => {
+    match route {
+        Route::Product(id) => get_product(app, &id, if_none_match, path).await,
+        Route::Products(ids) => get_products(app, &ids, if_none_match, path).await,
+        Route::History(id, query) => (
+            get_history(app, &id, query, if_none_match, path).await,
+            ReadStats::default(),
+        ),
+        Route::OpenApi => (get_openapi(if_none_match), ReadStats::default()),
+    }
+}
+
+/// One product's projected state.
+#[utoipa::path(
+    get,
+    path = "/products/{product_id}",
+    operation_id = "getProduct",
+    tag = "products",
+    params(
+        ("product_id" = ProductId, Path, description = "The product's id (percent-encoded as in any URL path)"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; a match answers 304 without a body"),
+    ),
+    responses(
+        (status = 200, description = "The product: its total stock, best offer and every supplier's offer", body = ProductView,
+            headers(("ETag" = String, description = "Changes with the product's version"), ("X-Cache" = String, description = "hit, miss or bypass"))),
+        (status = 304, description = "The product has not changed since the ETag given in If-None-Match",
+            headers(("ETag" = String), ("X-Cache" = String))),
+        (status = 400, description = "The product id or a query parameter is malformed (invalid-product-id, invalid-parameter)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No supplier has reported this product (unknown-product)", body = ProblemBody, content_type = "application/problem+json",
+            headers(("X-Cache" = String))),
+        (status = 500, description = "The request failed on the API's side (internal-error)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog database could not be reached (catalog-unavailable); retry", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_product(
+    app: &App,
+    id: &ProductId,
+    if_none_match: Option<&str>,
+    path: &str,
+) -> (Response<Body>, ReadStats) {
+    match app.reads.read_products(std::slice::from_ref(id)).await {
+        Ok(read) => {
             let stats = read.stats;
-            (one_product(read, &id, if_none_match, path), stats)
+            let response = one_product(read, id, if_none_match, path);
+            (with_cache_outcome(response, &stats), stats)
         }
-        (_, Ok(read)) => {
+        Err(e) => (failure(&e, path), ReadStats::default()),
+    }
+}
+
+/// Several products at once, in the order asked.
+#[utoipa::path(
+    get,
+    path = "/products",
+    operation_id = "getProducts",
+    tag = "products",
+    params(
+        ("ids" = inline(ProductIds), Query, style = Form, explode = false, description = "The products' ids, comma-separated: ?ids=a,b,c"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; a match answers 304 without a body"),
+    ),
+    responses(
+        (status = 200, description = "The products found, in the order asked, and the ids no supplier has reported", body = ProductBatch,
+            headers(("ETag" = String, description = "Changes with any of the products' versions"), ("X-Cache" = String, description = "hit, miss or bypass"))),
+        (status = 304, description = "None of the products has changed since the ETag given in If-None-Match",
+            headers(("ETag" = String), ("X-Cache" = String))),
+        (status = 400, description = "ids is missing or malformed, or another query parameter is given (invalid-product-id, invalid-parameter)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "The request failed on the API's side (internal-error)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog database could not be reached (catalog-unavailable); retry", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_products(
+    app: &App,
+    ids: &[ProductId],
+    if_none_match: Option<&str>,
+    path: &str,
+) -> (Response<Body>, ReadStats) {
+    match app.reads.read_products(ids).await {
+        Ok(read) => {
             let stats = read.stats;
-            (many_products(read, if_none_match), stats)
+            let response = many_products(read, if_none_match);
+            (with_cache_outcome(response, &stats), stats)
         }
-        (_, Err(e)) => return (failure(&e, path), ReadStats::default()),
-    };
+        Err(e) => (failure(&e, path), ReadStats::default()),
+    }
+}
+
+fn with_cache_outcome(mut response: Response<Body>, stats: &ReadStats) -> Response<Body> {
     response
         .headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static(cache_outcome(&stats)));
-    (response, stats)
+        .insert(X_CACHE, HeaderValue::from_static(cache_outcome(stats)));
+    response
 }
 
 /// `X-Cache`: whether the cache answered the whole read (`hit`), the database had to
@@ -99,6 +169,16 @@ fn one_product(
         ),
         None => Problem::not_found(id.as_str()).response(path),
     }
+}
+
+/// The body of a batch read, as [`many_products`] writes it (for the OpenAPI document).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProductBatch {
+    /// The products found, in the order asked.
+    products: Vec<ProductView>,
+    /// The ids asked for that no supplier has reported, in the order asked.
+    not_found: Vec<ProductId>,
 }
 
 /// `{"products": [...], "not_found": [...]}`: the products' JSON as cached, in the order
@@ -138,7 +218,30 @@ fn many_products(read: BatchRead, if_none_match: Option<&str>) -> Response<Body>
     respond::json(body, &etag, PRODUCT_CACHE_CONTROL, if_none_match)
 }
 
-async fn history(
+/// A product's events, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/products/{product_id}/history",
+    operation_id = "getProductHistory",
+    tag = "products",
+    params(
+        ("product_id" = ProductId, Path, description = "The product's id (percent-encoded as in any URL path)"),
+        ("limit" = inline(Option<HistoryLimit>), Query, description = "Events per page"),
+        ("before" = inline(Option<HistoryBefore>), Query, description = "Only events before this position: the next_before of the previous page"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; a match answers 304 without a body"),
+    ),
+    responses(
+        (status = 200, description = "A page of the product's events, newest first", body = HistoryPage,
+            headers(("ETag" = String, description = "Changes when the page does"))),
+        (status = 304, description = "The page has not changed since the ETag given in If-None-Match",
+            headers(("ETag" = String))),
+        (status = 400, description = "The product id or a query parameter is malformed (invalid-product-id, invalid-parameter)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No supplier has reported this product (unknown-product)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "The request failed on the API's side (internal-error)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog database could not be reached (catalog-unavailable); retry", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_history(
     app: &App,
     id: &ProductId,
     query: HistoryQuery,
@@ -171,6 +274,33 @@ async fn history(
         Some(_) => HISTORY_PAGE_CACHE_CONTROL,
     };
     respond::json(body, &etag, cache_control, if_none_match)
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApi",
+    tag = "meta",
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; a match answers 304 without a body"),
+    ),
+    responses(
+        (status = 200, description = "This document (OpenAPI 3.1)", body = Object,
+            headers(("ETag" = String, description = "Changes with the document"))),
+        (status = 304, description = "The document has not changed since the ETag given in If-None-Match",
+            headers(("ETag" = String))),
+        (status = 400, description = "A query parameter is given (invalid-parameter)", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) fn get_openapi(if_none_match: Option<&str>) -> Response<Body> {
+    let (document, etag) = openapi::served();
+    respond::json(
+        document.to_owned(),
+        etag,
+        OPENAPI_CACHE_CONTROL,
+        if_none_match,
+    )
 }
 
 /// A read that failed: the database is needed and could not answer (the cache never fails a

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod bad_input;
+mod openapi;
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/apigw-http-get-product.json");
 

@@ -18,6 +18,7 @@ pub const MAX_HISTORY_LIMIT: usize = 100;
 
 /// One supplier's current stock and price for the product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SupplierOffer {
     pub supplier_id: SupplierId,
     pub quantity: Quantity,
@@ -28,6 +29,7 @@ pub struct SupplierOffer {
 
 /// A product as storefronts read it: the projected summary and the offers it summarises.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductView {
     pub product_id: ProductId,
     /// The projection's version (see [`ProductSummary::version`]): the ETag, and what the
@@ -81,6 +83,7 @@ impl ProductView {
 
 /// One event of a product's history, as the API shows it (no supplier-side source details).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEvent {
     /// Position in the event store; pages go by it.
     pub seq: i64,
@@ -145,6 +148,7 @@ impl Default for HistoryQuery {
 
 /// One page of a product's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     pub product_id: ProductId,
     /// Newest first.

@@ -25,6 +25,7 @@
 mod harness;
 mod operator;
 mod operator_redrive;
+mod producer;
 mod suppliers;
 mod workflows;
 
