@@ -264,7 +264,10 @@ async fn failed_at_persist(st: &Stack) -> Result<(String, String, Fault<'_>)> {
     let key = st.product(0);
     let fault = Fault::add(
         st,
-        json!({"function": "persist", "match": key, "error_type": "Inventory.Internal"}),
+        // After 2 s: the Archive branch beside it has ended by then, as a redrive that re-runs only
+        // the failed branch needs (a branch still running when Persist fails is stopped, and
+        // re-run by a redrive, on AWS as here).
+        json!({"function": "persist", "match": key, "error_type": "Inventory.Internal", "delay_ms": 2000}),
     )?;
     st.put(&[
         (key.clone(), st.update(&key, "acme", 1)),

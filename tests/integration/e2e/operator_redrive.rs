@@ -3,9 +3,9 @@
 //! error (and still prints when the database is out of reach), and `redrive-failed` redrives it
 //! in place (same ARN, resumed at Persist), or past the redrive window re-runs its input under
 //! a derived name, once however often it is run. The local stack's redrive window is set
-//! through its emulator's config API (`redrive_window_seconds`, tests/xtask/src/stack/moto.rs).
+//! through its emulator's config API (`harness::RedriveWindow`).
 
-use super::harness::{Fault, SERIAL, Stack, http, local_stack};
+use super::harness::{Fault, RedriveWindow, SERIAL, Stack, local_stack};
 use super::operator::{Cli, number_before, succeeded};
 use anyhow::{Context as _, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -16,35 +16,6 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Step Functions' redrive window, 14 days.
-const WINDOW_SECONDS: u64 = 14 * 24 * 3600;
-
-/// The local stack's redrive window, set to `seconds` until dropped (then 14 days again).
-struct RedriveWindow<'a>(&'a Stack);
-
-impl<'a> RedriveWindow<'a> {
-    fn set(st: &'a Stack, seconds: u64) -> Result<Self> {
-        set_window(st, seconds)?;
-        Ok(Self(st))
-    }
-}
-
-impl Drop for RedriveWindow<'_> {
-    fn drop(&mut self) {
-        let _ = set_window(self.0, WINDOW_SECONDS);
-    }
-}
-
-fn set_window(st: &Stack, seconds: u64) -> Result<()> {
-    let body = json!({"stepfunctions": {"execute_state_machine": true, "redrive_window_seconds": seconds}});
-    http(
-        "POST",
-        &format!("{}/moto-api/config", st.o("LocalEndpointUrl")),
-        &body.to_string(),
-    )?;
-    Ok(())
-}
-
 /// Makes one execution of this test fail at Persist with an error of its own (the state
 /// machine retries only transient errors, so it fails there), and returns that error and the
 /// failed execution's (ARN, name), with the fault removed again.
@@ -53,7 +24,7 @@ async fn failed_at_persist(st: &Stack) -> Result<(String, String, String)> {
     let key = st.product(0);
     let fault = Fault::add(
         st,
-        json!({"function": "persist", "match": key, "error_type": error}),
+        json!({"function": "persist", "match": key, "error_type": error, "delay_ms": 2000}),
     )?;
     st.put(&[(key.clone(), st.update(&key, "acme", 3))]).await?;
     let finished = st.wait_finished(1).await?;

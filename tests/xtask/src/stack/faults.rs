@@ -8,6 +8,7 @@
 //! {"function": "persist", "match": "SKU-e2e-17", "count": 2, "error_type": "Inventory.DependencyUnavailable"}
 //! {"service": "s3", "count": 5}
 //! {"function": "validate", "mode": "delay", "delay_ms": 3000}
+//! {"function": "persist", "error_type": "Inventory.Internal", "delay_ms": 1500}
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub struct FaultSpec {
     /// The function error's `errorType` (default `Inventory.DependencyUnavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_type: Option<String>,
+    /// How long a `delay` holds the request (default 1 s), or an `error` waits before it is
+    /// answered (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
 }
@@ -63,7 +66,12 @@ pub struct Fault {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Pass,
-    Fail { error_type: String },
+    /// Answer with the function error `error_type`, after `after` (an error's `delay_ms`: so
+    /// that a failure can come after the work running beside it has ended).
+    Fail {
+        error_type: String,
+        after: std::time::Duration,
+    },
     Delay(std::time::Duration),
     Timeout,
 }
@@ -131,6 +139,7 @@ impl Faults {
                             .error_type
                             .clone()
                             .unwrap_or_else(|| "Inventory.DependencyUnavailable".into()),
+                        after: std::time::Duration::from_millis(f.spec.delay_ms.unwrap_or(0)),
                     },
                     FaultMode::Delay => Action::Delay(std::time::Duration::from_millis(
                         f.spec.delay_ms.unwrap_or(1_000),
@@ -186,7 +195,8 @@ mod tests {
         assert_eq!(
             faults.check(Target::Function("persist"), br#"{"p":"SKU-e2e-1"}"#),
             Action::Fail {
-                error_type: "Inventory.DependencyUnavailable".into()
+                error_type: "Inventory.DependencyUnavailable".into(),
+                after: std::time::Duration::ZERO,
             }
         );
     }

@@ -149,7 +149,8 @@ async fn invoke_sync(state: &RouterState, binary: &str, body: Bytes) -> Response
     let started = Instant::now();
     match state.faults.check(Target::Function(binary), &body) {
         Action::Pass => {}
-        Action::Fail { error_type } => {
+        Action::Fail { error_type, after } => {
+            tokio::time::sleep(after).await;
             state.stats.record_function(binary, started.elapsed(), true);
             return lambda_error(
                 &error_type,
