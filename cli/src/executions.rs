@@ -192,7 +192,11 @@ impl Executions {
             .await
             .map_err(|e| anyhow::anyhow!(aws_error_text(&e)))
             .with_context(|| format!("reading the history of {arn}"))?;
-            for event in page.events() {
+            // Newest first, as reverse_order asks; sorted by event id so that an endpoint that
+            // ignores the flag (the local emulator does) gives the same answer.
+            let mut events: Vec<_> = page.events().iter().collect();
+            events.sort_by_key(|e| std::cmp::Reverse(e.id()));
+            for event in events {
                 if failure.error.is_none() && failure.cause.is_none() {
                     let (error, cause) = if let Some(d) = event.execution_failed_event_details() {
                         (d.error(), d.cause())
