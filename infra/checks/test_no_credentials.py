@@ -32,6 +32,12 @@ ALLOWED = {
         "unit test: a password in REDIS_URL never shows in Debug or in errors",
     ("shared/src/adapters/postgres/config.rs", "hunter2"):
         "unit test: a password in DATABASE_URL never shows in Debug",
+    ("shared/src/redact.rs", "hunter2"):
+        "unit test of the one URL redactor: the password becomes ***",
+    ("shared/src/redact.rs", "s3cret"):
+        "unit test of the one URL redactor: a Redis URL with only a password",
+    ("shared/src/redact.rs", "a"):
+        "unit test of the one URL redactor: a one-letter password replaced only where it is one",
     ("tests/integration/cache.rs", "count-only"):
         "local Redis stand-in that counts commands; the password is what it is told to expect",
     ("tests/integration/read_path.rs", "count-only"):

@@ -1,5 +1,5 @@
 //! Keeping secrets out of what is shown: the one rule for a URL that may carry a password
-//! (`scheme://user:password@host/...`). The user name stays (it is not a secret and helps to
+//! (`scheme://user:<password>@host/...`). The user name stays (it is not a secret and helps to
 //! tell logins apart); the password becomes `***`. Secrets held on their own are
 //! [`SecretString`]s, whose `Debug` never shows the value.
 
