@@ -164,7 +164,8 @@ def filter_metrics(template: dict) -> dict[tuple[str, str], dict]:
             key = (text(tr.get("MetricNamespace")), text(tr.get("MetricName")))
             out[key] = {"dimensions": frozenset((tr.get("Dimensions") or {}).keys()) if isinstance(
                 tr.get("Dimensions"), dict) else frozenset(d.get("Key") for d in tr.get("Dimensions") or []),
-                "filter": logical, "log_group": (p.get("LogGroupName") or {}).get("Ref")}
+                "filter": logical, "log_group": (p.get("LogGroupName") or {}).get("Ref"),
+                "default": tr.get("DefaultValue")}
     return out
 
 
@@ -326,11 +327,35 @@ def check_cache_alarms_cover_every_member(template: dict) -> list[str]:
     return out
 
 
+def scheduled_functions(template: dict) -> set[str]:
+    """Functions an EventBridge schedule invokes, directly or through an alias (SAM's Schedule
+    event on a function with AutoPublishAlias targets the alias)."""
+    resources = template.get("Resources") or {}
+    out = set()
+    for res in resources.values():
+        p = res.get("Properties") or {}
+        if res.get("Type") != "AWS::Events::Rule" or "ScheduleExpression" not in p:
+            continue
+        for t in p.get("Targets") or []:
+            name = _target(t.get("Arn"), "Arn") or _target(t.get("Arn"), "Ref")
+            r = resources.get(name or "") or {}
+            if r.get("Type") == "AWS::Lambda::Alias":
+                name = _target((r.get("Properties") or {}).get("FunctionName"), "Ref")
+            if name:
+                out.add(name)
+    return out
+
+
 def check_alarms_can_fire(template: dict, asl_dir: Path | None = None) -> list[str]:
     """Alarms that could never fire:
-    - Lambda Errors of a custom-resource handler (it answers FAILED and returns normally);
-    - a metric written at most once per deploy (metric filters on a custom-resource handler's
-      log group) evaluated over more than one datapoint;
+    - Lambda Errors of a custom-resource handler (it answers FAILED and returns normally),
+      unless a schedule also invokes it directly;
+    - a metric written at most once per deploy (metric filters on the log group of a
+      custom-resource handler that nothing else invokes) evaluated over more than one
+      datapoint;
+    - a heartbeat (a LessThan alarm on a metric filter's count) that treats missing data as
+      anything but breaching: a filter with no DefaultValue writes nothing when its line is
+      missing, so such an alarm stays OK when what it watches stops;
     - ExecutionsTimedOut of a state machine whose definition sets no TimeoutSeconds."""
     out = []
     resources = template.get("Resources") or {}
@@ -341,9 +366,11 @@ def check_alarms_can_fire(template: dict, asl_dir: Path | None = None) -> list[s
             target = _target(token, "Arn")
             if target:
                 handlers.add(target)
+    handlers -= scheduled_functions(template)
     handler_groups = {((resources[h].get("Properties") or {}).get("LoggingConfig") or {}).get("LogGroup", {}).get("Ref")
                       for h in handlers if h in resources}
-    once_per_deploy = {k for k, v in filter_metrics(template).items() if v["log_group"] in handler_groups}
+    filters = filter_metrics(template)
+    once_per_deploy = {k for k, v in filters.items() if v["log_group"] in handler_groups}
     for logical, props in alarms(template):
         for m in watched_metrics(props):
             ns, name = text(m["Namespace"]), text(m["MetricName"])
@@ -357,6 +384,12 @@ def check_alarms_can_fire(template: dict, asl_dir: Path | None = None) -> list[s
                 if periods != 1 or points != 1:
                     out.append(f"{logical}: {name} is written at most once per deploy; evaluate 1 of 1, "
                                f"not {points} of {periods}")
+            if (ns, name) in filters and filters[(ns, name)]["default"] is None \
+                    and str(props.get("ComparisonOperator", "")).startswith("LessThan") \
+                    and props.get("TreatMissingData") != "breaching":
+                out.append(f"{logical}: {name} is only written when its log line appears, so this "
+                           f"heartbeat must treat missing data as breaching, not "
+                           f"{props.get('TreatMissingData', 'missing')}")
             if ns == "AWS/States" and name == "ExecutionsTimedOut":
                 machine = resources.get(_target(dims.get("StateMachineArn"), "Ref") or "") or {}
                 definition = _definition(machine, asl_dir)

@@ -63,7 +63,7 @@ def test_the_tables_are_not_empty(post):
     emf = alarms.emf_metrics()
     assert ("InventoryPipeline", "ServerErrors") in emf and ("InventoryPipeline", "CacheErrors") in emf
     assert emf[("InventoryPipeline", "ServerErrors")]["dimensions"] == frozenset({"FunctionName"})
-    assert len(alarms.filter_metrics(post)) == 3
+    assert len(alarms.filter_metrics(post)) == 4
     assert len(list(alarms.alarms(post))) >= 25
 
 
@@ -133,17 +133,47 @@ def test_a_cache_alarm_on_one_member_only_is_caught_by_the_metric_math_shape(pos
         "may watch a replica"]
 
 
-def test_lambda_errors_of_a_custom_resource_handler_are_caught(post):
-    """The alarm the template used to have."""
-    post["Resources"]["SchemaMigrateErrorsAlarm"] = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-        "AlarmName": {"Fn::Sub": "inventory-schema-migrate-errors-${EnvironmentSuffix}"},
+def errors_alarm(function: str) -> dict:
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": {"Fn::Sub": "inventory-x-errors-${EnvironmentSuffix}"},
         "Namespace": "AWS/Lambda", "MetricName": "Errors",
-        "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "SchemaMigrateFunction"}}],
+        "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function}}],
         "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 3, "DatapointsToAlarm": 3, "Threshold": 0,
         "ComparisonOperator": "GreaterThanThreshold"}}
+
+
+def without_schedules(template: dict) -> None:
+    for logical in [k for k, v in template["Resources"].items()
+                    if v["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in v["Properties"]]:
+        del template["Resources"][logical]
+
+
+def test_lambda_errors_of_a_custom_resource_handler_are_caught(post):
+    """The alarm the template used to have, on schema-migrate before it was scheduled."""
+    post["Resources"]["BucketEmptierErrorsAlarm"] = errors_alarm("BucketEmptierFunction")
     assert alarms.check_alarms_can_fire(post) == [
+        "BucketEmptierErrorsAlarm: BucketEmptierFunction is a custom-resource handler; it answers FAILED and "
+        "returns normally, so its Lambda Errors never rise"]
+
+
+def test_a_handler_that_a_schedule_also_invokes_can_raise_errors_and_write_lines_daily(post):
+    """schema-migrate's daily maintenance fails as a Lambda error and logs a heartbeat line."""
+    assert alarms.scheduled_functions(post) == {"SchemaMigrateFunction"}
+    post["Resources"]["SchemaMigrateErrorsAlarm"] = errors_alarm("SchemaMigrateFunction")
+    assert alarms.check_alarms_can_fire(post) == []
+    without_schedules(post)
+    assert alarms.check_alarms_can_fire(post) == [
+        "EventStoreMaintenanceLateAlarm: EventStoreMaintained is written at most once per deploy; "
+        "evaluate 1 of 1, not 36 of 36",
         "SchemaMigrateErrorsAlarm: SchemaMigrateFunction is a custom-resource handler; it answers FAILED and "
         "returns normally, so its Lambda Errors never rise"]
+
+
+def test_a_heartbeat_that_does_not_treat_missing_data_as_breaching_is_caught(post):
+    props(post, "EventStoreMaintenanceLateAlarm")["TreatMissingData"] = "notBreaching"
+    assert alarms.check_alarms_can_fire(post) == [
+        "EventStoreMaintenanceLateAlarm: EventStoreMaintained is only written when its log line appears, so "
+        "this heartbeat must treat missing data as breaching, not notBreaching"]
 
 
 def test_a_once_per_deploy_metric_evaluated_over_three_points_is_caught(post):
@@ -228,4 +258,5 @@ def test_a_flattened_log_layout_is_caught(post, monkeypatch):
     monkeypatch.setattr(rust_code, "log_layout", lambda init=None: real(flattened))
     found = alarms.check_metric_filters(post)
     assert found == [f"{f} selects $.fields.message, but the functions log 'flattened'" for f in
-                     ("SchemaMigrateFailedAnswerFilter", "BucketEmptierFailedAnswerFilter", "FanoutStartsThrottledFilter")]
+                     ("SchemaMigrateFailedAnswerFilter", "EventStoreMaintainedFilter", "BucketEmptierFailedAnswerFilter",
+                      "FanoutStartsThrottledFilter")]

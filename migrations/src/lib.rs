@@ -40,6 +40,7 @@ mod m20261124_000002_create_projection;
 mod m20261124_000003_create_quarantine;
 mod m20261124_000004_grant_writer_role;
 mod m20261124_000005_drop_unread_event_index;
+mod m20261206_000006_partition_event_store;
 
 pub mod login_role;
 
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_quarantine::Migration),
             Box::new(m20261124_000004_grant_writer_role::Migration),
             Box::new(m20261124_000005_drop_unread_event_index::Migration),
+            Box::new(m20261206_000006_partition_event_store::Migration),
         ]
     }
 }
@@ -110,7 +112,7 @@ mod tests {
     #[test]
     fn migration_names_follow_the_seaorm_convention_and_are_ordered() {
         let names = known();
-        assert_eq!(names.len(), 5);
+        assert_eq!(names.len(), 6);
         for n in &names {
             let (stamp, rest) = n.split_at(16);
             assert!(stamp.starts_with('m') && stamp.as_bytes()[9] == b'_', "{n}");

@@ -80,7 +80,7 @@ async fn main() -> Result<()> {
     }
     rows(
         &t.db,
-        "VACUUM ANALYZE inventory_events, product_offers, product_summaries",
+        "VACUUM ANALYZE inventory_events, inventory_update_keys, product_offers, product_summaries",
     )
     .await?;
     println!(
@@ -93,13 +93,16 @@ async fn main() -> Result<()> {
     );
     let sizes = rows(
         &t.db,
-        "SELECT c.relname::text AS rel, pg_relation_size(c.oid) AS heap, \
-            coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast, \
-            pg_indexes_size(c.oid) AS idx, pg_total_relation_size(c.oid) AS total, \
-            c.reltuples::bigint AS n \
-         FROM pg_class c \
-         WHERE c.relname IN ('inventory_events', 'product_offers', 'product_summaries') \
-           AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
+        "WITH rels AS ( \
+            SELECT 'inventory_events' AS rel, relid FROM pg_partition_tree('inventory_events') WHERE isleaf \
+            UNION ALL SELECT c.relname::text, c.oid FROM pg_class c \
+            WHERE c.relname IN ('inventory_update_keys', 'product_offers', 'product_summaries') \
+              AND c.relnamespace = 'public'::regnamespace) \
+         SELECT rel, sum(pg_relation_size(c.oid))::bigint AS heap, \
+            sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint AS toast, \
+            sum(pg_indexes_size(c.oid))::bigint AS idx, sum(pg_total_relation_size(c.oid))::bigint AS total, \
+            sum(greatest(c.reltuples, 0))::bigint AS n \
+         FROM rels JOIN pg_class c ON c.oid = rels.relid GROUP BY rel ORDER BY 1",
     )
     .await?;
     let mut totals = std::collections::BTreeMap::new();
@@ -119,8 +122,10 @@ async fn main() -> Result<()> {
         &t.db,
         "SELECT i.indexrelid::regclass::text AS idx, pg_relation_size(i.indexrelid) AS size \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-         WHERE c.relname IN ('inventory_events', 'product_offers', 'product_summaries') \
-           AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
+         WHERE c.relname IN ('inventory_update_keys', 'product_offers', 'product_summaries') \
+           AND c.relnamespace = 'public'::regnamespace \
+         UNION ALL SELECT 'inventory_events_pkey (every partition)', sum(pg_relation_size(relid))::bigint \
+         FROM pg_partition_tree('inventory_events_pkey') ORDER BY 1",
     )
     .await?
     {
@@ -129,12 +134,16 @@ async fn main() -> Result<()> {
     }
     let per = |rel: &str| totals.get(rel).copied().unwrap_or(0) as f64 / accepted.max(1) as f64;
     println!(
-        "bytes per accepted update: events {:.1}, projection {:.1} (offers {:.1} + summaries {:.1}), all {:.1}",
+        "bytes per accepted update: events {:.1} + keys {:.1}, projection {:.1} (offers {:.1} + summaries {:.1}), all {:.1}",
         per("inventory_events"),
+        per("inventory_update_keys"),
         per("product_offers") + per("product_summaries"),
         per("product_offers"),
         per("product_summaries"),
-        per("inventory_events") + per("product_offers") + per("product_summaries")
+        per("inventory_events")
+            + per("inventory_update_keys")
+            + per("product_offers")
+            + per("product_summaries")
     );
     let cols = rows(
         &t.db,

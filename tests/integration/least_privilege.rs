@@ -142,6 +142,11 @@ async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection
         "CREATE TABLE evil (id int)",
         "ALTER TABLE inventory_events DISABLE TRIGGER ALL",
         "CREATE INDEX evil_idx ON product_offers (quantity)",
+        "DELETE FROM inventory_update_keys",
+        "TRUNCATE inventory_events_default",
+        "DROP TABLE inventory_events_default",
+        "SET inventory.move_default_partition = 'on'; DELETE FROM inventory_events_default",
+        "CALL partman.partition_data_proc('public.inventory_events')",
     ] {
         let message = refused(writer, sql).await;
         assert!(is_permission_error(&message), "{sql}: {message}");

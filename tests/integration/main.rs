@@ -10,6 +10,7 @@ mod fanout;
 mod functions_db;
 mod functions_s3_redis;
 mod least_privilege;
+mod partitions;
 mod quarantine;
 mod read_path;
 mod rebuild;

@@ -9,11 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-/// Counts calls; fails with `error` when set.
+/// Counts calls; fails with `error` when set; maintenance reports `partitions`.
 #[derive(Default)]
 struct FakeMigrator {
     calls: AtomicUsize,
+    maintained: AtomicUsize,
     error: Option<ErrorKind>,
+    partitions: Option<PartitionReport>,
 }
 
 #[async_trait]
@@ -24,6 +26,104 @@ impl SchemaMigrator for FakeMigrator {
             Some(kind) => Err(PipelineError::new(kind, "could not reach PostgreSQL")),
             None => Ok(vec!["m20261124_000001_create_event_store".to_owned()]),
         }
+    }
+
+    async fn maintain(&self) -> Result<PartitionReport, PipelineError> {
+        self.maintained.fetch_add(1, Ordering::SeqCst);
+        self.partitions.clone().ok_or_else(|| {
+            PipelineError::new(
+                ErrorKind::DependencyUnavailable,
+                "could not reach PostgreSQL",
+            )
+        })
+    }
+}
+
+fn partitions(days_ahead: i64, default_rows: i64) -> PartitionReport {
+    let today = chrono::Utc::now()
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    PartitionReport {
+        partitions: 7 + days_ahead,
+        oldest_from: Some(today - chrono::Duration::days(7)),
+        covered_until: Some(today + chrono::Duration::days(days_ahead)),
+        default_rows,
+    }
+}
+
+#[tokio::test]
+async fn maintain_runs_the_partition_maintenance_only_and_reports_the_partitions() {
+    let fake = Arc::new(FakeMigrator {
+        partitions: Some(partitions(8, 0)),
+        ..Default::default()
+    });
+    let sender = ResponseSender::new().expect("client");
+    let out = handle(
+        serde_json::json!({"action": "maintain"}),
+        &budget(),
+        &sender,
+        fake.clone(),
+    )
+    .await
+    .expect("maintained");
+    let out: MaintainOutput = serde_json::from_value(out).expect("output");
+    assert_eq!(out.event_store, partitions(8, 0));
+    assert_eq!(fake.maintained.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "no migration ran");
+}
+
+/// The stack's daily schedule sends exactly a payload this handler reads as "maintain".
+#[tokio::test]
+async fn the_templates_maintenance_schedule_sends_a_payload_that_maintains() {
+    let template = include_str!("../../../infra/template.yaml");
+    let schedule = template
+        .split_once("EventStoreMaintenance:\n")
+        .expect("the template's EventStoreMaintenance schedule")
+        .1;
+    let input = schedule
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Input: '")?.strip_suffix('\''))
+        .expect("the schedule's Input");
+    let fake = Arc::new(FakeMigrator {
+        partitions: Some(partitions(8, 0)),
+        ..Default::default()
+    });
+    let sender = ResponseSender::new().expect("client");
+    handle(
+        serde_json::from_str(input).expect("JSON"),
+        &budget(),
+        &sender,
+        fake.clone(),
+    )
+    .await
+    .expect("maintained");
+    assert_eq!(fake.maintained.load(Ordering::SeqCst), 1, "{input}");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "{input}");
+}
+
+/// The schedule's invocation fails, so Lambda counts an error and the alarm on it fires, when
+/// the partitions are about to run out or events went to the default partition.
+#[tokio::test]
+async fn maintain_fails_when_the_partitions_end_soon_or_the_default_partition_holds_events() {
+    let sender = ResponseSender::new().expect("client");
+    for (report, says) in [
+        (partitions(1, 0), "less than 2 days ahead"),
+        (partitions(8, 5), "5 events are in"),
+    ] {
+        let fake = Arc::new(FakeMigrator {
+            partitions: Some(report),
+            ..Default::default()
+        });
+        let e = handle(
+            serde_json::json!({"action": "maintain"}),
+            &budget(),
+            &sender,
+            fake,
+        )
+        .await
+        .expect_err("unhealthy partitions");
+        assert!(e.message.contains(says), "{}", e.message);
     }
 }
 
@@ -117,6 +217,7 @@ async fn a_direct_invocation_with_an_unknown_payload_is_an_invalid_payload() {
     let sender = ResponseSender::new().expect("client");
     for payload in [
         serde_json::json!({"drop": true}),
+        serde_json::json!({"action": "vacuum"}),
         serde_json::json!("migrate"),
         serde_json::json!([1]),
     ] {
@@ -126,6 +227,7 @@ async fn a_direct_invocation_with_an_unknown_payload_is_an_invalid_payload() {
         assert_eq!(e.kind, ErrorKind::InvalidPayload);
     }
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "nothing ran");
+    assert_eq!(fake.maintained.load(Ordering::SeqCst), 0, "nothing ran");
 }
 
 #[tokio::test]

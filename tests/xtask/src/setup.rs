@@ -66,21 +66,16 @@ fn wait_for_port(port: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// PostgreSQL on 5432 and Redis on 6379, started with the machine's own service commands
-/// when they are down (LOCAL.md).
+/// PostgreSQL on 5432 with the pg_partman extension, and Redis on 6379, started with the
+/// machine's own service commands when they are down (LOCAL.md).
 pub fn ensure_services() -> Result<()> {
+    let version = postgres_version()?;
+    ensure_partman(&version)?;
     if !port_open(5432) {
         step("starting PostgreSQL");
-        let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
-            .context("PostgreSQL is not installed (/etc/postgresql is missing)")?
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect();
-        let version = versions
-            .first()
-            .context("no PostgreSQL cluster under /etc/postgresql")?;
         sh(Command::new("pg_ctlcluster").args([
             "--skip-systemctl-redirect",
-            version,
+            &version,
             "main",
             "start",
         ]))?;
@@ -106,6 +101,45 @@ pub fn ensure_services() -> Result<()> {
             "/var/log/redis/ci.log",
         ]))?;
         wait_for_port(6379, "Redis")?;
+    }
+    Ok(())
+}
+
+/// The local PostgreSQL's major version, from its cluster directory (LOCAL.md).
+fn postgres_version() -> Result<String> {
+    let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .context("PostgreSQL is not installed (/etc/postgresql is missing)")?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    versions
+        .into_iter()
+        .next()
+        .context("no PostgreSQL cluster under /etc/postgresql")
+}
+
+/// pg_partman, which the event store's migration creates (RDS for PostgreSQL ships it; Debian
+/// packages it per major version). Installed with apt when its control file is missing; the
+/// package lists are refreshed only if the first try fails.
+fn ensure_partman(version: &str) -> Result<()> {
+    let control = format!("/usr/share/postgresql/{version}/extension/pg_partman.control");
+    if Path::new(&control).exists() {
+        return Ok(());
+    }
+    let package = format!("postgresql-{version}-partman");
+    step(&format!("installing {package} (the pg_partman extension)"));
+    let install = || {
+        sh(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", &package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if install().is_err() {
+        sh(Command::new("apt-get").args(["update"]))?;
+        install().with_context(|| {
+            format!("could not install {package}; install it as root, then run this again")
+        })?;
+    }
+    if !Path::new(&control).exists() {
+        bail!("{package} is installed but {control} is missing");
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The event store on PostgreSQL: a chunk's events are appended once each (by update key) and
-//! applied to the projection in the same transaction.
+//! The event store on PostgreSQL: a chunk's events are appended once each (by update key, kept
+//! in `inventory_update_keys`) to the day's partition of `inventory_events`, and applied to the
+//! projection in the same transaction.
 
 use super::error::db_error;
 use super::projection_store::{OffersByProduct, apply_events, lock_products, stmt};
@@ -69,12 +70,25 @@ impl EventColumns {
     }
 }
 
+/// One statement: the chunk's keys go into `inventory_update_keys` first, and an event is
+/// appended only for a key that was new there. The events table is partitioned by day, and a
+/// unique index there would have to include the day; the keys table is what makes an update
+/// unique across every partition. A concurrent append of the same key waits on the key's
+/// index entry and then skips it, as it did on the events' own unique index before.
 const INSERT_EVENTS: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+        WITH ORDINALITY AS t(k, p, s, o, e, n)
+), fresh AS (
+    INSERT INTO inventory_update_keys (update_key)
+    SELECT k FROM input ORDER BY n
+    ON CONFLICT (update_key) DO NOTHING
+    RETURNING update_key
+)
 INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, payload)
-SELECT k, $6, $7, p, s, o, e::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) WITH ORDINALITY AS t(k, p, s, o, e, n)
-ORDER BY n
-ON CONFLICT (update_key) DO NOTHING
+SELECT i.k, $6, $7, i.p, i.s, i.o, i.e::jsonb
+FROM input i JOIN fresh f ON f.update_key = i.k
+ORDER BY i.n
 RETURNING seq, update_key"#;
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! PostgreSQL adapter (SeaORM): the event store and its projection, written in one
-//! transaction; the quarantine; the projection rebuild; and the reads tests and the read API
-//! need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
+//! transaction; the event store's partition maintenance; the quarantine; the projection
+//! rebuild; and the reads tests and the read API need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
 //! nothing here decides which update wins.
 
 mod catalog;
@@ -8,6 +8,7 @@ mod config;
 pub mod entity;
 mod error;
 mod event_store;
+mod maintenance;
 mod projection_store;
 mod quarantine;
 mod read;
@@ -21,6 +22,9 @@ pub use config::{
 pub use config::{connect_from_config, credentials_from_secret};
 pub use error::db_error;
 pub use event_store::PgEventStore;
+pub use maintenance::{
+    EVENT_STORE_PARENT, MIN_DAYS_AHEAD, PartitionReport, maintain_event_store, partition_report,
+};
 pub use projection_store::{
     REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildReport, RebuildStage, rebuild_projection,
     rebuild_projection_observed,

@@ -1,4 +1,6 @@
-//! `inventory_events`: the append-only event store.
+//! `inventory_events`: the append-only event store, partitioned by day of `recorded_at`. The
+//! table's key is (`seq`, `recorded_at`); `seq` alone is unique, since one sequence numbers
+//! every event.
 
 use sea_orm::entity::prelude::*;
 
@@ -7,7 +9,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub seq: i64,
-    #[sea_orm(unique)]
+    /// Unique through `inventory_update_keys`, not by an index of this table.
     pub update_key: String,
     pub event_type: String,
     pub event_version: i32,

@@ -1,0 +1,177 @@
+//! Keeping the partitioned event store ahead of time: pg_partman's maintenance creates the
+//! days to come (the migration made the first week), and this reports how far ahead the
+//! partitions reach and whether any event landed in the default partition, which only happens
+//! when maintenance has not run for longer than the days made ahead.
+//!
+//! Run daily in the deployed stack (an EventBridge schedule invokes schema-migrate with
+//! `{"action":"maintain"}`), and by hand the same way. Safe to run twice or at the same time:
+//! pg_partman takes its own advisory lock and creates only the partitions that are missing.
+
+use super::error::db_error;
+use crate::error::{ErrorKind, PipelineError};
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use serde::{Deserialize, Serialize};
+
+/// The partitioned table, as pg_partman's configuration names it.
+pub const EVENT_STORE_PARENT: &str = "public.inventory_events";
+
+/// The partitions should always reach at least this far past now; maintenance runs daily and
+/// makes seven days ahead, so less means it has not run for days.
+pub const MIN_DAYS_AHEAD: i64 = 2;
+
+/// What the event store's partitions look like after maintenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReport {
+    /// Daily partitions of `inventory_events` (the default partition not counted).
+    pub partitions: i64,
+    /// The start of the oldest partition.
+    pub oldest_from: Option<DateTime<Utc>>,
+    /// The end of the newest partition: an event recorded at or after this goes to the
+    /// default partition.
+    pub covered_until: Option<DateTime<Utc>>,
+    /// Events in the default partition (0 when healthy).
+    pub default_rows: i64,
+}
+
+impl PartitionReport {
+    /// `Err` naming the problem when the partitions do not reach [`MIN_DAYS_AHEAD`] past
+    /// `now`, or when events sit in the default partition.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), PipelineError> {
+        let needed = now + Duration::days(MIN_DAYS_AHEAD);
+        match self.covered_until {
+            None => {
+                return Err(PipelineError::new(
+                    ErrorKind::Internal,
+                    "inventory_events has no daily partitions: run the migrations",
+                ));
+            }
+            Some(until) if until < needed => {
+                return Err(PipelineError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "inventory_events' partitions end at {}, less than {MIN_DAYS_AHEAD} days ahead",
+                        until.to_rfc3339()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        if self.default_rows > 0 {
+            return Err(PipelineError::new(
+                ErrorKind::Internal,
+                format!(
+                    "{} events are in inventory_events' default partition: maintenance was late; \
+                     move them with partman.partition_data_proc (docs/runbooks.md)",
+                    self.default_rows
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs pg_partman's maintenance for the event store, then reports on its partitions.
+#[tracing::instrument(skip_all)]
+pub async fn maintain_event_store(
+    db: &DatabaseConnection,
+) -> Result<PartitionReport, PipelineError> {
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start the event store's maintenance", e))?;
+    txn.execute_unprepared("SET LOCAL TIME ZONE 'UTC'")
+        .await
+        .map_err(|e| db_error("could not set the maintenance's time zone", e))?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT partman.run_maintenance(p_parent_table => $1, p_analyze => false)",
+        [EVENT_STORE_PARENT.into()],
+    ))
+    .await
+    .map_err(|e| db_error("pg_partman's maintenance of inventory_events failed", e))?;
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the event store's maintenance", e))?;
+    let report = partition_report(db).await?;
+    tracing::info!(
+        partitions = report.partitions,
+        covered_until = ?report.covered_until,
+        default_rows = report.default_rows,
+        "pg_partman maintenance ran"
+    );
+    Ok(report)
+}
+
+/// How far the event store's partitions reach, and whether the default one holds events.
+pub async fn partition_report(db: &impl ConnectionTrait) -> Result<PartitionReport, PipelineError> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT count(*) AS partitions, min(i.child_start_time) AS oldest_from, \
+                    max(i.child_end_time) AS covered_until, \
+                    (SELECT coalesce(sum(d.count), 0)::bigint FROM partman.check_default(p_exact_count => true) d \
+                      WHERE d.default_table = $1 || '_default') AS default_rows \
+             FROM partman.show_partitions($1) p \
+             CROSS JOIN LATERAL partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename, p_parent_table => $1) i",
+            [EVENT_STORE_PARENT.into()],
+        ))
+        .await
+        .map_err(|e| db_error("could not read inventory_events' partitions", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "the partition query returned no row"))?;
+    let get = |e| db_error("could not read inventory_events' partitions", e);
+    Ok(PartitionReport {
+        partitions: row.try_get("", "partitions").map_err(get)?,
+        oldest_from: row.try_get("", "oldest_from").map_err(get)?,
+        covered_until: row.try_get("", "covered_until").map_err(get)?,
+        default_rows: row.try_get("", "default_rows").map_err(get)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("a time")
+    }
+
+    fn report(covered_until: Option<&str>, default_rows: i64) -> PartitionReport {
+        PartitionReport {
+            partitions: 9,
+            oldest_from: Some(at("2026-12-01T00:00:00Z")),
+            covered_until: covered_until.map(at),
+            default_rows,
+        }
+    }
+
+    #[test]
+    fn partitions_that_reach_far_enough_and_an_empty_default_are_healthy() {
+        let now = at("2026-12-06T12:00:00Z");
+        assert!(report(Some("2026-12-13T00:00:00Z"), 0).check(now).is_ok());
+        assert!(report(Some("2026-12-08T12:00:00Z"), 0).check(now).is_ok());
+    }
+
+    #[test]
+    fn partitions_ending_soon_or_events_in_the_default_partition_are_errors_that_say_so() {
+        let now = at("2026-12-06T12:00:00Z");
+        let soon = report(Some("2026-12-08T00:00:00Z"), 0)
+            .check(now)
+            .expect_err("too close");
+        assert!(
+            soon.message.contains("less than 2 days ahead"),
+            "{}",
+            soon.message
+        );
+        let none = report(None, 0).check(now).expect_err("no partitions");
+        assert!(
+            none.message.contains("no daily partitions"),
+            "{}",
+            none.message
+        );
+        let late = report(Some("2026-12-13T00:00:00Z"), 3)
+            .check(now)
+            .expect_err("default rows");
+        assert!(late.message.contains("3 events are in"), "{}", late.message);
+    }
+}

@@ -1,0 +1,196 @@
+//! The partitioned event store against real PostgreSQL with pg_partman: an update is appended
+//! at most once whichever day's partition holds its first copy, the migration keeps every
+//! event and the `seq` order, reads go across partitions, and maintenance keeps the days
+//! ahead, is safe to repeat, and recovers events that landed in the default partition.
+
+use crate::event_store::{count, pid, update};
+use anyhow::{Context as _, Result};
+use chrono::{Duration, Utc};
+use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::{
+    PgCatalogReader, PgEventStore, maintain_event_store, partition_report,
+};
+use inventory::catalog_read::{HistoryQuery, ProductReader as _};
+use inventory::event::InventoryUpdateReceived;
+use inventory::ports::EventStore as _;
+use migration::{Migrator, MigratorTrait as _};
+use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?
+        .context("no row")?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+/// Events written by the schema before partitioning, recorded `days_ago`, as persist wrote them.
+async fn append_unpartitioned(
+    db: &DatabaseConnection,
+    updates: &[(inventory::InventoryUpdate, i64)],
+) -> Result<()> {
+    for (u, days_ago) in updates {
+        let payload = serde_json::to_string(&InventoryUpdateReceived::from(u))?;
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, recorded_at, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, now() - make_interval(days => $7), $8::jsonb)",
+            [
+                u.update_key.as_str().into(),
+                InventoryUpdateReceived::EVENT_TYPE.into(),
+                InventoryUpdateReceived::EVENT_VERSION.into(),
+                u.product_id.as_str().into(),
+                u.supplier_id.as_str().into(),
+                u.occurred_at.into(),
+                i32::try_from(*days_ago)?.into(),
+                payload.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn updates_appended_before_partitioning_stay_repeats_in_every_partition_and_seq_goes_on()
+-> Result<()> {
+    let t = TestDb::empty().await?;
+    let before = migration::known().len() - 1;
+    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
+    let old = [
+        (update("p1", "s1", 5, "10", 1), 3),
+        (update("p1", "s2", 3, "9.5", 2), 2),
+        (update("p2", "s1", 1, "1", 3), 1),
+    ];
+    append_unpartitioned(&t.db, &old).await?;
+
+    let applied = migration::run(&t.db).await?;
+    assert_eq!(
+        applied,
+        [migration::known().last().cloned().context("known")?]
+    );
+    assert_eq!(
+        count(&t.db, "inventory_events").await?,
+        3,
+        "every event kept"
+    );
+    assert_eq!(
+        scalar(
+            &t.db,
+            "SELECT count(DISTINCT tableoid) FROM inventory_events"
+        )
+        .await?,
+        3,
+        "the three days' events are in three partitions"
+    );
+
+    let store = PgEventStore::new(t.db.clone());
+    let mut again: Vec<_> = old.iter().map(|(u, _)| u.clone()).collect();
+    again.push(update("p1", "s1", 7, "11", 4));
+    let outcome = store.append(&again).await?;
+    assert_eq!(
+        (outcome.appended, outcome.duplicates),
+        (1, 3),
+        "the three old updates are repeats wherever their events are"
+    );
+    let again_today = store.append(&again).await?;
+    assert_eq!((again_today.appended, again_today.duplicates), (0, 4));
+    assert_eq!(
+        scalar(
+            &t.db,
+            "SELECT seq FROM inventory_events WHERE recorded_at > now() - interval '1 hour'"
+        )
+        .await?,
+        4,
+        "seq goes on from the old table's sequence"
+    );
+
+    let history = PgCatalogReader::new(t.db.clone())
+        .load_history(
+            &pid("p1"),
+            HistoryQuery {
+                before: None,
+                limit: 10,
+            },
+        )
+        .await?;
+    assert_eq!(
+        history.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [4, 2, 1],
+        "history reads every partition, newest first"
+    );
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn maintenance_keeps_a_week_ahead_and_is_safe_to_run_twice_and_at_once() -> Result<()> {
+    let t = TestDb::new().await?;
+    let other = t.connect(2).await?;
+
+    let (a, b) = tokio::join!(maintain_event_store(&t.db), maintain_event_store(&other));
+    let (a, b) = (a?, b?);
+    let again = maintain_event_store(&t.db).await?;
+
+    assert_eq!(a, b);
+    assert_eq!(a, again, "a second run changes nothing");
+    let now = Utc::now();
+    let until = a.covered_until.context("partitions")?;
+    assert!(until >= now + Duration::days(7), "{until} is a week ahead");
+    assert_eq!(a.default_rows, 0);
+    a.check(now)?;
+    t.cleanup().await
+}
+
+#[tokio::test]
+async fn events_in_the_default_partition_are_reported_and_the_runbook_moves_them_to_their_day()
+-> Result<()> {
+    let t = TestDb::new().await?;
+    // Maintenance that stopped for longer than the week made ahead: an event recorded past
+    // the last partition goes to the default one.
+    t.db.execute_unprepared(&format!(
+        "INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, recorded_at, payload) \
+         VALUES ('{}', 'InventoryUpdateReceived', 1, 'p1', 's1', now(), now() + interval '30 days', '{{}}')",
+        "f".repeat(64)
+    ))
+    .await?;
+    let report = partition_report(&t.db).await?;
+    assert_eq!(report.default_rows, 1);
+    let e = report.check(Utc::now()).expect_err("default rows");
+    assert!(e.message.contains("default partition"), "{}", e.message);
+    assert!(
+        maintain_event_store(&t.db).await.is_err(),
+        "pg_partman cannot make a partition over rows in the default one"
+    );
+
+    // The runbook's procedure, in one session. Without the setting the store stays append-only.
+    let session = t.connect(1).await?;
+    let refused = session
+        .execute_unprepared("CALL partman.partition_data_proc('public.inventory_events')")
+        .await
+        .expect_err("append-only");
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    // One statement at a time, as psql sends them: the procedure commits after each day it
+    // moves, which it may not do inside a multi-statement query's implicit transaction.
+    for sql in [
+        "SET TIME ZONE 'UTC'",
+        "SET inventory.move_default_partition = 'on'",
+        "CALL partman.partition_data_proc('public.inventory_events')",
+    ] {
+        session.execute_unprepared(sql).await?;
+    }
+
+    let report = maintain_event_store(&t.db).await?;
+    assert_eq!(report.default_rows, 0);
+    report.check(Utc::now())?;
+    assert_eq!(
+        count(&t.db, "inventory_events").await?,
+        1,
+        "the event was moved, not lost"
+    );
+    let deleted =
+        t.db.execute_unprepared("DELETE FROM inventory_events")
+            .await
+            .expect_err("append-only outside that session");
+    assert!(deleted.to_string().contains("append-only"), "{deleted}");
+    t.cleanup().await
+}
