@@ -34,7 +34,9 @@ pub struct GenerateArgs {
     /// Share of records that break the data contract (each kind has its rejection code).
     #[arg(long, default_value_t = FeedSpec::default().bad_share, value_name = "SHARE")]
     pub bad: f64,
-    /// Prefix of product ids (`{prefix}{n:06}`), to keep runs apart.
+    /// Prefix of product ids (`{prefix}{n:06}`). The update_ids (`{supplier}-{n:08}`, from 1)
+    /// do not carry it: the pipeline takes the records of a second generated feed for
+    /// duplicates of the first's unless their update_ids are made different.
     #[arg(long, default_value = "SKU-", value_name = "TEXT")]
     pub product_prefix: String,
     /// `occurred_at` of the first update (RFC 3339); later ones follow about 50 ms apart.

@@ -223,34 +223,17 @@ pub async fn run(args: RedriveFailedArgs) -> Result<Outcome> {
         report.push(line);
     }
 
-    let count = |f: fn(&Action) -> bool| report.iter().filter(|h| f(&h.action)).count();
-    let not_done_n = count(|a| matches!(a, Action::NotDone { .. }));
-    let summary = format!(
-        "redrive-failed: {} executions stopped between {} and {}: {} redriven, {} new executions started, {} already started earlier, {} not done{}{}",
-        report.len(),
-        since.format("%Y-%m-%dT%H:%M:%SZ"),
-        until.format("%Y-%m-%dT%H:%M:%SZ"),
-        count(|a| matches!(a, Action::Redriven | Action::WouldRedrive)),
-        count(|a| matches!(a, Action::Started { .. } | Action::WouldStart { .. })),
-        count(|a| matches!(a, Action::AlreadyStarted { .. })),
-        not_done_n,
-        if left_out > 0 {
-            format!(" ({left_out} left out by --error/--state)")
-        } else {
-            String::new()
-        },
-        if args.dry_run {
-            "; dry run, nothing redriven or started"
-        } else {
-            ""
-        },
-    );
+    let not_done_n = report
+        .iter()
+        .filter(|h| matches!(h.action, Action::NotDone { .. }))
+        .count();
+    let summary_line = summary(&report, since, until, left_out, args.dry_run);
     if args.json {
         let value = serde_json::json!({"since": since, "until": until, "dry_run": args.dry_run,
             "left_out": left_out, "executions": report});
         println!("{value}");
     }
-    eprintln!("{summary}");
+    eprintln!("{summary_line}");
     Ok(if not_done_n > 0 {
         Outcome::NotSent
     } else {
@@ -270,6 +253,43 @@ fn handled(e: &Listed, failure: Option<Failure>, action: Action) -> Handled {
         failure,
         action,
     }
+}
+
+/// The summary line on stderr. A dry run counts what it would do ("to redrive", "new
+/// executions to start"), so that its summary never reads as if something had been done.
+fn summary(
+    report: &[Handled],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    left_out: usize,
+    dry_run: bool,
+) -> String {
+    let count = |f: fn(&Action) -> bool| report.iter().filter(|h| f(&h.action)).count();
+    let (redriven, started) = if dry_run {
+        ("to redrive", "new executions to start")
+    } else {
+        ("redriven", "new executions started")
+    };
+    format!(
+        "redrive-failed: {} executions stopped between {} and {}: {} {redriven}, {} {started}, {} already started earlier, {} not done{}{}",
+        report.len(),
+        since.format("%Y-%m-%dT%H:%M:%SZ"),
+        until.format("%Y-%m-%dT%H:%M:%SZ"),
+        count(|a| matches!(a, Action::Redriven | Action::WouldRedrive)),
+        count(|a| matches!(a, Action::Started { .. } | Action::WouldStart { .. })),
+        count(|a| matches!(a, Action::AlreadyStarted { .. })),
+        count(|a| matches!(a, Action::NotDone { .. })),
+        if left_out > 0 {
+            format!(" ({left_out} left out by --error/--state)")
+        } else {
+            String::new()
+        },
+        if dry_run {
+            "; dry run, nothing redriven or started"
+        } else {
+            ""
+        },
+    )
 }
 
 /// One execution's report line for people.
@@ -452,5 +472,44 @@ mod tests {
         assert!(!past_window(
             "ExecutionNotRedrivable: Execution is RUNNING and cannot be redriven."
         ));
+    }
+
+    #[test]
+    fn a_dry_run_summary_counts_what_it_would_do_and_a_run_what_it_did() {
+        let line = |action| Handled {
+            execution_arn: "arn".into(),
+            status: "FAILED".into(),
+            stopped_at: None,
+            failure: None,
+            action,
+        };
+        let at = |s| DateTime::from_timestamp(s, 0).expect("time");
+        let dry = [
+            line(Action::WouldRedrive),
+            line(Action::WouldStart {
+                name: "n-r1".into(),
+            }),
+            line(Action::AlreadyStarted {
+                name: "m-r1".into(),
+            }),
+        ];
+        assert_eq!(
+            summary(&dry, at(0), at(3_600), 2, true),
+            "redrive-failed: 3 executions stopped between 1970-01-01T00:00:00Z and \
+             1970-01-01T01:00:00Z: 1 to redrive, 1 new executions to start, 1 already started \
+             earlier, 0 not done (2 left out by --error/--state); dry run, nothing redriven or started"
+        );
+        let done = [
+            line(Action::Redriven),
+            line(Action::NotDone {
+                reason: "why".into(),
+            }),
+        ];
+        assert_eq!(
+            summary(&done, at(0), at(3_600), 0, false),
+            "redrive-failed: 2 executions stopped between 1970-01-01T00:00:00Z and \
+             1970-01-01T01:00:00Z: 1 redriven, 0 new executions started, 0 already started \
+             earlier, 1 not done"
+        );
     }
 }

@@ -91,7 +91,7 @@ pub async fn run(args: RejectionsArgs) -> Result<Outcome> {
                 n.message
             )?;
             match (&n.raw, &n.raw_base64) {
-                (Some(raw), _) => writeln!(out, "    {}", raw.escape_debug())?,
+                (Some(raw), _) => writeln!(out, "    {}", on_one_line(raw))?,
                 (None, Some(b64)) => writeln!(out, "    base64: {b64}")?,
                 (None, None) => writeln!(out, "    (the record's bytes were not kept inline)")?,
             }
@@ -213,6 +213,20 @@ pub fn once_each_oldest_first(mut notices: Vec<RejectionNotice>) -> Vec<Rejectio
     notices
 }
 
+/// The record as the supplier sent it, on one line: control characters (a newline, a
+/// terminal escape) are written as escapes; everything else, quotes included, as it is.
+fn on_one_line(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +257,14 @@ mod tests {
         ]);
         let seqs: Vec<&str> = listed.iter().map(|n| n.sequence_number.as_str()).collect();
         assert_eq!(seqs, ["9", "10", "30"]);
+    }
+
+    #[test]
+    fn a_record_is_shown_as_sent_with_only_its_control_characters_escaped() {
+        assert_eq!(
+            on_one_line(r#"{"product_id":"SKU-1","quantity":-1,"note":"café"}"#),
+            r#"{"product_id":"SKU-1","quantity":-1,"note":"café"}"#
+        );
+        assert_eq!(on_one_line("a\nb\u{1b}[2Jc"), r"a\nb\u{1b}[2Jc");
     }
 }
