@@ -34,9 +34,12 @@ CREATE TABLE inventory_update_keys (
     first_seen TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE inventory_update_keys IS
-    'Idempotency: the key of every update appended to inventory_events, and when it was first seen. An update whose key is here is a repeat and is not appended again.';
+    'Idempotency: the key of every update appended to inventory_events in the last 60 days (the 30-day dedup window and a 30-day margin), and when it was first seen. An update whose key is here is a repeat and is not appended again.';
 INSERT INTO inventory_update_keys (update_key, first_seen)
 SELECT update_key, recorded_at FROM inventory_events;
+-- The daily maintenance forgets keys older than the dedup window plus its margin; the keys are
+-- inserted in time order, which is what a BRIN index needs (a few pages, cheap to keep).
+CREATE INDEX inventory_update_keys_first_seen_idx ON inventory_update_keys USING brin (first_seen);
 
 ALTER SEQUENCE inventory_events_seq_seq OWNED BY NONE;
 ALTER TABLE inventory_events RENAME TO inventory_events_unpartitioned;

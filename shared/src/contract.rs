@@ -9,7 +9,10 @@
 use crate::ids::{DEFAULT_SUPPLIER, MAX_ID_LEN, MAX_UPDATE_ID_LEN};
 use crate::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
 use crate::rejection::RejectionCode;
-use crate::update::{EARLIEST_OCCURRED_AT, MAX_FUTURE_SKEW, MAX_RECORD_BYTES, SCHEMA_VERSION};
+use crate::update::{
+    DEDUP_WINDOW, EARLIEST_OCCURRED_AT, MAX_FUTURE_SKEW, MAX_RECORD_BYTES, MAX_VALIDATION_DELAY,
+    SCHEMA_VERSION,
+};
 use std::fmt::Write as _;
 
 /// Where the generated schema is committed, relative to the repository root.
@@ -62,8 +65,8 @@ pub const EXCEPTIONS: &[Exception] = &[
         codes: &[RejectionCode::OccurredAtInFuture],
     },
     Exception {
-        rule: "`occurred_at` is not before 2000-01-01T00:00:00Z",
-        why: "JSON Schema cannot compare date-times",
+        rule: "`occurred_at` is not before 2000-01-01T00:00:00Z, nor more than 30 days (the dedup window) before the record reached the stream",
+        why: "JSON Schema cannot compare date-times, and the record's arrival is not in the record",
         codes: &[RejectionCode::OccurredAtTooOld],
     },
     Exception {
@@ -120,12 +123,19 @@ pub fn meaning(code: RejectionCode) -> String {
             "`occurred_at` is more than {} minutes after the record reached the stream",
             MAX_FUTURE_SKEW.num_minutes()
         ),
-        OccurredAtTooOld => format!("`occurred_at` is before {EARLIEST_OCCURRED_AT}"),
+        OccurredAtTooOld => format!(
+            "`occurred_at` is before {EARLIEST_OCCURRED_AT}, or more than {} days before the record reached the stream (the dedup window: the pipeline no longer knows whether an update that old was already applied; docs/event-store.md)",
+            DEDUP_WINDOW.num_days()
+        ),
         PayloadUnavailable => "the pipeline could not fetch the record from where it stored it on the way in (never the record's fault; replayable)".into(),
         SchemaVersionUnsupported => format!(
             "`schema_version` is not the number {SCHEMA_VERSION} (the only version this pipeline reads)"
         ),
         ExtensionsWrongType => "`extensions` is not a JSON object".into(),
+        ArrivedTooLongAgo => format!(
+            "the pipeline validated the record more than {} days after it reached the stream (an old execution's input run again), too late to tell whether it was already applied (never the record's fault; replayable: a replay sends it again)",
+            MAX_VALIDATION_DELAY.num_days()
+        ),
     }
 }
 
@@ -134,6 +144,7 @@ pub fn meaning(code: RejectionCode) -> String {
 pub fn readme_block() -> String {
     let mut s = String::new();
     let minutes = MAX_FUTURE_SKEW.num_minutes();
+    let window = DEDUP_WINDOW.num_days();
     let rows: &[(&str, String)] = &[
         (
             "`product_id`",
@@ -170,7 +181,7 @@ pub fn readme_block() -> String {
         (
             "`occurred_at`",
             format!(
-                "RFC 3339 with an offset, kept to the microsecond; the stream's arrival time when absent or null; not before {EARLIEST_OCCURRED_AT}, at most {minutes} minutes after the record reached the stream. Per product and supplier the newest `occurred_at` wins"
+                "RFC 3339 with an offset, kept to the microsecond; the stream's arrival time when absent or null; not before {EARLIEST_OCCURRED_AT}, at most {minutes} minutes after and at most {window} days before the record reached the stream. Per product and supplier the newest `occurred_at` wins"
             ),
         ),
         (

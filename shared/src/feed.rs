@@ -6,14 +6,25 @@
 //! records in both the full and the brief's short form, and on request duplicates (a record
 //! sent again byte for byte), out-of-order updates (older than one already sent for the same
 //! product and supplier) and bad records of several kinds. The same [`FeedSpec`] always gives
-//! the same records.
+//! the same records. The default spec starts a day before the process started (on the hour,
+//! the same for every feed of one process), since the pipeline refuses updates more than
+//! [`crate::update::DEDUP_WINDOW`] older than their arrival.
 
 use crate::event::EventEnvelope;
 use crate::projection::Catalog;
 use crate::rejection::RejectionCode;
 use crate::update::{SourcePosition, parse_record};
-use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
+
+/// Where a default feed starts: a day before this process first asked, on the hour. A feed of
+/// up to about 1.7 million updates (50 ms apart) then ends before now, and all its updates lie
+/// well inside the dedup window of records sent today.
+static DEFAULT_START: LazyLock<DateTime<Utc>> = LazyLock::new(|| {
+    let day_ago = (Utc::now() - Duration::days(1)).timestamp();
+    DateTime::from_timestamp(day_ago - day_ago.rem_euclid(3600), 0).unwrap_or_default()
+});
 
 /// What feed to generate. `Default` gives the demo's feed.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,10 +59,7 @@ impl Default for FeedSpec {
             duplicate_share: 0.02,
             out_of_order_share: 0.05,
             bad_share: 0.005,
-            start: Utc
-                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-                .single()
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            start: *DEFAULT_START,
             product_prefix: "SKU-".into(),
         }
     }
@@ -385,10 +393,10 @@ mod tests {
         }
     }
 
+    /// When the test feeds reach the stream: a day after they start, so every update lies
+    /// inside the dedup window and none in the future.
     fn arrival() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
-            .single()
-            .expect("valid")
+        FeedSpec::default().start + Duration::days(1)
     }
 
     #[test]

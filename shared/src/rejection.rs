@@ -84,11 +84,16 @@ pub enum RejectionCode {
     SchemaVersionUnsupported,
     /// `extensions` is not a JSON object.
     ExtensionsWrongType,
+    /// The record is validated more than [`crate::update::MAX_VALIDATION_DELAY`] after it
+    /// reached the stream (an old execution's input run again): too late to tell whether it was
+    /// already applied. Never the record's fault; replaying it from the quarantine sends it
+    /// again.
+    ArrivedTooLongAgo,
 }
 
 impl RejectionCode {
     /// Every code, in declaration order.
-    pub const ALL: [RejectionCode; 37] = {
+    pub const ALL: [RejectionCode; 38] = {
         use RejectionCode::*;
         [
             RecordTooLarge,
@@ -128,8 +133,18 @@ impl RejectionCode {
             PayloadUnavailable,
             SchemaVersionUnsupported,
             ExtensionsWrongType,
+            ArrivedTooLongAgo,
         ]
     };
+
+    /// Whether the rejection is the pipeline's doing, never the record's: the record is sound,
+    /// and a replay sends it again.
+    pub fn is_the_pipelines(self) -> bool {
+        matches!(
+            self,
+            RejectionCode::PayloadUnavailable | RejectionCode::ArrivedTooLongAgo
+        )
+    }
 
     /// The code as it appears in JSON and in the quarantine table.
     pub fn as_str(self) -> &'static str {
@@ -172,6 +187,7 @@ impl RejectionCode {
             PayloadUnavailable => "payload_unavailable",
             SchemaVersionUnsupported => "schema_version_unsupported",
             ExtensionsWrongType => "extensions_wrong_type",
+            ArrivedTooLongAgo => "arrived_too_long_ago",
         }
     }
 }
@@ -212,7 +228,7 @@ mod tests {
     use RejectionCode::*;
 
     /// Every code, in declaration order.
-    const ALL: [RejectionCode; 37] = RejectionCode::ALL;
+    const ALL: [RejectionCode; 38] = RejectionCode::ALL;
 
     /// A code's place in [`ALL`]. The match is exhaustive, so a new code does not compile
     /// until it is given a place here, and the test below fails until [`ALL`] holds it.
@@ -255,6 +271,7 @@ mod tests {
             PayloadUnavailable => 34,
             SchemaVersionUnsupported => 35,
             ExtensionsWrongType => 36,
+            ArrivedTooLongAgo => 37,
         }
     }
 

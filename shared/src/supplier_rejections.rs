@@ -136,14 +136,18 @@ impl SupplierRejections {
 }
 
 /// Sorts a chunk's quarantined records by the mapped supplier each names, one batch per
-/// supplier in stream order. Records that name no mapped supplier are left out: they are in
-/// the quarantine, for operators.
+/// supplier in stream order. Records that name no mapped supplier, and rejections that are the
+/// pipeline's own doing rather than the record's ([`RejectionCode::is_the_pipelines`]), are
+/// left out: they are in the quarantine, for operators.
 pub fn for_suppliers(
     records: &[QuarantinedRecord],
     accounts: &SupplierAccounts,
 ) -> Vec<SupplierRejections> {
     let mut by_supplier: BTreeMap<SupplierId, Vec<&QuarantinedRecord>> = BTreeMap::new();
     for record in records {
+        if record.reason.code.is_the_pipelines() {
+            continue;
+        }
         let Some(supplier) = record.raw.as_deref().and_then(claimed_supplier) else {
             continue;
         };

@@ -15,6 +15,70 @@ pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 /// How far `occurred_at` may lie after the stream's arrival time (suppliers' clock skew).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
+/// The dedup window: how far `occurred_at` may lie before the record reached the stream. An
+/// older update is rejected (`occurred_at_too_old`), never appended.
+///
+/// Why: the event store remembers an update's idempotency key for [`KEY_RETENTION`] after its
+/// first append, not for ever. Every path that can bring an update back to Persist (the
+/// stream's retention, the fanout DLQ, redrive, a new execution with a failed one's input, a
+/// replay from the quarantine or the archive, which put the record on the stream again) goes
+/// through this check against the arrival time of the copy being validated, and reaches
+/// Persist less than [`RETURN_MARGIN`] after that arrival ([`check_validation_delay`] refuses
+/// the one path that could take longer). A copy that passes has `occurred_at`
+/// at most the window before its arrival, and the first copy was appended no earlier than
+/// five minutes before `occurred_at` ([`MAX_FUTURE_SKEW`]), so the first copy's key is still
+/// kept when any later copy reaches Persist: the later copy is a repeat, appended never. An
+/// update older than the window cannot change the projection either, since it never reaches
+/// Persist; it stays in the quarantine with its reason, like any rejected record.
+pub const DEDUP_WINDOW: Duration = Duration::days(30);
+
+/// Step Functions redrives a failed execution within this long of its failure.
+pub const REDRIVE_WINDOW: Duration = Duration::days(14);
+
+/// The stream's longest retention (the template's `StreamRetentionHours` is at most 168).
+pub const MAX_STREAM_RETENTION: Duration = Duration::days(7);
+
+/// The longest a record may wait between reaching the stream and being validated: the fanout
+/// reads it within the stream's retention, and a redrive of Validate comes within the redrive
+/// window (`replay-dlq`, `replay-quarantine` and `reingest-archive` put records on the stream
+/// again, so they arrive anew). A record validated later, which only happens when an old
+/// execution's input is run again as a new execution, is rejected `arrived_too_long_ago`:
+/// it is kept in the quarantine, and replaying it from there gives it a new arrival.
+pub const MAX_VALIDATION_DELAY: Duration =
+    Duration::days(MAX_STREAM_RETENTION.num_days() + REDRIVE_WINDOW.num_days() + 1);
+
+/// The longest a validated copy can take to reach Persist after it arrived on the stream:
+/// validated within [`MAX_VALIDATION_DELAY`], then Persist redriven within the redrive window
+/// of that execution, and a day to spare.
+pub const RETURN_MARGIN: Duration =
+    Duration::days(MAX_VALIDATION_DELAY.num_days() + REDRIVE_WINDOW.num_days() + 1);
+
+/// How long `inventory_update_keys` keeps a key after its first append: the dedup window plus
+/// [`RETURN_MARGIN`]. The daily maintenance deletes older keys.
+pub const KEY_RETENTION: Duration =
+    Duration::days(DEDUP_WINDOW.num_days() + RETURN_MARGIN.num_days());
+
+/// `Err(arrived_too_long_ago)` when a record that reached the stream at `arrived_at` is
+/// validated at `now` more than [`MAX_VALIDATION_DELAY`] later.
+pub fn check_validation_delay(
+    arrived_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    if now - arrived_at <= MAX_VALIDATION_DELAY {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        RejectionCode::ArrivedTooLongAgo,
+        format!(
+            "the record reached the stream at {}, more than {} days before this validation: too \
+             late to tell whether it was already applied; replay it from the quarantine, which \
+             puts it on the stream again",
+            arrived_at.to_rfc3339(),
+            MAX_VALIDATION_DELAY.num_days()
+        ),
+    ))
+}
+
 /// `occurred_at` before this is taken for a broken clock, not an old update.
 pub fn earliest_occurred_at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
@@ -585,6 +649,18 @@ fn parse_occurred_at(s: &str, arrived_at: DateTime<Utc>) -> Result<DateTime<Utc>
             ),
         ));
     }
+    if at < arrived_at - DEDUP_WINDOW {
+        return Err(Rejection::new(
+            RejectionCode::OccurredAtTooOld,
+            format!(
+                "occurred_at {} is more than {} days before the record reached the stream ({}): \
+                 the pipeline no longer knows whether an update that old was already applied",
+                at.to_rfc3339(),
+                DEDUP_WINDOW.num_days(),
+                arrived_at.to_rfc3339()
+            ),
+        ));
+    }
     Ok(at)
 }
 
@@ -930,6 +1006,55 @@ mod tests {
         assert!(
             parse(&with(r#""2026-11-24T12:04:59Z""#)).is_ok(),
             "small clock skew is tolerated"
+        );
+    }
+
+    /// The dedup window is measured from the record's arrival, so a redriven or retried
+    /// validation decides the same as the first one, whenever it runs.
+    #[test]
+    fn an_update_older_than_the_dedup_window_before_its_arrival_is_too_old() {
+        let with =
+            |t: &str| format!(r#"{{"product_id":"p","quantity":1,"price":1,"occurred_at":"{t}"}}"#);
+        // The tests' arrival is 2026-11-24T12:00:00Z; the window is 30 days.
+        assert!(
+            parse(&with("2026-10-25T12:00:00Z")).is_ok(),
+            "exactly 30 days"
+        );
+        let r = parse(&with("2026-10-25T11:59:59Z")).expect_err("a second older");
+        assert_eq!(r.code, RejectionCode::OccurredAtTooOld);
+        assert!(
+            r.message
+                .contains("more than 30 days before the record reached the stream"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            KEY_RETENTION,
+            DEDUP_WINDOW + RETURN_MARGIN,
+            "keys outlive the window by the margin"
+        );
+    }
+
+    #[test]
+    fn a_record_validated_later_than_any_redrive_could_is_rejected_as_arrived_too_long_ago() {
+        let arrived = source().arrived_at;
+        assert_eq!(MAX_VALIDATION_DELAY, Duration::days(22));
+        assert!(check_validation_delay(arrived, arrived + MAX_VALIDATION_DELAY).is_ok());
+        let r = check_validation_delay(
+            arrived,
+            arrived + MAX_VALIDATION_DELAY + Duration::seconds(1),
+        )
+        .expect_err("too late");
+        assert_eq!(r.code, RejectionCode::ArrivedTooLongAgo);
+        assert!(
+            r.message
+                .contains("more than 22 days before this validation"),
+            "{}",
+            r.message
+        );
+        assert!(
+            RETURN_MARGIN > MAX_VALIDATION_DELAY + REDRIVE_WINDOW,
+            "a copy validated in time reaches Persist within the margin"
         );
     }
 

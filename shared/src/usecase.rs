@@ -9,7 +9,7 @@ use crate::pipeline::{
 };
 use crate::ports::{ArchiveStore, EventStore, ProductCache, Quarantine, QuarantinedRecord};
 use crate::rejection::{Rejection, RejectionCode};
-use crate::update::{MAX_RECORD_BYTES, SourcePosition, parse_record};
+use crate::update::{MAX_RECORD_BYTES, SourcePosition, check_validation_delay, parse_record};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use flate2::Compression;
@@ -18,11 +18,14 @@ use serde::Serialize;
 use std::io::Write as _;
 
 /// Validate: parse every record; quarantine the bad ones with their reasons; pass the good
-/// ones on. One bad record never fails the chunk.
+/// ones on. One bad record never fails the chunk. `now` is when this validation runs: a record
+/// that reached the stream longer ago than any redrive could take is rejected
+/// ([`check_validation_delay`]).
 #[tracing::instrument(skip_all, fields(chunk = %input.execution_name(), records = input.records.len()))]
 pub async fn validate_chunk(
     input: &ChunkInput,
     quarantine: &dyn Quarantine,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ValidateOutput, PipelineError> {
     let mut valid = Vec::with_capacity(input.records.len());
     let mut rejected = Vec::new();
@@ -35,7 +38,8 @@ pub async fn validate_chunk(
         };
         let (raw, outcome) = match decode(record) {
             Ok(bytes) => {
-                let outcome = parse_record(&bytes, &position);
+                let outcome = check_validation_delay(record.arrived_at, now)
+                    .and_then(|()| parse_record(&bytes, &position));
                 (Some(bytes), outcome)
             }
             Err(reason) => (None, Err(reason)),

@@ -254,7 +254,7 @@ proptest! {
         let quarantine = MemoryQuarantine::default();
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
 
-        let out = runtime.block_on(usecase::validate_chunk(&input, &quarantine)).expect("validate never fails on bad records");
+        let out = runtime.block_on(usecase::validate_chunk(&input, &quarantine, arrived_at())).expect("validate never fails on bad records");
 
         prop_assert_eq!(out.valid.len() + out.rejected.len(), records.len(), "nothing lost");
         let kept = quarantine.kept.into_inner().expect("lock");

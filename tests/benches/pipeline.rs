@@ -208,7 +208,7 @@ async fn run_chunk(
     let chunk_started = Instant::now();
     let mut steps = StepTimes::default();
     let t = Instant::now();
-    let validated = validate_chunk(input, &a.quarantine).await?;
+    let validated = validate_chunk(input, &a.quarantine, Utc::now()).await?;
     steps.validate = t.elapsed();
 
     let persist_input = PersistInput {

@@ -120,7 +120,12 @@ async fn the_object_holds_every_record_valid_or_not_as_one_json_line() -> Result
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("archive-lines").await?;
     let input = chunk();
-    let validated = usecase::validate_chunk(&input, &CountingQuarantine::default()).await?;
+    let validated = usecase::validate_chunk(
+        &input,
+        &CountingQuarantine::default(),
+        crate::quarantine::soon_after(&input),
+    )
+    .await?;
     assert!(
         !validated.valid.is_empty() && !validated.rejected.is_empty(),
         "the fixture has both kinds"

@@ -4,7 +4,7 @@
 //! stops good input (5).
 
 use crate::event_store::{count, newest_per_offer, pid, update};
-use crate::quarantine::mixed_chunk;
+use crate::quarantine::{mixed_chunk, soon_after};
 use anyhow::Result;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
@@ -41,7 +41,9 @@ async fn validate_then_persist_keeps_every_record_once_even_when_the_chunk_is_re
 
     let mut outputs = Vec::new();
     for _delivery in 0..2 {
-        let validated = serde_json::to_value(validate::handle(chunk.clone(), &quarantine).await?)?;
+        let validated = serde_json::to_value(
+            validate::handle(chunk.clone(), &quarantine, soon_after(&mixed_chunk())).await?,
+        )?;
         let persisted = persist::handle(persist_payload(&validated), &store).await?;
         outputs.push((
             serde_json::from_value::<ValidateOutput>(validated)?,
@@ -90,9 +92,13 @@ async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_func
     let t = TestDb::new().await?;
     let garbage = json!({"unexpected": [1, 2, 3]});
 
-    let v = validate::handle(garbage.clone(), &PgQuarantine::new(t.db.clone()))
-        .await
-        .expect_err("validate");
+    let v = validate::handle(
+        garbage.clone(),
+        &PgQuarantine::new(t.db.clone()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect_err("validate");
     let p = persist::handle(garbage.clone(), &PgEventStore::new(t.db.clone()))
         .await
         .expect_err("persist");

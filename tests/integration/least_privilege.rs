@@ -96,7 +96,12 @@ async fn the_writer_role_appends_and_projects_but_cannot_rewrite_history_or_chan
 async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection) -> Result<()> {
     let input = mixed_chunk();
 
-    let validated = validate_chunk(&input, &PgQuarantine::new(writer.clone())).await?;
+    let validated = validate_chunk(
+        &input,
+        &PgQuarantine::new(writer.clone()),
+        crate::quarantine::soon_after(&input),
+    )
+    .await?;
     let persisted = persist_updates(
         &PersistInput {
             chunk: input.chunk.clone(),

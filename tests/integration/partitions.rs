@@ -13,6 +13,7 @@ use inventory::adapters::postgres::{
 use inventory::catalog_read::{HistoryQuery, ProductReader as _};
 use inventory::event::InventoryUpdateReceived;
 use inventory::ports::EventStore as _;
+use inventory::update::KEY_RETENTION;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 
@@ -192,5 +193,44 @@ async fn events_in_the_default_partition_are_reported_and_the_runbook_moves_them
             .await
             .expect_err("append-only outside that session");
     assert!(deleted.to_string().contains("append-only"), "{deleted}");
+    t.cleanup().await
+}
+
+/// Keys are kept for the dedup window plus its margin after their first append, then the
+/// daily maintenance forgets them; a key younger than that is kept and still makes a repeat.
+#[tokio::test]
+async fn maintenance_forgets_keys_older_than_the_window_and_its_margin_and_keeps_the_rest()
+-> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let kept = update("p1", "s1", 5, "10", 1);
+    let forgotten = update("p1", "s2", 3, "9.5", 2);
+    store.append(&[kept.clone(), forgotten.clone()]).await?;
+    let days = KEY_RETENTION.num_days();
+    for (u, age) in [(&kept, days - 1), (&forgotten, days + 1)] {
+        t.db.execute_raw(Statement::from_sql_and_values(
+            t.db.get_database_backend(),
+            "UPDATE inventory_update_keys SET first_seen = now() - make_interval(days => $1) WHERE update_key = $2",
+            [i32::try_from(age)?.into(), u.update_key.as_str().into()],
+        ))
+        .await?;
+    }
+
+    let report = maintain_event_store(&t.db).await?;
+    let again = maintain_event_store(&t.db).await?;
+
+    assert_eq!((report.pruned_keys, again.pruned_keys), (1, 0));
+    assert_eq!(count(&t.db, "inventory_update_keys").await?, 1);
+    assert_eq!(
+        count(&t.db, "inventory_events").await?,
+        2,
+        "no event is touched"
+    );
+    let repeat = store.append(std::slice::from_ref(&kept)).await?;
+    assert_eq!(
+        (repeat.appended, repeat.duplicates),
+        (0, 1),
+        "a kept key is still a repeat"
+    );
     t.cleanup().await
 }

@@ -10,6 +10,18 @@ use inventory::pipeline::{ChunkInput, PersistInput};
 use inventory::ports::Quarantine;
 use inventory::usecase::{persist_updates, validate_chunk};
 
+/// When a test validates `input`: a minute after its newest record reached the stream, as the
+/// pipeline would.
+pub fn soon_after(input: &ChunkInput) -> chrono::DateTime<chrono::Utc> {
+    input
+        .records
+        .iter()
+        .map(|r| r.arrived_at)
+        .max()
+        .unwrap_or_default()
+        + chrono::Duration::minutes(1)
+}
+
 pub fn mixed_chunk() -> ChunkInput {
     serde_json::from_str(include_str!("../fixtures/chunk-with-bad-records.json"))
         .expect("fixture parses")
@@ -21,7 +33,8 @@ async fn a_chunk_with_bad_records_quarantines_them_with_reasons_and_persists_the
     let t = TestDb::new().await?;
     let input = mixed_chunk();
 
-    let validated = validate_chunk(&input, &PgQuarantine::new(t.db.clone())).await?;
+    let validated =
+        validate_chunk(&input, &PgQuarantine::new(t.db.clone()), soon_after(&input)).await?;
     let persisted = persist_updates(
         &PersistInput {
             chunk: input.chunk.clone(),
@@ -84,8 +97,8 @@ async fn a_redelivered_chunk_quarantines_each_record_once() -> Result<()> {
     let q = PgQuarantine::new(t.db.clone());
     let input = mixed_chunk();
 
-    validate_chunk(&input, &q).await?;
-    let again = validate_chunk(&input, &q).await?;
+    validate_chunk(&input, &q, soon_after(&input)).await?;
+    let again = validate_chunk(&input, &q, soon_after(&input)).await?;
 
     assert_eq!(again.rejected.len(), 5, "the answer is the same on a retry");
     assert_eq!(
@@ -101,7 +114,7 @@ async fn quarantine_reports_how_many_records_were_new() -> Result<()> {
     let t = TestDb::new().await?;
     let q = PgQuarantine::new(t.db.clone());
     let input = mixed_chunk();
-    validate_chunk(&input, &q).await?;
+    validate_chunk(&input, &q, soon_after(&input)).await?;
     let stored = list_quarantine(&t.db, 0, 100).await?;
     let mut records: Vec<_> = stored.iter().map(|e| e.record.clone()).collect();
     let mut fresh = records[0].clone();

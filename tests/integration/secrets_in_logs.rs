@@ -3,7 +3,7 @@
 //! log line (down to `trace`, dependencies included) is captured; neither secret may appear
 //! in the logs, in the errors the handlers return, or in the configuration's `Debug`.
 
-use crate::quarantine::mixed_chunk;
+use crate::quarantine::{mixed_chunk, soon_after};
 use anyhow::Result;
 use inventory::adapters::cache::{RedisConfig, RedisProductCache};
 use inventory::adapters::postgres::{
@@ -113,9 +113,13 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     )])))?;
     shown.push(format!("{config:?}"));
     let db = connect(&config, None).await?;
-    let e = validate::handle(serde_json::to_value(mixed_chunk())?, &PgQuarantine::new(db))
-        .await
-        .expect_err("the database is not there");
+    let e = validate::handle(
+        serde_json::to_value(mixed_chunk())?,
+        &PgQuarantine::new(db),
+        soon_after(&mixed_chunk()),
+    )
+    .await
+    .expect_err("the database is not there");
     shown.push(report(e));
 
     // The RDS form: the password comes from the secret, TLS needs a CA bundle that is missing.
@@ -140,6 +144,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     let e = validate::handle(
         serde_json::to_value(mixed_chunk())?,
         &PgQuarantine::new(rds_db),
+        soon_after(&mixed_chunk()),
     )
     .await
     .expect_err("no CA bundle, no server");
@@ -153,9 +158,13 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     shown.push(format!("{broken:?}"));
     match connect(&broken, None).await {
         Ok(db) => {
-            let e = validate::handle(serde_json::to_value(mixed_chunk())?, &PgQuarantine::new(db))
-                .await
-                .expect_err("a URL with no port number cannot connect");
+            let e = validate::handle(
+                serde_json::to_value(mixed_chunk())?,
+                &PgQuarantine::new(db),
+                soon_after(&mixed_chunk()),
+            )
+            .await
+            .expect_err("a URL with no port number cannot connect");
             shown.push(report(e));
         }
         Err(e) => shown.push(report(e)),

@@ -40,6 +40,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "SKU-", value_name = "TEXT")]
     pub product_prefix: String,
     /// `occurred_at` of the first update (RFC 3339); later ones follow about 50 ms apart.
+    /// Default: a day ago, on the hour (the pipeline refuses updates more than 30 days older
+    /// than their arrival).
     #[arg(long, value_name = "TIME")]
     pub start: Option<chrono::DateTime<chrono::Utc>>,
     /// Write here instead of stdout.

@@ -344,10 +344,14 @@ pub fn code(out: &Output) -> i32 {
 }
 
 /// A valid record for `product` with a sequence number in its update_id, so order can be read
-/// back from the stream.
+/// back from the stream. Its `occurred_at` is a day before now (on the hour), inside the
+/// pipeline's dedup window.
 pub fn update(product: &str, n: usize) -> String {
+    let at = inventory::feed::FeedSpec::default()
+        .start
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     format!(
-        r#"{{"product_id":"{product}","quantity":{n},"price":"1.00","supplier_id":"acme","update_id":"u-{n:06}","occurred_at":"2026-01-01T00:00:00Z"}}"#
+        r#"{{"product_id":"{product}","quantity":{n},"price":"1.00","supplier_id":"acme","update_id":"u-{n:06}","occurred_at":"{at}"}}"#
     )
 }
 

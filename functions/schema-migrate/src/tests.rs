@@ -49,6 +49,7 @@ fn partitions(days_ahead: i64, default_rows: i64) -> PartitionReport {
         oldest_from: Some(today - chrono::Duration::days(7)),
         covered_until: Some(today + chrono::Duration::days(days_ahead)),
         default_rows,
+        pruned_keys: 0,
     }
 }
 

@@ -35,15 +35,16 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// Handles one invocation: the payload must be a [`ChunkInput`].
+/// Handles one invocation at `now`: the payload must be a [`ChunkInput`].
 pub async fn handle(
     payload: Value,
     quarantine: &dyn Quarantine,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ValidateOutput, PipelineError> {
     let input: ChunkInput = serde_json::from_value(payload).map_err(|e| {
         PipelineError::invalid_payload(format!("validate expects a chunk (ChunkInput): {e}"))
     })?;
-    usecase::validate_chunk(&input, quarantine).await
+    usecase::validate_chunk(&input, quarantine, now).await
 }
 
 #[cfg(test)]
@@ -75,6 +76,11 @@ mod tests {
         }
     }
 
+    /// Shortly after the fixture's records reached the stream.
+    fn fixture_now() -> chrono::DateTime<chrono::Utc> {
+        "2026-11-24T12:01:00Z".parse().expect("a time")
+    }
+
     fn fixture() -> Value {
         serde_json::from_str(include_str!(
             "../../../tests/fixtures/chunk-with-bad-records.json"
@@ -82,11 +88,34 @@ mod tests {
         .expect("fixture")
     }
 
+    /// An old execution's input run again as a new execution, after every redrive could have
+    /// happened: nothing passes (the keys that would recognise an earlier copy may be gone),
+    /// and every record that has bytes is kept with them, so a replay can send it again.
+    #[tokio::test]
+    async fn records_validated_later_than_any_redrive_could_are_all_kept_not_passed() {
+        let q = MemoryQuarantine::default();
+        let late = fixture_now() + inventory::update::MAX_VALIDATION_DELAY;
+
+        let out = handle(fixture(), &q, late).await.expect("validated");
+
+        assert!(out.valid.is_empty(), "{:?}", out.valid);
+        let kept = q.kept.lock().expect("lock");
+        assert_eq!(kept.len(), 9, "every record is kept");
+        for k in kept.iter().filter(|k| k.raw.is_some()) {
+            assert_eq!(k.reason.code, RejectionCode::ArrivedTooLongAgo, "{k:?}");
+        }
+        assert_eq!(
+            kept.iter().filter(|k| k.raw.is_some()).count(),
+            7,
+            "all but the two records without bytes here"
+        );
+    }
+
     #[tokio::test]
     async fn good_records_pass_and_bad_ones_are_quarantined_with_their_reasons() {
         let q = MemoryQuarantine::default();
 
-        let out = handle(fixture(), &q)
+        let out = handle(fixture(), &q, fixture_now())
             .await
             .expect("a chunk with bad records still succeeds");
 
@@ -116,7 +145,7 @@ mod tests {
             Value::Null,
             serde_json::json!([1, 2]),
         ] {
-            let e = handle(payload, &MemoryQuarantine::default())
+            let e = handle(payload, &MemoryQuarantine::default(), fixture_now())
                 .await
                 .expect_err("not a chunk");
             assert_eq!(e.kind, ErrorKind::InvalidPayload);
@@ -130,7 +159,9 @@ mod tests {
             unavailable: true,
             ..MemoryQuarantine::default()
         };
-        let e = handle(fixture(), &q).await.expect_err("quarantine down");
+        let e = handle(fixture(), &q, fixture_now())
+            .await
+            .expect_err("quarantine down");
         assert!(e.is_transient());
     }
 }

@@ -36,7 +36,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => &quarantine,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        validate::handle(event.payload, quarantine).await
+        validate::handle(event.payload, quarantine, chrono::Utc::now()).await
     }))
     .await
 }

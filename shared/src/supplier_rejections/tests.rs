@@ -232,3 +232,27 @@ async fn a_store_that_is_down_fails_the_call_so_the_task_is_retried() {
         "quarantined first"
     );
 }
+
+/// A record rejected for the pipeline's reasons is sound: the supplier has nothing to fix, so
+/// it is not in their view (it is in the quarantine, and a replay sends it again).
+#[test]
+fn a_rejection_that_is_the_pipelines_doing_is_not_shown_to_the_supplier() {
+    let mut late = record(
+        1,
+        br#"{"product_id":"p","quantity":1,"price":1,"supplier_id":"acme"}"#,
+        0,
+    );
+    late.reason = Rejection::new(RejectionCode::ArrivedTooLongAgo, "validated 30 days late");
+    let theirs = record(
+        2,
+        br#"{"product_id":"p","quantity":-1,"price":1,"supplier_id":"acme"}"#,
+        1,
+    );
+    let batches = for_suppliers(&[late, theirs], &accounts());
+    assert_eq!(batches.len(), 1);
+    assert_eq!(
+        batches[0].notices.len(),
+        1,
+        "only the record acme has to fix"
+    );
+}

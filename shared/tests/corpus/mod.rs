@@ -4,9 +4,9 @@
 
 #![allow(dead_code)]
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use inventory::money::{MAX_PRICE_SCALE, MAX_QUANTITY};
-use inventory::update::earliest_occurred_at;
+use inventory::update::{DEDUP_WINDOW, MAX_FUTURE_SKEW};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -80,6 +80,14 @@ pub fn field_name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// When the records reach the stream in the tests that parse them (their `source()`): a valid
+/// `occurred_at` lies from the dedup window before this to the skew after it.
+fn arrival() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
 /// A record the contract accepts, as a JSON object.
 pub fn valid_record() -> impl Strategy<Value = Value> {
     let price = (0i64..=999_999_999_999, 0u32..=MAX_PRICE_SCALE)
@@ -93,7 +101,7 @@ pub fn valid_record() -> impl Strategy<Value = Value> {
         prop::option::of(prop::sample::select(&["USD", "EUR", "JPY", "GBP"][..])),
         prop::option::of("[A-Za-z0-9._-]{1,64}"),
         prop::option::of("[ -~]{1,128}"),
-        prop::option::of(0i64..(26 * 365 * 86_400)),
+        prop::option::of(0i64..=(DEDUP_WINDOW + MAX_FUTURE_SKEW).num_seconds()),
         any::<bool>(),
         prop::option::of(prop::collection::vec((edgy_string(), edgy_string()), 0..4)),
     )
@@ -135,7 +143,7 @@ pub fn valid_record() -> impl Strategy<Value = Value> {
                     r.insert("update_id".into(), u.into());
                 }
                 if let Some(secs) = secs {
-                    let at = earliest_occurred_at() + Duration::seconds(secs);
+                    let at = arrival() - DEDUP_WINDOW + Duration::seconds(secs);
                     r.insert("occurred_at".into(), at.to_rfc3339().into());
                 }
                 if with_version {

@@ -235,7 +235,7 @@ impl Stack {
 
     pub fn update(&self, product: &str, supplier: &str, qty: u32) -> Vec<u8> {
         json!({"product_id": product, "quantity": qty, "price": "12.50", "supplier_id": supplier,
-               "update_id": format!("{product}-{supplier}-{qty}"), "occurred_at": "2026-03-01T10:00:00Z"})
+               "update_id": format!("{product}-{supplier}-{qty}"), "occurred_at": integration_tests::recent_occurred_at()})
         .to_string()
         .into_bytes()
     }

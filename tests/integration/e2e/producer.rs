@@ -54,7 +54,7 @@ async fn the_python_producer_example_puts_a_feed_that_reaches_the_projection() -
         for (supplier, quantity) in [("acme", 10 + p), ("globex", 20 + p)] {
             let product = st.product(p);
             let record = json!({"product_id": product, "quantity": quantity, "price": "4.25",
-                                "supplier_id": supplier, "occurred_at": "2026-03-01T10:00:00Z"});
+                                "supplier_id": supplier, "occurred_at": integration_tests::recent_occurred_at()});
             feed.push_str(&format!("{record}\n"));
         }
     }

@@ -1,7 +1,9 @@
 //! Keeping the partitioned event store ahead of time: pg_partman's maintenance creates the
 //! days to come (the migration made the first week), and this reports how far ahead the
 //! partitions reach and whether any event landed in the default partition, which only happens
-//! when maintenance has not run for longer than the days made ahead.
+//! when maintenance has not run for longer than the days made ahead. It also forgets the
+//! idempotency keys older than [`KEY_RETENTION`] (the dedup window plus the longest way back
+//! to Persist; see [`crate::update::DEDUP_WINDOW`]).
 //!
 //! Run daily in the deployed stack (an EventBridge schedule invokes schema-migrate with
 //! `{"action":"maintain"}`), and by hand the same way. Safe to run twice or at the same time:
@@ -9,6 +11,7 @@
 
 use super::error::db_error;
 use crate::error::{ErrorKind, PipelineError};
+use crate::update::KEY_RETENTION;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,9 @@ pub struct PartitionReport {
     pub covered_until: Option<DateTime<Utc>>,
     /// Events in the default partition (0 when healthy).
     pub default_rows: i64,
+    /// Idempotency keys this run forgot (first seen more than [`KEY_RETENTION`] ago).
+    #[serde(default)]
+    pub pruned_keys: u64,
 }
 
 impl PartitionReport {
@@ -93,14 +99,50 @@ pub async fn maintain_event_store(
     txn.commit()
         .await
         .map_err(|e| db_error("could not commit the event store's maintenance", e))?;
-    let report = partition_report(db).await?;
+    let pruned_keys = prune_update_keys(db).await?;
+    let report = PartitionReport {
+        pruned_keys,
+        ..partition_report(db).await?
+    };
     tracing::info!(
         partitions = report.partitions,
         covered_until = ?report.covered_until,
         default_rows = report.default_rows,
+        pruned_keys = report.pruned_keys,
         "pg_partman maintenance ran"
     );
     Ok(report)
+}
+
+/// Keys deleted per statement, so that each holds its locks and its WAL briefly.
+const PRUNE_BATCH: i64 = 10_000;
+
+/// Deletes the idempotency keys first seen more than [`KEY_RETENTION`] ago, in batches (a
+/// BRIN index on `first_seen` finds them). Safe to interrupt: what is left goes next time.
+pub async fn prune_update_keys(db: &DatabaseConnection) -> Result<u64, PipelineError> {
+    let mut total = 0;
+    loop {
+        let done = db
+            .execute_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "DELETE FROM inventory_update_keys WHERE update_key IN ( \
+                     SELECT update_key FROM inventory_update_keys \
+                     WHERE first_seen < now() - make_interval(days => $1) LIMIT $2)",
+                [
+                    i32::try_from(KEY_RETENTION.num_days())
+                        .unwrap_or(i32::MAX)
+                        .into(),
+                    PRUNE_BATCH.into(),
+                ],
+            ))
+            .await
+            .map_err(|e| db_error("could not forget old idempotency keys", e))?
+            .rows_affected();
+        total += done;
+        if done < PRUNE_BATCH.unsigned_abs() {
+            return Ok(total);
+        }
+    }
 }
 
 /// How far the event store's partitions reach, and whether the default one holds events.
@@ -125,6 +167,7 @@ pub async fn partition_report(db: &impl ConnectionTrait) -> Result<PartitionRepo
         oldest_from: row.try_get("", "oldest_from").map_err(get)?,
         covered_until: row.try_get("", "covered_until").map_err(get)?,
         default_rows: row.try_get("", "default_rows").map_err(get)?,
+        pruned_keys: 0,
     })
 }
 
@@ -142,6 +185,7 @@ mod tests {
             oldest_from: Some(at("2026-12-01T00:00:00Z")),
             covered_until: covered_until.map(at),
             default_rows,
+            pruned_keys: 0,
         }
     }
 

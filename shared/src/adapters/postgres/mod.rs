@@ -24,6 +24,7 @@ pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use maintenance::{
     EVENT_STORE_PARENT, MIN_DAYS_AHEAD, PartitionReport, maintain_event_store, partition_report,
+    prune_update_keys,
 };
 pub use projection_store::{
     REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildReport, RebuildStage, rebuild_projection,

@@ -199,9 +199,12 @@ fn rec(partition_key: &str, data: impl Into<Vec<u8>>) -> FeedRecord {
 /// Records that break the data contract in every way the stream can carry, plus a few valid
 /// ones with unusual but legal content.
 pub fn poison_records() -> Vec<FeedRecord> {
+    let at = FeedSpec::default()
+        .start
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ok = |pid: &str, extra: &str| {
         format!(
-            r#"{{"product_id":"{pid}","quantity":1,"price":"9.99","occurred_at":"2026-01-01T00:00:00Z"{extra}}}"#
+            r#"{{"product_id":"{pid}","quantity":1,"price":"9.99","occurred_at":"{at}"{extra}}}"#
         )
     };
     let deep_array = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
