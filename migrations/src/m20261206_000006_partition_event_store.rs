@@ -34,9 +34,11 @@ CREATE TABLE inventory_update_keys (
     first_seen TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE inventory_update_keys IS
-    'Idempotency: the key of every update appended to inventory_events in the last 60 days (the 30-day dedup window and a 30-day margin), and when it was first seen. An update whose key is here is a repeat and is not appended again.';
+    'Idempotency: the key of every update appended to inventory_events in the last 67 days (the 30-day dedup window and a 37-day margin; docs/event-store.md), and when it was first seen. An update whose key is here is a repeat and is not appended again.';
+-- first_seen = now(), not the event's recorded_at: chunks validated before the dedup window
+-- existed may still be redriven into Persist, so the existing keys start their 67 days now.
 INSERT INTO inventory_update_keys (update_key, first_seen)
-SELECT update_key, recorded_at FROM inventory_events;
+SELECT update_key, now() FROM inventory_events;
 -- The daily maintenance forgets keys older than the dedup window plus its margin; the keys are
 -- inserted in time order, which is what a BRIN index needs (a few pages, cheap to keep).
 CREATE INDEX inventory_update_keys_first_seen_idx ON inventory_update_keys USING brin (first_seen);
@@ -83,6 +85,11 @@ BEGIN
         p_start_partition => first_day);
 END
 $$;
+-- Make the days ahead from the clock, not from the newest event: by default pg_partman counts
+-- them from the newest event and makes nothing on an empty or quiet store, which would leave
+-- a quiet stack without partitions after a week.
+UPDATE partman.part_config SET infinite_time_partitions = true
+WHERE parent_table = 'public.inventory_events';
 
 INSERT INTO inventory_events
     (seq, update_key, event_type, event_version, product_id, supplier_id, occurred_at, recorded_at, payload)

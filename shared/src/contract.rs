@@ -70,7 +70,7 @@ pub const EXCEPTIONS: &[Exception] = &[
         codes: &[RejectionCode::OccurredAtTooOld],
     },
     Exception {
-        rule: "an `update_id` is unique per supplier: a second record with the same `supplier_id` and `update_id` is dropped as a duplicate (not rejected), whatever it holds",
+        rule: "an `update_id` is unique per supplier: a second record with the same `supplier_id` and `update_id` arriving within 30 days (the dedup window) of the first is dropped as a duplicate (not rejected), whatever it holds",
         why: "it depends on the records sent before",
         codes: &[],
     },
@@ -175,7 +175,7 @@ pub fn readme_block() -> String {
         (
             "`update_id`",
             format!(
-                "optional; the supplier's idempotency key: 1–{MAX_UPDATE_ID_LEN} bytes of UTF-8, no control characters. Scoped by supplier: a second record with the same `supplier_id` and `update_id` is dropped as a duplicate, whatever it holds, while another supplier may use the same id. When absent, the key is a hash of the content (product, supplier, quantity, price, currency, `occurred_at`)"
+                "optional; the supplier's idempotency key: 1–{MAX_UPDATE_ID_LEN} bytes of UTF-8, no control characters. Scoped by supplier: a second record with the same `supplier_id` and `update_id` arriving within {window} days of the first is dropped as a duplicate, whatever it holds, while another supplier may use the same id; do not reuse an id within that window. When absent, the key is a hash of the content (product, supplier, quantity, price, currency, `occurred_at`)"
             ),
         ),
         (

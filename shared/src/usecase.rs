@@ -9,7 +9,9 @@ use crate::pipeline::{
 };
 use crate::ports::{ArchiveStore, EventStore, ProductCache, Quarantine, QuarantinedRecord};
 use crate::rejection::{Rejection, RejectionCode};
-use crate::update::{MAX_RECORD_BYTES, SourcePosition, check_validation_delay, parse_record};
+use crate::update::{
+    MAX_RECORD_BYTES, RETURN_MARGIN, SourcePosition, check_validation_delay, parse_record,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use flate2::Compression;
@@ -162,6 +164,33 @@ pub async fn archive_chunk(
         records: input.records.len(),
         bytes,
     })
+}
+
+/// `Err(invalid_payload)` when an update of `input` reached the stream more than
+/// [`RETURN_MARGIN`] before `now`: its key, and that of any earlier copy, may be forgotten
+/// already ([`crate::update::DEDUP_WINDOW`]), so appending it could append it twice. Only an
+/// execution redriven again and again reaches Persist that late; the error is permanent, and a
+/// new execution with the same input (`inventory redrive-failed --new-execution`) keeps the
+/// records in the quarantine, from where a replay sends them with a new arrival.
+pub fn check_persist_delay(
+    input: &PersistInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), PipelineError> {
+    match input
+        .updates
+        .iter()
+        .find(|u| now - u.source.arrived_at > RETURN_MARGIN)
+    {
+        None => Ok(()),
+        Some(u) => Err(PipelineError::invalid_payload(format!(
+            "update {} reached the stream at {}, more than {} days ago: too late to append \
+             safely; start a new execution with this input (inventory redrive-failed \
+             --new-execution), which keeps its records in the quarantine for a replay",
+            u.update_key,
+            u.source.arrived_at.to_rfc3339(),
+            RETURN_MARGIN.num_days()
+        ))),
+    }
 }
 
 /// Persist: append events and update the projection, once per update whatever the retries.

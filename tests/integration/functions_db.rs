@@ -44,7 +44,12 @@ async fn validate_then_persist_keeps_every_record_once_even_when_the_chunk_is_re
         let validated = serde_json::to_value(
             validate::handle(chunk.clone(), &quarantine, soon_after(&mixed_chunk())).await?,
         )?;
-        let persisted = persist::handle(persist_payload(&validated), &store).await?;
+        let persisted = persist::handle(
+            persist_payload(&validated),
+            &store,
+            soon_after(&mixed_chunk()),
+        )
+        .await?;
         outputs.push((
             serde_json::from_value::<ValidateOutput>(validated)?,
             persisted,
@@ -99,9 +104,13 @@ async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_func
     )
     .await
     .expect_err("validate");
-    let p = persist::handle(garbage.clone(), &PgEventStore::new(t.db.clone()))
-        .await
-        .expect_err("persist");
+    let p = persist::handle(
+        garbage.clone(),
+        &PgEventStore::new(t.db.clone()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect_err("persist");
     let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
         db: t.db.clone(),
         login: None,
@@ -317,7 +326,7 @@ fn any_permutation_duplication_and_chunking_yields_the_newest_update_per_offer()
         let stored = rt.block_on(async {
             for (i, chunk) in delivered.chunks(chunk_size).enumerate() {
                 let payload = json!({"chunk": crate::event_store::chunk(u32::try_from(i).unwrap_or(0)), "updates": chunk});
-                let _: PersistOutput = persist::handle(payload, &store).await?;
+                let _: PersistOutput = persist::handle(payload, &store, crate::event_store::arrived_at()).await?;
             }
             let mut stored = Vec::new();
             for p in &products {

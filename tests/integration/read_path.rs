@@ -65,7 +65,14 @@ impl Services {
             chunk: chunk(minute),
             updates: vec![update(product, quantity, minute)],
         };
-        Ok(persist::handle(serde_json::to_value(&input)?, &self.store).await?)
+        // Persisted as soon as the newest of them arrived.
+        let now = input
+            .updates
+            .iter()
+            .map(|u| u.source.arrived_at)
+            .max()
+            .unwrap_or_default();
+        Ok(persist::handle(serde_json::to_value(&input)?, &self.store, now).await?)
     }
 
     pub async fn invalidate(&self, persisted: &PersistOutput) -> Result<()> {

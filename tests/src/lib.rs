@@ -16,3 +16,15 @@ pub fn recent_occurred_at() -> &'static str {
     });
     &AT
 }
+
+/// Midnight UTC two days before this process first asked, the same for the whole process: a
+/// day whose hours are all inside the pipeline's dedup window and none in the future.
+pub fn recent_day() -> chrono::DateTime<chrono::Utc> {
+    static DAY: std::sync::LazyLock<chrono::DateTime<chrono::Utc>> =
+        std::sync::LazyLock::new(|| {
+            let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2)).timestamp();
+            chrono::DateTime::from_timestamp(two_days_ago - two_days_ago.rem_euclid(86_400), 0)
+                .unwrap_or_default()
+        });
+    *DAY
+}

@@ -26,12 +26,14 @@ impl Config {
 pub async fn handle(
     payload: Value,
     store: &dyn EventStore,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<PersistOutput, PipelineError> {
     let input: PersistInput = serde_json::from_value(payload).map_err(|e| {
         PipelineError::invalid_payload(format!(
             "persist expects {{chunk, updates}} (PersistInput): {e}"
         ))
     })?;
+    usecase::check_persist_delay(&input, now)?;
     usecase::persist_updates(&input, store).await
 }
 
@@ -112,8 +114,12 @@ mod tests {
     async fn updates_are_appended_once_and_the_changed_products_reported() {
         let store = MemoryStore::default();
 
-        let first = handle(input(), &store).await.expect("persisted");
-        let retry = handle(input(), &store).await.expect("persisted again");
+        let first = handle(input(), &store, input_now())
+            .await
+            .expect("persisted");
+        let retry = handle(input(), &store, input_now())
+            .await
+            .expect("persisted again");
 
         assert_eq!((first.appended, first.duplicates), (2, 1));
         assert_eq!(first.changed.len(), 1);
@@ -132,7 +138,7 @@ mod tests {
             ..MemoryStore::default()
         };
 
-        let out = handle(payload, &store)
+        let out = handle(payload, &store, input_now())
             .await
             .expect("nothing to do is not an error");
 
@@ -144,11 +150,39 @@ mod tests {
         let mut bad_key = input();
         bad_key["updates"][0]["update_key"] = Value::from("not-a-key");
         for payload in [serde_json::json!({"chunk": 1}), Value::Null, bad_key] {
-            let e = handle(payload, &MemoryStore::default())
+            let e = handle(payload, &MemoryStore::default(), input_now())
                 .await
                 .expect_err("invalid");
             assert_eq!(e.kind, ErrorKind::InvalidPayload, "{}", e.message);
         }
+    }
+
+    /// Shortly after the test updates reached the stream.
+    fn input_now() -> chrono::DateTime<chrono::Utc> {
+        "2026-11-24T12:01:00Z".parse().expect("a time")
+    }
+
+    /// Past the margin, a key may be forgotten: nothing is appended, and the error is not one
+    /// the state machine retries.
+    #[tokio::test]
+    async fn updates_that_reached_the_stream_longer_ago_than_the_margin_are_not_appended() {
+        let store = MemoryStore::default();
+        let late = input_now() + inventory::update::RETURN_MARGIN;
+        let e = handle(input(), &store, late).await.expect_err("too late");
+        assert_eq!(e.kind, ErrorKind::InvalidPayload);
+        assert!(!e.is_transient());
+        assert!(e.message.contains("more than 37 days ago"), "{}", e.message);
+        assert!(
+            store.state.lock().expect("lock").0.is_empty(),
+            "nothing appended"
+        );
+        handle(
+            input(),
+            &store,
+            input_now() + inventory::update::RETURN_MARGIN - chrono::Duration::minutes(2),
+        )
+        .await
+        .expect("inside the margin");
     }
 
     #[tokio::test]
@@ -157,7 +191,9 @@ mod tests {
             conflict: true,
             ..MemoryStore::default()
         };
-        let e = handle(input(), &store).await.expect_err("conflict");
+        let e = handle(input(), &store, input_now())
+            .await
+            .expect_err("conflict");
         assert_eq!(e.kind, ErrorKind::Conflict);
         assert!(e.is_transient());
     }

@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = PgEventStore::new(connect_from_config(&config.database).await?);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        persist::handle(event.payload, store).await
+        persist::handle(event.payload, store, chrono::Utc::now()).await
     }))
     .await
 }

@@ -107,10 +107,9 @@ fn update(product: &str, supplier: &str, quantity: u32, occurred_at: DateTime<Ut
     .into_bytes()
 }
 
+/// `hour` o'clock of a recent day, inside the pipeline's dedup window.
 fn at(hour: u32) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&format!("2026-03-01T{hour:02}:00:00Z"))
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
+    integration_tests::recent_day() + TimeDelta::hours(i64::from(hour))
 }
 
 /// One text value from the stack's database (`{nonce}` replaced by the test's).

@@ -86,9 +86,12 @@ pub async fn maintain_event_store(
         .begin()
         .await
         .map_err(|e| db_error("could not start the event store's maintenance", e))?;
-    txn.execute_unprepared("SET LOCAL TIME ZONE 'UTC'")
+    // Attaching a day's partition takes a lock on the table that every reader of all the
+    // partitions queues behind; give up quickly instead of holding them up (the schedule's
+    // retries and tomorrow's run try again, with days to spare).
+    txn.execute_unprepared("SET LOCAL TIME ZONE 'UTC'; SET LOCAL lock_timeout = '5s'")
         .await
-        .map_err(|e| db_error("could not set the maintenance's time zone", e))?;
+        .map_err(|e| db_error("could not set the maintenance's session", e))?;
     txn.execute_raw(Statement::from_sql_and_values(
         txn.get_database_backend(),
         "SELECT partman.run_maintenance(p_parent_table => $1, p_analyze => false)",
