@@ -193,6 +193,17 @@ pub fn check_persist_delay(
     }
 }
 
+/// Persist at `now`: refuses a chunk that arrived too long ago ([`check_persist_delay`]), then
+/// appends it ([`persist_updates`]).
+pub async fn persist_chunk(
+    input: &PersistInput,
+    store: &dyn EventStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<PersistOutput, PipelineError> {
+    check_persist_delay(input, now)?;
+    persist_updates(input, store).await
+}
+
 /// Persist: append events and update the projection, once per update whatever the retries.
 #[tracing::instrument(skip_all, fields(chunk = %input.chunk.execution_name(), updates = input.updates.len()))]
 pub async fn persist_updates(

@@ -65,14 +65,7 @@ impl Services {
             chunk: chunk(minute),
             updates: vec![update(product, quantity, minute)],
         };
-        // Persisted as soon as the newest of them arrived.
-        let now = input
-            .updates
-            .iter()
-            .map(|u| u.source.arrived_at)
-            .max()
-            .unwrap_or_default();
-        Ok(persist::handle(serde_json::to_value(&input)?, &self.store, now).await?)
+        Ok(persist::handle(serde_json::to_value(&input)?, &self.store, arrival(&input)).await?)
     }
 
     pub async fn invalidate(&self, persisted: &PersistOutput) -> Result<()> {
@@ -480,4 +473,14 @@ fn delta(
             (d > 0).then(|| (name.clone(), d))
         })
         .collect()
+}
+
+/// When the newest update of `input` reached the stream: these tests persist at once.
+fn arrival(input: &PersistInput) -> chrono::DateTime<chrono::Utc> {
+    input
+        .updates
+        .iter()
+        .map(|u| u.source.arrived_at)
+        .max()
+        .unwrap_or_default()
 }

@@ -33,8 +33,7 @@ pub async fn handle(
             "persist expects {{chunk, updates}} (PersistInput): {e}"
         ))
     })?;
-    usecase::check_persist_delay(&input, now)?;
-    usecase::persist_updates(&input, store).await
+    usecase::persist_chunk(&input, store, now).await
 }
 
 #[cfg(test)]

@@ -116,14 +116,12 @@ async fn the_stack_serves_products_through_its_api_and_the_pipelines_cache_step_
                 chunk: super::chunk(minute),
                 updates: vec![super::update(&id, quantity, minute)],
             };
-            let now = input
-                .updates
-                .iter()
-                .map(|u| u.source.arrived_at)
-                .max()
-                .unwrap_or_default();
-            let persisted: PersistOutput =
-                persist::handle(serde_json::to_value(&input)?, &store, now).await?;
+            let persisted: PersistOutput = persist::handle(
+                serde_json::to_value(&input)?,
+                &store,
+                super::arrival(&input),
+            )
+            .await?;
             let changed = CacheInvalidateInput {
                 products: persisted.changed.clone(),
             };
