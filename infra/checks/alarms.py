@@ -200,6 +200,16 @@ def check_metric_filters(template: dict) -> list[str]:
         for m in messages:
             if m not in logged:
                 out.append(f"{logical} counts message {m!r}, which {crate or fn_logical} never logs")
+        fields = rust_code.log_fields(crate) if crate else {}
+        for tr in p.get("MetricTransformations") or []:
+            value = text(tr.get("MetricValue"))
+            field = value.removeprefix("$.fields.") if value.startswith("$.fields.") else None
+            if value.startswith("$.") and field is None:
+                out.append(f"{logical} takes its value from {value}, outside the event's fields")
+            for m in messages if field else []:
+                if m in logged and field not in fields.get(m, set()):
+                    out.append(f"{logical} takes its value from {value}, but {crate or fn_logical} "
+                               f"logs {m!r} without a field {field!r}")
     return out
 
 

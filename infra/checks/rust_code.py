@@ -148,6 +148,19 @@ def log_messages(crate: str) -> set[str]:
     return out
 
 
+def log_fields(crate: str) -> dict[str, set[str]]:
+    """Message -> the names of the fields logged with it, over every tracing event of the
+    crate's code that logs that message (`name = value`, `name = ?value`, `name = %value`)."""
+    out: dict[str, set[str]] = {}
+    for text in production_sources(crate).values():
+        for body in re.findall(r'tracing::(?:trace|debug|info|warn|error)!\((.*?)\);', text, flags=re.S):
+            m = re.search(r'"((?:[^"\\]|\\.)*)"\s*,?\s*\)?\s*$', body.strip() + ")")
+            if m:
+                fields = set(re.findall(r'(?:^|,)\s*([a-z_][a-z0-9_.]*)\s*=(?!=)', body))
+                out.setdefault(m.group(1), set()).update(fields)
+    return out
+
+
 def log_layout(init: str | None = None) -> str:
     """Where a tracing event's message sits in the JSON lines the functions write
     (shared/src/adapters/lambda.rs, init_tracing): tracing-subscriber's JSON formatter nests the

@@ -63,7 +63,7 @@ def test_the_tables_are_not_empty(post):
     emf = alarms.emf_metrics()
     assert ("InventoryPipeline", "ServerErrors") in emf and ("InventoryPipeline", "CacheErrors") in emf
     assert emf[("InventoryPipeline", "ServerErrors")]["dimensions"] == frozenset({"FunctionName"})
-    assert len(alarms.filter_metrics(post)) == 4
+    assert len(alarms.filter_metrics(post)) == 5
     assert len(list(alarms.alarms(post))) >= 25
 
 
@@ -165,6 +165,8 @@ def test_a_handler_that_a_schedule_also_invokes_can_raise_errors_and_write_lines
     assert alarms.check_alarms_can_fire(post) == [
         "EventStoreMaintenanceLateAlarm: EventStoreMaintained is written at most once per deploy; "
         "evaluate 1 of 1, not 36 of 36",
+        "DbSizeNearCeilingAlarm: DatabaseBytes is written at most once per deploy; "
+        "evaluate 1 of 1, not 1 of 36",
         "SchemaMigrateErrorsAlarm: SchemaMigrateFunction is a custom-resource handler; it answers FAILED and "
         "returns normally, so its Lambda Errors never rise"]
 
@@ -204,6 +206,18 @@ def test_a_filter_on_the_wrong_functions_log_group_is_caught(post):
     assert alarms.check_metric_filters(post) == [
         "FanoutStartsThrottledFilter counts message 'chunk not started; its records go back to the stream', "
         "which archive never logs"]
+
+
+def test_a_filter_taking_its_value_from_a_field_the_line_lacks_is_caught(post):
+    """The database size the storage alarm reads comes from a field of the maintenance line."""
+    tr = props(post, "EventStoreDatabaseSizeFilter")["MetricTransformations"][0]
+    tr["MetricValue"] = "$.fields.database_size"
+    assert alarms.check_metric_filters(post) == [
+        "EventStoreDatabaseSizeFilter takes its value from $.fields.database_size, but schema-migrate "
+        "logs 'event store partitions maintained' without a field 'database_size'"]
+    tr["MetricValue"] = "$.database_bytes"
+    assert alarms.check_metric_filters(post) == [
+        "EventStoreDatabaseSizeFilter takes its value from $.database_bytes, outside the event's fields"]
 
 
 def test_an_alarm_without_a_runbook_entry_is_caught(post, runbooks):
@@ -258,5 +272,5 @@ def test_a_flattened_log_layout_is_caught(post, monkeypatch):
     monkeypatch.setattr(rust_code, "log_layout", lambda init=None: real(flattened))
     found = alarms.check_metric_filters(post)
     assert found == [f"{f} selects $.fields.message, but the functions log 'flattened'" for f in
-                     ("SchemaMigrateFailedAnswerFilter", "EventStoreMaintainedFilter", "BucketEmptierFailedAnswerFilter",
-                      "FanoutStartsThrottledFilter")]
+                     ("SchemaMigrateFailedAnswerFilter", "EventStoreMaintainedFilter", "EventStoreDatabaseSizeFilter",
+                      "BucketEmptierFailedAnswerFilter", "FanoutStartsThrottledFilter")]

@@ -280,6 +280,7 @@ pub async fn maintain_checked(
         partitions = report.partitions,
         covered_until = ?report.covered_until,
         pruned_keys = report.pruned_keys,
+        database_bytes = report.database_bytes,
         "event store partitions maintained"
     );
     Ok(report)

@@ -50,6 +50,7 @@ fn partitions(days_ahead: i64, default_rows: i64) -> PartitionReport {
         covered_until: Some(today + chrono::Duration::days(days_ahead)),
         default_rows,
         pruned_keys: 0,
+        database_bytes: 8 << 20,
     }
 }
 

@@ -38,6 +38,10 @@ pub struct PartitionReport {
     /// Idempotency keys this run forgot (first seen more than [`KEY_RETENTION`] ago).
     #[serde(default)]
     pub pruned_keys: u64,
+    /// The whole database's size on disk (`pg_database_size`), which the stack's alarm on
+    /// the storage ceiling reads from the maintenance's log line.
+    #[serde(default)]
+    pub database_bytes: i64,
 }
 
 impl PartitionReport {
@@ -156,7 +160,8 @@ pub async fn partition_report(db: &impl ConnectionTrait) -> Result<PartitionRepo
             "SELECT count(*) AS partitions, min(i.child_start_time) AS oldest_from, \
                     max(i.child_end_time) AS covered_until, \
                     (SELECT coalesce(sum(d.count), 0)::bigint FROM partman.check_default(p_exact_count => true) d \
-                      WHERE d.default_table = $1 || '_default') AS default_rows \
+                      WHERE d.default_table = $1 || '_default') AS default_rows, \
+                    pg_database_size(current_database()) AS database_bytes \
              FROM partman.show_partitions($1) p \
              CROSS JOIN LATERAL partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename, p_parent_table => $1) i",
             [EVENT_STORE_PARENT.into()],
@@ -171,6 +176,7 @@ pub async fn partition_report(db: &impl ConnectionTrait) -> Result<PartitionRepo
         covered_until: row.try_get("", "covered_until").map_err(get)?,
         default_rows: row.try_get("", "default_rows").map_err(get)?,
         pruned_keys: 0,
+        database_bytes: row.try_get("", "database_bytes").map_err(get)?,
     })
 }
 
@@ -189,6 +195,7 @@ mod tests {
             covered_until: covered_until.map(at),
             default_rows,
             pruned_keys: 0,
+            database_bytes: 0,
         }
     }
 
