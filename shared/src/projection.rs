@@ -9,6 +9,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The version of the projection rules ([`Offer::supersedes`], [`project`],
+/// [`ProductSummary::from_offers`]). A snapshot of the projection records the version it was
+/// taken under, and a rebuild starts only from a snapshot of the version it runs: raise this
+/// with any change to what the rules produce, so that the next rebuild replays every event
+/// under the new rules. The test `rules_fingerprint_changes_only_with_the_rules_version`
+/// fails until you do. Raise it too for a fix of how the projection is written to the
+/// database, and for a new column of `product_offers` or `product_summaries` (the snapshot
+/// tables hold the columns of migration 2 only).
+pub const PROJECTION_RULES_VERSION: i32 = 1;
+
 /// One supplier's current stock and price for one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
@@ -361,6 +371,51 @@ mod tests {
                     .collect()
             },
         )
+    }
+
+    /// The projection of a fixed set of events that exercises every rule (newest wins, the
+    /// tie on `occurred_at`, an older update arriving late, stock running out, two currencies,
+    /// the best price and its ties), as JSON, hashed. It changes when the rules do.
+    fn rules_fingerprint() -> String {
+        use sha2::{Digest as _, Sha256};
+        let events = [
+            event(1, "p1", "s1", 5, "10.00", "EUR", 1),
+            event(2, "p1", "s2", 3, "9.50", "EUR", 1),
+            event(3, "p1", "s1", 0, "8.00", "EUR", 2),
+            event(4, "p1", "s1", 7, "12.00", "EUR", 1),
+            event(5, "p1", "s3", 2, "9.50", "EUR", 3),
+            event(6, "p1", "s2", 4, "9.50", "EUR", 1),
+            event(7, "p2", "s1", 1, "3.00", "USD", 5),
+            event(8, "p2", "s2", 2, "2.00", "EUR", 5),
+            event(9, "p2", "s3", 3, "4.00", "USD", 6),
+            event(10, "p3", "s1", 0, "1.00", "GBP", 7),
+        ];
+        let mut c = Catalog::default();
+        for chunk in events.chunks(3) {
+            c.apply(chunk);
+        }
+        let offers: Vec<&Offer> = c.offers().collect();
+        let summaries: Vec<&ProductSummary> = c.summaries().collect();
+        let json = serde_json::to_vec(&(offers, summaries)).expect("serializable");
+        hex::encode(Sha256::digest(json))
+    }
+
+    #[test]
+    fn rules_fingerprint_changes_only_with_the_rules_version() {
+        // (version, fingerprint of the rules under that version): add a line when you raise
+        // PROJECTION_RULES_VERSION; never change a line.
+        let known = [(
+            1,
+            "be495bbb227b46f57b706fd6966d3f6491fd2e97d9422a375de7654ebbf9a7e5",
+        )];
+        let (version, fingerprint) = known[known.len() - 1];
+        assert_eq!(
+            (PROJECTION_RULES_VERSION, rules_fingerprint().as_str()),
+            (version, fingerprint),
+            "the projection's output changed: if the rules changed on purpose, raise \
+             PROJECTION_RULES_VERSION (so rebuilds ignore snapshots taken under the old rules) \
+             and add its fingerprint to `known`"
+        );
     }
 
     proptest! {

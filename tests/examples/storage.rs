@@ -5,14 +5,18 @@
 //! `pg_relation_size`, `pg_indexes_size` and `pg_total_relation_size`, and what the event
 //! row's typed columns and its JSONB payload take on average (`pg_column_size`).
 //!
+//! With `--rebuild`, it then times a projection rebuild from the first event, which leaves a
+//! snapshot, feeds 1% more updates, and times a rebuild from that snapshot.
+//!
 //! ```text
 //! cargo run -p integration-tests --example storage -- --updates 1000000 --products 100000
+//! cargo run --release -p integration-tests --example storage -- --updates 1000000 --rebuild
 //! ```
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use integration_tests::postgres::TestDb;
-use inventory::adapters::postgres::PgEventStore;
+use inventory::adapters::postgres::{PgEventStore, RebuildFrom, rebuild_projection_from};
 use inventory::feed::{FeedSpec, RecordKind, generate};
 use inventory::ports::EventStore;
 use inventory::update::{SourcePosition, parse_record};
@@ -46,8 +50,10 @@ async fn main() -> Result<()> {
     if updates == 0 || products == 0 || chunk == 0 {
         bail!("--updates, --products and --chunk must be positive");
     }
+    let rebuild = std::env::args().any(|a| a == "--rebuild");
+    let later = if rebuild { updates / 100 } else { 0 };
     let spec = FeedSpec {
-        updates,
+        updates: updates + later,
         products,
         duplicate_share: 0.0,
         out_of_order_share: 0.0,
@@ -57,27 +63,9 @@ async fn main() -> Result<()> {
     let t = TestDb::new().await?;
     let store = PgEventStore::new(t.db.clone());
     let started = Instant::now();
-    let mut accepted = 0usize;
     let records = generate(&spec);
-    for (i, batch) in records.chunks(chunk).enumerate() {
-        let source = SourcePosition {
-            shard_id: "shardId-000000000000".into(),
-            sequence_number: format!("{i}"),
-            arrived_at: Utc::now(),
-        };
-        let parsed: Vec<_> = batch
-            .iter()
-            .filter(|r| r.kind == RecordKind::Update)
-            .filter_map(|r| parse_record(&r.data, &source).ok())
-            .collect();
-        accepted += store.append(&parsed).await?.appended;
-        if i % 100 == 0 {
-            eprintln!(
-                "{accepted} appended in {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
+    let (first, rest) = records.split_at(updates.min(records.len()));
+    let accepted = append_all(&store, first, chunk, started).await?;
     rows(
         &t.db,
         "VACUUM ANALYZE inventory_events, inventory_update_keys, product_offers, product_summaries",
@@ -173,5 +161,52 @@ async fn main() -> Result<()> {
     {
         println!("a payload: {}", r.try_get::<String>("", "p")?);
     }
+    if rebuild {
+        let began = Instant::now();
+        let full = rebuild_projection_from(&t.db, RebuildFrom::FirstEvent, |_| async {}).await?;
+        let full_secs = began.elapsed().as_secs_f64();
+        let more = append_all(&store, rest, chunk, Instant::now()).await?;
+        let began = Instant::now();
+        let from =
+            rebuild_projection_from(&t.db, RebuildFrom::LatestSnapshot, |_| async {}).await?;
+        let from_secs = began.elapsed().as_secs_f64();
+        println!(
+            "rebuild from the first event: {} events in {full_secs:.1} s; after {more} more updates, from the snapshot at seq {}: {} events in {from_secs:.1} s ({:.2}x the time)",
+            full.events,
+            from.from_snapshot.map_or(0, |s| s.up_to_seq),
+            from.events,
+            from_secs / full_secs.max(0.001)
+        );
+    }
     t.cleanup().await
+}
+
+/// Appends the feed's valid updates through the real write path, in chunks; how many were new.
+async fn append_all(
+    store: &PgEventStore,
+    records: &[inventory::feed::FeedRecord],
+    chunk: usize,
+    started: Instant,
+) -> Result<usize> {
+    let mut accepted = 0;
+    for (i, batch) in records.chunks(chunk).enumerate() {
+        let source = SourcePosition {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: format!("{i}"),
+            arrived_at: Utc::now(),
+        };
+        let parsed: Vec<_> = batch
+            .iter()
+            .filter(|r| r.kind == RecordKind::Update)
+            .filter_map(|r| parse_record(&r.data, &source).ok())
+            .collect();
+        accepted += store.append(&parsed).await?.appended;
+        if i % 100 == 0 {
+            eprintln!(
+                "{accepted} appended in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(accepted)
 }

@@ -4,7 +4,9 @@
 use crate::exit::{Outcome, WithOutcome as _};
 use crate::target::{Outputs, connect_database};
 use anyhow::{Context as _, Result};
-use inventory::adapters::postgres::rebuild_projection;
+use inventory::adapters::postgres::{
+    RebuildFrom, SnapshotInfo, latest_snapshot, rebuild_projection_from,
+};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 use std::path::PathBuf;
 
@@ -21,6 +23,51 @@ pub struct RebuildProjectionArgs {
     /// Only count the events and the current projection; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replay every event from the first, ignoring the snapshots. Not needed after a change
+    /// of the projection rules (a rebuild uses only snapshots taken under its own rules).
+    #[arg(long)]
+    pub from_scratch: bool,
+}
+
+/// The newest snapshot this build would start from, or why none is known. The functions'
+/// login may not read the snapshots (only the rebuild does), so a dry run with it says so.
+async fn snapshot_line(db: &DatabaseConnection) -> Result<String> {
+    let readable = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT CASE WHEN to_regclass('projection_snapshots') IS NULL THEN false \
+             ELSE has_table_privilege('projection_snapshots', 'SELECT') END AS ok",
+        ))
+        .await
+        .context("checking access to the snapshots")?
+        .map(|r| r.try_get::<bool>("", "ok"))
+        .transpose()?
+        .unwrap_or(false);
+    if !readable {
+        return Ok(
+            "the snapshots are not readable with this login (or the migrations are not current)"
+                .to_owned(),
+        );
+    }
+    Ok(
+        match latest_snapshot(db).await.context("reading the snapshots")? {
+            Some(s) => describe(&s),
+            None => "no snapshot of these projection rules: a rebuild replays from the first event"
+                .to_owned(),
+        },
+    )
+}
+
+fn describe(s: &SnapshotInfo) -> String {
+    format!(
+        "snapshot {} holds every event up to seq {} ({} offers of {} products, taken {})",
+        s.id,
+        s.up_to_seq,
+        s.offers,
+        s.products,
+        s.taken_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 /// Events, offers and products, as the tables hold them now.
@@ -53,21 +100,37 @@ pub async fn run(args: RebuildProjectionArgs) -> Result<Outcome> {
         "rebuild-projection: the event store holds {events} events; the projection {offers} offers of {products} products"
     );
     if args.dry_run {
+        if !args.from_scratch {
+            let line = snapshot_line(&db).await.or_exit(Outcome::ServiceFailed)?;
+            eprintln!("rebuild-projection: {line}");
+        }
         eprintln!("rebuild-projection: dry run, nothing changed");
         return Ok(Outcome::Done);
     }
+    let from = if args.from_scratch {
+        RebuildFrom::FirstEvent
+    } else {
+        RebuildFrom::LatestSnapshot
+    };
     let started = std::time::Instant::now();
-    let report = rebuild_projection(&db)
+    let report = rebuild_projection_from(&db, from, |_| std::future::ready(()))
         .await
         .context("rebuilding the projection")
         .or_exit(Outcome::ServiceFailed)?;
+    let origin = report.from_snapshot.map_or_else(
+        || "the first event".to_owned(),
+        |s| format!("snapshot {} (seq {})", s.id, s.up_to_seq),
+    );
     eprintln!(
-        "rebuild-projection: replayed {} events ({} of them appended while it ran) into {} offers of {} products and switched over in {:.1} s (before: {offers} offers of {products} products)",
+        "rebuild-projection: replayed {} events after {origin} ({} of them appended while it ran) into {} offers of {} products and switched over in {:.1} s (before: {offers} offers of {products} products)",
         report.events,
         report.caught_up,
         report.offers,
         report.products,
         started.elapsed().as_secs_f64()
     );
+    if let Some(s) = &report.snapshot {
+        eprintln!("rebuild-projection: {}, for the next rebuild", describe(s));
+    }
     Ok(Outcome::Done)
 }

@@ -132,7 +132,7 @@ async fn rebuild_projection_restores_a_damaged_projection_from_the_event_store()
     assert_eq!(code(&run), 0, "{}", stderr(&run));
     assert!(
         stderr(&run).contains(
-            "replayed 20 events (0 of them appended while it ran) into 4 offers of 4 products"
+            "replayed 20 events after the first event (0 of them appended while it ran) into 4 offers of 4 products"
         ),
         "{}",
         stderr(&run)

@@ -1,6 +1,6 @@
 //! PostgreSQL adapter (SeaORM): the event store and its projection, written in one
 //! transaction; the event store's partition maintenance; the quarantine; the projection
-//! rebuild; and the reads tests and the read API need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
+//! rebuild and its snapshots; and the reads tests and the read API need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
 //! nothing here decides which update wins.
 
 mod catalog;
@@ -13,6 +13,7 @@ mod projection_store;
 mod quarantine;
 mod read;
 mod rows;
+mod snapshot;
 
 pub use catalog::PgCatalogReader;
 pub use config::{
@@ -27,9 +28,10 @@ pub use maintenance::{
     prune_update_keys,
 };
 pub use projection_store::{
-    REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildReport, RebuildStage, rebuild_projection,
-    rebuild_projection_observed,
+    REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildFrom, RebuildReport, RebuildStage, rebuild_projection,
+    rebuild_projection_from, rebuild_projection_observed,
 };
 pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
 pub use read::{load_offers, load_projection, load_summary};
 pub use sea_orm::DatabaseConnection;
+pub use snapshot::{SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot};

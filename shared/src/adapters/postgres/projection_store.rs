@@ -7,6 +7,7 @@
 use super::entity::{inventory_event, product_offer};
 use super::error::db_error;
 use super::rows;
+use super::snapshot::{SnapshotInfo, latest_snapshot, restore_into, save_from};
 use crate::error::{ErrorKind, PipelineError};
 use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
 use crate::ids::ProductId;
@@ -182,6 +183,22 @@ pub struct RebuildReport {
     pub caught_up: u64,
     pub offers: u64,
     pub products: u64,
+    /// The snapshot the rebuild started from; `None` when it replayed from the first event.
+    pub from_snapshot: Option<SnapshotInfo>,
+    /// The snapshot it left for the next rebuild (its new projection before the catch-up);
+    /// `None` if storing it failed.
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// Where a rebuild starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RebuildFrom {
+    /// The newest snapshot taken under the projection rules this build runs
+    /// ([`crate::projection::PROJECTION_RULES_VERSION`]), or the first event if there is none.
+    #[default]
+    LatestSnapshot,
+    /// The first event, whatever snapshots exist.
+    FirstEvent,
 }
 
 /// Events read per batch during a rebuild.
@@ -208,9 +225,21 @@ pub enum RebuildStage {
 }
 
 /// Rebuilds the projection from the event store alone (SPEC invariant 7) without stopping
-/// the pipeline; see [`rebuild_projection_observed`].
+/// the pipeline, from the latest snapshot; see [`rebuild_projection_from`].
 pub async fn rebuild_projection(db: &DatabaseConnection) -> Result<RebuildReport, PipelineError> {
-    rebuild_projection_observed(db, |_| std::future::ready(())).await
+    rebuild_projection_from(db, RebuildFrom::LatestSnapshot, |_| std::future::ready(())).await
+}
+
+/// [`rebuild_projection_from`] the latest snapshot.
+pub async fn rebuild_projection_observed<F, Fut>(
+    db: &DatabaseConnection,
+    observe: F,
+) -> Result<RebuildReport, PipelineError>
+where
+    F: FnMut(RebuildStage) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    rebuild_projection_from(db, RebuildFrom::LatestSnapshot, observe).await
 }
 
 /// Rebuilds the projection beside the live one and switches over:
@@ -218,7 +247,9 @@ pub async fn rebuild_projection(db: &DatabaseConnection) -> Result<RebuildReport
 /// 1. One rebuild at a time (an advisory lock held by a transaction open for the whole run;
 ///    the server releases it if the process dies). A schema [`REBUILD_SCHEMA`] left by an
 ///    interrupted run is dropped, then made again with empty copies of `product_offers` and
-///    `product_summaries` (columns, constraints, indexes, comments, grants, owner).
+///    `product_summaries` (columns, constraints, indexes, comments, grants, owner). With
+///    [`RebuildFrom::LatestSnapshot`], the newest snapshot of this build's projection rules is
+///    copied into them, and the events replayed are those after it.
 /// 2. High-water mark: `LOCK inventory_events IN SHARE MODE` for one `max(seq)`. The lock
 ///    waits for appends in flight and holds new ones for that one statement only, so every
 ///    event at or below the mark is committed and every later one gets a greater `seq`.
@@ -226,6 +257,9 @@ pub async fn rebuild_projection(db: &DatabaseConnection) -> Result<RebuildReport
 ///    applied by the very code the append path uses ([`apply_events`]) with the new schema
 ///    first on the `search_path`. The live projection is neither read nor locked: persist
 ///    keeps committing to it and reads keep answering from it.
+///    The new tables, now the fold of every event up to the mark, are stored as a snapshot for
+///    the next rebuild (the older ones beyond [`super::SNAPSHOTS_KEPT`] go); if that fails,
+///    the rebuild goes on without one.
 /// 4. Catch-up: steps 2 and 3 again for the events appended meanwhile, until few are left.
 /// 5. Switch, one short transaction: lock the live tables in EXCLUSIVE mode in persist's
 ///    order (writers wait, readers do not), apply the last events, then drop the live tables
@@ -240,8 +274,9 @@ pub async fn rebuild_projection(db: &DatabaseConnection) -> Result<RebuildReport
 ///
 /// `observe` is called at each [`RebuildStage`] and awaited before the rebuild goes on.
 #[tracing::instrument(skip(db, observe))]
-pub async fn rebuild_projection_observed<F, Fut>(
+pub async fn rebuild_projection_from<F, Fut>(
     db: &DatabaseConnection,
+    from: RebuildFrom,
     mut observe: F,
 ) -> Result<RebuildReport, PipelineError>
 where
@@ -271,8 +306,37 @@ where
     let live = prepare_shadow(db).await?;
     let mut report = RebuildReport::default();
 
+    let start = match from {
+        RebuildFrom::FirstEvent => 0,
+        RebuildFrom::LatestSnapshot => match latest_snapshot(db).await? {
+            Some(snapshot) => {
+                restore_into(db, REBUILD_SCHEMA, snapshot.id).await?;
+                report.from_snapshot = Some(snapshot);
+                snapshot.up_to_seq
+            }
+            None => 0,
+        },
+    };
     let mut done = high_water(db).await?;
-    report.events += apply_range(db, &live, 0, done).await?;
+    if start > done {
+        return Err(PipelineError::new(
+            ErrorKind::Internal,
+            format!(
+                "the newest snapshot reaches event {start}, but the event store ends at {done}: rebuild with --from-scratch"
+            ),
+        ));
+    }
+    report.events += apply_range(db, &live, start, done).await?;
+    // The new tables are the fold of every event up to `done`: a snapshot for the next
+    // rebuild. Taken before the catch-up, so the events appended while it is written are
+    // replayed outside the switch. Without it the rebuild still holds, so a failure only warns.
+    match save_from(db, REBUILD_SCHEMA, done).await {
+        Ok(snapshot) => report.snapshot = Some(snapshot),
+        Err(e) => tracing::warn!(
+            error = %e.detailed(),
+            "could not store a snapshot of the new projection; the rebuild goes on"
+        ),
+    }
     observe(RebuildStage::Built { up_to_seq: done }).await;
     for _ in 0..MAX_CATCH_UP_ROUNDS {
         let mark = high_water(db).await?;
@@ -330,6 +394,7 @@ where
         caught_up = report.caught_up,
         offers = report.offers,
         products = report.products,
+        from_snapshot = ?report.from_snapshot.map(|s| s.up_to_seq),
         "projection rebuilt and switched"
     );
     Ok(report)

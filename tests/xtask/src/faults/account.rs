@@ -219,10 +219,15 @@ pub async fn tally(o: &Outputs, c: &Clients, run: &Run) -> Result<Tally> {
         }
     }
 
-    // 7. Events are the truth: a rebuild from the event store alone gives the same projection.
-    inventory::adapters::postgres::rebuild_projection(&db)
-        .await
-        .context("rebuilding the projection")?;
+    // 7. Events are the truth: a rebuild from the event store alone (every event, no snapshot)
+    // gives the same projection.
+    inventory::adapters::postgres::rebuild_projection_from(
+        &db,
+        inventory::adapters::postgres::RebuildFrom::FirstEvent,
+        |_| async {},
+    )
+    .await
+    .context("rebuilding the projection")?;
     db.close().await.ok();
     let rebuilt = check::read(o, &c.s3).await?;
     if rebuilt.offers != end.offers || rebuilt.summaries != end.summaries {

@@ -1,0 +1,152 @@
+//! Snapshots of the projection (migration `m20261206_000007_projection_snapshots`): the
+//! offers and summaries as the fold of every event up to a known `seq`, under a known version
+//! of the projection rules. The rebuild writes one from its new tables just before it switches
+//! them in, and the next rebuild starts from the newest one of its rules version and replays
+//! only the later events. The projection is a fold that ignores order and repeats
+//! ([`crate::projection::project`]), so a snapshot at `s` plus the events after `s` folds to
+//! the same projection as every event from the first (SPEC invariant 7).
+
+use super::error::db_error;
+use super::projection_store::stmt;
+use crate::error::{ErrorKind, PipelineError};
+use crate::projection::PROJECTION_RULES_VERSION;
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+
+/// Snapshots kept: the newest and the one before it (a rebuild that fails while writing its
+/// snapshot leaves nothing, so the newest is always whole).
+pub const SNAPSHOTS_KEPT: i64 = 2;
+
+const OFFER_COLUMNS: &str =
+    "product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq";
+const SUMMARY_COLUMNS: &str = "product_id, total_quantity, best_price, best_price_currency, \
+     best_price_supplier, supplier_count, version, updated_at";
+
+/// One stored snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub id: i64,
+    /// Every event with `seq <= up_to_seq` is in it, and no later one.
+    pub up_to_seq: i64,
+    pub rules_version: i32,
+    pub taken_at: DateTime<Utc>,
+    pub offers: i64,
+    pub products: i64,
+}
+
+/// The newest snapshot taken under the rules this build runs, if any.
+pub async fn latest_snapshot(
+    db: &impl ConnectionTrait,
+) -> Result<Option<SnapshotInfo>, PipelineError> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT id, up_to_seq, rules_version, taken_at, offers, products \
+             FROM projection_snapshots WHERE rules_version = $1 \
+             ORDER BY up_to_seq DESC, id DESC LIMIT 1",
+            vec![PROJECTION_RULES_VERSION.into()],
+        ))
+        .await
+        .map_err(|e| db_error("could not read the projection's snapshots", e))?;
+    let Some(row) = row else { return Ok(None) };
+    let get = |e| db_error("could not read the projection's snapshots", e);
+    Ok(Some(SnapshotInfo {
+        id: row.try_get("", "id").map_err(get)?,
+        up_to_seq: row.try_get("", "up_to_seq").map_err(get)?,
+        rules_version: row.try_get("", "rules_version").map_err(get)?,
+        taken_at: row.try_get("", "taken_at").map_err(get)?,
+        offers: row.try_get("", "offers").map_err(get)?,
+        products: row.try_get("", "products").map_err(get)?,
+    }))
+}
+
+/// Copies the snapshot `id` into the (empty) projection tables of `schema`.
+pub(crate) async fn restore_into(
+    db: &DatabaseConnection,
+    schema: &str,
+    id: i64,
+) -> Result<(), PipelineError> {
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start restoring the snapshot", e))?;
+    for (table, columns) in [
+        ("product_offers", OFFER_COLUMNS),
+        ("product_summaries", SUMMARY_COLUMNS),
+    ] {
+        txn.execute_raw(stmt(
+            &format!(
+                "INSERT INTO {schema}.{table} ({columns}) \
+                 SELECT {columns} FROM projection_snapshot_{suffix} WHERE snapshot_id = $1",
+                suffix = table.trim_start_matches("product_")
+            ),
+            vec![id.into()],
+        ))
+        .await
+        .map_err(|e| db_error(&format!("could not restore {table} from the snapshot"), e))?;
+    }
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the restored snapshot", e))
+}
+
+/// Stores the projection tables of `schema`, which must hold the fold of every event up to
+/// `up_to_seq`, as a new snapshot, and forgets all but the newest [`SNAPSHOTS_KEPT`]. One
+/// transaction: the snapshot exists whole or not at all.
+pub(crate) async fn save_from(
+    db: &DatabaseConnection,
+    schema: &str,
+    up_to_seq: i64,
+) -> Result<SnapshotInfo, PipelineError> {
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start the snapshot", e))?;
+    let row = txn
+        .query_one_raw(stmt(
+            &format!(
+                "INSERT INTO projection_snapshots (up_to_seq, rules_version, offers, products) \
+                 VALUES ($1, $2, (SELECT count(*) FROM {schema}.product_offers), \
+                                 (SELECT count(*) FROM {schema}.product_summaries)) \
+                 RETURNING id, up_to_seq, rules_version, taken_at, offers, products"
+            ),
+            vec![up_to_seq.into(), PROJECTION_RULES_VERSION.into()],
+        ))
+        .await
+        .map_err(|e| db_error("could not record the snapshot", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "the snapshot got no id"))?;
+    let get = |e| db_error("could not record the snapshot", e);
+    let info = SnapshotInfo {
+        id: row.try_get("", "id").map_err(get)?,
+        up_to_seq: row.try_get("", "up_to_seq").map_err(get)?,
+        rules_version: row.try_get("", "rules_version").map_err(get)?,
+        taken_at: row.try_get("", "taken_at").map_err(get)?,
+        offers: row.try_get("", "offers").map_err(get)?,
+        products: row.try_get("", "products").map_err(get)?,
+    };
+    for (table, columns) in [
+        ("product_offers", OFFER_COLUMNS),
+        ("product_summaries", SUMMARY_COLUMNS),
+    ] {
+        txn.execute_raw(stmt(
+            &format!(
+                "INSERT INTO projection_snapshot_{suffix} (snapshot_id, {columns}) \
+                 SELECT $1, {columns} FROM {schema}.{table}",
+                suffix = table.trim_start_matches("product_")
+            ),
+            vec![info.id.into()],
+        ))
+        .await
+        .map_err(|e| db_error(&format!("could not copy {table} into the snapshot"), e))?;
+    }
+    txn.execute_raw(stmt(
+        "DELETE FROM projection_snapshots WHERE id NOT IN \
+         (SELECT id FROM projection_snapshots ORDER BY id DESC LIMIT $1)",
+        vec![SNAPSHOTS_KEPT.into()],
+    ))
+    .await
+    .map_err(|e| db_error("could not forget old snapshots", e))?;
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the snapshot", e))?;
+    Ok(info)
+}
