@@ -48,7 +48,7 @@ pub fn run(a: TestArgs) -> Result<()> {
         .args(["--", "--skip", "e2e::"]))?;
     step("end-to-end tests through a local stack of their own");
     let xtask = std::env::current_exe()?;
-    sh(Command::new(xtask)
+    sh(Command::new(&xtask)
         .current_dir(root())
         .env("PATH", tool_path())
         .args([
@@ -63,6 +63,14 @@ pub fn run(a: TestArgs) -> Result<()> {
             "integration",
             "e2e::",
         ]))?;
+    step(
+        "a projection rebuild under a flowing feed: cargo xtask demo --rebuild-during, on a smaller feed",
+    );
+    sh(Command::new(&xtask)
+        .current_dir(root())
+        .env("PATH", tool_path())
+        .args(["demo", "--no-build", "--rebuild-during"])
+        .args(["--updates", "5000", "--products", "500"]))?;
     step(
         "infrastructure checks: sam validate --lint, cfn-lint, asl-validator, checkov, template policy",
     );

@@ -10,6 +10,7 @@ pub mod check;
 mod progress;
 pub mod push;
 mod report;
+mod under_load;
 
 use crate::stack::{self, LocalStack};
 use anyhow::{Context as _, Result, bail};
@@ -35,6 +36,11 @@ pub struct DemoArgs {
     /// Feed seed; the same seed gives the same feed.
     #[arg(long, value_name = "N", default_value_t = FeedSpec::default().seed)]
     seed: u64,
+    /// Run `inventory rebuild-projection` again and again while the feed flows, and read
+    /// the read API all the while: the check then also needs every rebuild to switch over and
+    /// every read to be answered.
+    #[arg(long)]
+    rebuild_during: bool,
     /// Leave the stack up after the summary, until Ctrl-C.
     #[arg(long)]
     keep_running: bool,
@@ -52,12 +58,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let opts = a.stack.options();
     let keep_running = a.keep_running;
+    let rebuild_during = a.rebuild_during;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let stack = LocalStack::start(opts).await?;
-        let result = demo(&stack, &spec).await;
+        let result = demo(&stack, &spec, rebuild_during).await;
         if keep_running {
             eprintln!(
                 "demo: the stack stays up (outputs in {}); Ctrl-C stops it",
@@ -70,7 +77,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     })
 }
 
-async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
+async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Result<()> {
     let o = &stack.outputs;
     let cli = stack::lambda_watch::binary_path(&crate::setup::root(), "inventory");
     if !cli.is_file() {
@@ -119,6 +126,34 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
             (r, started.elapsed())
         })
     };
+    let under_load = if rebuild_during {
+        let api = o
+            .product_api_url
+            .as_deref()
+            .context("--rebuild-during reads the read API, but the stack has none: build product-api (or run without --no-build)")?;
+        let products = expectation
+            .catalog
+            .summaries()
+            .map(|s| s.product_id.to_string())
+            .collect();
+        crate::setup::step(
+            "meanwhile: inventory rebuild-projection again and again, and GET /products/{id} from two readers",
+        );
+        Some(under_load::UnderLoad::start(
+            cli.clone(),
+            stack.outputs_path.clone(),
+            api,
+            products,
+            {
+                // Until 90% of the records are through the fan-out: the last rebuild overlaps
+                // the executions of the rest (see `UnderLoad::start`).
+                let (stats, total) = (stack.stats.clone(), records.len() as u64);
+                move || stats.snapshot().poller.records_done * 10 >= total * 9
+            },
+        ))
+    } else {
+        None
+    };
     let timeout = Duration::from_secs(120 + spec.updates as u64 / 100);
     let total = records.len() as u64;
     let executions = progress::wait_until_drained(
@@ -135,6 +170,10 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
     )
     .await;
     let (pushed, push_took) = pusher.await?;
+    let under_load = match under_load {
+        Some(u) => Some(u.finish().await?),
+        None => None,
+    };
     let pushed = pushed?;
     let executions = executions?;
     let end_to_end = executions
@@ -157,6 +196,10 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec) -> Result<()> {
         sample_products: &samples,
     });
     let mut problems = check::compare(&expectation, &end, pushed.sent, stats.poller.records_read);
+    if let Some((rebuilds, reads)) = &under_load {
+        report::print_under_load(rebuilds, reads);
+        problems.extend(under_load::problems(rebuilds, reads));
+    }
     let failed =
         executions.count("FAILED") + executions.count("TIMED_OUT") + executions.count("ABORTED");
     if failed > 0 {

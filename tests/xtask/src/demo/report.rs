@@ -140,3 +140,25 @@ pub fn print(f: &Figures<'_>) {
 pub fn sample_products(end: &EndState, n: usize) -> Vec<String> {
     end.summaries.keys().take(n).cloned().collect()
 }
+
+/// The rebuilds and reads of `--rebuild-during`.
+pub fn print_under_load(rebuilds: &super::under_load::Rebuilds, reads: &super::under_load::Reads) {
+    println!();
+    println!("== Projection rebuilds while the feed flowed (inventory rebuild-projection)");
+    println!(
+        "  rebuilds              {} switched over, {} failed, longest {:.1} s",
+        rebuilds.switched,
+        rebuilds.failed.len(),
+        rebuilds.longest.as_secs_f64()
+    );
+    if let Some(last) = &rebuilds.last_report {
+        println!("  the last one said     {last}");
+    }
+    println!(
+        "  reads (GET /products) {} found, {} not yet updated (404), {} failed, slowest {:.0} ms",
+        reads.found,
+        reads.not_found,
+        reads.failed,
+        reads.slowest.as_secs_f64() * 1000.0
+    );
+}
