@@ -63,7 +63,8 @@ pub enum Command {
     /// Rebuild the product projection from the event store.
     ///
     /// Builds new product_offers and product_summaries beside the live ones (in the schema
-    /// projection_rebuild) from every event, catches up with the events appended meanwhile,
+    /// projection_rebuild) from the newest snapshot of the projection and the events after it
+    /// (from every event with --from-scratch), catches up with the events appended meanwhile,
     /// and switches over in one short transaction that drops the live tables and moves the new
     /// ones in under the same names. Appends and reads go on during the build; at the switch,
     /// appends wait for the last catch-up and reads for the table swap only. One rebuild runs

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo run -p integration-tests --example storage -- --updates 1000000 --products 100000
-//! cargo run --release -p integration-tests --example storage -- --updates 1000000 --rebuild
+//! cargo run -p integration-tests --example storage -- --updates 1000000 --products 100000 --rebuild
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -149,7 +149,7 @@ async fn main() -> Result<()> {
             r.try_get("", "tuple")?,
         );
         println!(
-            "event row on average: {tuple:.1} B (payload JSONB {payload:.1} B, typed columns {typed:.1} B), before the 24 B tuple header and 4 B line pointer"
+            "event row on average: {tuple:.1} B (payload JSONB {payload:.1} B, typed columns {typed:.1} B), its 24 B tuple header included, before the 4 B line pointer"
         );
     }
     if let Some(r) = rows(

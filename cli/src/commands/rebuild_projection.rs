@@ -20,7 +20,8 @@ pub struct RebuildProjectionArgs {
     /// A stack outputs file to read LocalDatabaseUrl from.
     #[arg(long, value_name = "FILE")]
     pub outputs: Option<PathBuf>,
-    /// Only count the events and the current projection; change nothing.
+    /// Only count the events and the current projection, and name the snapshot a rebuild
+    /// would start from; change nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Replay every event from the first, ignoring the snapshots. Not needed after a change

@@ -186,7 +186,7 @@ pub struct RebuildReport {
     /// The snapshot the rebuild started from; `None` when it replayed from the first event.
     pub from_snapshot: Option<SnapshotInfo>,
     /// The snapshot it left for the next rebuild (its new projection before the catch-up);
-    /// `None` if storing it failed.
+    /// `None` if storing it failed, or if no event came after the snapshot it started from.
     pub snapshot: Option<SnapshotInfo>,
 }
 
@@ -330,12 +330,15 @@ where
     // The new tables are the fold of every event up to `done`: a snapshot for the next
     // rebuild. Taken before the catch-up, so the events appended while it is written are
     // replayed outside the switch. Without it the rebuild still holds, so a failure only warns.
-    match save_from(db, REBUILD_SCHEMA, done).await {
-        Ok(snapshot) => report.snapshot = Some(snapshot),
-        Err(e) => tracing::warn!(
-            error = %e.detailed(),
-            "could not store a snapshot of the new projection; the rebuild goes on"
-        ),
+    // A rebuild that found nothing after its snapshot stores no copy of the same point.
+    if report.from_snapshot.is_none_or(|s| s.up_to_seq < done) {
+        match save_from(db, REBUILD_SCHEMA, done).await {
+            Ok(snapshot) => report.snapshot = Some(snapshot),
+            Err(e) => tracing::warn!(
+                error = %e.detailed(),
+                "could not store a snapshot of the new projection; the rebuild goes on"
+            ),
+        }
     }
     observe(RebuildStage::Built { up_to_seq: done }).await;
     for _ in 0..MAX_CATCH_UP_ROUNDS {

@@ -1,8 +1,8 @@
 //! Snapshots of the projection (migration `m20261206_000007_projection_snapshots`): the
 //! offers and summaries as the fold of every event up to a known `seq`, under a known version
-//! of the projection rules. The rebuild writes one from its new tables just before it switches
-//! them in, and the next rebuild starts from the newest one of its rules version and replays
-//! only the later events. The projection is a fold that ignores order and repeats
+//! of the projection rules. The rebuild writes one from its new tables once they hold every
+//! event up to its first high-water mark (before its catch-up and switch), and the next
+//! rebuild starts from the newest one of its rules version and replays only the later events. The projection is a fold that ignores order and repeats
 //! ([`crate::projection::project`]), so a snapshot at `s` plus the events after `s` folds to
 //! the same projection as every event from the first (SPEC invariant 7).
 
@@ -13,8 +13,9 @@ use crate::projection::PROJECTION_RULES_VERSION;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
-/// Snapshots kept: the newest and the one before it (a rebuild that fails while writing its
-/// snapshot leaves nothing, so the newest is always whole).
+/// Snapshots kept: the newest and the one before it. A rebuild uses only the newest (a
+/// snapshot is written in one transaction, so the newest is always whole); the one before is
+/// there for an operator to compare with. While a new one is written, three copies exist.
 pub const SNAPSHOTS_KEPT: i64 = 2;
 
 const OFFER_COLUMNS: &str =

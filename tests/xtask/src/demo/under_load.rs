@@ -23,6 +23,15 @@ const BETWEEN_REBUILDS: Duration = Duration::from_millis(500);
 /// Readers of the read API at once.
 const READERS: usize = 2;
 
+/// The longest one `inventory rebuild-projection` may take before it counts as failed.
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a reader waits before reading again a product that seemed to go back. The cache
+/// pauses itself for a few seconds after a slow call (reads then come from the database), and
+/// a cache hit just after such a pause may briefly lag the database until the pipeline's cache
+/// step runs; a product that is still behind after this is a real regression.
+const RECHECK_AFTER: Duration = Duration::from_secs(3);
+
 /// What the rebuilds did.
 #[derive(Debug, Default)]
 pub struct Rebuilds {
@@ -65,6 +74,7 @@ impl Reads {
 /// Rebuilds running until most of the feed is through the fan-out, and readers until
 /// [`UnderLoad::finish`].
 pub struct UnderLoad {
+    stop_rebuilds: Arc<AtomicBool>,
     stop_reads: Arc<AtomicBool>,
     rebuilds: JoinHandle<Rebuilds>,
     readers: Vec<JoinHandle<Reads>>,
@@ -86,8 +96,9 @@ impl UnderLoad {
         products: Vec<String>,
         enough: impl Fn() -> bool + Send + 'static,
     ) -> Self {
+        let stop_rebuilds = Arc::new(AtomicBool::new(false));
         let stop_reads = Arc::new(AtomicBool::new(false));
-        let rebuilds = tokio::spawn(rebuild_until(cli, outputs, enough));
+        let rebuilds = tokio::spawn(rebuild_until(cli, outputs, enough, stop_rebuilds.clone()));
         let products = Arc::new(products);
         let readers = (0..READERS)
             .map(|i| {
@@ -101,15 +112,18 @@ impl UnderLoad {
             })
             .collect();
         Self {
+            stop_rebuilds,
             stop_reads,
             rebuilds,
             readers,
         }
     }
 
-    /// Waits for the last rebuild, then stops the reads (so that they overlap the last switch
-    /// too), and says what they did.
+    /// Waits for the last rebuild (starting none after this, should the pipeline have stopped
+    /// short of `enough`), then stops the reads (so that they overlap the last switch too), and
+    /// says what they did.
     pub async fn finish(self) -> Result<(Rebuilds, Reads)> {
+        self.stop_rebuilds.store(true, Ordering::Relaxed);
         let rebuilds = self.rebuilds.await?;
         self.stop_reads.store(true, Ordering::Relaxed);
         let mut reads = Reads::default();
@@ -124,20 +138,28 @@ async fn rebuild_until(
     cli: PathBuf,
     outputs: PathBuf,
     enough: impl Fn() -> bool + Send + 'static,
+    stop: Arc<AtomicBool>,
 ) -> Rebuilds {
     let mut done = Rebuilds::default();
-    while !enough() {
+    while !enough() && !stop.load(Ordering::Relaxed) {
         let began = Instant::now();
-        let run = tokio::process::Command::new(&cli)
-            .arg("rebuild-projection")
-            .arg("--outputs")
-            .arg(&outputs)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await;
+        let run = tokio::time::timeout(
+            REBUILD_TIMEOUT,
+            tokio::process::Command::new(&cli)
+                .arg("rebuild-projection")
+                .arg("--outputs")
+                .arg(&outputs)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await;
         let took = began.elapsed();
         match run {
-            Ok(out) if out.status.success() => {
+            Err(_) => done
+                .failed
+                .push(format!("no end within {REBUILD_TIMEOUT:?}; stopped")),
+            Ok(Ok(out)) if out.status.success() => {
                 done.switched += 1;
                 done.longest = done.longest.max(took);
                 done.last_report = String::from_utf8_lossy(&out.stderr)
@@ -145,12 +167,12 @@ async fn rebuild_until(
                     .rfind(|l| l.contains("switched over"))
                     .map(str::to_owned);
             }
-            Ok(out) => done.failed.push(format!(
+            Ok(Ok(out)) => done.failed.push(format!(
                 "{}: {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             )),
-            Err(e) => done
+            Ok(Err(e)) => done
                 .failed
                 .push(format!("could not run {}: {e}", cli.display())),
         }
@@ -176,19 +198,30 @@ async fn read_until(
         let product = products[i % products.len()].as_str();
         i = i.wrapping_add(7_919);
         let began = Instant::now();
-        let outcome = read_one(&client, &api_url, product).await;
+        let mut outcome = read_one(&client, &api_url, product).await;
         reads.slowest = reads.slowest.max(began.elapsed());
         let before = seen.get(product).copied();
+        let behind = |o: &Result<Option<i64>>| match (o, before) {
+            (Ok(Some(version)), Some(was)) => *version < was,
+            (Ok(None), Some(_)) => true,
+            _ => false,
+        };
+        if behind(&outcome) {
+            tokio::time::sleep(RECHECK_AFTER).await;
+            outcome = read_one(&client, &api_url, product).await;
+        }
         match (outcome, before) {
             (Ok(Some(version)), Some(was)) if version < was => reads.fail(format!(
-                "GET /products/{product}: version {version} after version {was}"
+                "GET /products/{product}: version {version} after version {was}, and still {RECHECK_AFTER:?} later"
             )),
             (Ok(Some(version)), _) => {
                 reads.found += 1;
                 seen.insert(product, version);
             }
             (Ok(None), Some(was)) => {
-                reads.fail(format!("GET /products/{product}: 404 after version {was}"))
+                reads.fail(format!(
+                    "GET /products/{product}: 404 after version {was}, and still {RECHECK_AFTER:?} later"
+                ))
             }
             (Ok(None), None) => reads.not_found += 1,
             (Err(e), _) => reads.fail(format!("GET /products/{product}: {e:#}")),
