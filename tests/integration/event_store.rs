@@ -56,14 +56,19 @@ pub fn pid(s: &str) -> ProductId {
 }
 
 pub async fn count(db: &DatabaseConnection, table: &str) -> Result<i64> {
+    scalar(db, &format!("SELECT count(*) FROM {table}")).await
+}
+
+/// The one `bigint` a query returns.
+pub async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64> {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
-            format!("SELECT count(*) AS n FROM {table}"),
+            sql,
         ))
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no count"))?;
-    Ok(row.try_get("", "n")?)
+        .ok_or_else(|| anyhow::anyhow!("no row: {sql}"))?;
+    Ok(row.try_get_by_index(0)?)
 }
 
 /// The offers "newest occurred_at per product and supplier (ties: greater key)" gives.

@@ -3,7 +3,7 @@
 //! event and the `seq` order, reads go across partitions, and maintenance keeps the days
 //! ahead, is safe to repeat, and recovers events that landed in the default partition.
 
-use crate::event_store::{count, pid, update};
+use crate::event_store::{count, pid, scalar, update};
 use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use integration_tests::postgres::TestDb;
@@ -16,14 +16,6 @@ use inventory::ports::EventStore as _;
 use inventory::update::KEY_RETENTION;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await?
-        .context("no row")?;
-    Ok(row.try_get_by_index(0)?)
-}
 
 /// Events written by the schema before partitioning, recorded `days_ago`, as persist wrote them.
 async fn append_unpartitioned(

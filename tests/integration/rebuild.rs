@@ -3,7 +3,7 @@
 //! of every event, those appended during the rebuild included (SPEC invariants 7 and 8). A
 //! rebuild from the latest snapshot plus the later events equals one from the first event.
 
-use crate::event_store::{count, update};
+use crate::event_store::{count, scalar, update};
 use anyhow::{Context as _, Result, bail};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::entity::inventory_event;
@@ -261,17 +261,6 @@ async fn an_append_waiting_at_the_switch_commits_to_the_new_tables() -> Result<(
     t.cleanup().await
 }
 
-async fn max_seq(db: &DatabaseConnection) -> Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT coalesce(max(seq), 0) AS n FROM inventory_events",
-        ))
-        .await?
-        .context("no row")?;
-    Ok(row.try_get("", "n")?)
-}
-
 #[tokio::test]
 async fn a_rebuild_from_the_latest_snapshot_equals_one_from_the_first_event() -> Result<()> {
     let t = TestDb::new().await?;
@@ -282,7 +271,10 @@ async fn a_rebuild_from_the_latest_snapshot_equals_one_from_the_first_event() ->
     let first = rebuild_projection(&t.db).await?;
     assert_eq!(first.from_snapshot, None, "no snapshot yet");
     let snapshot = first.snapshot.context("the rebuild left a snapshot")?;
-    assert_eq!(snapshot.up_to_seq, max_seq(&t.db).await?);
+    assert_eq!(
+        snapshot.up_to_seq,
+        scalar(&t.db, "SELECT max(seq) FROM inventory_events").await?
+    );
     let before = count(&t.db, "inventory_events").await?;
 
     // Later events: new products and suppliers, newer updates of existing offers and older

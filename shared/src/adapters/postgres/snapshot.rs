@@ -18,10 +18,23 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 /// there for an operator to compare with. While a new one is written, three copies exist.
 pub const SNAPSHOTS_KEPT: i64 = 2;
 
-const OFFER_COLUMNS: &str =
-    "product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq";
-const SUMMARY_COLUMNS: &str = "product_id, total_quantity, best_price, best_price_currency, \
-     best_price_supplier, supplier_count, version, updated_at";
+/// Each projection table, the table its snapshot rows go to, and the columns copied.
+const TABLES: [(&str, &str, &str); 2] = [
+    (
+        "product_offers",
+        "projection_snapshot_offers",
+        "product_id, supplier_id, quantity, price, currency, occurred_at, update_key, event_seq",
+    ),
+    (
+        "product_summaries",
+        "projection_snapshot_summaries",
+        "product_id, total_quantity, best_price, best_price_currency, best_price_supplier, \
+         supplier_count, version, updated_at",
+    ),
+];
+
+/// The columns of `projection_snapshots` that make a [`SnapshotInfo`].
+const INFO_COLUMNS: &str = "id, up_to_seq, rules_version, taken_at, offers, products";
 
 /// One stored snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,29 +48,36 @@ pub struct SnapshotInfo {
     pub products: i64,
 }
 
+impl SnapshotInfo {
+    fn from_row(row: &sea_orm::QueryResult, context: &str) -> Result<Self, PipelineError> {
+        let get = |e| db_error(context, e);
+        Ok(Self {
+            id: row.try_get("", "id").map_err(get)?,
+            up_to_seq: row.try_get("", "up_to_seq").map_err(get)?,
+            rules_version: row.try_get("", "rules_version").map_err(get)?,
+            taken_at: row.try_get("", "taken_at").map_err(get)?,
+            offers: row.try_get("", "offers").map_err(get)?,
+            products: row.try_get("", "products").map_err(get)?,
+        })
+    }
+}
+
 /// The newest snapshot taken under the rules this build runs, if any.
 pub async fn latest_snapshot(
     db: &impl ConnectionTrait,
 ) -> Result<Option<SnapshotInfo>, PipelineError> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT id, up_to_seq, rules_version, taken_at, offers, products \
-             FROM projection_snapshots WHERE rules_version = $1 \
-             ORDER BY up_to_seq DESC, id DESC LIMIT 1",
-            vec![PROJECTION_RULES_VERSION.into()],
-        ))
-        .await
-        .map_err(|e| db_error("could not read the projection's snapshots", e))?;
-    let Some(row) = row else { return Ok(None) };
-    let get = |e| db_error("could not read the projection's snapshots", e);
-    Ok(Some(SnapshotInfo {
-        id: row.try_get("", "id").map_err(get)?,
-        up_to_seq: row.try_get("", "up_to_seq").map_err(get)?,
-        rules_version: row.try_get("", "rules_version").map_err(get)?,
-        taken_at: row.try_get("", "taken_at").map_err(get)?,
-        offers: row.try_get("", "offers").map_err(get)?,
-        products: row.try_get("", "products").map_err(get)?,
-    }))
+    const CONTEXT: &str = "could not read the projection's snapshots";
+    db.query_one_raw(stmt(
+        &format!(
+            "SELECT {INFO_COLUMNS} FROM projection_snapshots WHERE rules_version = $1 \
+             ORDER BY up_to_seq DESC, id DESC LIMIT 1"
+        ),
+        vec![PROJECTION_RULES_VERSION.into()],
+    ))
+    .await
+    .map_err(|e| db_error(CONTEXT, e))?
+    .map(|row| SnapshotInfo::from_row(&row, CONTEXT))
+    .transpose()
 }
 
 /// Copies the snapshot `id` into the (empty) projection tables of `schema`.
@@ -70,15 +90,11 @@ pub(crate) async fn restore_into(
         .begin()
         .await
         .map_err(|e| db_error("could not start restoring the snapshot", e))?;
-    for (table, columns) in [
-        ("product_offers", OFFER_COLUMNS),
-        ("product_summaries", SUMMARY_COLUMNS),
-    ] {
+    for (table, snapshot_table, columns) in TABLES {
         txn.execute_raw(stmt(
             &format!(
                 "INSERT INTO {schema}.{table} ({columns}) \
-                 SELECT {columns} FROM projection_snapshot_{suffix} WHERE snapshot_id = $1",
-                suffix = table.trim_start_matches("product_")
+                 SELECT {columns} FROM {snapshot_table} WHERE snapshot_id = $1"
             ),
             vec![id.into()],
         ))
@@ -108,31 +124,19 @@ pub(crate) async fn save_from(
                 "INSERT INTO projection_snapshots (up_to_seq, rules_version, offers, products) \
                  VALUES ($1, $2, (SELECT count(*) FROM {schema}.product_offers), \
                                  (SELECT count(*) FROM {schema}.product_summaries)) \
-                 RETURNING id, up_to_seq, rules_version, taken_at, offers, products"
+                 RETURNING {INFO_COLUMNS}"
             ),
             vec![up_to_seq.into(), PROJECTION_RULES_VERSION.into()],
         ))
         .await
         .map_err(|e| db_error("could not record the snapshot", e))?
         .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "the snapshot got no id"))?;
-    let get = |e| db_error("could not record the snapshot", e);
-    let info = SnapshotInfo {
-        id: row.try_get("", "id").map_err(get)?,
-        up_to_seq: row.try_get("", "up_to_seq").map_err(get)?,
-        rules_version: row.try_get("", "rules_version").map_err(get)?,
-        taken_at: row.try_get("", "taken_at").map_err(get)?,
-        offers: row.try_get("", "offers").map_err(get)?,
-        products: row.try_get("", "products").map_err(get)?,
-    };
-    for (table, columns) in [
-        ("product_offers", OFFER_COLUMNS),
-        ("product_summaries", SUMMARY_COLUMNS),
-    ] {
+    let info = SnapshotInfo::from_row(&row, "could not record the snapshot")?;
+    for (table, snapshot_table, columns) in TABLES {
         txn.execute_raw(stmt(
             &format!(
-                "INSERT INTO projection_snapshot_{suffix} (snapshot_id, {columns}) \
-                 SELECT $1, {columns} FROM {schema}.{table}",
-                suffix = table.trim_start_matches("product_")
+                "INSERT INTO {snapshot_table} (snapshot_id, {columns}) \
+                 SELECT $1, {columns} FROM {schema}.{table}"
             ),
             vec![info.id.into()],
         ))

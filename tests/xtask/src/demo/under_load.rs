@@ -44,6 +44,9 @@ pub struct Rebuilds {
     pub last_report: Option<String>,
 }
 
+/// Failed reads described in full (the rest are counted).
+const FAILURES_KEPT: usize = 5;
+
 /// What the readers saw.
 #[derive(Debug, Default)]
 pub struct Reads {
@@ -63,10 +66,14 @@ impl Reads {
         self.not_found += other.not_found;
         self.failed += other.failed;
         self.slowest = self.slowest.max(other.slowest);
-        for f in other.first_failures {
-            if self.first_failures.len() < 5 {
-                self.first_failures.push(f);
-            }
+        self.first_failures.extend(other.first_failures);
+        self.first_failures.truncate(FAILURES_KEPT);
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        if self.first_failures.len() < FAILURES_KEPT {
+            self.first_failures.push(why);
         }
     }
 }
@@ -228,15 +235,6 @@ async fn read_until(
         }
     }
     reads
-}
-
-impl Reads {
-    fn fail(&mut self, why: String) {
-        self.failed += 1;
-        if self.first_failures.len() < 5 {
-            self.first_failures.push(why);
-        }
-    }
 }
 
 /// One `GET /products/{id}`: the product's version, or `None` for a `404`; any other answer,
