@@ -99,6 +99,11 @@ impl fmt::Display for RejectionKey {
     }
 }
 
+/// Where the event store's exports go in the archive bucket (the retention; see
+/// [`crate::retention`]): `event-store/inventory_events/YYYY/MM/DD/part-NNNNN.jsonl.gz` and
+/// `.../manifest.json`. Only schema-migrate writes and reads under it.
+pub const EXPORT_PREFIX: &str = "event-store/inventory_events";
+
 /// Redis keys for the product cache, under a prefix per environment (or per test).
 ///
 /// Per product there are two keys: the cached entry, and a *fence* holding the lowest version

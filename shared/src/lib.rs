@@ -24,6 +24,7 @@ pub mod ports;
 pub mod projection;
 pub mod redact;
 pub mod rejection;
+pub mod retention;
 pub mod supplier_rejections;
 pub mod update;
 pub mod usecase;

@@ -74,3 +74,22 @@ pub trait ProductCache: Send + Sync {
         products: &[ChangedProduct],
     ) -> Result<(usize, usize), PipelineError>;
 }
+
+/// Stores the event store's exports in the archive bucket (see [`crate::retention`]) and
+/// reads them back to verify them.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// `s3://bucket/key`, for messages and the manifest's readers.
+    fn location(&self, key: &str) -> String;
+    /// Writes (or overwrites) one object: gzip JSON lines, or the manifest's JSON.
+    async fn put(&self, key: &str, body: Vec<u8>, kind: ExportObject) -> Result<(), PipelineError>;
+    /// Reads one object back, whole.
+    async fn get(&self, key: &str) -> Result<Vec<u8>, PipelineError>;
+}
+
+/// What an exported object holds, for its content type and encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportObject {
+    GzipJsonLines,
+    Json,
+}

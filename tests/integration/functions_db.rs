@@ -114,6 +114,7 @@ async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_func
     let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
         db: t.db.clone(),
         login: None,
+        retention: None,
     });
     let m = schema_migrate::handle(garbage, &budget(), &ResponseSender::new()?, migrator)
         .await
@@ -200,6 +201,7 @@ async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answe
     let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
         db: t.db.clone(),
         login: None,
+        retention: None,
     });
 
     schema_migrate::handle(
@@ -262,6 +264,7 @@ async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() ->
     let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
         db: connect(&config, None).await?,
         login: None,
+        retention: None,
     });
 
     schema_migrate::handle(

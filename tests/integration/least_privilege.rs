@@ -331,6 +331,7 @@ async fn schema_migrate_creates_the_functions_login_follows_its_secret_and_the_l
     let migrator = PgSchemaMigrator {
         db: t.db.clone(),
         login: Some(secret.clone() as Arc<dyn LoginSecret>),
+        retention: None,
     };
 
     let applied = migrator.migrate().await?;

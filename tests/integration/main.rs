@@ -14,6 +14,7 @@ mod partitions;
 mod quarantine;
 mod read_path;
 mod rebuild;
+mod retention;
 mod schema_migrate;
 mod secrets_in_logs;
 mod state_machine;

@@ -18,7 +18,7 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 
 /// Events written by the schema before partitioning, recorded `days_ago`, as persist wrote them.
-async fn append_unpartitioned(
+pub(crate) async fn append_unpartitioned(
     db: &DatabaseConnection,
     updates: &[(inventory::InventoryUpdate, i64)],
 ) -> Result<()> {

@@ -13,17 +13,25 @@
 //! [`inventory::adapters::postgres::maintain_event_store`]) and fails, so the invocation counts
 //! as an error and alarms, when the partitions do not reach far enough ahead or events sit in
 //! the default partition.
+//!
+//! Invoked with `{"action":"retain"}` (hourly) it runs the event store's retention (see
+//! [`inventory::adapters::postgres::retain_event_store`]): days older than
+//! `EVENT_RETENTION_DAYS` are exported to the archive bucket, verified and dropped, within the
+//! invocation's time left less a margin; what is left goes on at the next run.
 
 use async_trait::async_trait;
 use inventory::adapters::custom_resource::{
     self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
 };
 use inventory::adapters::postgres::{
-    DatabaseConfig, DatabaseConnection, DbCredentials, PartitionReport, db_error,
-    maintain_event_store,
+    DatabaseConfig, DatabaseConnection, DbCredentials, PartitionReport, RetentionReport, db_error,
+    maintain_event_store, retain_event_store,
 };
+use inventory::adapters::s3::ArchiveConfig;
 use inventory::config::Vars;
+use inventory::ports::ExportStore;
 use inventory::redact::ExposeSecret as _;
+use inventory::retention::RetentionConfig;
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,6 +48,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `APP_DB_SECRET_ARN`: the functions' login secret, when the role is managed here.
     pub app_secret_arn: Option<String>,
+    /// `EVENT_RETENTION_DAYS` with `ARCHIVE_BUCKET` (and `ARCHIVE_KMS_KEY_ID`): where the
+    /// retention exports old days. `None` when `EVENT_RETENTION_DAYS` is not set: the
+    /// `retain` action then refuses, naming the variable.
+    pub retention: Option<(RetentionConfig, ArchiveConfig)>,
 }
 
 impl Config {
@@ -56,9 +68,17 @@ impl Config {
                 "environment variables APP_DB_SECRET_ARN and DB_SECRET_ARN name the same secret: the functions' login must not be the migration user",
             ));
         }
+        let retention = match Vars::new(&get).optional(RetentionConfig::DAYS_VAR) {
+            None => None,
+            Some(_) => Some((
+                RetentionConfig::from_lookup(&get)?,
+                ArchiveConfig::from_lookup(&get)?,
+            )),
+        };
         Ok(Self {
             database,
             app_secret_arn,
+            retention,
         })
     }
 }
@@ -90,6 +110,8 @@ pub trait SchemaMigrator: Send + Sync {
     async fn migrate(&self) -> Result<Vec<String>, PipelineError>;
     /// The event store's partition maintenance, and the state it leaves.
     async fn maintain(&self) -> Result<PartitionReport, PipelineError>;
+    /// The event store's retention, until `deadline`.
+    async fn retain(&self, deadline: std::time::Instant) -> Result<RetentionReport, PipelineError>;
 }
 
 /// The project's migrations on a PostgreSQL pool, under the migration advisory lock; then the
@@ -98,6 +120,8 @@ pub trait SchemaMigrator: Send + Sync {
 pub struct PgSchemaMigrator {
     pub db: DatabaseConnection,
     pub login: Option<Arc<dyn LoginSecret>>,
+    /// How long events stay, and where old days go; `None` when not configured.
+    pub retention: Option<(RetentionConfig, Arc<dyn ExportStore>)>,
 }
 
 #[async_trait]
@@ -122,6 +146,24 @@ impl SchemaMigrator for PgSchemaMigrator {
     #[tracing::instrument(skip_all)]
     async fn maintain(&self) -> Result<PartitionReport, PipelineError> {
         maintain_event_store(&self.db).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn retain(&self, deadline: std::time::Instant) -> Result<RetentionReport, PipelineError> {
+        let Some((config, store)) = &self.retention else {
+            return Err(PipelineError::misconfigured(format!(
+                "environment variable {} is not set: this function keeps every event and has nowhere to export old ones",
+                RetentionConfig::DAYS_VAR
+            )));
+        };
+        retain_event_store(
+            &self.db,
+            store.as_ref(),
+            *config,
+            chrono::Utc::now(),
+            deadline,
+        )
+        .await
     }
 }
 
@@ -159,6 +201,7 @@ impl std::fmt::Debug for PgSchemaMigrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgSchemaMigrator")
             .field("manages_login", &self.login.is_some())
+            .field("retention", &self.retention.as_ref().map(|(c, _)| c.days))
             .finish_non_exhaustive()
     }
 }
@@ -190,10 +233,14 @@ impl SchemaMigrator for UnavailableMigrator {
     async fn maintain(&self) -> Result<PartitionReport, PipelineError> {
         Err(PipelineError::new(self.kind, self.message.clone()))
     }
+
+    async fn retain(&self, _: std::time::Instant) -> Result<RetentionReport, PipelineError> {
+        Err(PipelineError::new(self.kind, self.message.clone()))
+    }
 }
 
 /// A direct invocation's payload: `{}` (or nothing) migrates, `{"action":"maintain"}`
-/// maintains the event store's partitions.
+/// maintains the event store's partitions, `{"action":"retain"}` runs its retention.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateRequest {
@@ -208,7 +255,21 @@ pub enum Action {
     #[default]
     Migrate,
     Maintain,
+    Retain,
 }
+
+/// How long a deploy lets the retention run after the migrations.
+pub const DEPLOY_RETENTION_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The answer to `{"action":"retain"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetainOutput {
+    pub event_store: RetentionReport,
+}
+
+/// Time kept back from the invocation's deadline: the part or drop in flight when the budget
+/// runs out finishes within it (a part is seconds).
+pub const RETENTION_MARGIN: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The answer to `{"action":"maintain"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,7 +313,7 @@ pub async fn handle(
     };
     let request: MigrateRequest = serde_json::from_value(payload).map_err(|e| {
         PipelineError::invalid_payload(format!(
-            "schema-migrate expects {{}}, {{\"action\":\"maintain\"}} or a CloudFormation custom-resource request: {e}"
+            "schema-migrate expects {{}}, {{\"action\":\"maintain\"}}, {{\"action\":\"retain\"}} or a CloudFormation custom-resource request: {e}"
         ))
     })?;
     match request.action {
@@ -266,7 +327,47 @@ pub async fn handle(
         Action::Maintain => to_value(&MaintainOutput {
             event_store: maintain_checked(migrator.as_ref()).await?,
         }),
+        Action::Retain => {
+            let deadline =
+                std::time::Instant::now() + budget.time_left.saturating_sub(RETENTION_MARGIN);
+            to_value(&RetainOutput {
+                event_store: retain_logged(migrator.as_ref(), deadline).await?,
+            })
+        }
     }
+}
+
+/// The retention, then its log line: "event store retention ran" when every due day is gone
+/// (the line the stack's heartbeat alarm counts: infra/template.yaml,
+/// EventStoreRetentionRanFilter), "event store retention continues" when the run stopped with
+/// days left (its time budget, a running rebuild, another run), which the next run picks up.
+pub async fn retain_logged(
+    migrator: &dyn SchemaMigrator,
+    deadline: std::time::Instant,
+) -> Result<RetentionReport, PipelineError> {
+    let report = migrator.retain(deadline).await?;
+    let retired_days = report.retired_days.len();
+    if report.complete() {
+        tracing::info!(
+            retired_days,
+            exported_parts = report.exported_parts,
+            exported_events = report.exported_events,
+            overdue_days = report.overdue_days,
+            oldest_from = ?report.oldest_from,
+            "event store retention ran"
+        );
+    } else {
+        tracing::info!(
+            retired_days,
+            exported_parts = report.exported_parts,
+            exported_events = report.exported_events,
+            overdue_days = report.overdue_days,
+            oldest_from = ?report.oldest_from,
+            stopped = report.stopped.as_deref().unwrap_or_default(),
+            "event store retention continues"
+        );
+    }
+    Ok(report)
 }
 
 /// The event store's partition maintenance, then a check of what it left; on success, the log
@@ -300,6 +401,14 @@ pub async fn on_custom_resource(
             // are what the deploy needs, and the daily run reports and alarms.
             if let Err(e) = maintain_checked(migrator.as_ref()).await {
                 tracing::warn!(error_type = e.kind.name(), error = %e.detailed(), "event store maintenance after the migrations failed");
+            }
+            // And a short retention run, so the retention's heartbeat has its first data point
+            // on a new stack (nothing is due there) instead of alarming until the first hourly
+            // run; on a stack with days due it stops after DEPLOY_RETENTION_BUDGET and the
+            // hourly runs go on.
+            let deadline = std::time::Instant::now() + DEPLOY_RETENTION_BUDGET;
+            if let Err(e) = retain_logged(migrator.as_ref(), deadline).await {
+                tracing::warn!(error_type = e.kind.name(), error = %e.detailed(), "event store retention after the migrations failed");
             }
             applied
         }

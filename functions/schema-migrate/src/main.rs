@@ -4,6 +4,8 @@
 use inventory::PipelineError;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::lambda::init_tracing;
+use inventory::adapters::s3_export::S3ExportStore;
+use inventory::ports::ExportStore;
 use lambda_runtime::{LambdaEvent, service_fn};
 use schema_migrate::{
     LoginSecret, PgSchemaMigrator, SchemaMigrator, SecretsManagerLogin, UnavailableMigrator,
@@ -21,9 +23,18 @@ async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
         }
         None => None,
     };
+    let retention = match config.retention {
+        Some((days, archive)) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let store = S3ExportStore::new(aws_sdk_s3::Client::new(&aws), archive);
+            Some((days, Arc::new(store) as Arc<dyn ExportStore>))
+        }
+        None => None,
+    };
     Ok(PgSchemaMigrator {
         db: inventory::adapters::postgres::connect_from_config(&config.database).await?,
         login,
+        retention,
     })
 }
 

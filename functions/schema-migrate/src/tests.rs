@@ -16,6 +16,8 @@ struct FakeMigrator {
     maintained: AtomicUsize,
     error: Option<ErrorKind>,
     partitions: Option<PartitionReport>,
+    retained: AtomicUsize,
+    retention: Option<RetentionReport>,
 }
 
 #[async_trait]
@@ -35,6 +37,13 @@ impl SchemaMigrator for FakeMigrator {
                 ErrorKind::DependencyUnavailable,
                 "could not reach PostgreSQL",
             )
+        })
+    }
+
+    async fn retain(&self, _: std::time::Instant) -> Result<RetentionReport, PipelineError> {
+        self.retained.fetch_add(1, Ordering::SeqCst);
+        self.retention.clone().ok_or_else(|| {
+            PipelineError::new(ErrorKind::DependencyUnavailable, "could not reach S3")
         })
     }
 }
@@ -102,6 +111,88 @@ async fn the_templates_maintenance_schedule_sends_a_payload_that_maintains() {
     .expect("maintained");
     assert_eq!(fake.maintained.load(Ordering::SeqCst), 1, "{input}");
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "{input}");
+}
+
+/// The stack's hourly retention schedule sends exactly a payload this handler reads as
+/// "retain", and only the retention runs.
+#[tokio::test]
+async fn the_templates_retention_schedule_sends_a_payload_that_retains() {
+    let template = include_str!("../../../infra/template.yaml");
+    let schedule = template
+        .split_once("EventStoreRetention:\n")
+        .expect("the template's EventStoreRetention schedule")
+        .1;
+    let input = schedule
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Input: '")?.strip_suffix('\''))
+        .expect("the schedule's Input");
+    let fake = Arc::new(FakeMigrator {
+        retention: Some(RetentionReport::default()),
+        ..Default::default()
+    });
+    let sender = ResponseSender::new().expect("client");
+    let out = handle(
+        serde_json::from_str(input).expect("JSON"),
+        &budget(),
+        &sender,
+        fake.clone(),
+    )
+    .await
+    .expect("retained");
+    assert_eq!(fake.retained.load(Ordering::SeqCst), 1, "{input}");
+    assert_eq!(fake.maintained.load(Ordering::SeqCst), 0, "{input}");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "{input}");
+    assert_eq!(out["event_store"]["overdue_days"], 0, "{out}");
+}
+
+/// A retention that fails (S3 unreachable) fails the invocation, so Lambda counts an error
+/// and retries, and the heartbeat alarm sees no completed run.
+#[tokio::test]
+async fn a_failed_retention_fails_the_invocation_with_its_reason() {
+    let fake = Arc::new(FakeMigrator::default());
+    let sender = ResponseSender::new().expect("client");
+    let err = handle(
+        serde_json::json!({"action": "retain"}),
+        &budget(),
+        &sender,
+        fake.clone(),
+    )
+    .await
+    .expect_err("S3 is down");
+    assert_eq!(err.kind, ErrorKind::DependencyUnavailable);
+    assert!(
+        err.message.contains("could not reach S3"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn retention_is_configured_by_its_days_and_the_archive_bucket_or_not_at_all() {
+    let mut vars = RDS.to_vec();
+    let c = Config::from_lookup(env(&vars)).expect("valid");
+    assert!(
+        c.retention.is_none(),
+        "no EVENT_RETENTION_DAYS: no retention"
+    );
+    vars.push(("EVENT_RETENTION_DAYS", "30"));
+    let missing = Config::from_lookup(env(&vars)).expect_err("no bucket");
+    assert!(
+        missing.message.contains("ARCHIVE_BUCKET"),
+        "{}",
+        missing.message
+    );
+    vars.push(("ARCHIVE_BUCKET", "inventory-archive-dev-1"));
+    let (days, archive) = Config::from_lookup(env(&vars))
+        .expect("valid")
+        .retention
+        .expect("configured");
+    assert_eq!(days.days, 30);
+    assert_eq!(archive.bucket, "inventory-archive-dev-1");
+    vars.retain(|(k, _)| *k != "EVENT_RETENTION_DAYS");
+    vars.push(("EVENT_RETENTION_DAYS", "1"));
+    let short = Config::from_lookup(env(&vars)).expect_err("one day");
+    assert_eq!(short.kind, ErrorKind::Misconfigured);
 }
 
 /// The schedule's invocation fails, so Lambda counts an error and the alarm on it fires, when

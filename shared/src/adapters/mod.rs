@@ -12,6 +12,8 @@ pub mod lambda;
 pub mod postgres;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "s3-export")]
+pub mod s3_export;
 #[cfg(feature = "s3")]
 pub mod s3_rejections;
 #[cfg(feature = "secrets")]

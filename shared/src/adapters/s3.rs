@@ -5,7 +5,7 @@ use super::aws;
 use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::ArchiveKey;
-use crate::ports::ArchiveStore;
+use crate::ports::{ArchiveStore, ExportObject};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -69,29 +69,52 @@ impl ArchiveStore for S3ArchiveStore {
 
     #[tracing::instrument(skip_all, fields(bucket = %self.config.bucket, key = %key, bytes = gzip_jsonl.len(), sse_kms = self.config.kms_key_id.is_some()))]
     async fn put(&self, key: &ArchiveKey, gzip_jsonl: Vec<u8>) -> Result<(), PipelineError> {
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.config.bucket)
-            .key(key.as_str())
-            .content_type(ARCHIVE_CONTENT_TYPE)
-            .content_encoding(ARCHIVE_CONTENT_ENCODING)
-            .body(ByteStream::from(gzip_jsonl));
-        if let Some(kms_key_id) = &self.config.kms_key_id {
-            request = request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(kms_key_id)
-                .bucket_key_enabled(true);
-        }
-        request.send().await.map_err(|e| {
-            aws::pipeline_error(
-                format_args!("could not write s3://{}/{key}", self.config.bucket),
-                &e,
-            )
-        })?;
+        put_object(
+            &self.client,
+            &self.config,
+            key.as_str(),
+            gzip_jsonl,
+            ExportObject::GzipJsonLines,
+        )
+        .await?;
         tracing::debug!("archive object written");
         Ok(())
     }
+}
+
+/// Writes one object to the archive bucket: SSE-KMS with the configured key (and an S3
+/// Bucket Key) when there is one, the content type and encoding of `kind`.
+pub(crate) async fn put_object(
+    client: &Client,
+    config: &ArchiveConfig,
+    key: &str,
+    body: Vec<u8>,
+    kind: ExportObject,
+) -> Result<(), PipelineError> {
+    let mut request = client
+        .put_object()
+        .bucket(&config.bucket)
+        .key(key)
+        .body(ByteStream::from(body));
+    request = match kind {
+        ExportObject::GzipJsonLines => request
+            .content_type(ARCHIVE_CONTENT_TYPE)
+            .content_encoding(ARCHIVE_CONTENT_ENCODING),
+        ExportObject::Json => request.content_type("application/json"),
+    };
+    if let Some(kms_key_id) = &config.kms_key_id {
+        request = request
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms_key_id)
+            .bucket_key_enabled(true);
+    }
+    request.send().await.map_err(|e| {
+        aws::pipeline_error(
+            format_args!("could not write s3://{}/{key}", config.bucket),
+            &e,
+        )
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

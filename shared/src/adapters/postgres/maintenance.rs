@@ -127,6 +127,15 @@ const PRUNE_BATCH: i64 = 10_000;
 /// Deletes the idempotency keys first seen more than [`KEY_RETENTION`] ago, in batches (a
 /// BRIN index on `first_seen` finds them). Safe to interrupt: what is left goes next time.
 pub async fn prune_update_keys(db: &DatabaseConnection) -> Result<u64, PipelineError> {
+    prune_update_keys_as_of(db, Utc::now()).await
+}
+
+/// [`prune_update_keys`] as if it were `now` (a simulation drives the clock through its data).
+pub async fn prune_update_keys_as_of(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+) -> Result<u64, PipelineError> {
+    let cutoff = now - KEY_RETENTION;
     let mut total = 0;
     loop {
         let done = db
@@ -134,13 +143,8 @@ pub async fn prune_update_keys(db: &DatabaseConnection) -> Result<u64, PipelineE
                 db.get_database_backend(),
                 "DELETE FROM inventory_update_keys WHERE update_key IN ( \
                      SELECT update_key FROM inventory_update_keys \
-                     WHERE first_seen < now() - make_interval(days => $1) LIMIT $2)",
-                [
-                    i32::try_from(KEY_RETENTION.num_days())
-                        .unwrap_or(i32::MAX)
-                        .into(),
-                    PRUNE_BATCH.into(),
-                ],
+                     WHERE first_seen < $1 LIMIT $2)",
+                [cutoff.into(), PRUNE_BATCH.into()],
             ))
             .await
             .map_err(|e| db_error("could not forget old idempotency keys", e))?

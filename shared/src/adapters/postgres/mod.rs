@@ -1,6 +1,6 @@
 //! PostgreSQL adapter (SeaORM): the event store and its projection, written in one
 //! transaction; the event store's partition maintenance; the quarantine; the projection
-//! rebuild and its snapshots; and the reads tests and the read API need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
+//! rebuild and its snapshots; the retention that exports old days and drops them; and the reads tests and the read API need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
 //! nothing here decides which update wins.
 
 mod catalog;
@@ -12,6 +12,7 @@ mod maintenance;
 mod projection_store;
 mod quarantine;
 mod read;
+mod retention;
 mod rows;
 mod snapshot;
 
@@ -25,7 +26,7 @@ pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use maintenance::{
     EVENT_STORE_PARENT, MIN_DAYS_AHEAD, PartitionReport, maintain_event_store, partition_report,
-    prune_update_keys,
+    prune_update_keys, prune_update_keys_as_of,
 };
 pub use projection_store::{
     REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildFrom, RebuildReport, RebuildStage, rebuild_projection,
@@ -33,5 +34,6 @@ pub use projection_store::{
 };
 pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
 pub use read::{load_offers, load_projection, load_summary};
+pub use retention::{RETENTION_LOCK_KEY, RetentionReport, retain_event_store, retired_up_to};
 pub use sea_orm::DatabaseConnection;
-pub use snapshot::{SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot};
+pub use snapshot::{LiveSnapshot, SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot, snapshot_live};

@@ -6,12 +6,13 @@
 
 use super::entity::{inventory_event, product_offer};
 use super::error::db_error;
+use super::retention::retired_up_to;
 use super::rows;
 use super::snapshot::{SnapshotInfo, latest_snapshot, restore_into, save_from};
 use crate::error::{ErrorKind, PipelineError};
 use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
 use crate::ids::ProductId;
-use crate::projection::{Offer, ProjectionChange, project};
+use crate::projection::{Offer, PROJECTION_RULES_VERSION, ProjectionChange, project};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
@@ -287,17 +288,7 @@ where
         .begin()
         .await
         .map_err(|e| db_error("could not start the rebuild", e))?;
-    let locked = guard
-        .query_one_raw(stmt(
-            "SELECT pg_try_advisory_xact_lock($1) AS locked",
-            vec![REBUILD_LOCK_KEY.into()],
-        ))
-        .await
-        .map_err(|e| db_error("could not take the rebuild lock", e))?
-        .map(|r| r.try_get::<bool>("", "locked"))
-        .transpose()
-        .map_err(|e| db_error("could not take the rebuild lock", e))?;
-    if locked != Some(true) {
+    if !try_rebuild_lock(&guard).await? {
         return Err(PipelineError::new(
             ErrorKind::Conflict,
             "another projection rebuild is running on this database",
@@ -317,6 +308,21 @@ where
             None => 0,
         },
     };
+    if let Some(retired) = retired_up_to(db).await?
+        && retired > start
+    {
+        return Err(PipelineError::new(
+            ErrorKind::Internal,
+            match from {
+                RebuildFrom::FirstEvent => format!(
+                    "events up to seq {retired} have left the database (retention; docs/event-store.md): a rebuild from the first event would miss them; rebuild from the newest snapshot (without --from-scratch)"
+                ),
+                RebuildFrom::LatestSnapshot => format!(
+                    "events up to seq {retired} have left the database (retention), and the newest snapshot of projection rules {PROJECTION_RULES_VERSION} reaches only seq {start}: a rebuild would miss them; restore the exported days first (docs/runbooks.md, \"Reading events that left the database\")"
+                ),
+            },
+        ));
+    }
     let mut done = high_water(db).await?;
     if start > done {
         return Err(PipelineError::new(
@@ -372,6 +378,12 @@ where
     report.events += n;
     report.caught_up += n;
     observe(RebuildStage::Switching { up_to_seq: last }).await;
+    txn.execute_raw(stmt(
+        "UPDATE projection_state SET rules_version = $1",
+        vec![PROJECTION_RULES_VERSION.into()],
+    ))
+    .await
+    .map_err(|e| db_error("could not record the new projection's rules version", e))?;
     txn.execute_unprepared(&format!(
         "SET LOCAL search_path TO {live};
          LOCK TABLE {live}.product_summaries, {live}.product_offers IN ACCESS EXCLUSIVE MODE;
@@ -401,6 +413,22 @@ where
         "projection rebuilt and switched"
     );
     Ok(report)
+}
+
+/// Takes [`REBUILD_LOCK_KEY`] for `guard`'s transaction if nobody holds it: one rebuild (or
+/// snapshot of the live projection) at a time.
+pub(crate) async fn try_rebuild_lock(guard: &DatabaseTransaction) -> Result<bool, PipelineError> {
+    let locked = guard
+        .query_one_raw(stmt(
+            "SELECT pg_try_advisory_xact_lock($1) AS locked",
+            vec![REBUILD_LOCK_KEY.into()],
+        ))
+        .await
+        .map_err(|e| db_error("could not take the rebuild lock", e))?
+        .map(|r| r.try_get::<bool>("", "locked"))
+        .transpose()
+        .map_err(|e| db_error("could not take the rebuild lock", e))?;
+    Ok(locked == Some(true))
 }
 
 /// Drops a schema left by an interrupted rebuild and makes [`REBUILD_SCHEMA`] again, with

@@ -8,10 +8,13 @@
 
 use super::error::db_error;
 use super::projection_store::stmt;
+use super::projection_store::try_rebuild_lock;
 use crate::error::{ErrorKind, PipelineError};
 use crate::projection::PROJECTION_RULES_VERSION;
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, IsolationLevel, TransactionTrait,
+};
 
 /// Snapshots kept: the newest and the one before it. A rebuild uses only the newest (a
 /// snapshot is written in one transaction, so the newest is always whole); the one before is
@@ -118,6 +121,19 @@ pub(crate) async fn save_from(
         .begin()
         .await
         .map_err(|e| db_error("could not start the snapshot", e))?;
+    let info = save_in(&txn, schema, up_to_seq).await?;
+    txn.commit()
+        .await
+        .map_err(|e| db_error("could not commit the snapshot", e))?;
+    Ok(info)
+}
+
+/// [`save_from`] inside the caller's transaction.
+async fn save_in(
+    txn: &DatabaseTransaction,
+    schema: &str,
+    up_to_seq: i64,
+) -> Result<SnapshotInfo, PipelineError> {
     let row = txn
         .query_one_raw(stmt(
             &format!(
@@ -150,8 +166,127 @@ pub(crate) async fn save_from(
     ))
     .await
     .map_err(|e| db_error("could not forget old snapshots", e))?;
-    txn.commit()
+    Ok(info)
+}
+
+/// What [`snapshot_live`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveSnapshot {
+    Taken(SnapshotInfo),
+    /// A rebuild is running: it writes its own snapshot, and the two must not copy the tables
+    /// the rebuild is about to swap.
+    RebuildRunning,
+    /// The live projection was built under other projection rules (`projection_state`): a
+    /// snapshot of it under this build's rules would be a lie. A rebuild comes first.
+    OtherRules {
+        live: i32,
+    },
+}
+
+/// Takes a snapshot of the live projection without stopping the pipeline (the retention job
+/// needs one that covers every day it drops).
+///
+/// The position: one transaction takes `LOCK inventory_events IN SHARE MODE`, which waits for
+/// the appends in flight and holds new ones, reads `max(seq)` and exports its snapshot of the
+/// database; a second transaction, opened beforehand, imports that snapshot, and the first
+/// commits at once, so appends are held for a few milliseconds only. Persist writes an event
+/// and its projection change in one transaction, so the live tables as the imported snapshot
+/// sees them are the fold of exactly the events with `seq <= max(seq)`; the copy runs in that
+/// second transaction while persist goes on. Three connections at once.
+pub async fn snapshot_live(db: &DatabaseConnection) -> Result<LiveSnapshot, PipelineError> {
+    let guard = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start the snapshot", e))?;
+    if !try_rebuild_lock(&guard).await? {
+        return Ok(LiveSnapshot::RebuildRunning);
+    }
+    let live_rules = live_rules_version(&guard).await?;
+    if live_rules != PROJECTION_RULES_VERSION {
+        return Ok(LiveSnapshot::OtherRules { live: live_rules });
+    }
+    let copy = db
+        .begin()
+        .await
+        .map_err(|e| db_error("could not start the snapshot's copy", e))?;
+    let position = db
+        .begin_with_config(Some(IsolationLevel::RepeatableRead), None)
+        .await
+        .map_err(|e| db_error("could not start reading the store's position", e))?;
+    position
+        .execute_unprepared(
+            "SET LOCAL lock_timeout = '5s'; LOCK TABLE inventory_events IN SHARE MODE",
+        )
+        .await
+        .map_err(|e| db_error("could not lock the event store", e))?;
+    let row = position
+        .query_one_raw(stmt(
+            "SELECT coalesce(max(seq), 0) AS seq, pg_export_snapshot() AS snapshot FROM inventory_events",
+            vec![],
+        ))
+        .await
+        .map_err(|e| db_error("could not read the store's position", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "the position query returned no row"))?;
+    let get = |e| db_error("could not read the store's position", e);
+    let up_to_seq: i64 = row.try_get("", "seq").map_err(get)?;
+    let exported: String = row.try_get("", "snapshot").map_err(get)?;
+    copy.execute_unprepared(&format!(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{}'",
+        exported.replace('\'', "")
+    ))
+    .await
+    .map_err(|e| {
+        db_error(
+            "could not share the store's position with the snapshot's copy",
+            e,
+        )
+    })?;
+    position
+        .commit()
+        .await
+        .map_err(|e| db_error("could not release the event store", e))?;
+    let live: String = copy
+        .query_one_raw(stmt(
+            "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
+            vec![],
+        ))
+        .await
+        .map_err(|e| db_error("could not find the live projection", e))?
+        .map(|r| r.try_get::<String>("", "live"))
+        .transpose()
+        .map_err(|e| db_error("could not find the live projection", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))?;
+    let info = save_in(&copy, &live, up_to_seq).await?;
+    copy.commit()
         .await
         .map_err(|e| db_error("could not commit the snapshot", e))?;
-    Ok(info)
+    guard
+        .commit()
+        .await
+        .map_err(|e| db_error("could not release the rebuild lock", e))?;
+    tracing::info!(
+        snapshot = info.id,
+        up_to_seq = info.up_to_seq,
+        offers = info.offers,
+        products = info.products,
+        "projection snapshot taken"
+    );
+    Ok(LiveSnapshot::Taken(info))
+}
+
+/// The projection rules the live projection was built under (`projection_state`, which the
+/// migration sets and each rebuild's switch updates).
+pub(crate) async fn live_rules_version(db: &impl ConnectionTrait) -> Result<i32, PipelineError> {
+    db.query_one_raw(stmt("SELECT rules_version FROM projection_state", vec![]))
+        .await
+        .map_err(|e| db_error("could not read the live projection's rules version", e))?
+        .map(|r| r.try_get::<i32>("", "rules_version"))
+        .transpose()
+        .map_err(|e| db_error("could not read the live projection's rules version", e))?
+        .ok_or_else(|| {
+            PipelineError::new(
+                ErrorKind::Internal,
+                "projection_state has no row: run the migrations",
+            )
+        })
 }

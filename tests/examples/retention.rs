@@ -1,0 +1,238 @@
+//! The event store over years, in real PostgreSQL (pg_partman) with the S3 emulator: the
+//! database's size month by month under retention, with the clock driven through the data.
+//!
+//! The feed (the generator's Zipf-popular products, no duplicates or bad records) is spread
+//! evenly over `--months` months that end today. Each simulated day's events and idempotency
+//! keys are written with the rows persist writes (the same columns, the real event payload
+//! JSON, a key per update, one statement per chunk) but recorded at the simulated day, since
+//! PostgreSQL's `now()` cannot be moved; the day's partition is made by pg_partman
+//! (`create_partition_time`). At each month's end, as of that time: the keys past the dedup
+//! window's margin are forgotten (the daily maintenance's prune), the projection is rebuilt
+//! from its newest snapshot (the real rebuild), the retention job runs (the real
+//! export-verify-drop, into an emulated bucket), and `VACUUM` stands in for autovacuum. Then it
+//! prints the database's size (`pg_database_size`), the events and keys held and the days
+//! exported.
+//!
+//! ```text
+//! cargo run -p integration-tests --example retention -- --updates 2000000 --months 24 --retention-days 365
+//! ```
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use integration_tests::moto::MotoServer;
+use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::{
+    prune_update_keys_as_of, rebuild_projection, retain_event_store,
+};
+use inventory::adapters::s3::ArchiveConfig;
+use inventory::adapters::s3_export::S3ExportStore;
+use inventory::feed::{FeedSpec, RecordKind, generate};
+use inventory::retention::RetentionConfig;
+use inventory::update::{SourcePosition, parse_record};
+use inventory::{InventoryUpdate, InventoryUpdateReceived};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use std::time::Instant;
+
+fn arg(name: &str, default: usize) -> Result<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .context(format!("{name} needs a value"))?
+            .replace('_', "")
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+    }
+}
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64> {
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?
+        .context("no row")?
+        .try_get_by_index::<i64>(0)
+        .map_err(Into::into)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let updates = arg("--updates", 2_000_000)?;
+    let products = arg("--products", 100_000)?;
+    let months = arg("--months", 24)?;
+    let retention_days = u32::try_from(arg("--retention-days", 365)?)?;
+    if updates == 0 || products == 0 || months == 0 {
+        bail!("--updates, --products and --months must be positive");
+    }
+    let started = Instant::now();
+    let spec = FeedSpec {
+        updates,
+        products,
+        duplicate_share: 0.0,
+        out_of_order_share: 0.0,
+        bad_share: 0.0,
+        ..FeedSpec::default()
+    };
+    let source = SourcePosition {
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: "1".into(),
+        arrived_at: Utc::now(),
+    };
+    let feed: Vec<InventoryUpdate> = generate(&spec)
+        .iter()
+        .filter(|r| r.kind == RecordKind::Update)
+        .filter_map(|r| parse_record(&r.data, &source).ok())
+        .collect();
+
+    let today = Utc::now().date_naive();
+    let first_day = today
+        .checked_sub_months(chrono::Months::new(u32::try_from(months)?))
+        .context("a start date")?;
+    let days: Vec<NaiveDate> = first_day.iter_days().take_while(|d| *d < today).collect();
+    let per_day = feed.len().div_ceil(days.len());
+
+    let t = TestDb::new().await?;
+    let moto = MotoServer::shared()?;
+    let bucket = moto.create_bucket("retention-sim").await?;
+    let store = S3ExportStore::new(
+        moto.s3_client(),
+        ArchiveConfig {
+            bucket,
+            kms_key_id: None,
+        },
+    );
+    let config = RetentionConfig::new(retention_days)?;
+    println!(
+        "{} updates of {products} products over {} days ({first_day} to {today}), {per_day} a day; retention {retention_days} days",
+        feed.len(),
+        days.len()
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>11} {:>10} {:>12} {:>9} {:>8}",
+        "month", "db MB", "events", "keys", "days held", "days gone", "exported", "secs"
+    );
+
+    let mut chunks = feed.chunks(per_day);
+    let mut exported = 0u64;
+    let mut month_start = 0;
+    while month_start < days.len() {
+        let month = days[month_start].month();
+        let month_days: Vec<NaiveDate> = days[month_start..]
+            .iter()
+            .copied()
+            .take_while(|d| d.month() == month)
+            .collect();
+        month_start += month_days.len();
+        make_partitions(&t.db, &month_days).await?;
+        for day in &month_days {
+            if let Some(chunk) = chunks.next() {
+                record_day(&t.db, *day, chunk).await?;
+            }
+        }
+        let end = month_days
+            .last()
+            .context("a day")?
+            .succ_opt()
+            .context("a next day")?
+            .and_hms_opt(0, 0, 0)
+            .context("midnight")?
+            .and_utc();
+        let month_started = Instant::now();
+        prune_update_keys_as_of(&t.db, end).await?;
+        rebuild_projection(&t.db).await?;
+        let report = retain_event_store(
+            &t.db,
+            &store,
+            config,
+            end,
+            Instant::now() + std::time::Duration::from_secs(3600),
+        )
+        .await?;
+        if !report.complete() {
+            bail!("retention did not finish as of {end}: {report:?}");
+        }
+        exported += report.exported_events;
+        t.db.execute_unprepared("VACUUM").await?;
+        println!(
+            "{:<8} {:>12.1} {:>12} {:>11} {:>10} {:>12} {:>9} {:>8.1}",
+            month_days[0].format("%Y-%m"),
+            scalar(&t.db, "SELECT pg_database_size(current_database())").await? as f64 / 1e6,
+            scalar(&t.db, "SELECT count(*) FROM inventory_events").await?,
+            scalar(&t.db, "SELECT count(*) FROM inventory_update_keys").await?,
+            scalar(
+                &t.db,
+                &format!(
+                    "SELECT count(*) FROM partman.show_partitions('public.inventory_events') p \
+                     CROSS JOIN LATERAL partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename, p_parent_table => 'public.inventory_events') i \
+                     WHERE i.child_start_time < '{}'",
+                    end.to_rfc3339()
+                )
+            )
+            .await?,
+            scalar(&t.db, "SELECT count(*) FROM event_store_retired_days").await?,
+            exported,
+            month_started.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "{exported} events exported, verified and dropped; every export read back with its count and checksum; {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    t.cleanup().await
+}
+
+/// The month's day partitions, made by pg_partman as its maintenance would have.
+async fn make_partitions(db: &DatabaseConnection, days: &[NaiveDate]) -> Result<()> {
+    let times: Vec<String> = days.iter().map(|d| format!("{d} 00:00:00+00")).collect();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT partman.create_partition_time('public.inventory_events', $1::text[]::timestamptz[], false)",
+        [serde_json::to_string(&times)?
+            .replace('[', "{")
+            .replace(']', "}")
+            .into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// One simulated day's updates: their keys first seen and their events recorded at noon that
+/// day, in one statement per thousand, as persist appends (keys first, events for new keys).
+async fn record_day(
+    db: &DatabaseConnection,
+    day: NaiveDate,
+    updates: &[InventoryUpdate],
+) -> Result<()> {
+    let at: DateTime<Utc> = day.and_hms_opt(12, 0, 0).context("noon")?.and_utc() + Duration::zero();
+    for batch in updates.chunks(1_000) {
+        let rows: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|u| {
+                Ok(serde_json::json!({
+                    "update_key": u.update_key.as_str(),
+                    "product_id": u.product_id.as_str(),
+                    "supplier_id": u.supplier_id.as_str(),
+                    "occurred_at": u.occurred_at,
+                    "payload": serde_json::to_value(InventoryUpdateReceived::from(u))?,
+                }))
+            })
+            .collect::<Result<_>>()?;
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) \
+                 AS x(update_key text, product_id text, supplier_id text, occurred_at timestamptz, payload jsonb)), \
+             k AS (INSERT INTO inventory_update_keys (update_key, first_seen) \
+                   SELECT update_key, $2 FROM u ON CONFLICT DO NOTHING RETURNING update_key) \
+             INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, recorded_at, payload) \
+             SELECT u.update_key, $3, $4, u.product_id, u.supplier_id, u.occurred_at, $2, u.payload \
+             FROM u JOIN k USING (update_key)",
+            [
+                serde_json::Value::Array(rows).to_string().into(),
+                at.into(),
+                InventoryUpdateReceived::EVENT_TYPE.into(),
+                InventoryUpdateReceived::EVENT_VERSION.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
