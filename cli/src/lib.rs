@@ -1,6 +1,6 @@
 //! The `inventory` command line, for suppliers (`push`, `generate`, `rejections`) and for the
 //! platform team (`status`, `redrive-failed`, `replay-quarantine`, `replay-dlq`,
-//! `reingest-archive`, `rebuild-projection`). It reuses the
+//! `reingest-archive`, `read-event-export`, `rebuild-projection`). It reuses the
 //! domain crate, so `push` reports the same rejection codes the pipeline's quarantine would.
 
 pub mod batch;
@@ -96,6 +96,15 @@ pub enum Command {
     /// archived again, so a later run over the same hours sends them once more (harmlessly).
     #[command(after_help = EXIT_CODES_HELP)]
     ReingestArchive(commands::reingest_archive::ReingestArchiveArgs),
+    /// Print the events of a day that left the database (retention), from its export.
+    ///
+    /// Reads event-store/inventory_events/YYYY/MM/DD/manifest.json in the archive bucket and
+    /// each part it lists, checks every part's event count and checksum against the
+    /// manifest, and prints the events as JSON lines (each the row as the database held it),
+    /// in seq order. --check prints only the figures. An export older than 180 days is in an
+    /// archive storage class: restore its objects first (docs/runbooks.md).
+    #[command(after_help = EXIT_CODES_HELP)]
+    ReadEventExport(commands::read_event_export::ReadEventExportArgs),
     /// The pipeline's health on one screen: stream lag and throughput, executions in a window
     /// (failed ones grouped by state and error), DLQ depths, the quarantine by reason and
     /// supplier, the newest event's age, database size and free storage, alarms in ALARM.
@@ -177,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     Command::RebuildProjection(a) => rebuild_projection::run(a).await,
                     Command::ReplayDlq(a) => replay_dlq::run(a).await,
                     Command::ReingestArchive(a) => reingest_archive::run(a).await,
+                    Command::ReadEventExport(a) => read_event_export::run(a).await,
                     Command::Status(a) => status::run(a).await,
                     Command::RedriveFailed(a) => redrive_failed::run(a).await,
                     Command::Rejections(a) => rejections::run(a).await,

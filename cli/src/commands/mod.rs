@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod push;
+pub mod read_event_export;
 pub mod rebuild_projection;
 pub mod redrive_failed;
 pub mod reingest_archive;

@@ -326,3 +326,127 @@ async fn reingest_archive_sends_the_valid_records_of_the_hours_in_range_in_order
     assert!(reads.iter().all(|r| r.partition_key == "SKU-R"));
     Ok(())
 }
+
+/// A day's export as the retention writes it: parts of gzip JSON lines and a manifest.
+async fn put_export(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    day: chrono::NaiveDate,
+    parts: &[&[&str]],
+) -> Result<()> {
+    use inventory::retention::{
+        Checksum, ExportPart, Manifest, gzip_lines, manifest_key, part_key,
+    };
+    let mut listed = Vec::new();
+    let mut after = 0;
+    for (i, lines) in parts.iter().enumerate() {
+        let part = u32::try_from(i)?;
+        let mut checksum = Checksum::default();
+        lines.iter().for_each(|l| checksum.add_line(l));
+        let key = part_key(day, part);
+        s3.put_object()
+            .bucket(bucket)
+            .key(&key)
+            .body(gzip_lines(lines.iter().copied())?.into())
+            .send()
+            .await?;
+        listed.push(ExportPart {
+            part,
+            key,
+            after_seq: after,
+            up_to_seq: after + i64::try_from(lines.len())?,
+            checksum,
+        });
+        after += i64::try_from(lines.len())?;
+    }
+    let from = day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc();
+    let manifest = Manifest {
+        table: "inventory_events".into(),
+        day,
+        from,
+        to: from + chrono::Duration::days(1),
+        checksum: listed
+            .iter()
+            .fold(Checksum::default(), |t, p| t.plus(p.checksum)),
+        parts: listed,
+        exported_at: Utc::now(),
+    };
+    s3.put_object()
+        .bucket(bucket)
+        .key(manifest_key(day))
+        .body(serde_json::to_vec(&manifest)?.into())
+        .send()
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_event_export_prints_a_retired_days_events_and_no_line_of_a_damaged_part() -> Result<()>
+{
+    let moto = moto()?;
+    let bucket = moto.create_bucket("event-export").await?;
+    let s3 = moto.s3_client();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 31).context("day")?;
+    let lines: [&[&str]; 2] = [&[r#"{"seq": 1}"#, r#"{"seq": 2}"#], &[r#"{"seq": 3}"#]];
+    put_export(&s3, &bucket, day, &lines).await?;
+    let args = [
+        "read-event-export",
+        "--day",
+        "2026-01-31",
+        "--bucket",
+        &bucket,
+        "--endpoint-url",
+        moto.endpoint_url(),
+    ];
+
+    let read = inventory(&args, None).await?;
+    assert_eq!(code(&read), 0, "{}", stderr(&read));
+    assert_eq!(
+        String::from_utf8(read.stdout.clone())?,
+        "{\"seq\": 1}\n{\"seq\": 2}\n{\"seq\": 3}\n"
+    );
+    assert!(
+        stderr(&read).contains("3 events of 2026-01-31 (2 parts)"),
+        "{}",
+        stderr(&read)
+    );
+
+    // A part that lost a line: nothing of it is printed, and the error says which.
+    let damaged = inventory::retention::part_key(day, 1);
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&damaged)
+        .body(inventory::retention::gzip_lines(["{\"seq\": 4}"])?.into())
+        .send()
+        .await?;
+    let bad = inventory(&args, None).await?;
+    assert_ne!(code(&bad), 0);
+    assert!(
+        stderr(&bad).contains(&format!("{damaged} holds 1 events")),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(stderr(&bad).contains("damaged"), "{}", stderr(&bad));
+    assert!(!String::from_utf8(bad.stdout.clone())?.contains("seq\": 4"));
+
+    let missing = inventory(
+        &[
+            "read-event-export",
+            "--day",
+            "2026-02-01",
+            "--bucket",
+            &bucket,
+            "--endpoint-url",
+            moto.endpoint_url(),
+        ],
+        None,
+    )
+    .await?;
+    assert_ne!(code(&missing), 0);
+    assert!(
+        stderr(&missing).contains("no export of 2026-02-01"),
+        "{}",
+        stderr(&missing)
+    );
+    Ok(())
+}

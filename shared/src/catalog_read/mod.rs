@@ -201,7 +201,8 @@ impl CatalogReads {
         })
     }
 
-    /// One page of `product`'s history, or `None` when the product has no events at all.
+    /// One page of `product`'s history, or `None` when the product has no events at all (and,
+    /// once days have left the database, no state either).
     /// Read from the event store directly: pages are small index range scans.
     #[tracing::instrument(skip_all, fields(product_id = %product))]
     pub async fn read_history(
@@ -215,18 +216,37 @@ impl CatalogReads {
         };
         let mut events = self.reader.load_history(product, probe).await?;
         if events.is_empty() && query.before.is_none() {
-            return Ok(None);
+            // No event held: an unknown product, or one whose every event left the database
+            // (retention), which still has its state and gets a page that says since when.
+            let Some(since) = self.reader.history_retained_since().await? else {
+                return Ok(None);
+            };
+            if self
+                .reader
+                .load_products(std::slice::from_ref(product))
+                .await?
+                .is_empty()
+            {
+                return Ok(None);
+            }
+            return Ok(Some(HistoryPage {
+                product_id: product.clone(),
+                events,
+                next_before: None,
+                retained_since: Some(since),
+            }));
         }
-        let next_before = if events.len() > query.limit {
+        let (next_before, retained_since) = if events.len() > query.limit {
             events.truncate(query.limit);
-            events.last().map(|e| e.seq)
+            (events.last().map(|e| e.seq), None)
         } else {
-            None
+            (None, self.reader.history_retained_since().await?)
         };
         Ok(Some(HistoryPage {
             product_id: product.clone(),
             events,
             next_before,
+            retained_since,
         }))
     }
 

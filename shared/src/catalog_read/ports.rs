@@ -5,6 +5,7 @@ use super::view::{HistoryEvent, HistoryQuery, ProductView};
 use crate::error::PipelineError;
 use crate::ids::ProductId;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// Reads the product projection and the event store.
@@ -23,6 +24,12 @@ pub trait ProductReader: Send + Sync {
         product: &ProductId,
         query: HistoryQuery,
     ) -> Result<Vec<HistoryEvent>, PipelineError>;
+
+    /// When the event store's retention has dropped days: the start of the oldest day still
+    /// held (events recorded earlier are in no history). `None` while every event is held.
+    async fn history_retained_since(&self) -> Result<Option<DateTime<Utc>>, PipelineError> {
+        Ok(None)
+    }
 }
 
 /// What the cache holds for one product.

@@ -39,6 +39,8 @@ struct FakeProjection {
     queries: AtomicUsize,
     after_load: Mutex<Option<Hook>>,
     down: bool,
+    /// What `history_retained_since` answers (retention dropped days before it).
+    retained_since: Option<chrono::DateTime<Utc>>,
 }
 
 impl FakeProjection {
@@ -94,6 +96,10 @@ impl ProductReader for FakeProjection {
         events.sort_by_key(|e| std::cmp::Reverse(e.seq));
         events.truncate(q.limit);
         Ok(events)
+    }
+
+    async fn history_retained_since(&self) -> Result<Option<chrono::DateTime<Utc>>, PipelineError> {
+        Ok(self.retained_since)
     }
 }
 
@@ -525,6 +531,54 @@ async fn history_pages_go_newest_first_and_say_where_the_next_page_starts() {
         "a known cursor past the end is an empty page"
     );
     assert_eq!(unknown, None);
+}
+
+#[tokio::test]
+async fn once_days_left_the_database_the_last_page_says_since_when_events_are_held() {
+    let since = Utc
+        .with_ymd_and_hms(2026, 11, 6, 0, 0, 0)
+        .single()
+        .expect("valid");
+    let projection = Arc::new(FakeProjection {
+        history: [3, 8].into_iter().map(history_event).collect(),
+        retained_since: Some(since),
+        ..FakeProjection::with(&[view("gone", 4)])
+    });
+    let reads = reads(&projection, &Arc::new(FakeCache::default()));
+    let q = |before, limit| HistoryQuery::new(before, limit).expect("valid query");
+
+    let first = reads
+        .read_history(&pid("h"), q(None, 1))
+        .await
+        .expect("read")
+        .expect("known");
+    let last = reads
+        .read_history(&pid("h"), q(first.next_before, 1))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(first.retained_since, None, "only the last page says it");
+    assert_eq!(last.retained_since, Some(since));
+    assert!(
+        serde_json::to_string(&last)
+            .expect("json")
+            .contains("\"retained_since\":\"2026-11-06T00:00:00Z\"")
+    );
+
+    let all_retired = reads
+        .read_history(&pid("gone"), q(None, 5))
+        .await
+        .expect("read");
+    assert_eq!(
+        all_retired.map(|p| (p.events.len(), p.retained_since)),
+        Some((0, Some(since))),
+        "a product whose every event left has a page that says so, not a 404"
+    );
+    let unknown = reads
+        .read_history(&pid("nobody"), q(None, 5))
+        .await
+        .expect("read");
+    assert_eq!(unknown, None, "an unknown product is still unknown");
 }
 
 #[test]

@@ -155,4 +155,10 @@ pub struct HistoryPage {
     pub events: Vec<HistoryEvent>,
     /// The `before` of the next (older) page; `None` on the last page.
     pub next_before: Option<i64>,
+    /// On the last page, once the event store's retention has dropped old days: events
+    /// recorded before this time have left the database and are in no page (their exports are
+    /// in the archive bucket; docs/runbooks.md, "Reading events that left the database").
+    /// Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_since: Option<DateTime<Utc>>,
 }

@@ -10,6 +10,7 @@ use crate::error::{ErrorKind, PipelineError};
 use crate::event::InventoryUpdateReceived;
 use crate::ids::ProductId;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
     QueryOrder, QuerySelect,
@@ -72,6 +73,20 @@ impl ProductReader for PgCatalogReader {
             .into_iter()
             .map(|(summary, offers)| Ok(ProductView::new(rows::summary(summary)?, &offers)))
             .collect()
+    }
+
+    async fn history_retained_since(&self) -> Result<Option<DateTime<Utc>>, PipelineError> {
+        self.db
+            .query_one_raw(stmt(
+                "SELECT ((max(day) + 1)::timestamp AT TIME ZONE 'UTC') AS since FROM event_store_retired_days",
+                vec![],
+            ))
+            .await
+            .map_err(|e| db_error("could not read how far back the history goes", e))?
+            .map(|r| r.try_get::<Option<DateTime<Utc>>>("", "since"))
+            .transpose()
+            .map_err(|e| db_error("could not read how far back the history goes", e))
+            .map(Option::flatten)
     }
 
     #[tracing::instrument(skip(self), fields(product_id = %product))]
@@ -144,8 +159,8 @@ mod tests {
             event_version,
             product_id: "p-1".into(),
             supplier_id: "s-1".into(),
-            occurred_at: chrono::DateTime::UNIX_EPOCH,
-            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            occurred_at: DateTime::UNIX_EPOCH,
+            recorded_at: DateTime::UNIX_EPOCH,
             payload,
         }
     }
