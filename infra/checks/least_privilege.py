@@ -15,10 +15,11 @@ For every AWS::Lambda::Function the rule derives what its role must allow:
 KMS grants are compared with their purpose: (action, "via:<service>") for a kms:ViaService
 condition, (action, "lambda-env:<function name>") for the environment's encryption context,
 (action, "any") without a condition. The rule fails on every grant the function never needs and
-on every need its role does not grant. Other rules: PutObject only under a key prefix the code
-writes; the S3 gateway endpoint allows no S3 call that no function in the VPC makes, on no
-resource their roles do not name for it; IAM database authentication only when some role may
-use it."""
+on every need its role does not grant. Other rules: PutObject and GetObject only under a key
+prefix the code writes, and only under the prefixes the function itself writes (each prefix has
+one writer, PREFIX_WRITERS); the S3 gateway endpoint allows no S3 call that no function in the
+VPC makes, on no resource their roles do not name for it, and lets through every call their
+roles grant; IAM database authentication only when some role may use it."""
 
 from __future__ import annotations
 
@@ -220,21 +221,62 @@ def key_prefixes() -> set[str]:
     return set(re.findall(r'"([a-z][a-z0-9_-]*/)', body))
 
 
-def check_put_prefixes(template: dict) -> list[str]:
-    """A function's s3:PutObject is limited to a key prefix the code writes, not the whole bucket."""
+# Object actions a function role may only grant under a key prefix (never on a whole bucket).
+OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject")
+
+
+def _object_grants(template: dict) -> list[tuple[str, str, str, str, str]]:
+    """(function, role, Sid, action, resource) for every PutObject/GetObject a function role allows."""
     out = []
-    prefixes = key_prefixes()
     for logical in functions(template):
         role = logical_of((resources(template)[logical].get("Properties") or {}).get("Role"))
         for st in statements(template, role):
-            if "s3:PutObject" not in _as_list(st.get("Action")):
-                continue
-            for r in _as_list(st.get("Resource")):
-                tail = sub_text(r) if not isinstance(r, str) else r
-                m = re.search(r"/([^/]+/)\*$", tail)
-                if not m or m.group(1) not in prefixes:
-                    out.append(f"{role} ({st.get('Sid')}): s3:PutObject on {tail or r} is not limited to a "
-                               f"key prefix the code writes ({sorted(prefixes)})")
+            for action in OBJECT_ACTIONS:
+                if action not in _as_list(st.get("Action")):
+                    continue
+                for r in _as_list(st.get("Resource")):
+                    out.append((logical, role, st.get("Sid"), action, (sub_text(r) if not isinstance(r, str) else r) or str(r)))
+    return out
+
+
+def _prefix_of(resource: str) -> str | None:
+    """`raw/` of `${ArchiveBucket.Arn}/raw/*`; None for a whole bucket or anything else."""
+    m = re.search(r"/([^/*]+/)\*$", resource)
+    return m.group(1) if m else None
+
+
+def check_put_prefixes(template: dict) -> list[str]:
+    """A function's s3:PutObject and s3:GetObject are limited to a key prefix the code writes,
+    not the whole bucket."""
+    prefixes = key_prefixes()
+    return [f"{role} ({sid}): {action} on {resource} is not limited to a key prefix the code writes "
+            f"({sorted(prefixes)})"
+            for _, role, sid, action, resource in _object_grants(template)
+            if _prefix_of(resource) not in prefixes]
+
+
+# Which function's code writes each key prefix of shared/src/keys.rs. One writer per prefix: a
+# function that could overwrite another's objects could corrupt them (the event store's exports
+# are verified once, then their days are dropped from the database). Readers of other functions'
+# prefixes are operators (OperatorPolicy), not functions.
+PREFIX_WRITERS = {"raw/": "archive", "oversized/": "fanout", "rejections/": "validate",
+                  "event-store/": "schema-migrate"}
+
+
+def check_prefix_writers(template: dict, writers: dict[str, str] | None = None) -> list[str]:
+    """A function puts and reads objects only under the key prefixes its own code writes
+    (PREFIX_WRITERS), e.g. schema-migrate only under event-store/."""
+    writers = PREFIX_WRITERS if writers is None else writers
+    out = []
+    for logical, role, sid, action, resource in _object_grants(template):
+        crate = rust_code.crate_of(resources(template)[logical]) or logical
+        own = sorted(p for p, w in writers.items() if w == crate)
+        prefix = _prefix_of(resource)
+        if prefix is None:
+            out.append(f"{role} ({sid}): {action} on {resource} reaches more than {crate}'s own prefixes {own}")
+        elif writers.get(prefix) != crate:
+            out.append(f"{role} ({sid}): {action} on {resource}: {prefix} is written by "
+                       f"{writers.get(prefix) or 'no function'}, not {crate} (its own: {own})")
     return out
 
 
@@ -244,7 +286,9 @@ CFN_RESPONSES = "cloudformation-custom-resource-response-"
 def check_s3_endpoint(template: dict) -> list[str]:
     """The S3 gateway endpoint allows only the S3 calls that functions in the VPC make, each only
     on a resource one of their roles names for that call, plus the custom-resource response PUT
-    when a VPC function is a custom-resource handler."""
+    when a VPC function is a custom-resource handler; and it allows every such call its role
+    grants (the endpoint's policy is the VPC's only path to S3: a call it does not allow is
+    denied there, whatever the role says)."""
     rs = resources(template)
     in_vpc = [l for l in functions(template) if (rs[l].get("Properties") or {}).get("VpcConfig")]
     vpc_s3 = {a for l in in_vpc for (a, _) in needed(template, l) if a.startswith("s3:")}
@@ -275,6 +319,17 @@ def check_s3_endpoint(template: dict) -> list[str]:
                 for t in targets:
                     if (a, t) not in vpc_targets:
                         out.append(f"{logical} ({st.get('Sid')}) allows {a} on {t}, where no function in the VPC may call it")
+        doc = p.get("PolicyDocument")
+        if not doc:
+            continue  # no policy: the endpoint allows every call
+        allows = [(set(_as_list(st.get("Action"))), [sub_text(r) if not isinstance(r, str) else r
+                                                     for r in _as_list(st.get("Resource"))])
+                  for st in _as_list(doc.get("Statement") or []) if isinstance(st, dict) and st.get("Effect") == "Allow"]
+        for a, t in sorted(vpc_targets):
+            if a in vpc_s3 and not any(any(fnmatch.fnmatchcase(a, x) for x in acts) and
+                                       any(t == r or fnmatch.fnmatchcase(t, r) for r in rsrc) for acts, rsrc in allows):
+                out.append(f"{logical} does not allow {a} on {t}, which a function in the VPC calls: "
+                           f"denied at the endpoint")
     return out
 
 

@@ -169,3 +169,31 @@ def log_layout(init: str | None = None) -> str:
     if ".json()" not in text:
         return "not JSON"
     return "flattened" if re.search(r"\.flatten_event\(\s*true\s*\)", text) else "fields"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def request_actions(crate: str) -> tuple[set[str], set[str] | None] | None:
+    """What a direct invocation of the crate's function may ask for: the `"action"` values its
+    request type accepts (the variants of its `enum Action`, as serde names them: each
+    variant's `rename`, else `rename_all = "snake_case"`, else the variant's name), and the
+    fields of the struct holding it when that struct has `deny_unknown_fields` (None when it
+    takes unknown fields). None when the crate's code has no `enum Action`."""
+    for text in production_sources(crate).values():
+        m = re.search(r'((?:#\[[^\]]*\]\s*)*)pub\s+enum\s+Action\s*\{(.*?)\n\}', text, flags=re.S)
+        if not m:
+            continue
+        snake = 'rename_all = "snake_case"' in m.group(1)
+        body = re.sub(r"//[^\n]*", "", m.group(2))
+        actions = set()
+        for attrs, name in re.findall(r'((?:#\[[^\]]*\]\s*)*)\b([A-Z]\w*)\s*(?:[,({]|$)', body):
+            rename = re.search(r'rename\s*=\s*"([^"]+)"', attrs)
+            actions.add(rename.group(1) if rename else (_snake(name) if snake else name))
+        fields = None
+        s = re.search(r'((?:#\[[^\]]*\]\s*)*)pub\s+struct\s+\w+\s*\{([^}]*\baction\s*:\s*Action\b[^}]*)\}', text, flags=re.S)
+        if s and "deny_unknown_fields" in s.group(1):
+            fields = set(re.findall(r'\bpub\s+(\w+)\s*:', s.group(2)))
+        return actions, fields
+    return None

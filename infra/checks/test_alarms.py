@@ -63,7 +63,7 @@ def test_the_tables_are_not_empty(post):
     emf = alarms.emf_metrics()
     assert ("InventoryPipeline", "ServerErrors") in emf and ("InventoryPipeline", "CacheErrors") in emf
     assert emf[("InventoryPipeline", "ServerErrors")]["dimensions"] == frozenset({"FunctionName"})
-    assert len(alarms.filter_metrics(post)) == 5
+    assert len(alarms.filter_metrics(post)) == 6
     assert len(list(alarms.alarms(post))) >= 25
 
 
@@ -165,6 +165,8 @@ def test_a_handler_that_a_schedule_also_invokes_can_raise_errors_and_write_lines
     assert alarms.check_alarms_can_fire(post) == [
         "EventStoreMaintenanceLateAlarm: EventStoreMaintained is written at most once per deploy; "
         "evaluate 1 of 1, not 36 of 36",
+        "EventStoreRetentionLateAlarm: EventStoreRetentionRan is written at most once per deploy; "
+        "evaluate 1 of 1, not 36 of 36",
         "DbSizeNearCeilingAlarm: DatabaseBytes is written at most once per deploy; "
         "evaluate 1 of 1, not 1 of 36",
         "SchemaMigrateErrorsAlarm: SchemaMigrateFunction is a custom-resource handler; it answers FAILED and "
@@ -176,6 +178,19 @@ def test_a_heartbeat_that_does_not_treat_missing_data_as_breaching_is_caught(pos
     assert alarms.check_alarms_can_fire(post) == [
         "EventStoreMaintenanceLateAlarm: EventStoreMaintained is only written when its log line appears, so "
         "this heartbeat must treat missing data as breaching, not notBreaching"]
+
+
+def test_the_retention_heartbeat_counts_only_runs_that_finished_every_day_due(post):
+    """A run that ran out of its time budget logs "event store retention continues", a line the
+    code really writes, so the filter rule would pass a filter counting it: pinned here, as a
+    retention falling further behind every hour would then never alarm. And the heartbeat
+    rule holds it to missing data as breaching."""
+    assert props(post, "EventStoreRetentionRanFilter")["FilterPattern"] == \
+        '{ $.fields.message = "event store retention ran" }'
+    props(post, "EventStoreRetentionLateAlarm")["TreatMissingData"] = "missing"
+    assert alarms.check_alarms_can_fire(post) == [
+        "EventStoreRetentionLateAlarm: EventStoreRetentionRan is only written when its log line appears, so "
+        "this heartbeat must treat missing data as breaching, not missing"]
 
 
 def test_a_once_per_deploy_metric_evaluated_over_three_points_is_caught(post):
@@ -272,5 +287,5 @@ def test_a_flattened_log_layout_is_caught(post, monkeypatch):
     monkeypatch.setattr(rust_code, "log_layout", lambda init=None: real(flattened))
     found = alarms.check_metric_filters(post)
     assert found == [f"{f} selects $.fields.message, but the functions log 'flattened'" for f in
-                     ("SchemaMigrateFailedAnswerFilter", "EventStoreMaintainedFilter", "EventStoreDatabaseSizeFilter",
-                      "BucketEmptierFailedAnswerFilter", "FanoutStartsThrottledFilter")]
+                     ("SchemaMigrateFailedAnswerFilter", "EventStoreMaintainedFilter", "EventStoreRetentionRanFilter",
+                      "EventStoreDatabaseSizeFilter", "BucketEmptierFailedAnswerFilter", "FanoutStartsThrottledFilter")]

@@ -29,8 +29,22 @@ def test_every_role_allows_exactly_what_its_function_needs(post):
     assert lp.check_roles_match_code(post) == []
 
 
-def test_put_object_is_limited_to_the_prefixes_the_code_writes(post):
+def test_put_and_get_object_are_limited_to_the_prefixes_the_code_writes(post):
     assert lp.check_put_prefixes(post) == []
+
+
+def test_each_function_reaches_only_the_prefixes_it_writes(post):
+    assert lp.check_prefix_writers(post) == []
+
+
+def test_schema_migrate_reaches_only_the_event_store_exports(post):
+    """Retention puts each old day under event-store/ and reads it back; nothing else of S3
+    (no listing, no delete, no other prefix), and the endpoint lets exactly that through."""
+    s3 = [s for s in policy(post, "SchemaMigrateRole") if any(a.startswith("s3:") for a in lp._as_list(s["Action"]))]
+    assert [(sorted(s["Action"]), s["Resource"]) for s in s3] == [
+        (["s3:GetObject", "s3:PutObject"], {"Fn::Sub": "${ArchiveBucket.Arn}/event-store/*"})]
+    endpoint = post["Resources"]["S3GatewayEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
+    assert next(s for s in endpoint if s["Sid"] == "SchemaMigrateExportsTheEventStore")["Resource"] == s3[0]["Resource"]
 
 
 def test_the_s3_endpoint_allows_only_what_the_vpc_functions_do(post):
@@ -51,8 +65,10 @@ def test_the_calls_are_read_from_the_code():
              ("archive", "fanout", "bucket-emptier", "schema-migrate", "validate")}
     assert calls == {"archive": ["PutObject"], "fanout": ["PutObject", "StartExecution"],
                      "bucket-emptier": ["DeleteObjects", "ListObjectVersions"],
-                     "schema-migrate": ["GetSecretValue"], "validate": ["GetSecretValue", "PutObject"]}
-    assert lp.key_prefixes() == {"raw/", "oversized/", "rejections/"}
+                     "schema-migrate": ["GetObject", "GetSecretValue", "PutObject"],
+                     "validate": ["GetSecretValue", "PutObject"]}
+    assert lp.key_prefixes() == {"raw/", "oversized/", "rejections/", "event-store/"}
+    assert set(lp.PREFIX_WRITERS) == lp.key_prefixes()  # every prefix the code writes has its writer
 
 
 def test_test_code_does_not_count():
@@ -139,19 +155,52 @@ def test_put_object_on_the_whole_bucket_is_caught(post):
     statement(post, "FanoutRole", "OversizedRecordsByReference")["Resource"] = {"Fn::Sub": "${ArchiveBucket.Arn}/*"}
     assert lp.check_put_prefixes(post) == [
         "FanoutRole (OversizedRecordsByReference): s3:PutObject on ${ArchiveBucket.Arn}/* is not limited to a key "
-        "prefix the code writes (['oversized/', 'raw/', 'rejections/'])"]
+        "prefix the code writes (['event-store/', 'oversized/', 'raw/', 'rejections/'])"]
+
+
+def test_schema_migrate_on_the_whole_archive_bucket_is_caught(post):
+    """Retention's grant widened to the bucket: it could overwrite the raw archive."""
+    statement(post, "SchemaMigrateRole", "ExportEventStoreDays")["Resource"] = {"Fn::Sub": "${ArchiveBucket.Arn}/*"}
+    assert lp.check_prefix_writers(post) == [
+        "SchemaMigrateRole (ExportEventStoreDays): s3:PutObject on ${ArchiveBucket.Arn}/* reaches more than "
+        "schema-migrate's own prefixes ['event-store/']",
+        "SchemaMigrateRole (ExportEventStoreDays): s3:GetObject on ${ArchiveBucket.Arn}/* reaches more than "
+        "schema-migrate's own prefixes ['event-store/']"]
+
+
+def test_schema_migrate_on_another_functions_prefix_is_caught(post):
+    """A prefix the code writes, but archive's: the generic prefix rule alone would pass it."""
+    statement(post, "SchemaMigrateRole", "ExportEventStoreDays")["Resource"] = {"Fn::Sub": "${ArchiveBucket.Arn}/raw/*"}
+    assert lp.check_prefix_writers(post) == [
+        "SchemaMigrateRole (ExportEventStoreDays): s3:PutObject on ${ArchiveBucket.Arn}/raw/*: raw/ is written by "
+        "archive, not schema-migrate (its own: ['event-store/'])",
+        "SchemaMigrateRole (ExportEventStoreDays): s3:GetObject on ${ArchiveBucket.Arn}/raw/*: raw/ is written by "
+        "archive, not schema-migrate (its own: ['event-store/'])"]
+
+
+def test_an_endpoint_that_blocks_what_a_vpc_function_calls_is_caught(post):
+    """schema-migrate runs in the VPC: without the endpoint's statement its exports are denied there."""
+    doc = post["Resources"]["S3GatewayEndpoint"]["Properties"]["PolicyDocument"]
+    doc["Statement"] = [s for s in doc["Statement"] if s["Sid"] != "SchemaMigrateExportsTheEventStore"]
+    assert lp.check_s3_endpoint(post) == [
+        "S3GatewayEndpoint does not allow s3:GetObject on ${ArchiveBucket.Arn}/event-store/*, which a function in "
+        "the VPC calls: denied at the endpoint",
+        "S3GatewayEndpoint does not allow s3:PutObject on ${ArchiveBucket.Arn}/event-store/*, which a function in "
+        "the VPC calls: denied at the endpoint"]
 
 
 def test_an_endpoint_allowing_calls_no_vpc_function_makes_is_caught(post):
     doc = post["Resources"]["S3GatewayEndpoint"]["Properties"]["PolicyDocument"]
     doc["Statement"].append({"Sid": "ArchiveBucketFromTheVpc", "Effect": "Allow", "Principal": "*",
-                             "Action": ["s3:GetObject", "s3:PutObject"],
+                             "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
                              "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::inventory-archive-${EnvironmentSuffix}-${AWS::AccountId}/*"}})
+    bucket = "arn:${AWS::Partition}:s3:::inventory-archive-${EnvironmentSuffix}-${AWS::AccountId}/*"
     assert lp.check_s3_endpoint(post) == [
-        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:GetObject, which no function in the VPC calls",
-        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:PutObject on "
-        "arn:${AWS::Partition}:s3:::inventory-archive-${EnvironmentSuffix}-${AWS::AccountId}/*, "
-        "where no function in the VPC may call it"]
+        "S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:DeleteObject, which no function in the VPC calls",
+        f"S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:GetObject on {bucket}, where no function in the VPC "
+        "may call it",
+        f"S3GatewayEndpoint (ArchiveBucketFromTheVpc) allows s3:PutObject on {bucket}, where no function in the VPC "
+        "may call it"]
 
 
 def test_iam_database_authentication_nobody_uses_is_caught(post):
