@@ -70,6 +70,9 @@ async fn main() -> Result<()> {
         duplicate_share: 0.0,
         out_of_order_share: 0.0,
         bad_share: 0.0,
+        // 50 ms apart: every update's occurred_at inside the contract's window of its arrival
+        // (now), so none is refused as too old or in the future.
+        start: Utc::now() - Duration::days(3),
         ..FeedSpec::default()
     };
     let source = SourcePosition {
@@ -107,8 +110,18 @@ async fn main() -> Result<()> {
         days.len()
     );
     println!(
-        "{:<8} {:>12} {:>12} {:>11} {:>10} {:>12} {:>9} {:>8}",
-        "month", "db MB", "events", "keys", "days held", "days gone", "exported", "secs"
+        "{:<8} {:>8} {:>10} {:>8} {:>9} {:>8} {:>9} {:>10} {:>9} {:>10} {:>7}",
+        "month",
+        "db MB",
+        "events MB",
+        "keys MB",
+        "proj. MB",
+        "snap. MB",
+        "events",
+        "days held",
+        "days gone",
+        "exported",
+        "secs"
     );
 
     let mut chunks = feed.chunks(per_day);
@@ -152,12 +165,19 @@ async fn main() -> Result<()> {
         }
         exported += report.exported_events;
         t.db.execute_unprepared("VACUUM").await?;
+        let mb = |sql: &'static str| {
+            let db = t.db.clone();
+            async move { Ok::<f64, anyhow::Error>(scalar(&db, sql).await? as f64 / 1e6) }
+        };
         println!(
-            "{:<8} {:>12.1} {:>12} {:>11} {:>10} {:>12} {:>9} {:>8.1}",
+            "{:<8} {:>8.1} {:>10.1} {:>8.1} {:>9.1} {:>8.1} {:>9} {:>10} {:>9} {:>10} {:>7.1}",
             month_days[0].format("%Y-%m"),
-            scalar(&t.db, "SELECT pg_database_size(current_database())").await? as f64 / 1e6,
+            mb("SELECT pg_database_size(current_database())").await?,
+            mb("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits WHERE inhparent = 'inventory_events'::regclass").await?,
+            mb("SELECT pg_total_relation_size('inventory_update_keys')").await?,
+            mb("SELECT (pg_total_relation_size('product_offers') + pg_total_relation_size('product_summaries'))::bigint").await?,
+            mb("SELECT (pg_total_relation_size('projection_snapshots') + pg_total_relation_size('projection_snapshot_offers') + pg_total_relation_size('projection_snapshot_summaries'))::bigint").await?,
             scalar(&t.db, "SELECT count(*) FROM inventory_events").await?,
-            scalar(&t.db, "SELECT count(*) FROM inventory_update_keys").await?,
             scalar(
                 &t.db,
                 &format!(
