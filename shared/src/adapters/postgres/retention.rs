@@ -110,11 +110,34 @@ pub async fn retain_event_store(
         .transpose()
         .map_err(|e| db_error("could not take the retention lock", e))?
         .unwrap_or(false);
+    // Whatever happens below, the lock goes with an explicit end of its transaction: a
+    // transaction only dropped is rolled back when its connection is next used, and until then
+    // the lock would stop the next run.
+    let worked = retire_due(db, store, config, cutoff, deadline, locked, &mut report).await;
+    guard
+        .commit()
+        .await
+        .map_err(|e| db_error("could not release the retention lock", e))?;
+    worked?;
+    finish(db, report).await
+}
+
+/// The due days, oldest first, until the budget is spent or a day cannot go yet; with
+/// `locked` false (another run holds the lock), only what is overdue.
+async fn retire_due(
+    db: &DatabaseConnection,
+    store: &dyn ExportStore,
+    config: RetentionConfig,
+    cutoff: DateTime<Utc>,
+    deadline: Instant,
+    locked: bool,
+    report: &mut RetentionReport,
+) -> Result<(), PipelineError> {
     let due = due_partitions(db, cutoff).await?;
     if !locked {
         report.overdue_days = due.len() as u64;
         report.stopped = Some("another retention run holds the lock".into());
-        return finish(db, report).await;
+        return Ok(());
     }
     let mut left = due.len();
     for partition in &due {
@@ -122,7 +145,7 @@ pub async fn retain_event_store(
             report.stopped = Some("the run's time budget is spent".into());
             break;
         }
-        match retire_day(db, store, config, partition, deadline, &mut report).await? {
+        match retire_day(db, store, config, partition, deadline, report).await? {
             Retired::Yes => {
                 left -= 1;
                 report.retired_days.push(partition.day);
@@ -134,11 +157,7 @@ pub async fn retain_event_store(
         }
     }
     report.overdue_days = left as u64;
-    guard
-        .commit()
-        .await
-        .map_err(|e| db_error("could not release the retention lock", e))?;
-    finish(db, report).await
+    Ok(())
 }
 
 async fn finish(
@@ -373,10 +392,81 @@ async fn drop_day(
     snapshot: Option<SnapshotInfo>,
 ) -> Result<Dropped, PipelineError> {
     let txn = utc_transaction(db, "dropping a retired day").await?;
+    // The transaction ends explicitly whatever happens: one only dropped would keep the
+    // rebuild lock until its connection is next used.
+    let step = match drop_in(&txn, store, partition, manifest, snapshot).await {
+        Ok(step) => step,
+        Err(e) => {
+            txn.rollback().await.ok();
+            return Err(e);
+        }
+    };
+    let now_in_db = match step {
+        DropStep::Ready => {
+            txn.commit().await.map_err(|e| {
+                db_error(
+                    &format!(
+                        "could not commit the drop of {} (event_store_retired_days says whether it was dropped)",
+                        partition.day
+                    ),
+                    e,
+                )
+            })?;
+            tracing::info!(day = %partition.day, events = manifest.checksum.events, snapshot = ?snapshot.map(|s| s.id), "event store day retired");
+            return Ok(Dropped::Yes);
+        }
+        DropStep::RebuildRunning => {
+            txn.rollback()
+                .await
+                .map_err(|e| db_error("could not roll back the drop", e))?;
+            return Ok(Dropped::RebuildRunning);
+        }
+        DropStep::Changed(now_in_db) => now_in_db,
+    };
+    txn.rollback()
+        .await
+        .map_err(|e| db_error("could not roll back the drop", e))?;
+    db.execute_raw(stmt(
+        "DELETE FROM event_store_exports WHERE day = $1",
+        vec![partition.day.into()],
+    ))
+    .await
+    .map_err(|e| db_error("could not forget a day's stale export", e))?;
+    Err(PipelineError::new(
+        ErrorKind::Internal,
+        format!(
+            "{} now holds {} events (checksum {}), its export {} (checksum {}): nothing was dropped, and the next run exports the day again",
+            partition.day,
+            now_in_db.events,
+            now_in_db.sum,
+            manifest.checksum.events,
+            manifest.checksum.sum
+        ),
+    ))
+}
+
+/// Where the drop's transaction stands before its end.
+enum DropStep {
+    /// Checked, recorded and dropped: commit.
+    Ready,
+    RebuildRunning,
+    /// The day no longer matches its export: roll back.
+    Changed(Checksum),
+}
+
+/// The drop's statements in `txn`: the rebuild lock, the partition's lock, the last check,
+/// the record of the day and the drop.
+async fn drop_in(
+    txn: &sea_orm::DatabaseTransaction,
+    store: &dyn ExportStore,
+    partition: &DayPartition,
+    manifest: &Manifest,
+    snapshot: Option<SnapshotInfo>,
+) -> Result<DropStep, PipelineError> {
     // Never while a rebuild replays: it checked the retired days when it started, and must
     // not lose a day's events in the middle of its replay.
-    if !try_rebuild_lock(&txn).await? {
-        return Ok(Dropped::RebuildRunning);
+    if !try_rebuild_lock(txn).await? {
+        return Ok(DropStep::RebuildRunning);
     }
     // A short wait: DROP TABLE needs the whole store for a moment, and appends and reads queue
     // behind a waiting lock. Busy now means the next run.
@@ -391,28 +481,9 @@ async fn drop_day(
             e,
         )
     })?;
-    let now_in_db = db_checksum(&txn, &partition.table, None).await?;
+    let now_in_db = db_checksum(txn, &partition.table, None).await?;
     if now_in_db != manifest.checksum {
-        txn.rollback()
-            .await
-            .map_err(|e| db_error("could not roll back the drop", e))?;
-        db.execute_raw(stmt(
-            "DELETE FROM event_store_exports WHERE day = $1",
-            vec![partition.day.into()],
-        ))
-        .await
-        .map_err(|e| db_error("could not forget a day's stale export", e))?;
-        return Err(PipelineError::new(
-            ErrorKind::Internal,
-            format!(
-                "{} now holds {} events (checksum {}), its export {} (checksum {}): nothing was dropped, and the next run exports the day again",
-                partition.day,
-                now_in_db.events,
-                now_in_db.sum,
-                manifest.checksum.events,
-                manifest.checksum.sum
-            ),
-        ));
+        return Ok(DropStep::Changed(now_in_db));
     }
     txn.execute_raw(stmt(
         "INSERT INTO event_store_retired_days (day, events, checksum, max_seq, manifest, snapshot_id) \
@@ -436,19 +507,7 @@ async fn drop_day(
                 e,
             )
         })?;
-    txn.commit()
-        .await
-        .map_err(|e| {
-            db_error(
-                &format!(
-                    "could not commit the drop of {} (event_store_retired_days says whether it was dropped)",
-                    partition.day
-                ),
-                e,
-            )
-        })?;
-    tracing::info!(day = %partition.day, events = manifest.checksum.events, snapshot = ?snapshot.map(|s| s.id), "event store day retired");
-    Ok(Dropped::Yes)
+    Ok(DropStep::Ready)
 }
 
 /// A REPEATABLE READ transaction whose time zone is UTC: `to_jsonb` writes times in it, the

@@ -198,10 +198,35 @@ pub async fn snapshot_live(db: &DatabaseConnection) -> Result<LiveSnapshot, Pipe
         .begin()
         .await
         .map_err(|e| db_error("could not start the snapshot", e))?;
-    if !try_rebuild_lock(&guard).await? {
+    // The rebuild lock goes with an explicit end of its transaction, whatever happens: a
+    // transaction only dropped keeps its lock until its connection is next used.
+    let taken = snapshot_under(db, &guard).await;
+    guard
+        .commit()
+        .await
+        .map_err(|e| db_error("could not release the rebuild lock", e))?;
+    let taken = taken?;
+    if let LiveSnapshot::Taken(info) = taken {
+        tracing::info!(
+            snapshot = info.id,
+            up_to_seq = info.up_to_seq,
+            offers = info.offers,
+            products = info.products,
+            "projection snapshot taken"
+        );
+    }
+    Ok(taken)
+}
+
+/// [`snapshot_live`] with `guard`'s transaction open for the rebuild lock.
+async fn snapshot_under(
+    db: &DatabaseConnection,
+    guard: &DatabaseTransaction,
+) -> Result<LiveSnapshot, PipelineError> {
+    if !try_rebuild_lock(guard).await? {
         return Ok(LiveSnapshot::RebuildRunning);
     }
-    let live_rules = live_rules_version(&guard).await?;
+    let live_rules = live_rules_version(guard).await?;
     if live_rules != PROJECTION_RULES_VERSION {
         return Ok(LiveSnapshot::OtherRules { live: live_rules });
     }
@@ -260,17 +285,6 @@ pub async fn snapshot_live(db: &DatabaseConnection) -> Result<LiveSnapshot, Pipe
     copy.commit()
         .await
         .map_err(|e| db_error("could not commit the snapshot", e))?;
-    guard
-        .commit()
-        .await
-        .map_err(|e| db_error("could not release the rebuild lock", e))?;
-    tracing::info!(
-        snapshot = info.id,
-        up_to_seq = info.up_to_seq,
-        offers = info.offers,
-        products = info.products,
-        "projection snapshot taken"
-    );
     Ok(LiveSnapshot::Taken(info))
 }
 
