@@ -128,15 +128,17 @@ async fn archived(st: &Stack, runs: &[Run]) -> Result<Vec<Value>> {
     Ok(lines)
 }
 
-/// The raw bytes of each archived record, by sequence number.
-fn archived_bytes(lines: &[Value]) -> Result<BTreeMap<String, Vec<u8>>> {
+/// The raw bytes of each archived record, by shard and sequence number (sequence numbers are
+/// only unique within a shard).
+fn archived_bytes(lines: &[Value]) -> Result<BTreeMap<(String, String), Vec<u8>>> {
     lines
         .iter()
         .map(|l| {
+            let shard = l["shard_id"].as_str().context("shard_id")?;
             let seq = l["sequence_number"].as_str().context("sequence_number")?;
             let data = l["data"].as_str().context("inline data")?;
             Ok((
-                seq.to_owned(),
+                (shard.to_owned(), seq.to_owned()),
                 base64::engine::general_purpose::STANDARD.decode(data)?,
             ))
         })
@@ -240,8 +242,12 @@ async fn records_in_the_briefs_format_are_appended_archived_raw_and_cached_afres
     // The chunks' archive objects hold the raw records, byte for byte.
     let lines = archived(&st, &runs).await?;
     let raw = archived_bytes(&lines)?;
-    for ((_, data), (_, seq)) in records.iter().zip(&placed) {
-        assert_eq!(raw.get(seq), Some(data), "record {seq} archived as sent");
+    for ((_, data), (shard, seq)) in records.iter().zip(&placed) {
+        assert_eq!(
+            raw.get(&(shard.clone(), seq.clone())),
+            Some(data),
+            "record {shard}/{seq} archived as sent"
+        );
     }
     assert!(lines.iter().all(|l| l["stream"] == st.o("StreamName")));
     Ok(())
@@ -323,8 +329,12 @@ async fn a_bad_record_is_rejected_while_the_good_ones_are_appended_and_the_batch
     assert_eq!(runs.iter().map(|r| r.persisted("appended")).sum::<u64>(), 2);
     // Nothing lost: the rejected record is archived with the good ones.
     let raw = archived_bytes(&archived(&st, &runs).await?)?;
-    for ((_, data), (_, seq)) in records.iter().zip(&placed) {
-        assert_eq!(raw.get(seq), Some(data), "record {seq} archived as sent");
+    for ((_, data), (shard, seq)) in records.iter().zip(&placed) {
+        assert_eq!(
+            raw.get(&(shard.clone(), seq.clone())),
+            Some(data),
+            "record {shard}/{seq} archived as sent"
+        );
     }
     // And the fan-out never gave up on the batch: no on-failure message names its records.
     let failed = on_failure_queue(&st).await?;
