@@ -418,17 +418,42 @@ where
 /// Takes [`REBUILD_LOCK_KEY`] for `guard`'s transaction if nobody holds it: one rebuild (or
 /// snapshot of the live projection) at a time.
 pub(crate) async fn try_rebuild_lock(guard: &DatabaseTransaction) -> Result<bool, PipelineError> {
-    let locked = guard
+    try_xact_lock(guard, REBUILD_LOCK_KEY, "the rebuild lock").await
+}
+
+/// Takes the advisory lock `key` for `txn`'s transaction if nobody holds it (`what` names it
+/// in errors). The server releases it when the transaction ends.
+pub(crate) async fn try_xact_lock(
+    txn: &DatabaseTransaction,
+    key: i64,
+    what: &str,
+) -> Result<bool, PipelineError> {
+    let context = format!("could not take {what}");
+    let locked = txn
         .query_one_raw(stmt(
             "SELECT pg_try_advisory_xact_lock($1) AS locked",
-            vec![REBUILD_LOCK_KEY.into()],
+            vec![key.into()],
         ))
         .await
-        .map_err(|e| db_error("could not take the rebuild lock", e))?
+        .map_err(|e| db_error(&context, e))?
         .map(|r| r.try_get::<bool>("", "locked"))
         .transpose()
-        .map_err(|e| db_error("could not take the rebuild lock", e))?;
+        .map_err(|e| db_error(&context, e))?;
     Ok(locked == Some(true))
+}
+
+/// The schema of the live projection tables, quoted as an identifier.
+pub(crate) async fn live_schema(db: &impl ConnectionTrait) -> Result<String, PipelineError> {
+    db.query_one_raw(stmt(
+            "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
+            vec![],
+        ))
+        .await
+        .map_err(|e| db_error("could not find the live projection", e))?
+        .map(|r| r.try_get::<String>("", "live"))
+        .transpose()
+        .map_err(|e| db_error("could not find the live projection", e))?
+        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))
 }
 
 /// Drops a schema left by an interrupted rebuild and makes [`REBUILD_SCHEMA`] again, with
@@ -441,17 +466,7 @@ async fn prepare_shadow(db: &DatabaseConnection) -> Result<String, PipelineError
         .begin()
         .await
         .map_err(|e| db_error("could not start preparing the rebuild", e))?;
-    let live: String = txn
-        .query_one_raw(stmt(
-            "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
-            vec![],
-        ))
-        .await
-        .map_err(|e| db_error("could not find the live projection", e))?
-        .map(|r| r.try_get::<String>("", "live"))
-        .transpose()
-        .map_err(|e| db_error("could not find the live projection", e))?
-        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))?;
+    let live = live_schema(&txn).await?;
     let sql = format!(
         r#"
 DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE;

@@ -27,7 +27,7 @@
 use super::error::db_error;
 use super::maintenance::EVENT_STORE_PARENT;
 use super::projection_store::stmt;
-use super::projection_store::try_rebuild_lock;
+use super::projection_store::{try_rebuild_lock, try_xact_lock};
 use super::snapshot::{LiveSnapshot, SnapshotInfo, latest_snapshot, snapshot_live};
 use crate::error::{ErrorKind, PipelineError};
 use crate::ports::{ExportObject, ExportStore};
@@ -99,17 +99,7 @@ pub async fn retain_event_store(
         .begin()
         .await
         .map_err(|e| db_error("could not start the retention run", e))?;
-    let locked: bool = guard
-        .query_one_raw(stmt(
-            "SELECT pg_try_advisory_xact_lock($1) AS locked",
-            vec![RETENTION_LOCK_KEY.into()],
-        ))
-        .await
-        .map_err(|e| db_error("could not take the retention lock", e))?
-        .map(|r| r.try_get::<bool>("", "locked"))
-        .transpose()
-        .map_err(|e| db_error("could not take the retention lock", e))?
-        .unwrap_or(false);
+    let locked = try_xact_lock(&guard, RETENTION_LOCK_KEY, "the retention lock").await?;
     // Whatever happens below, the lock goes with an explicit end of its transaction: a
     // transaction only dropped is rolled back when its connection is next used, and until then
     // the lock would stop the next run.

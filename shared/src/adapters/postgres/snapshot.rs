@@ -8,7 +8,7 @@
 
 use super::error::db_error;
 use super::projection_store::stmt;
-use super::projection_store::try_rebuild_lock;
+use super::projection_store::{live_schema, try_rebuild_lock};
 use crate::error::{ErrorKind, PipelineError};
 use crate::projection::PROJECTION_RULES_VERSION;
 use chrono::{DateTime, Utc};
@@ -270,17 +270,7 @@ async fn snapshot_under(
         .commit()
         .await
         .map_err(|e| db_error("could not release the event store", e))?;
-    let live: String = copy
-        .query_one_raw(stmt(
-            "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
-            vec![],
-        ))
-        .await
-        .map_err(|e| db_error("could not find the live projection", e))?
-        .map(|r| r.try_get::<String>("", "live"))
-        .transpose()
-        .map_err(|e| db_error("could not find the live projection", e))?
-        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))?;
+    let live = live_schema(&copy).await?;
     let info = save_in(&copy, &live, up_to_seq).await?;
     copy.commit()
         .await
