@@ -253,6 +253,7 @@ async fn run_batch_size(
     batch: usize,
     lanes: usize,
     moto: &MotoServer,
+    reference_rate: f64,
 ) -> Result<()> {
     let lanes = lanes.max(1);
     let db = TestDb::new().await?;
@@ -311,13 +312,14 @@ async fn run_batch_size(
     }
     per_chunk.sort();
     let n = records.len();
+    let rate = n as f64 / wall.as_secs_f64();
     let critical = steps.validate + steps.archive.max(steps.persist) + steps.cache;
     let share = |d: Duration| 100.0 * d.as_secs_f64() / critical.as_secs_f64().max(f64::EPSILON);
     println!(
-        "batch {batch:>5} | lanes {lanes} | {n} updates in {:.2} s | {:>8.0} updates/s | per chunk p50 {:.2} ms p99 {:.2} ms | \
+        "batch {batch:>5} | lanes {lanes} | {n} updates in {:.2} s | {rate:>8.0} updates/s | {:.2}x reference | per chunk p50 {:.2} ms p99 {:.2} ms | \
          validate {:.0}% archive {:.0}% (parallel) persist {:.0}% cache {:.0}% | events {appended}, cache invalidations {changed}",
         wall.as_secs_f64(),
-        n as f64 / wall.as_secs_f64(),
+        rate / reference_rate,
         ms(percentile(&per_chunk, 0.50)),
         ms(percentile(&per_chunk, 0.99)),
         share(steps.validate),
@@ -347,14 +349,14 @@ async fn main() -> Result<()> {
     for batch in &args.batches {
         let bucket = moto.create_bucket("reference").await?;
         let r = reference::run(&records, *batch, &moto.s3_client(), &bucket).await?;
+        let reference_rate = records.len() as f64 / r.wall.as_secs_f64();
         println!(
-            "batch {batch:>5} | reference: upsert + gzip object + DEL, no event store | {:>8.0} updates/s | per chunk p50 {:.2} ms p99 {:.2} ms",
-            records.len() as f64 / r.wall.as_secs_f64(),
+            "batch {batch:>5} | reference: upsert + gzip object + DEL, no event store | {reference_rate:>8.0} updates/s | 1.00x reference | per chunk p50 {:.2} ms p99 {:.2} ms",
             ms(percentile(&r.per_chunk, 0.50)),
             ms(percentile(&r.per_chunk, 0.99)),
         );
         for lanes in &args.lanes {
-            run_batch_size(&records, *batch, *lanes, &moto).await?;
+            run_batch_size(&records, *batch, *lanes, &moto, reference_rate).await?;
         }
     }
     Ok(())
