@@ -34,6 +34,23 @@ pub(crate) fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
+/// The column `column` of the one row `sql` answers (`None` if it answers none); `context`
+/// names the read in errors.
+pub(crate) async fn query_scalar<T: sea_orm::TryGetable>(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+    column: &str,
+    context: &str,
+) -> Result<Option<T>, PipelineError> {
+    db.query_one_raw(stmt(sql, values))
+        .await
+        .map_err(|e| db_error(context, e))?
+        .map(|r| r.try_get::<T>("", column))
+        .transpose()
+        .map_err(|e| db_error(context, e))
+}
+
 /// Product ids as a `text[]` parameter.
 fn ids_param<'a>(ids: impl IntoIterator<Item = &'a ProductId>) -> sea_orm::Value {
     ids.into_iter()
@@ -433,32 +450,28 @@ pub(crate) async fn try_xact_lock(
     key: i64,
     what: &str,
 ) -> Result<bool, PipelineError> {
-    let context = format!("could not take {what}");
-    let locked = txn
-        .query_one_raw(stmt(
-            "SELECT pg_try_advisory_xact_lock($1) AS locked",
-            vec![key.into()],
-        ))
-        .await
-        .map_err(|e| db_error(&context, e))?
-        .map(|r| r.try_get::<bool>("", "locked"))
-        .transpose()
-        .map_err(|e| db_error(&context, e))?;
+    let locked: Option<bool> = query_scalar(
+        txn,
+        "SELECT pg_try_advisory_xact_lock($1) AS locked",
+        vec![key.into()],
+        "locked",
+        &format!("could not take {what}"),
+    )
+    .await?;
     Ok(locked == Some(true))
 }
 
 /// The schema of the live projection tables, quoted as an identifier.
 pub(crate) async fn live_schema(db: &impl ConnectionTrait) -> Result<String, PipelineError> {
-    db.query_one_raw(stmt(
-            "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
-            vec![],
-        ))
-        .await
-        .map_err(|e| db_error("could not find the live projection", e))?
-        .map(|r| r.try_get::<String>("", "live"))
-        .transpose()
-        .map_err(|e| db_error("could not find the live projection", e))?
-        .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))
+    query_scalar::<String>(
+        db,
+        "SELECT quote_ident(relnamespace::regnamespace::text) AS live FROM pg_class WHERE oid = 'product_offers'::regclass",
+        vec![],
+        "live",
+        "could not find the live projection",
+    )
+    .await?
+    .ok_or_else(|| PipelineError::new(ErrorKind::Internal, "no live projection table"))
 }
 
 /// Drops a schema left by an interrupted rebuild and makes [`REBUILD_SCHEMA`] again, with
@@ -530,15 +543,14 @@ async fn high_water(db: &DatabaseConnection) -> Result<i64, PipelineError> {
 }
 
 async fn max_seq(txn: &DatabaseTransaction) -> Result<i64, PipelineError> {
-    txn.query_one_raw(stmt(
+    query_scalar::<i64>(
+        txn,
         "SELECT coalesce(max(seq), 0) AS seq FROM inventory_events",
         vec![],
-    ))
+        "seq",
+        "could not read the store's position",
+    )
     .await
-    .map_err(|e| db_error("could not read the store's position", e))?
-    .map(|r| r.try_get::<i64>("", "seq"))
-    .transpose()
-    .map_err(|e| db_error("could not read the store's position", e))
     .map(Option::unwrap_or_default)
 }
 

@@ -27,7 +27,7 @@
 use super::error::db_error;
 use super::maintenance::EVENT_STORE_PARENT;
 use super::projection_store::stmt;
-use super::projection_store::{try_rebuild_lock, try_xact_lock};
+use super::projection_store::{query_scalar, try_rebuild_lock, try_xact_lock};
 use super::snapshot::{LiveSnapshot, SnapshotInfo, latest_snapshot, snapshot_live};
 use crate::error::{ErrorKind, PipelineError};
 use crate::ports::{ExportObject, ExportStore};
@@ -604,31 +604,29 @@ async fn due_partitions(
 
 /// The start of the oldest day partition still in the database.
 async fn oldest_from(db: &DatabaseConnection) -> Result<Option<DateTime<Utc>>, PipelineError> {
-    db.query_one_raw(stmt(
+    query_scalar::<Option<DateTime<Utc>>>(
+        db,
         "SELECT min(i.child_start_time) AS oldest_from \
          FROM partman.show_partitions($1) p \
          CROSS JOIN LATERAL partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename, p_parent_table => $1) i",
         vec![EVENT_STORE_PARENT.into()],
-    ))
+        "oldest_from",
+        "could not read the oldest partition",
+    )
     .await
-    .map_err(|e| db_error("could not read the oldest partition", e))?
-    .map(|r| r.try_get::<Option<DateTime<Utc>>>("", "oldest_from"))
-    .transpose()
-    .map_err(|e| db_error("could not read the oldest partition", e))
     .map(Option::flatten)
 }
 
 /// The greatest `seq` of the events that left the database, if any did: a rebuild must start
 /// from a snapshot at or past it.
 pub async fn retired_up_to(db: &impl ConnectionTrait) -> Result<Option<i64>, PipelineError> {
-    db.query_one_raw(stmt(
+    query_scalar::<Option<i64>>(
+        db,
         "SELECT max(max_seq) AS seq FROM event_store_retired_days",
         vec![],
-    ))
+        "seq",
+        "could not read the retired days",
+    )
     .await
-    .map_err(|e| db_error("could not read the retired days", e))?
-    .map(|r| r.try_get::<Option<i64>>("", "seq"))
-    .transpose()
-    .map_err(|e| db_error("could not read the retired days", e))
     .map(Option::flatten)
 }

@@ -8,7 +8,7 @@
 
 use super::error::db_error;
 use super::projection_store::stmt;
-use super::projection_store::{live_schema, try_rebuild_lock};
+use super::projection_store::{live_schema, query_scalar, try_rebuild_lock};
 use crate::error::{ErrorKind, PipelineError};
 use crate::projection::PROJECTION_RULES_VERSION;
 use chrono::{DateTime, Utc};
@@ -281,16 +281,18 @@ async fn snapshot_under(
 /// The projection rules the live projection was built under (`projection_state`, which the
 /// migration sets and each rebuild's switch updates).
 pub(crate) async fn live_rules_version(db: &impl ConnectionTrait) -> Result<i32, PipelineError> {
-    db.query_one_raw(stmt("SELECT rules_version FROM projection_state", vec![]))
-        .await
-        .map_err(|e| db_error("could not read the live projection's rules version", e))?
-        .map(|r| r.try_get::<i32>("", "rules_version"))
-        .transpose()
-        .map_err(|e| db_error("could not read the live projection's rules version", e))?
-        .ok_or_else(|| {
-            PipelineError::new(
-                ErrorKind::Internal,
-                "projection_state has no row: run the migrations",
-            )
-        })
+    query_scalar::<i32>(
+        db,
+        "SELECT rules_version FROM projection_state",
+        vec![],
+        "rules_version",
+        "could not read the live projection's rules version",
+    )
+    .await?
+    .ok_or_else(|| {
+        PipelineError::new(
+            ErrorKind::Internal,
+            "projection_state has no row: run the migrations",
+        )
+    })
 }
