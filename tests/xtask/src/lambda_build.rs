@@ -29,7 +29,7 @@ const TARGET: &str = "aarch64-unknown-linux-gnu";
 
 pub fn run() -> Result<()> {
     let functions = functions()?;
-    setup::ensure_venv()?;
+    setup::ensure_venv(setup::Tools::All)?;
     step("rustup target add aarch64-unknown-linux-gnu");
     sh(Command::new("rustup").args(["target", "add", TARGET]))?;
     step("cargo lambda build --release --arm64 (cold: about 10 minutes on 2 cores)");

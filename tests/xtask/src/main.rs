@@ -20,6 +20,8 @@ mod lambda_build;
 mod setup;
 mod stack;
 mod test;
+#[cfg(test)]
+mod unify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -29,7 +29,7 @@ pub fn venv_bin(tool: &str) -> PathBuf {
 
 pub fn run() -> Result<()> {
     ensure_services()?;
-    ensure_venv()?;
+    ensure_venv(Tools::All)?;
     ensure_npm_tools()?;
     Ok(())
 }
@@ -158,30 +158,70 @@ fn up_to_date(stamp: &Path, print: &str) -> bool {
     std::fs::read_to_string(stamp).is_ok_and(|s| s == print)
 }
 
-/// The project venv with every pinned Python tool (moto, cargo-lambda, SAM CLI, linters).
-pub fn ensure_venv() -> Result<()> {
-    let requirements: Vec<PathBuf> = ["tests/requirements.txt", "infra/requirements.txt"]
-        .iter()
-        .map(|p| root().join(p))
-        .filter(|p| p.exists())
-        .collect();
-    let stamp = venv().join(".installed");
-    let print = fingerprint(&requirements);
-    if up_to_date(&stamp, &print) {
+/// Which Python tools a command needs: the local stack's, or every tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tools {
+    /// The emulator and the Lambda runner (`tests/requirements.txt`): the demo, the stack and
+    /// the fault suite. Seconds to install, where SAM and the linters take minutes.
+    Stack,
+    /// Also the infrastructure tools (`infra/requirements.txt`: SAM CLI, cfn-lint, checkov):
+    /// the test command and `lambda-build`.
+    All,
+}
+
+impl Tools {
+    fn requirements(self) -> &'static [&'static str] {
+        match self {
+            Tools::Stack => &["tests/requirements.txt"],
+            // One pip run over both files, so pip resolves them together.
+            Tools::All => &["tests/requirements.txt", "infra/requirements.txt"],
+        }
+    }
+
+    fn stamp(self) -> PathBuf {
+        venv().join(match self {
+            Tools::Stack => ".installed-stack",
+            Tools::All => ".installed-all",
+        })
+    }
+
+    fn fingerprint(self) -> String {
+        let files: Vec<PathBuf> = self.requirements().iter().map(|p| root().join(p)).collect();
+        fingerprint(&files)
+    }
+
+    fn installed(self) -> bool {
+        up_to_date(&self.stamp(), &self.fingerprint())
+    }
+}
+
+/// The project venv with the pinned Python tools `tools` names (pinned so every machine gets
+/// the same emulator). Installed once; a changed pin installs again.
+pub fn ensure_venv(tools: Tools) -> Result<()> {
+    // Every tool includes the stack's.
+    if tools.installed() || Tools::All.installed() {
         return Ok(());
     }
     if !venv_bin("python").exists() {
         step("creating the project venv (.venv)");
         sh(Command::new("python3").args(["-m", "venv"]).arg(venv()))?;
     }
-    step("installing the Python tools into .venv (first time: a few minutes)");
+    step(match tools {
+        Tools::Stack => "installing the local stack's Python tools into .venv (moto, cargo-lambda)",
+        Tools::All => {
+            "installing the Python tools into .venv (moto, cargo-lambda, SAM CLI, cfn-lint, checkov; first time: a few minutes)"
+        }
+    });
     let mut pip = Command::new(venv_bin("pip"));
     pip.args(["install", "--quiet", "--disable-pip-version-check"]);
-    for r in &requirements {
-        pip.arg("-r").arg(r);
+    for r in tools.requirements() {
+        pip.arg("-r").arg(root().join(r));
     }
     sh(&mut pip)?;
-    std::fs::write(&stamp, print)?;
+    std::fs::write(tools.stamp(), tools.fingerprint())?;
+    if tools == Tools::All {
+        std::fs::write(Tools::Stack.stamp(), Tools::Stack.fingerprint())?;
+    }
     Ok(())
 }
 

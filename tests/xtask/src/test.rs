@@ -126,7 +126,7 @@ pub fn bench_reads(a: BenchArgs) -> Result<()> {
     setup::ensure_services()?;
     // Only the HTTP part needs a tool from the venv (cargo-lambda); without it, it is skipped.
     if !venv_bin("cargo-lambda").exists()
-        && let Err(e) = setup::ensure_venv()
+        && let Err(e) = setup::ensure_venv(setup::Tools::Stack)
     {
         eprintln!("warning: no cargo-lambda, the benchmark skips its HTTP part: {e:#}");
     }

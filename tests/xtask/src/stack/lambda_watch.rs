@@ -58,14 +58,15 @@ impl Registry {
     }
 }
 
-/// Builds every binary of the workspace in the dev profile: the same feature resolution as
-/// `cargo test --workspace`, so the test run that follows reuses the dependencies.
+/// Builds every binary of the workspace in the dev profile. `tests/workspace-hack` gives this
+/// build, the xtask's own and the test runs one feature set, so it compiles only the
+/// workspace's own crates that the xtask does not link (`unify`'s test holds that).
 pub fn build_functions(root: &Path) -> Result<()> {
     crate::setup::step("cargo build --workspace --bins (the function binaries, dev profile)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--workspace", "--bins", "--quiet"])
+        .args(["build", "--workspace", "--bins"])
         .status()
         .context("could not run cargo build")?;
     if !status.success() {

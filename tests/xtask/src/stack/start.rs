@@ -116,7 +116,7 @@ impl LocalStack {
             setup::venv_bin("cargo-lambda"),
         );
         if !moto_server.exists() || !cargo_lambda.exists() {
-            tokio::task::spawn_blocking(setup::ensure_venv).await??;
+            tokio::task::spawn_blocking(|| setup::ensure_venv(setup::Tools::Stack)).await??;
         }
         super::cli::clean_dead_stacks();
         let root = setup::root();
