@@ -28,7 +28,7 @@ pub struct CoverageArgs {
 }
 
 fn llvm_cov() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut c = crate::cargo_env::cargo();
     c.arg("llvm-cov")
         .current_dir(root())
         .env("PATH", tool_path())

@@ -34,6 +34,7 @@ pub fn run() -> Result<()> {
     sh(Command::new("rustup").args(["target", "add", TARGET]))?;
     step("cargo lambda build --release --arm64 (cold: about 10 minutes on 2 cores)");
     let mut build = Command::new(venv_bin("cargo-lambda"));
+    crate::cargo_env::as_started_by_a_developer(&mut build);
     build.current_dir(root()).env("PATH", tool_path()).args([
         "lambda",
         "build",

@@ -13,6 +13,7 @@
 //! cargo xtask lambda-build  the functions for AWS: cargo lambda build --release --arm64
 //! ```
 
+mod cargo_env;
 mod coverage;
 mod demo;
 mod faults;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// A `cargo` child with the project's tools on `PATH` and the emulator's location set.
 fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut c = crate::cargo_env::cargo();
     c.current_dir(root())
         .env("PATH", tool_path())
         .env("MOTO_SERVER", venv_bin("moto_server"));

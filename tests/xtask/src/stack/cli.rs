@@ -136,7 +136,8 @@ fn run_with_stack(mut o: StackOptions, command: &[String]) -> Result<()> {
     };
     o.outputs = stacks_dir().join(&o.id).join("flat-outputs.json");
     super::with_stack(o, |_, env| {
-        let status = Command::new(program)
+        // Usually cargo (`stack run -- cargo test ...`): started as a developer would.
+        let status = crate::cargo_env::as_started_by_a_developer(&mut Command::new(program))
             .args(program_args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .status()?;

@@ -63,8 +63,7 @@ impl Registry {
 /// workspace's own crates that the xtask does not link (`unify`'s test holds that).
 pub fn build_functions(root: &Path) -> Result<()> {
     crate::setup::step("cargo build --workspace --bins (the function binaries, dev profile)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
+    let status = crate::cargo_env::cargo()
         .current_dir(root)
         .args(["build", "--workspace", "--bins"])
         .status()
