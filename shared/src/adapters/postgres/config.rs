@@ -156,16 +156,17 @@ pub async fn credentials_from_secret(
     })
 }
 
-/// The pool for `config`, reading the credentials from the database secret (with the default
-/// AWS configuration) when the configuration names one. What every function's cold start calls.
+/// The pool for `config`, reading the credentials from the database secret (with the
+/// caller's AWS configuration, loaded once per process) when the configuration names one.
+/// What every function's cold start calls.
 #[cfg(feature = "secrets")]
 pub async fn connect_from_config(
     config: &DatabaseConfig,
+    aws: &aws_config::SdkConfig,
 ) -> Result<DatabaseConnection, PipelineError> {
     let credentials = match config.secret_arn() {
         Some(arn) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            let client = aws_sdk_secretsmanager::Client::new(aws);
             Some(credentials_from_secret(&client, arn).await?)
         }
         None => None,
