@@ -19,7 +19,6 @@ use aws_sdk_sfn::error::SdkError;
 use aws_sdk_sfn::types::ExecutionStatus;
 use backon::{ExponentialBuilder, Retryable as _};
 use chrono::{DateTime, Utc};
-use inventory::ErrorKind;
 use inventory::adapters::aws::{OperationError, classify};
 use std::collections::HashSet;
 use std::future::Future;
@@ -51,14 +50,6 @@ impl Pacer {
     }
 }
 
-/// Whether the shared classifier calls a failed AWS call worth another try.
-pub fn transient<E: OperationError>(e: &SdkError<E, HttpResponse>) -> bool {
-    matches!(
-        classify(e),
-        ErrorKind::Throttled | ErrorKind::DependencyUnavailable
-    )
-}
-
 /// `call`, each attempt after a tick of `pacer`, tried again while the error is transient:
 /// waits from 0.5 s doubling to 20 s with jitter, 8 more attempts (a few minutes in all).
 pub async fn paced<T, E, F, Fut>(pacer: &Pacer, mut call: F) -> Result<T, SdkError<E, HttpResponse>>
@@ -80,7 +71,7 @@ where
         }
     })
     .retry(backoff)
-    .when(transient)
+    .when(|e| classify(e).is_transient())
     .await
 }
 

@@ -11,8 +11,9 @@ pub enum Outcome {
     Usage = 1,
     /// Strict mode found invalid lines. Nothing was sent.
     InvalidLines = 2,
-    /// Some records could not be sent after every retry (`redrive-failed`: some executions
-    /// could not be redriven or started); they are listed, the rest were done.
+    /// Some records could not be sent: refused, or still failing after every retry
+    /// (`redrive-failed`: some executions could not be redriven or started); they are listed,
+    /// the rest were done.
     NotSent = 3,
     /// AWS or the database refused or failed in a way retrying does not fix; the command stopped.
     ServiceFailed = 4,
@@ -34,8 +35,9 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
   0  done: every record was sent (or, with --dry-run, every line is valid)
   1  usage or configuration error (bad option, unreadable file, no stream name); nothing sent
   2  invalid lines in strict mode (the default); they are listed and nothing was sent
-  3  some records could not be sent after every retry (redrive-failed: some executions could
-     not be redriven or started); they are listed, the rest were done
+  3  some records could not be sent: refused, or still failing after every retry
+     (redrive-failed: some executions could not be redriven or started); they are listed,
+     the rest were done
   4  AWS or the database failed in a way retrying does not fix; the command stopped
   5  --skip-invalid: every valid line was sent; the invalid ones are listed and were not
   6  status: some parts could not be read; they show UNAVAILABLE and why, the rest printed";

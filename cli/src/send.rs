@@ -1,10 +1,12 @@
 //! Putting records on the stream: `PutRecords` requests from the [`Scheduler`], several in
 //! flight, partition key = product id. Only the entries that failed are retried, with
 //! exponential backoff and jitter from `backon` (longer after throttling such as
-//! `ProvisionedThroughputExceededException`); whether a failed call is worth repeating is
-//! decided by the pipeline's one AWS error classifier, [`aws::classify`];
-//! a record that still fails after the last attempt is reported, never dropped silently, and
-//! its product's later records are held back with it.
+//! `ProvisionedThroughputExceededException`); whether a failed call or entry is worth
+//! repeating is decided by the pipeline's one AWS error classifier ([`aws::classify`],
+//! [`aws::classify_code`] for an entry's error code). A record refused in a way retrying does
+//! not fix (a KMS key or a permission, say) is reported at once; one that still fails after
+//! the last attempt is reported too, never dropped silently, and either way its product's
+//! later records are held back with it.
 //!
 //! With `per_product` above 1 a request may carry several consecutive records of one product.
 //! That is much faster for feeds dominated by a few products, but Kinesis may then fail an
@@ -17,10 +19,11 @@ use crate::batch::{MAX_ENTRY_BYTES, Outgoing, Scheduler};
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use inventory::ErrorKind;
 use inventory::adapters::aws;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -145,7 +148,7 @@ pub async fn send_all(
             if entries.is_empty() {
                 continue;
             }
-            let batch: Vec<(usize, String, Vec<u8>)> = entries
+            let batch: Vec<Entry> = entries
                 .into_iter()
                 .map(|i| (i, records[i].partition_key.clone(), records[i].data.clone()))
                 .collect();
@@ -202,6 +205,9 @@ fn held_back(index: usize) -> Unsent {
     }
 }
 
+/// A record in flight: its index in the feed, its partition key and its data.
+type Entry = (usize, String, Vec<u8>);
+
 #[derive(Debug, Default)]
 struct BatchOutcome {
     accepted: Vec<usize>,
@@ -213,7 +219,7 @@ struct BatchOutcome {
 async fn send_batch(
     client: aws_sdk_kinesis::Client,
     stream: Arc<str>,
-    mut pending: Vec<(usize, String, Vec<u8>)>,
+    mut pending: Vec<Entry>,
     opts: SendOptions,
     counters: Arc<Counters>,
 ) -> BatchOutcome {
@@ -260,37 +266,12 @@ async fn send_batch(
                     pending.len()
                 ),
             ),
-            Ok(resp) => {
-                let mut retry = Vec::new();
-                let (mut throttled, mut last_error) = (false, String::new());
-                let mut failed_keys = std::collections::HashSet::new();
-                for (entry, result) in std::mem::take(&mut pending).into_iter().zip(resp.records())
-                {
-                    match result.error_code() {
-                        None if failed_keys.contains(&entry.1) => {
-                            // Accepted, but after an earlier record of its product failed:
-                            // send it again behind that one.
-                            counters.resent.fetch_add(1, Ordering::Relaxed);
-                            retry.push(entry);
-                        }
-                        None => {
-                            counters.sent.fetch_add(1, Ordering::Relaxed);
-                            out.accepted.push(entry.0);
-                        }
-                        Some(code) => {
-                            if aws::classify_code(Some(code), 200) == ErrorKind::Throttled {
-                                throttled = true;
-                                counters.throttled.fetch_add(1, Ordering::Relaxed);
-                            }
-                            last_error =
-                                format!("{code}: {}", result.error_message().unwrap_or(""));
-                            failed_keys.insert(entry.1.clone());
-                            retry.push(entry);
-                        }
-                    }
-                }
-                (retry, throttled, last_error)
-            }
+            Ok(resp) => sort_results(
+                std::mem::take(&mut pending),
+                resp.records(),
+                &counters,
+                &mut out,
+            ),
         };
         if retry.is_empty() {
             return out;
@@ -308,9 +289,71 @@ async fn send_batch(
     }
 }
 
+/// One request's entries, from what `PutRecords` answered for each: accepted ones are
+/// counted; an entry refused with an error retrying may fix (throttling, a failure on the
+/// stream's side) is returned to be sent again, and so are the accepted entries behind it of
+/// the same product; an entry refused with an error retrying does not fix (the KMS key or a
+/// permission, say, as the shared classifier sorts codes) is reported as not sent at once,
+/// and its product's later entries in the request are held back (those already accepted stay
+/// accepted). Returns the entries to retry, whether any was throttled, and the last error
+/// worth retrying.
+fn sort_results(
+    pending: Vec<Entry>,
+    results: &[PutRecordsResultEntry],
+    counters: &Counters,
+    out: &mut BatchOutcome,
+) -> (Vec<Entry>, bool, String) {
+    let mut retry = Vec::new();
+    let (mut throttled, mut last_error) = (false, String::new());
+    // Products with an entry to retry, and products with an entry that will not be sent.
+    let mut retried_keys = HashSet::new();
+    let mut dropped_keys = HashSet::new();
+    for (entry, result) in pending.into_iter().zip(results) {
+        let kind = result
+            .error_code()
+            .map(|code| aws::classify_code(Some(code), 200));
+        if kind == Some(ErrorKind::Throttled) {
+            throttled = true;
+            counters.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        match kind {
+            None if dropped_keys.contains(&entry.1) || !retried_keys.contains(&entry.1) => {
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+                out.accepted.push(entry.0);
+            }
+            None => {
+                // Accepted, but after an earlier record of its product failed: send it again
+                // behind that one.
+                counters.resent.fetch_add(1, Ordering::Relaxed);
+                retry.push(entry);
+            }
+            Some(_) if dropped_keys.contains(&entry.1) => out.failed.push(held_back(entry.0)),
+            Some(kind) => {
+                let reason = format!(
+                    "{}: {}",
+                    result.error_code().unwrap_or_default(),
+                    result.error_message().unwrap_or_default()
+                );
+                if kind.is_transient() {
+                    last_error = reason;
+                    retried_keys.insert(entry.1.clone());
+                    retry.push(entry);
+                } else {
+                    dropped_keys.insert(entry.1);
+                    out.failed.push(Unsent {
+                        index: entry.0,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    (retry, throttled, last_error)
+}
+
 fn give_up(
     mut out: BatchOutcome,
-    pending: Vec<(usize, String, Vec<u8>)>,
+    pending: Vec<Entry>,
     reason: String,
     fatal: bool,
 ) -> BatchOutcome {
@@ -397,6 +440,89 @@ mod tests {
             huge.backoff(true)
                 .all(|w| w <= Duration::from_secs(2) && w >= Duration::from_secs(1))
         );
+    }
+
+    fn entries(keys: &[&str]) -> Vec<Entry> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| (i, (*k).to_owned(), vec![b'x']))
+            .collect()
+    }
+
+    fn result(code: Option<&str>) -> PutRecordsResultEntry {
+        let r = PutRecordsResultEntry::builder();
+        match code {
+            Some(c) => r.error_code(c).error_message("refused by the test"),
+            None => r.sequence_number("1").shard_id("shardId-000000000000"),
+        }
+        .build()
+    }
+
+    fn indices(entries: &[Entry]) -> Vec<usize> {
+        entries.iter().map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn entries_refused_for_a_transient_reason_are_retried_with_their_products_later_ones() {
+        let counters = Counters::default();
+        let mut out = BatchOutcome::default();
+        let (retry, throttled, last_error) = sort_results(
+            entries(&["a", "b", "a", "c"]),
+            &[
+                result(Some("ProvisionedThroughputExceededException")),
+                result(Some("InternalFailure")),
+                result(None),
+                result(None),
+            ],
+            &counters,
+            &mut out,
+        );
+        assert_eq!(indices(&retry), vec![0, 1, 2]);
+        assert!(throttled);
+        assert!(last_error.starts_with("InternalFailure: "), "{last_error}");
+        assert_eq!(out.accepted, vec![3]);
+        assert!(out.failed.is_empty());
+        assert_eq!(counters.throttled.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.resent.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn entries_refused_for_a_permanent_reason_are_reported_at_once_not_retried() {
+        for code in [
+            "KMSAccessDeniedException",
+            "AccessDeniedException",
+            "KMSDisabledException",
+        ] {
+            let counters = Counters::default();
+            let mut out = BatchOutcome::default();
+            let (retry, throttled, _) = sort_results(
+                entries(&["a", "b", "a", "a", "c"]),
+                &[
+                    result(Some(code)),
+                    result(Some("ProvisionedThroughputExceededException")),
+                    result(Some("ProvisionedThroughputExceededException")),
+                    result(None),
+                    result(None),
+                ],
+                &counters,
+                &mut out,
+            );
+            assert_eq!(indices(&retry), vec![1], "{code}: only the throttled one");
+            assert!(throttled);
+            let failed: Vec<(usize, &str)> = out
+                .failed
+                .iter()
+                .map(|u| (u.index, u.reason.as_str()))
+                .collect();
+            assert_eq!(failed.len(), 2, "{code}: {failed:?}");
+            assert_eq!(failed[0].0, 0);
+            assert!(failed[0].1.starts_with(code), "{failed:?}");
+            assert_eq!(failed[1], (2, held_back(2).reason.as_str()), "{code}");
+            // Already on the stream: nothing to send it again behind.
+            assert_eq!(out.accepted, vec![3, 4], "{code}");
+            assert_eq!(counters.resent.load(Ordering::Relaxed), 0);
+        }
     }
 
     #[test]

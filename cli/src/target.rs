@@ -4,7 +4,8 @@
 
 use crate::exit::{Outcome, WithOutcome as _, usage};
 use anyhow::{Context as _, Result};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
+use inventory::adapters::aws;
 use std::path::PathBuf;
 
 /// Options every AWS-facing command shares.
@@ -59,10 +60,13 @@ impl Outputs {
     }
 }
 
-/// The SDK configuration for `args`. A local stack's outputs (LocalEndpointUrl) also give its
-/// endpoint, and test credentials when the environment has none.
+/// The SDK configuration for `args`: the functions' defaults ([`aws::config_loader`]) with the
+/// command's region and endpoint. A local stack's outputs (LocalEndpointUrl) also give its
+/// endpoint, and test credentials when the environment has none. The functions' call timeouts
+/// ([`aws::timeouts`]) are left out: they suit an AWS region's network, not a feed of 5 MiB
+/// requests uploaded from an operator's machine, and the commands pace and retry on their own.
 pub async fn sdk_config(args: &TargetArgs, outputs: &Outputs) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws::config_loader();
     let local = outputs.get("LocalEndpointUrl");
     if let Some(url) = args.endpoint_url.clone().or_else(|| local.clone()) {
         loader = loader.endpoint_url(url);
@@ -96,22 +100,13 @@ pub async fn sdk_config(args: &TargetArgs, outputs: &Outputs) -> SdkConfig {
     loader.load().await
 }
 
-/// An S3 client; path-style addressing when an endpoint is given (emulators want it).
-pub fn s3_client(conf: &SdkConfig) -> aws_sdk_s3::Client {
-    let path_style = conf.endpoint_url().is_some();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(path_style)
-            .build(),
-    )
-}
-
 /// Where `--dry-run`-less operator commands find the database: `--database-url`, else the
 /// outputs file's LocalDatabaseUrl, else the functions' own variables (DATABASE_URL, or
-/// DB_HOST/DB_NAME/DB_SECRET_ARN/DB_TLS_CA_FILE).
+/// DB_HOST/DB_NAME/DB_SECRET_ARN/DB_TLS_CA_FILE, the secret read with `conf`).
 pub async fn connect_database(
     given: &Option<String>,
     outputs: &Outputs,
+    conf: &SdkConfig,
 ) -> Result<inventory::adapters::postgres::DatabaseConnection> {
     use inventory::adapters::postgres::{DatabaseConfig, connect_from_config};
     let url = given.clone().or_else(|| outputs.get("LocalDatabaseUrl"));
@@ -120,7 +115,7 @@ pub async fn connect_database(
         _ => std::env::var(name).ok(),
     })
     .map_err(|e| usage(format!("database: {e}")))?;
-    connect_from_config(&config)
+    connect_from_config(&config, conf)
         .await
         .context("connecting to the database")
         .or_exit(Outcome::ServiceFailed)

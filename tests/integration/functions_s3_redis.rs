@@ -26,7 +26,10 @@ async fn the_archive_handler_writes_the_chunk_to_the_configured_bucket() -> Resu
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("fn-archive").await?;
     let config = ::archive::Config::from_lookup(lookup(&[("ARCHIVE_BUCKET", bucket.clone())]))?;
-    let store = S3ArchiveStore::new(::archive::s3_client(&moto.sdk_config()), config.archive);
+    let store = S3ArchiveStore::new(
+        inventory::adapters::aws::s3_client(&moto.sdk_config()),
+        config.archive,
+    );
     let payload = serde_json::to_value(chunk())?;
 
     let out = ::archive::handle(payload.clone(), &store)
@@ -52,7 +55,7 @@ async fn the_archive_handler_refuses_a_malformed_payload_and_writes_nothing() ->
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("fn-archive-bad").await?;
     let store = S3ArchiveStore::new(
-        ::archive::s3_client(&moto.sdk_config()),
+        inventory::adapters::aws::s3_client(&moto.sdk_config()),
         ArchiveConfig {
             bucket: bucket.clone(),
             kms_key_id: None,

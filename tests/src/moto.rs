@@ -110,12 +110,10 @@ impl MotoServer {
             .build()
     }
 
-    /// An S3 client addressing buckets by path (`http://127.0.0.1:port/bucket/key`).
+    /// An S3 client addressing buckets by path (`http://127.0.0.1:port/bucket/key`), built as
+    /// the functions build theirs.
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config())
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        inventory::adapters::aws::s3_client(&self.sdk_config())
     }
 
     /// A fresh bucket with a name no other test uses.

@@ -28,7 +28,10 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
+    /// Also installs the process's rustls crypto provider, as the binaries do in `main`, for
+    /// the tests that connect with `rediss://`.
     pub fn new() -> Result<Self> {
+        inventory::adapters::tls::install_crypto_provider();
         let url = redis_url();
         let client =
             redis::Client::open(url.as_str()).with_context(|| format!("REDIS_URL {url:?}"))?;

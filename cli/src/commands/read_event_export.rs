@@ -4,9 +4,10 @@
 
 use super::replay_quarantine::fetch;
 use crate::exit::{Outcome, WithOutcome as _};
-use crate::target::{Outputs, TargetArgs, s3_client, sdk_config};
+use crate::target::{Outputs, TargetArgs, sdk_config};
 use anyhow::{Context as _, Result, bail};
 use chrono::NaiveDate;
+use inventory::adapters::aws::s3_client;
 use inventory::retention::{Checksum, Manifest, manifest_key};
 use std::io::Write as _;
 

@@ -2,7 +2,7 @@
 //! beside the live one and switched in (see `inventory::adapters::postgres::rebuild_projection`).
 
 use crate::exit::{Outcome, WithOutcome as _};
-use crate::target::{Outputs, connect_database};
+use crate::target::{Outputs, connect_database, sdk_config};
 use anyhow::{Context as _, Result};
 use inventory::adapters::postgres::{
     RebuildFrom, SnapshotInfo, latest_snapshot, rebuild_projection_from,
@@ -91,11 +91,13 @@ async fn counts(db: &DatabaseConnection) -> Result<(i64, i64, i64)> {
 }
 
 pub async fn run(args: RebuildProjectionArgs) -> Result<Outcome> {
-    let outputs = Outputs::read(&crate::target::TargetArgs {
+    let target = crate::target::TargetArgs {
         outputs: args.outputs.clone(),
         ..Default::default()
-    })?;
-    let db = connect_database(&args.database_url, &outputs).await?;
+    };
+    let outputs = Outputs::read(&target)?;
+    let conf = sdk_config(&target, &outputs).await;
+    let db = connect_database(&args.database_url, &outputs, &conf).await?;
     let (events, offers, products) = counts(&db).await.or_exit(Outcome::ServiceFailed)?;
     eprintln!(
         "rebuild-projection: the event store holds {events} events; the projection {offers} offers of {products} products"

@@ -5,11 +5,12 @@
 use super::replay_quarantine::fetch;
 use crate::exit::{Outcome, WithOutcome as _, usage};
 use crate::send::aws_error_text;
-use crate::target::{Outputs, TargetArgs, s3_client, sdk_config};
+use crate::target::{Outputs, TargetArgs, sdk_config};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use inventory::RejectionKey;
 use inventory::SupplierId;
+use inventory::adapters::aws::s3_client;
 use inventory::supplier_rejections::{AccountId, RejectionNotice};
 use std::collections::BTreeSet;
 use std::io::Write as _;

@@ -4,9 +4,10 @@
 use super::sending::{SendArgs, send_and_report};
 use crate::batch::Outgoing;
 use crate::exit::{Outcome, WithOutcome as _, usage};
-use crate::target::{Outputs, TargetArgs, connect_database, s3_client, sdk_config};
+use crate::target::{Outputs, TargetArgs, connect_database, sdk_config};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
+use inventory::adapters::aws::s3_client;
 use inventory::adapters::postgres::entity::quarantined_record::{Column, Entity};
 use inventory::adapters::postgres::{QuarantineEntry, list_quarantine};
 use inventory::rejection::RejectionCode;
@@ -79,8 +80,8 @@ pub async fn run(args: ReplayQuarantineArgs) -> Result<Outcome> {
         })
         .collect::<Result<_>>()?;
     let outputs = Outputs::read(&args.target)?;
-    let db = connect_database(&args.database_url, &outputs).await?;
     let conf = sdk_config(&args.target, &outputs).await;
+    let db = connect_database(&args.database_url, &outputs, &conf).await?;
 
     let mut chosen: Vec<(QuarantineEntry, Vec<u8>)> = Vec::new();
     let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();

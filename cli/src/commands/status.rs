@@ -280,7 +280,7 @@ pub async fn run(args: StatusArgs) -> Result<Outcome> {
     let db = within(
         "the database",
         CONNECT_TIMEOUT,
-        connect_database(&args.database_url, &outputs),
+        connect_database(&args.database_url, &outputs, &conf),
     )
     .await;
     let (quarantine, database) = match &db {

@@ -1,7 +1,6 @@
 //! The `archive` task: writes a chunk's raw records, valid or not, to S3 as one gzip
 //! JSON-lines object at a key that is the same on every retry (SPEC invariant 1).
 
-use aws_config::SdkConfig;
 use inventory::adapters::s3::ArchiveConfig;
 use inventory::ports::ArchiveStore;
 use inventory::{ArchiveOutput, ChunkInput, PipelineError, usecase};
@@ -24,15 +23,6 @@ impl Config {
             archive: ArchiveConfig::from_lookup(get)?,
         })
     }
-}
-
-/// The S3 client. With an endpoint override (`AWS_ENDPOINT_URL`, the local emulator) it
-/// addresses buckets by path, since `bucket.127.0.0.1` names no host.
-pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(sdk.endpoint_url().is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// One invocation: the execution's chunk in, where it was archived out. A payload that is

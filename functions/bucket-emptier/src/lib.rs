@@ -124,19 +124,30 @@ async fn delete_batch(
         .send()
         .await
         .map_err(|e| s3_error("DeleteObjects", bucket, &e))?;
-    match out.errors().first() {
-        None => Ok(()),
-        Some(first) => Err(PipelineError::new(
-            ErrorKind::DependencyUnavailable,
-            format!(
-                "DeleteObjects on {bucket} failed for {} keys, first {:?}: {} {}",
-                out.errors().len(),
-                first.key().unwrap_or_default(),
-                first.code().unwrap_or_default(),
-                first.message().unwrap_or_default()
-            ),
-        )),
-    }
+    batch_error(bucket, out.errors()).map_or(Ok(()), Err)
+}
+
+/// The error for the keys DeleteObjects could not delete, if any: its kind from the shared
+/// classifier, by the code of the first entry that retrying does not fix (or, when every
+/// entry is worth another try, the first entry).
+fn batch_error(bucket: &str, errors: &[aws_sdk_s3::types::Error]) -> Option<PipelineError> {
+    let classified = errors
+        .iter()
+        .map(|e| (e, aws::classify_code(e.code(), 200)));
+    let (named, kind) = classified
+        .clone()
+        .find(|(_, kind)| !kind.is_transient())
+        .or_else(|| classified.clone().next())?;
+    Some(PipelineError::new(
+        kind,
+        format!(
+            "DeleteObjects on {bucket} failed for {} keys, such as {:?}: {} {}",
+            errors.len(),
+            named.key().unwrap_or_default(),
+            named.code().unwrap_or_default(),
+            named.message().unwrap_or_default()
+        ),
+    ))
 }
 
 fn s3_error<E: aws::OperationError>(
@@ -145,4 +156,39 @@ fn s3_error<E: aws::OperationError>(
     e: &SdkError<E>,
 ) -> PipelineError {
     aws::pipeline_error(format_args!("{operation} on {bucket} failed"), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::types::Error as EntryError;
+
+    fn entry(key: &str, code: &str) -> EntryError {
+        EntryError::builder()
+            .key(key)
+            .code(code)
+            .message("from S3")
+            .build()
+    }
+
+    #[test]
+    fn keys_that_could_not_be_deleted_are_sorted_by_the_shared_classifier() {
+        assert!(batch_error("b", &[]).is_none());
+        let denied = batch_error("b", &[entry("k1", "AccessDenied")]).expect("an error");
+        assert_eq!(denied.kind, ErrorKind::Misconfigured);
+        assert!(!denied.is_transient(), "a denied key stays denied");
+        let busy = batch_error("b", &[entry("k1", "SlowDown")]).expect("an error");
+        assert_eq!(busy.kind, ErrorKind::Throttled);
+        let failing = batch_error("b", &[entry("k1", "InternalError")]).expect("an error");
+        assert_eq!(failing.kind, ErrorKind::DependencyUnavailable);
+    }
+
+    #[test]
+    fn a_key_that_retrying_cannot_fix_decides_the_batch_and_is_the_one_named() {
+        let e = batch_error("b", &[entry("k1", "SlowDown"), entry("k2", "AccessDenied")])
+            .expect("an error");
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(e.message.contains("failed for 2 keys"), "{}", e.message);
+        assert!(e.message.contains("\"k2\": AccessDenied"), "{}", e.message);
+    }
 }

@@ -5,8 +5,8 @@
 // layout-query limit (the compiler's own suggestion).
 #![recursion_limit = "256"]
 
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::Client;
+use inventory::adapters::aws;
 use inventory::adapters::custom_resource::{Budget, ResponseSender, respond};
 use inventory::adapters::lambda::init_tracing;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -15,7 +15,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let s3 = Client::new(&aws_config::load_defaults(BehaviorVersion::latest()).await);
+    let s3 = aws::s3_client(&aws::sdk_config().await);
     let sender = ResponseSender::new()?;
     lambda_runtime::run(service_fn(|event| handle(event, &s3, &sender))).await
 }

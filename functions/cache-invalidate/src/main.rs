@@ -2,16 +2,16 @@
 //! connection manager are set up once per process, then every invocation runs
 //! [`cache_invalidate::handle`].
 
-use aws_config::BehaviorVersion;
 use cache_invalidate::{Config, connect, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    inventory::adapters::tls::install_crypto_provider();
     inventory::adapters::lambda::init_tracing();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let sdk = inventory::adapters::aws::sdk_config().await;
     let cache = connect(&config, &sdk)
         .await
         .inspect_err(|e| tracing::error!(error = %e.detailed(), "no cache"))?;

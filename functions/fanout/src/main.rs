@@ -4,8 +4,8 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use fanout::config::Config;
 use fanout::s3::S3OversizeStore;
 use fanout::sfn::SfnExecutionStarter;
+use inventory::adapters::aws;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -14,16 +14,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "cannot start: bad configuration");
         e.detailed()
     })?;
-    // A hung call must come back as a transient error (its chunk is reported and redelivered)
-    // long before the function's own timeout fails the whole batch.
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(20))
-        .build();
-    let aws = aws_config::from_env().timeout_config(timeouts).load().await;
+    // A hung call comes back as a transient error (its chunk is reported and redelivered)
+    // long before the function's own timeout fails the whole batch: see aws::timeouts.
+    let sdk = aws::sdk_config().await;
     let starter =
-        SfnExecutionStarter::new(aws_sdk_sfn::Client::new(&aws), &config.state_machine_arn);
-    let store = S3OversizeStore::new(aws_sdk_s3::Client::new(&aws), config.oversized.clone());
+        SfnExecutionStarter::new(aws_sdk_sfn::Client::new(&sdk), &config.state_machine_arn);
+    let store = S3OversizeStore::new(aws::s3_client(&sdk), config.oversized.clone());
     let (starter, store) = (&starter, &store);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {

@@ -1,5 +1,6 @@
 //! The `persist` Lambda: config and pool once per cold start, then one chunk per invocation.
 
+use inventory::adapters::aws;
 use inventory::adapters::lambda::init_tracing;
 use inventory::adapters::postgres::{PgEventStore, connect_from_config};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -9,7 +10,8 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = persist::Config::from_env()?;
-    let store = PgEventStore::new(connect_from_config(&config.database).await?);
+    let sdk = aws::sdk_config().await;
+    let store = PgEventStore::new(connect_from_config(&config.database, &sdk).await?);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         persist::handle(event.payload, store, chrono::Utc::now()).await

@@ -19,7 +19,6 @@ mod tests;
 
 pub use serve::{X_CACHE, handle};
 
-use aws_config::BehaviorVersion;
 use inventory::PipelineError;
 use inventory::adapters::cache::{RedisConfig, RedisProductCache, fetch_auth_token};
 use inventory::adapters::postgres::{self, DatabaseConfig, PgCatalogReader};
@@ -86,7 +85,7 @@ pub async fn build(config: &Config) -> Result<App, PipelineError> {
     let needs_sdk =
         config.database.secret_arn().is_some() || config.redis.auth_secret_arn().is_some();
     let sdk = if needs_sdk {
-        Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+        Some(inventory::adapters::aws::sdk_config().await)
     } else {
         None
     };

@@ -6,6 +6,7 @@ use lambda_http::{Body, Error, Request, Response, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    inventory::adapters::tls::install_crypto_provider();
     inventory::adapters::lambda::init_tracing();
     let config = product_api::Config::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;

@@ -2,6 +2,7 @@
 //! direct invocation or a CloudFormation custom-resource request per invocation.
 
 use inventory::PipelineError;
+use inventory::adapters::aws;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::lambda::init_tracing;
 use inventory::adapters::s3_export::S3ExportStore;
@@ -15,24 +16,17 @@ use std::sync::Arc;
 
 async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
     let config = schema_migrate::Config::from_env()?;
-    let login = match config.app_secret_arn {
-        Some(arn) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = aws_sdk_secretsmanager::Client::new(&aws);
-            Some(Arc::new(SecretsManagerLogin { client, arn }) as Arc<dyn LoginSecret>)
-        }
-        None => None,
-    };
-    let retention = match config.retention {
-        Some((days, archive)) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let store = S3ExportStore::new(aws_sdk_s3::Client::new(&aws), archive);
-            Some((days, Arc::new(store) as Arc<dyn ExportStore>))
-        }
-        None => None,
-    };
+    let sdk = aws::sdk_config().await;
+    let login = config.app_secret_arn.map(|arn| {
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        Arc::new(SecretsManagerLogin { client, arn }) as Arc<dyn LoginSecret>
+    });
+    let retention = config.retention.map(|(days, archive)| {
+        let store = S3ExportStore::new(aws::s3_client(&sdk), archive);
+        (days, Arc::new(store) as Arc<dyn ExportStore>)
+    });
     Ok(PgSchemaMigrator {
-        db: inventory::adapters::postgres::connect_from_config(&config.database).await?,
+        db: inventory::adapters::postgres::connect_from_config(&config.database, &sdk).await?,
         login,
         retention,
     })

@@ -26,15 +26,6 @@ impl Config {
     }
 }
 
-/// The S3 client. With an endpoint override (`AWS_ENDPOINT_URL`, the local emulator) it
-/// addresses buckets by path, since `bucket.127.0.0.1` names no host.
-pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(sdk.endpoint_url().is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 /// Handles one invocation at `now`: the payload must be a [`ChunkInput`].
 pub async fn handle(
     payload: Value,

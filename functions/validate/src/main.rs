@@ -1,7 +1,7 @@
 //! The `validate` Lambda: config, pool and S3 client once per cold start, then one chunk per
 //! invocation.
 
-use aws_config::BehaviorVersion;
+use inventory::adapters::aws;
 use inventory::adapters::lambda::init_tracing;
 use inventory::adapters::postgres::{PgQuarantine, connect_from_config};
 use inventory::adapters::s3_rejections::S3RejectionStore;
@@ -15,14 +15,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = validate::Config::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let quarantine = PgQuarantine::new(connect_from_config(&config.database).await?);
-    let store = match &config.rejections {
-        Some(rejections) => {
-            let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-            Some(S3RejectionStore::new(validate::s3_client(&sdk), rejections))
-        }
-        None => None,
-    };
+    let sdk = aws::sdk_config().await;
+    let quarantine = PgQuarantine::new(connect_from_config(&config.database, &sdk).await?);
+    let store = config
+        .rejections
+        .as_ref()
+        .map(|rejections| S3RejectionStore::new(aws::s3_client(&sdk), rejections));
     let visible = match (&store, &config.rejections) {
         (Some(store), Some(rejections)) => Some(SupplierVisibleQuarantine {
             quarantine: &quarantine,

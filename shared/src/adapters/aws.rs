@@ -1,6 +1,7 @@
 //! AWS SDK errors sorted into the pipeline's taxonomy, once for every AWS adapter (S3, Step
 //! Functions, Secrets Manager, Kinesis in the CLI). The state machine retries the transient
-//! kinds, so this decides what a redrive is needed for.
+//! kinds, so this decides what a redrive is needed for. The SDK's configuration, which every
+//! function builds the same way ([`sdk_config`]), is here too.
 //!
 //! What the SDK already knows comes first: the retry kind a modelled error carries
 //! ([`ProvideErrorKind::retryable_error_kind`]) and the SDK's own lists of throttling and
@@ -8,6 +9,12 @@
 //! strategy uses). Then this project's additions (KMS errors passed through by S3, Kinesis and
 //! Step Functions, server-side failures, credentials and missing resources), then the HTTP
 //! status.
+
+mod sdk;
+
+#[cfg(feature = "s3")]
+pub use sdk::s3_client;
+pub use sdk::{ATTEMPT_TIMEOUT, OPERATION_TIMEOUT, config_loader, sdk_config, timeouts};
 
 use crate::error::{ErrorKind, PipelineError};
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};

@@ -18,3 +18,5 @@ pub mod s3_export;
 pub mod s3_rejections;
 #[cfg(feature = "secrets")]
 pub mod secrets;
+#[cfg(feature = "tls")]
+pub mod tls;

@@ -105,12 +105,13 @@ impl std::fmt::Debug for RedisProductCache {
 impl RedisProductCache {
     /// Builds the client from configuration. The connection opens on first use (and reopens
     /// after a failure), so a cold start succeeds even while Redis is unreachable and the
-    /// invocation then fails as `DependencyUnavailable`. Must run inside a Tokio runtime.
+    /// invocation then fails as `DependencyUnavailable`. Must run inside a Tokio runtime. A
+    /// TLS endpoint needs the process's crypto provider installed first
+    /// ([`crate::adapters::tls::install_crypto_provider`], at the top of `main`).
     pub fn connect(
         config: &RedisConfig,
         token: Option<&SecretString>,
     ) -> Result<Self, PipelineError> {
-        ensure_crypto_provider();
         let info = connection_info(&config.endpoint, token).map_err(|e| {
             PipelineError::with_source(
                 ErrorKind::Misconfigured,
@@ -245,17 +246,6 @@ impl ProductCache for RedisProductCache {
         );
         tracing::info!(evicted, fenced, "cache invalidated");
         Ok((evicted, fenced))
-    }
-}
-
-/// rustls needs one process-wide crypto provider for `rediss://`. A binary that also links
-/// sqlx (which enables ring) and the AWS SDK (aws-lc-rs) has two, so rustls cannot pick one
-/// and would panic on the first TLS connection. Install the AWS SDK's, unless the process
-/// already chose one.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race against another installer is fine: either provider works.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
 

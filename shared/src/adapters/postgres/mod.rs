@@ -5,6 +5,7 @@
 
 mod catalog;
 mod config;
+mod connect;
 pub mod entity;
 mod error;
 mod event_store;
@@ -17,11 +18,10 @@ mod rows;
 mod snapshot;
 
 pub use catalog::PgCatalogReader;
-pub use config::{
-    DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode, connect, connect_options,
-};
+pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode};
+pub use connect::{connect, connect_options};
 #[cfg(feature = "secrets")]
-pub use config::{connect_from_config, credentials_from_secret};
+pub use connect::{connect_from_config, credentials_from_secret};
 pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use maintenance::{

@@ -1,0 +1,66 @@
+//! The AWS SDK's configuration, built one way for every function: the SDK's defaults (region,
+//! credentials and endpoint from the environment, so `AWS_ENDPOINT_URL` points every client at
+//! a local emulator) with timeouts on every call. Each process loads it once, in `main`, and
+//! builds its clients on it.
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use std::time::Duration;
+
+/// The longest one attempt of an AWS call may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest an AWS call may take, its retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The SDK's defaults at the latest behaviour version: what every process starts from. A
+/// function adds [`timeouts`] ([`sdk_config`]); the CLI adds its own region, endpoint and
+/// credentials.
+pub fn config_loader() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+}
+
+/// A hung call must come back as a transient error (its chunk or request is reported and
+/// retried) long before the function's own timeout fails the whole invocation. The SDK's
+/// default connect timeout stays.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The configuration a function loads once per process: the SDK's defaults from the
+/// environment, with [`timeouts`].
+pub async fn sdk_config() -> SdkConfig {
+    config_loader().timeout_config(timeouts()).load().await
+}
+
+/// An S3 client on `sdk`. With an endpoint override (`AWS_ENDPOINT_URL`, a local emulator) it
+/// addresses buckets by path, since `bucket.127.0.0.1` names no host.
+#[cfg(feature = "s3")]
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_loaded_configuration_keeps_the_timeouts_and_the_sdks_connect_timeout() {
+        let sdk = config_loader()
+            .timeout_config(timeouts())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .load()
+            .await;
+        let t = sdk.timeout_config().expect("timeouts");
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(OPERATION_TIMEOUT));
+        assert!(t.connect_timeout().is_some(), "the SDK's default stays");
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:1"));
+    }
+}
