@@ -15,7 +15,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let s3 = aws::s3_client(&aws::sdk_config().await);
+    let s3 = aws::s3_client(&aws::bulk_sdk_config().await);
     let sender = ResponseSender::new()?;
     lambda_runtime::run(service_fn(|event| handle(event, &s3, &sender))).await
 }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
     let config = schema_migrate::Config::from_env()?;
-    let sdk = aws::sdk_config().await;
+    // Exports of a whole day go up and are read back within a 15-minute budget.
+    let sdk = aws::bulk_sdk_config().await;
     let login = config.app_secret_arn.map(|arn| {
         let client = aws_sdk_secretsmanager::Client::new(&sdk);
         Arc::new(SecretsManagerLogin { client, arn }) as Arc<dyn LoginSecret>

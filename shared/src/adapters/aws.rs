@@ -14,7 +14,10 @@ mod sdk;
 
 #[cfg(feature = "s3")]
 pub use sdk::s3_client;
-pub use sdk::{ATTEMPT_TIMEOUT, OPERATION_TIMEOUT, config_loader, sdk_config, timeouts};
+pub use sdk::{
+    ATTEMPT_TIMEOUT, BULK_ATTEMPT_TIMEOUT, BULK_OPERATION_TIMEOUT, OPERATION_TIMEOUT,
+    bulk_sdk_config, config_loader, sdk_config, timeouts,
+};
 
 use crate::error::{ErrorKind, PipelineError};
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};

@@ -35,6 +35,22 @@ pub async fn sdk_config() -> SdkConfig {
     config_loader().timeout_config(timeouts()).load().await
 }
 
+/// The longest one attempt may take in the functions that move bulk data within a long budget
+/// (schema-migrate's day exports and their read-back, the bucket emptier's 1,000-key deletes),
+/// where an attempt cut at [`ATTEMPT_TIMEOUT`] would fail work that was progressing.
+pub const BULK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a bulk call may take, its retries included.
+pub const BULK_OPERATION_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// [`sdk_config`] with the bulk functions' timeouts.
+pub async fn bulk_sdk_config() -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(BULK_ATTEMPT_TIMEOUT)
+        .operation_timeout(BULK_OPERATION_TIMEOUT)
+        .build();
+    config_loader().timeout_config(timeouts).load().await
+}
+
 /// An S3 client on `sdk`. With an endpoint override (`AWS_ENDPOINT_URL`, a local emulator) it
 /// addresses buckets by path, since `bucket.127.0.0.1` names no host.
 #[cfg(feature = "s3")]
@@ -62,5 +78,13 @@ mod tests {
         assert_eq!(t.operation_timeout(), Some(OPERATION_TIMEOUT));
         assert!(t.connect_timeout().is_some(), "the SDK's default stays");
         assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:1"));
+    }
+
+    #[tokio::test]
+    async fn the_bulk_functions_get_the_longer_timeouts() {
+        let sdk = bulk_sdk_config().await;
+        let t = sdk.timeout_config().expect("timeouts");
+        assert_eq!(t.operation_attempt_timeout(), Some(BULK_ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(BULK_OPERATION_TIMEOUT));
     }
 }
