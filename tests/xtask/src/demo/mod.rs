@@ -195,7 +195,11 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Resu
         cache_prefix: &o.local_cache_prefix,
         sample_products: &samples,
     });
-    let mut problems = check::compare(&expectation, &end, pushed.sent, stats.poller.records_read);
+    let mut problems: Vec<String> =
+        check::compare(&expectation, &end, pushed.sent, stats.poller.records_read)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     if let Some((rebuilds, reads)) = &under_load {
         report::print_under_load(rebuilds, reads);
         problems.extend(under_load::problems(rebuilds, reads));
