@@ -1,9 +1,16 @@
 //! Reading configuration from the environment, with errors that name the variable. Every
 //! `from_lookup` reads its variables through one [`Vars`], so each one trims, treats an empty
-//! value as absent and words its errors the same way.
+//! value as absent and words its errors the same way. Every `from_env` is its `from_lookup`
+//! over [`process_env`].
 
 use crate::error::PipelineError;
 use std::str::FromStr;
+
+/// The process environment as a lookup function: what every `from_env` passes to its
+/// `from_lookup`.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// Variables read through a lookup function: the process environment ([`Vars::env`]), or a
 /// map in tests. Values are trimmed; an empty one counts as absent.
@@ -13,7 +20,7 @@ pub struct Vars<F>(F);
 impl Vars<fn(&str) -> Option<String>> {
     /// The process environment.
     pub fn env() -> Self {
-        Vars(|name| std::env::var(name).ok())
+        Vars(process_env)
     }
 }
 
@@ -44,6 +51,16 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
+    /// A variable that must be set, parsed into `T`; missing or unparsable is a
+    /// [`crate::ErrorKind::Misconfigured`] error that names it.
+    pub fn required_parsed<T>(&self, name: &str) -> Result<T, PipelineError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        parse(name, &self.required(name)?)
+    }
+
     /// The variable parsed into `T`, or `default` when it is absent.
     pub fn parsed_or<T>(&self, name: &str, default: T) -> Result<T, PipelineError>
     where
@@ -52,13 +69,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     {
         match self.optional(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e| {
-                PipelineError::misconfigured(format!(
-                    "environment variable {name}={v:?} is not valid: {e}"
-                ))
-            }),
+            Some(v) => parse(name, &v),
         }
     }
+}
+
+/// `name`'s value `v` parsed into `T`, or an error that names the variable and the value.
+fn parse<T>(name: &str, v: &str) -> Result<T, PipelineError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    v.parse().map_err(|e| {
+        PipelineError::misconfigured(format!(
+            "environment variable {name}={v:?} is not valid: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -95,6 +121,14 @@ mod tests {
         assert_eq!(v.parsed_or("UNSET", 7u32).expect("default"), 7);
         let e = v.parsed_or("BAD", 2u32).expect_err("bad");
         assert!(e.message.contains("BAD=\"seven\""), "{}", e.message);
+        assert_eq!(v.required_parsed::<u32>("DB_POOL_MAX").expect("valid"), 3);
+        let e = v.required_parsed::<u32>("BAD").expect_err("bad");
+        assert!(e.message.contains("BAD=\"seven\""), "{}", e.message);
+        let e = v.required_parsed::<u32>("UNSET").expect_err("unset");
+        assert_eq!(
+            e.message,
+            "environment variable UNSET is required but not set"
+        );
     }
 
     #[test]

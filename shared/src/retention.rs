@@ -45,13 +45,7 @@ impl RetentionConfig {
 
     /// Reads `EVENT_RETENTION_DAYS` through `get`: required, at least [`MIN_RETENTION_DAYS`].
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let raw = Vars::new(get).required(Self::DAYS_VAR)?;
-        let days: u32 = raw.trim().parse().map_err(|_| {
-            PipelineError::misconfigured(format!(
-                "environment variable {} is {raw:?}, not a whole number of days",
-                Self::DAYS_VAR
-            ))
-        })?;
+        let days: u32 = Vars::new(get).required_parsed(Self::DAYS_VAR)?;
         Self::new(days)
     }
 
@@ -308,7 +302,11 @@ mod tests {
             short.message
         );
         let word = RetentionConfig::from_lookup(|_| Some("thirty".into())).expect_err("a word");
-        assert!(word.message.contains("\"thirty\""), "{}", word.message);
+        assert!(
+            word.message.contains("EVENT_RETENTION_DAYS=\"thirty\""),
+            "{}",
+            word.message
+        );
         let missing = RetentionConfig::from_lookup(|_| None).expect_err("missing");
         assert!(
             missing.message.contains("EVENT_RETENTION_DAYS"),

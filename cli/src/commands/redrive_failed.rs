@@ -149,10 +149,37 @@ fn execution_arn(machine_arn: &str, name: &str) -> String {
     )
 }
 
-/// Whether a refusal of RedriveExecution means the redrive window has passed (the documented
-/// redriveStatusReason "Execution redrivable period exceeded.").
-fn past_window(text: &str) -> bool {
-    text.to_ascii_lowercase().contains("redrivable period")
+/// How far this machine's clock may be from Step Functions': AWS refuses a request signed
+/// more than five minutes off, so any call that got an answer was within this.
+const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+/// Whether an execution that stopped at `stopped` is past the redrive window at `now`.
+fn past_window(stopped: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    stopped.is_some_and(|t| now - t >= REDRIVE_WINDOW)
+}
+
+/// Whether Step Functions' refusal at `now` to redrive an execution that stopped at `stopped`
+/// (ExecutionNotRedrivable, or redriveStatus NOT_REDRIVABLE) is the redrive window's. Decided
+/// by the stop date, not by the refusal's wording: by Step Functions' clock, which may be
+/// [`CLOCK_SKEW`] ahead of this one, the execution stopped [`REDRIVE_WINDOW`] or more ago.
+fn refused_for_age(stopped: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    past_window(stopped, now + CLOCK_SKEW)
+}
+
+/// What DescribeExecution's redriveStatus NOT_REDRIVABLE at `now` means for an execution that
+/// stopped at `stopped`: `None` when the window is why (its input is started again), otherwise
+/// nothing done, with Step Functions' `reason`.
+fn not_redrivable(
+    stopped: Option<DateTime<Utc>>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<Action> {
+    (!refused_for_age(stopped, now)).then(|| {
+        not_done(format!(
+            "not redrivable: {}",
+            reason.unwrap_or("no reason given")
+        ))
+    })
 }
 
 pub async fn run(args: RedriveFailedArgs) -> Result<Outcome> {
@@ -323,7 +350,7 @@ async fn act(
     args: &RedriveFailedArgs,
     now: DateTime<Utc>,
 ) -> Action {
-    let mut past = e.stopped.is_some_and(|t| now - t >= REDRIVE_WINDOW);
+    let mut past = past_window(e.stopped, now);
     if args.dry_run && !past && !args.new_execution {
         // What RedriveExecution would answer: DescribeExecution's redriveStatus and its reason.
         let described = paced(&sfn.describe, || {
@@ -332,9 +359,10 @@ async fn act(
         .await;
         match described {
             Ok(d) if d.redrive_status() == Some(&ExecutionRedriveStatus::NotRedrivable) => {
-                let reason = d.redrive_status_reason().unwrap_or("no reason given");
-                if !past_window(reason) {
-                    return not_done(format!("not redrivable: {reason}"));
+                if let Some(refused) =
+                    not_redrivable(e.stopped, d.redrive_status_reason(), Utc::now())
+                {
+                    return refused;
                 }
                 past = true;
             }
@@ -355,10 +383,10 @@ async fn act(
         match sent {
             Ok(_) => return Action::Redriven,
             Err(err) => {
-                let refused_for_age = err.as_service_error().is_some_and(|s| {
-                    s.is_execution_not_redrivable() && past_window(&aws_error_text(&err))
+                let window_passed = err.as_service_error().is_some_and(|s| {
+                    s.is_execution_not_redrivable() && refused_for_age(e.stopped, Utc::now())
                 });
-                if !refused_for_age {
+                if !window_passed {
                     return not_done(format!("RedriveExecution: {}", aws_error_text(&err)));
                 }
             }
@@ -465,13 +493,60 @@ mod tests {
     }
 
     #[test]
-    fn only_the_redrive_window_refusal_means_past_the_window() {
-        assert!(past_window(
-            "ExecutionNotRedrivable: Execution redrivable period exceeded."
-        ));
+    fn the_redrive_window_is_counted_from_the_stop_date() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).expect("time");
+        assert!(past_window(Some(now - REDRIVE_WINDOW), now));
         assert!(!past_window(
-            "ExecutionNotRedrivable: Execution is RUNNING and cannot be redriven."
+            Some(now - REDRIVE_WINDOW + TimeDelta::seconds(1)),
+            now
         ));
+        assert!(!past_window(None, now), "still running: not past");
+    }
+
+    /// Whatever the refusal says, its cause is read from the stop date: a refusal of a recent
+    /// execution is not the window's, and one of an execution stopped the window ago (or
+    /// within the clocks' possible difference of it) is.
+    #[test]
+    fn a_refusal_is_the_windows_by_the_stop_date_whatever_its_wording() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).expect("time");
+        let day_old = Some(now - TimeDelta::days(1));
+        assert!(!refused_for_age(day_old, now));
+        let at_the_edge = Some(now - REDRIVE_WINDOW + TimeDelta::minutes(4));
+        assert!(
+            refused_for_age(at_the_edge, now),
+            "Step Functions' clock ahead"
+        );
+        let well_within = Some(now - REDRIVE_WINDOW + TimeDelta::minutes(6));
+        assert!(!refused_for_age(well_within, now));
+        assert!(refused_for_age(Some(now - TimeDelta::days(20)), now));
+        assert!(!refused_for_age(None, now));
+    }
+
+    #[test]
+    fn a_dry_run_reports_a_refusal_by_the_stop_date_and_gives_step_functions_reason() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).expect("time");
+        let old = Some(now - TimeDelta::days(15));
+        assert_eq!(
+            not_redrivable(old, Some("Execution can no longer be redriven."), now),
+            None,
+            "past the window: its input is started again"
+        );
+        assert_eq!(
+            not_redrivable(
+                Some(now - TimeDelta::days(1)),
+                Some("Execution redrivable period exceeded."),
+                now
+            ),
+            Some(Action::NotDone {
+                reason: "not redrivable: Execution redrivable period exceeded.".into()
+            })
+        );
+        assert_eq!(
+            not_redrivable(Some(now - TimeDelta::days(1)), None, now),
+            Some(Action::NotDone {
+                reason: "not redrivable: no reason given".into()
+            })
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ impl Config {
     pub const STATE_MACHINE_ARN_VAR: &'static str = "STATE_MACHINE_ARN";
 
     pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(inventory::config::process_env)
     }
 
     /// Reads variables through `get`, so tests need not touch the process environment.

@@ -16,8 +16,13 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, PipelineError> {
+        Self::from_lookup(inventory::config::process_env)
+    }
+
+    /// Reads variables through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         Ok(Self {
-            database: DatabaseConfig::from_env()?,
+            database: DatabaseConfig::from_lookup(get)?,
         })
     }
 }
@@ -182,6 +187,26 @@ mod tests {
         )
         .await
         .expect("inside the margin");
+    }
+
+    #[test]
+    fn the_configuration_names_a_missing_or_invalid_variable() {
+        let ok = Config::from_lookup(|n| (n == "DATABASE_URL").then(|| "postgres://h/d".into()))
+            .expect("valid");
+        assert_eq!(ok.database.pool_max, 2);
+
+        let missing = Config::from_lookup(|_| None).expect_err("no database");
+        assert_eq!(missing.kind, ErrorKind::Misconfigured);
+        assert!(missing.message.contains("DB_HOST"), "{}", missing.message);
+
+        let bad = Config::from_lookup(|n| match n {
+            "DATABASE_URL" => Some("postgres://h/d".into()),
+            "DB_POOL_MAX" => Some("many".into()),
+            _ => None,
+        })
+        .expect_err("bad pool size");
+        assert_eq!(bad.kind, ErrorKind::Misconfigured);
+        assert!(bad.message.contains("DB_POOL_MAX"), "{}", bad.message);
     }
 
     #[tokio::test]

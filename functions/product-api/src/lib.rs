@@ -41,7 +41,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(inventory::config::process_env)
     }
 
     /// Reads variables through `get`, so tests need not touch the process environment.

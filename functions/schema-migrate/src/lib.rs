@@ -56,7 +56,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(inventory::config::process_env)
     }
 
     /// Reads the configuration through `get` (the environment, or a map in tests).

@@ -19,9 +19,14 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, PipelineError> {
+        Self::from_lookup(inventory::config::process_env)
+    }
+
+    /// Reads variables through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         Ok(Self {
-            database: DatabaseConfig::from_env()?,
-            rejections: RejectionsConfig::from_env()?,
+            database: DatabaseConfig::from_lookup(&get)?,
+            rejections: RejectionsConfig::from_lookup(&get)?,
         })
     }
 }
@@ -142,6 +147,42 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::InvalidPayload);
             assert!(e.message.contains("ChunkInput"), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn the_configuration_names_a_missing_or_invalid_variable() {
+        let vars = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            move |n: &str| map.get(n).cloned()
+        };
+        let db = ("DATABASE_URL", "postgres://h/d");
+        let ok = Config::from_lookup(vars(&[db])).expect("valid");
+        assert_eq!(ok.rejections, None, "no supplier mapped");
+
+        let missing = Config::from_lookup(vars(&[
+            db,
+            ("SUPPLIER_ACCOUNTS", "acme=111111111111"),
+            ("SUPPLIER_ACCOUNT_IDS", "111111111111"),
+        ]))
+        .expect_err("no rejections bucket");
+        assert_eq!(missing.kind, ErrorKind::Misconfigured);
+        assert!(
+            missing.message.contains("REJECTIONS_BUCKET"),
+            "{}",
+            missing.message
+        );
+
+        let invalid = Config::from_lookup(vars(&[("DATABASE_URL", "mysql://h/d")]))
+            .expect_err("not PostgreSQL");
+        assert_eq!(invalid.kind, ErrorKind::Misconfigured);
+        assert!(
+            invalid.message.contains("DATABASE_URL"),
+            "{}",
+            invalid.message
+        );
     }
 
     #[tokio::test]

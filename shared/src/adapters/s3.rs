@@ -31,7 +31,7 @@ impl ArchiveConfig {
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::process_env)
     }
 
     /// Reads variables through `get`, so tests need not touch the process environment.

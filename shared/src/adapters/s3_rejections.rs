@@ -33,7 +33,7 @@ impl RejectionsConfig {
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Option<Self>, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::process_env)
     }
 
     /// `None` when `SUPPLIER_ACCOUNTS` maps nobody. Otherwise the bucket is required, and every

@@ -7,7 +7,8 @@
 //! tests excluded, they need a stack) runs instrumented too and the report covers both.
 //! Only `shared/` and `functions/` are counted.
 
-use crate::setup::{self, root, sh, step, tool_path, venv_bin};
+use crate::setup;
+use crate::shell::{root, sh, step, tool_path, venv_bin};
 use anyhow::Result;
 use std::process::Command;
 

@@ -3,7 +3,8 @@
 //! `sam build` runs per function. It adds the arm64 Rust target and the project venv
 //! (cargo-lambda and its zig) first, so it works on a fresh machine.
 
-use crate::setup::{self, root, sh, step, tool_path, venv_bin};
+use crate::setup;
+use crate::shell::{root, sh, step, tool_path, venv_bin};
 use anyhow::{Result, bail};
 use std::process::Command;
 

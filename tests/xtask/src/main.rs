@@ -13,12 +13,14 @@
 //! cargo xtask lambda-build  the functions for AWS: cargo lambda build --release --arm64
 //! ```
 
+mod bench;
 mod cargo_env;
 mod coverage;
 mod demo;
 mod faults;
 mod lambda_build;
 mod setup;
+mod shell;
 mod stack;
 mod test;
 #[cfg(test)]
@@ -54,10 +56,10 @@ enum Command {
     Stack(stack::cli::StackCommand),
     /// The read benchmark: Zipf reads through product-api (handler and local HTTP); arguments
     /// go to it (--reads N --products N --update-rate N --http-reads N).
-    BenchReads(test::BenchArgs),
+    BenchReads(bench::BenchArgs),
     /// The pipeline benchmark on the local services; arguments go to it (--updates N
     /// --products N --batches 100,1000 --lanes 1,2).
-    Bench(test::BenchArgs),
+    Bench(bench::BenchArgs),
     /// The functions as AWS runs them: cargo lambda build --release --arm64 (adds the arm64
     /// Rust target and cargo-lambda first).
     LambdaBuild,
@@ -71,8 +73,8 @@ fn main() -> Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Faults(a) => faults::run(a),
         Command::Stack(a) => stack::cli::run(a),
-        Command::BenchReads(a) => test::bench_reads(a),
-        Command::Bench(a) => test::bench(a),
+        Command::BenchReads(a) => bench::bench_reads(a),
+        Command::Bench(a) => bench::bench(a),
         Command::LambdaBuild => lambda_build::run(),
     }
 }

@@ -1,68 +1,20 @@
 //! Set-up on a fresh machine: the project venv with the Python tools, the npm tools, and the
 //! local PostgreSQL and Redis services. Every step is skipped when already done.
 
+use crate::shell::{port_open, root, sh, step, venv, venv_bin, wait_for_port};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// npm tools, installed without a lockfile into `.local/node`.
 const NPM_TOOLS: &[&str] = &["asl-validator@4.0.0"];
-
-/// The workspace root (this crate lives in `tests/xtask`).
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|_| PathBuf::from("."))
-}
-
-pub fn venv() -> PathBuf {
-    root().join(".venv")
-}
-
-pub fn venv_bin(tool: &str) -> PathBuf {
-    venv().join("bin").join(tool)
-}
 
 pub fn run() -> Result<()> {
     ensure_services()?;
     ensure_venv(Tools::All)?;
     ensure_npm_tools()?;
-    Ok(())
-}
-
-/// Prints a step, the way every command reports progress.
-pub fn step(what: &str) {
-    eprintln!("==> {what}");
-}
-
-/// Runs a command to completion, failing with its name if it fails.
-pub fn sh(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
-}
-
-fn port_open(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
-}
-
-fn wait_for_port(port: u16, what: &str) -> Result<()> {
-    let start = Instant::now();
-    while !port_open(port) {
-        if start.elapsed() > Duration::from_secs(30) {
-            bail!("{what} did not come up on 127.0.0.1:{port} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
     Ok(())
 }
 
@@ -79,7 +31,7 @@ pub fn ensure_services() -> Result<()> {
             "main",
             "start",
         ]))?;
-        wait_for_port(5432, "PostgreSQL")?;
+        wait_for_port(5432, "PostgreSQL", Duration::from_secs(30))?;
     }
     if !port_open(6379) {
         step("starting Redis");
@@ -100,7 +52,7 @@ pub fn ensure_services() -> Result<()> {
             "--logfile",
             "/var/log/redis/ci.log",
         ]))?;
-        wait_for_port(6379, "Redis")?;
+        wait_for_port(6379, "Redis", Duration::from_secs(30))?;
     }
     Ok(())
 }
@@ -250,19 +202,4 @@ pub fn ensure_npm_tools() -> Result<()> {
         .args(NPM_TOOLS))?;
     std::fs::write(&stamp, print)?;
     Ok(())
-}
-
-/// `PATH` with the venv and npm tools first, for child processes.
-pub fn tool_path() -> String {
-    let mut parts = vec![
-        venv().join("bin").display().to_string(),
-        root()
-            .join(".local/node/node_modules/.bin")
-            .display()
-            .to_string(),
-    ];
-    if let Ok(p) = std::env::var("PATH") {
-        parts.push(p);
-    }
-    parts.join(":")
 }

@@ -1,18 +1,10 @@
 //! `cargo xtask test`: every test, after set-up. This is the README's test command and what
 //! CI runs, so what CI proves is what a newcomer runs.
 
-use crate::setup::{self, root, sh, step, tool_path, venv_bin};
+use crate::setup;
+use crate::shell::{cargo, root, sh, step, tool_path};
 use anyhow::Result;
 use std::process::Command;
-
-/// A `cargo` child with the project's tools on `PATH` and the emulator's location set.
-fn cargo() -> Command {
-    let mut c = crate::cargo_env::cargo();
-    c.current_dir(root())
-        .env("PATH", tool_path())
-        .env("MOTO_SERVER", venv_bin("moto_server"));
-    c
-}
 
 /// `cargo xtask test`'s options.
 #[derive(Debug, clap::Args)]
@@ -28,13 +20,6 @@ pub struct TestArgs {
         value_name = "CARGO TEST OPTIONS"
     )]
     cargo_test: Vec<String>,
-}
-
-/// A benchmark's own arguments, passed on to it.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
 }
 
 /// Every test; with `--faults`, the fault suite after everything else.
@@ -101,46 +86,4 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ]))
-}
-
-/// The pipeline benchmark (tests/benches/pipeline.rs), optimised (`bench` profile).
-pub fn bench(a: BenchArgs) -> Result<()> {
-    setup::run()?;
-    step("cargo bench --bench pipeline (first run builds optimised binaries: several minutes)");
-    sh(cargo()
-        .args([
-            "bench",
-            "--package",
-            "integration-tests",
-            "--bench",
-            "pipeline",
-            "--",
-        ])
-        .args(&a.args))
-}
-
-/// The read benchmark (tests/benches/reads.rs): Zipf-popular reads through the product-api
-/// handler on the local PostgreSQL and Redis, then through the cargo-lambda emulator's
-/// function URL, so the function binary is built first (dev profile, as the stack runs it).
-pub fn bench_reads(a: BenchArgs) -> Result<()> {
-    setup::ensure_services()?;
-    // Only the HTTP part needs a tool from the venv (cargo-lambda); without it, it is skipped.
-    if !venv_bin("cargo-lambda").exists()
-        && let Err(e) = setup::ensure_venv(setup::Tools::Stack)
-    {
-        eprintln!("warning: no cargo-lambda, the benchmark skips its HTTP part: {e:#}");
-    }
-    step("cargo build --package product-api (the binary behind the local HTTP endpoint)");
-    sh(cargo().args(["build", "--package", "product-api"]))?;
-    step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
-    sh(cargo()
-        .args([
-            "bench",
-            "--package",
-            "integration-tests",
-            "--bench",
-            "reads",
-            "--",
-        ])
-        .args(&a.args))
 }

@@ -153,7 +153,7 @@ mod tests {
     /// in `tests/workspace-hack/Cargo.toml`.
     #[test]
     fn the_demo_and_test_commands_agree_on_every_dependencys_features() {
-        let root = crate::setup::root();
+        let root = crate::shell::root();
         let graphs: Vec<(String, Graph)> = SELECTIONS
             .iter()
             .map(|(name, args)| (name.to_string(), resolve(&root, args).expect("cargo tree")))

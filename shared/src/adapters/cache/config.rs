@@ -61,7 +61,7 @@ impl RedisConfig {
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::process_env)
     }
 
     /// Reads variables through `get`, so tests need not touch the process environment.

@@ -78,7 +78,7 @@ pub struct DbCredentials {
 impl DatabaseConfig {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::process_env)
     }
 
     /// Reads the configuration through `get` (the environment, or a map in tests). Errors

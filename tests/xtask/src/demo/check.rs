@@ -176,13 +176,45 @@ async fn archive(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(u64, u64)> {
     Ok((texts.len() as u64, records))
 }
 
+/// One way the end state differs from the expectation, by what differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A row of the projection (an offer or a product summary) is missing, not expected, or
+    /// different.
+    Projection(String),
+    /// A count differs: events, quarantined records, records read or archived.
+    Count(String),
+    /// A product's cache fence is missing or below its version.
+    CacheFence {
+        product: String,
+        fence: Option<i64>,
+        version: i64,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Projection(m) | Problem::Count(m) => f.write_str(m),
+            Problem::CacheFence {
+                product,
+                fence,
+                version,
+            } => write!(
+                f,
+                "cache fence of {product} is {fence:?}, below its version {version}"
+            ),
+        }
+    }
+}
+
 /// Every way the end state differs from the expectation (empty: it matches).
 ///
 /// `pushed` records were accepted by `PutRecords`; `on_stream` were read from the stream. A
 /// producer retry after a lost response puts records twice (Kinesis is at-least-once), so
 /// `on_stream` may be larger: each copy is archived, and a bad one is quarantined per copy
 /// (quarantine keeps stream positions), while events stay unique by update key.
-pub fn compare(exp: &Expectation, st: &EndState, pushed: u64, on_stream: u64) -> Vec<String> {
+pub fn compare(exp: &Expectation, st: &EndState, pushed: u64, on_stream: u64) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut expected_offers = BTreeMap::new();
     for o in exp.catalog.offers() {
@@ -219,10 +251,10 @@ pub fn compare(exp: &Expectation, st: &EndState, pushed: u64, on_stream: u64) ->
         &mut problems,
     );
     if st.events != exp.distinct_updates as u64 {
-        problems.push(format!(
+        problems.push(Problem::Count(format!(
             "the event store holds {} events; the feed has {} distinct updates",
             st.events, exp.distinct_updates
-        ));
+        )));
     }
     let expected_rejected: BTreeMap<String, u64> = exp
         .rejected
@@ -248,27 +280,28 @@ pub fn compare(exp: &Expectation, st: &EndState, pushed: u64, on_stream: u64) ->
             st.quarantined.get(reason).copied().unwrap_or(0),
         );
         if got < want || got > want + producer_duplicates {
-            problems.push(format!("quarantine holds {got} records for {reason}; the feed has {want} (+ up to {producer_duplicates} sent twice)"));
+            problems.push(Problem::Count(format!("quarantine holds {got} records for {reason}; the feed has {want} (+ up to {producer_duplicates} sent twice)")));
         }
     }
     if on_stream < pushed {
-        problems.push(format!(
+        problems.push(Problem::Count(format!(
             "{pushed} records were put on the stream, but only {on_stream} were read from it"
-        ));
+        )));
     }
     if st.archived_records != on_stream {
-        problems.push(format!(
+        problems.push(Problem::Count(format!(
             "the archive holds {} records; {on_stream} were read from the stream",
             st.archived_records
-        ));
+        )));
     }
     for (product, s) in &st.summaries {
         match st.fences.get(product) {
             Some(fence) if *fence >= s.version => {}
-            other => problems.push(format!(
-                "cache fence of {product} is {other:?}, below its version {}",
-                s.version
-            )),
+            other => problems.push(Problem::CacheFence {
+                product: product.clone(),
+                fence: other.copied(),
+                version: s.version,
+            }),
         }
     }
     problems
@@ -278,16 +311,50 @@ fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
     what: &str,
     want: &BTreeMap<K, V>,
     got: &BTreeMap<K, V>,
-    out: &mut Vec<String>,
+    out: &mut Vec<Problem>,
 ) {
     for (k, w) in want {
         match got.get(k) {
-            None => out.push(format!("{what} {k:?} is missing")),
-            Some(g) if g != w => out.push(format!("{what} {k:?} is {g:?}, expected {w:?}")),
+            None => out.push(Problem::Projection(format!("{what} {k:?} is missing"))),
+            Some(g) if g != w => out.push(Problem::Projection(format!(
+                "{what} {k:?} is {g:?}, expected {w:?}"
+            ))),
             Some(_) => {}
         }
     }
     for k in got.keys().filter(|k| !want.contains_key(k)) {
-        out.push(format!("{what} {k:?} is not expected"));
+        out.push(Problem::Projection(format!("{what} {k:?} is not expected")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_that_differs_is_a_projection_problem_and_a_low_fence_a_cache_problem() {
+        let want = BTreeMap::from([("a", 1), ("b", 2)]);
+        let got = BTreeMap::from([("b", 3), ("c", 4)]);
+        let mut out = Vec::new();
+        diff("offer", &want, &got, &mut out);
+        let texts: Vec<String> = out.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"offer "a" is missing"#,
+                r#"offer "b" is 3, expected 2"#,
+                r#"offer "c" is not expected"#
+            ]
+        );
+        assert!(out.iter().all(|p| matches!(p, Problem::Projection(_))));
+        let fence = Problem::CacheFence {
+            product: "SKU-1".into(),
+            fence: Some(2),
+            version: 3,
+        };
+        assert_eq!(
+            fence.to_string(),
+            "cache fence of SKU-1 is Some(2), below its version 3"
+        );
     }
 }

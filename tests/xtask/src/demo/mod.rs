@@ -79,14 +79,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
 async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Result<()> {
     let o = &stack.outputs;
-    let cli = stack::lambda_watch::binary_path(&crate::setup::root(), "inventory");
+    let cli = stack::lambda_watch::binary_path(&crate::shell::root(), "inventory");
     if !cli.is_file() {
         bail!(
             "{} is missing: build it with `cargo build -p inventory-cli` (or run the demo without --no-build)",
             cli.display()
         );
     }
-    crate::setup::step(&format!(
+    crate::shell::step(&format!(
         "inventory generate: {} updates, {} products, {} suppliers, seed {}",
         spec.updates, spec.products, spec.suppliers, spec.seed
     ));
@@ -99,7 +99,7 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Resu
     let s3 = stack::moto::s3_client(&conf);
     stack.stats.reset_timings();
 
-    crate::setup::step(&format!(
+    crate::shell::step(&format!(
         "inventory push --send-invalid: {} records into {} (the bad ones on purpose, for the quarantine), following them through the pipeline",
         records.len(),
         o.stream_name
@@ -136,7 +136,7 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Resu
             .summaries()
             .map(|s| s.product_id.to_string())
             .collect();
-        crate::setup::step(
+        crate::shell::step(
             "meanwhile: inventory rebuild-projection again and again, and GET /products/{id} from two readers",
         );
         Some(under_load::UnderLoad::start(
@@ -181,7 +181,7 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Resu
         .map(|stop| (stop - started_at).num_milliseconds() as f64 / 1000.0)
         .unwrap_or_else(|| started.elapsed().as_secs_f64());
 
-    crate::setup::step("reading the end state back from PostgreSQL, Redis and S3");
+    crate::shell::step("reading the end state back from PostgreSQL, Redis and S3");
     let end = check::read(o, &s3).await?;
     let stats = stack.stats.snapshot();
     let samples = report::sample_products(&end, 5);
@@ -195,7 +195,11 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Resu
         cache_prefix: &o.local_cache_prefix,
         sample_products: &samples,
     });
-    let mut problems = check::compare(&expectation, &end, pushed.sent, stats.poller.records_read);
+    let mut problems: Vec<String> =
+        check::compare(&expectation, &end, pushed.sent, stats.poller.records_read)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     if let Some((rebuilds, reads)) = &under_load {
         report::print_under_load(rebuilds, reads);
         problems.extend(under_load::problems(rebuilds, reads));

@@ -172,14 +172,12 @@ pub async fn tally(o: &Outputs, c: &Clients, run: &Run) -> Result<Tally> {
     let end = check::read(o, &c.s3).await?;
     let delivered = (stream.len() - run.replayed.len()) as u64;
     for p in check::compare(&exp, &end, t.sent, delivered) {
-        let n = if p.starts_with("offer ") || p.starts_with("product summary ") {
-            3
-        } else if p.contains("cache fence") {
-            4
-        } else {
-            1
+        let n = match p {
+            check::Problem::Projection(_) => 3,
+            check::Problem::CacheFence { .. } => 4,
+            check::Problem::Count(_) => 1,
         };
-        t.problems.push((n, p));
+        t.problems.push((n, p.to_string()));
     }
 
     // 5. Bad input never stops good input.

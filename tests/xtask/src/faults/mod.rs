@@ -90,7 +90,7 @@ pub fn run(a: FaultsArgs) -> Result<()> {
 async fn run_all(selected: Vec<Scenario>, mut build: bool) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for (i, sc) in selected.iter().enumerate() {
-        crate::setup::step(&format!("fault scenario {}: {}", sc.name, sc.what));
+        crate::shell::step(&format!("fault scenario {}: {}", sc.name, sc.what));
         let started = Instant::now();
         let result = one(sc, i, build).await;
         build = false;

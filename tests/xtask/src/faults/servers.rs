@@ -139,7 +139,11 @@ impl OwnServer {
     }
 
     async fn wait_ready(&self) -> Result<()> {
-        http::wait_for_port(self.port, "the suite's own server", Duration::from_secs(30)).await?;
+        let (port, up) = (self.port, Duration::from_secs(30));
+        tokio::task::spawn_blocking(move || {
+            crate::shell::wait_for_port(port, "the suite's own server", up)
+        })
+        .await??;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = match self.kind {

@@ -62,7 +62,7 @@ impl Registry {
 /// build, the xtask's own and the test runs one feature set, so it compiles only the
 /// workspace's own crates that the xtask does not link (`unify`'s test holds that).
 pub fn build_functions(root: &Path) -> Result<()> {
-    crate::setup::step("cargo build --workspace --bins (the function binaries, dev profile)");
+    crate::shell::step("cargo build --workspace --bins (the function binaries, dev profile)");
     let status = crate::cargo_env::cargo()
         .current_dir(root)
         .args(["build", "--workspace", "--bins"])

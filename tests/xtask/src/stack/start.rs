@@ -10,6 +10,7 @@ use super::router::{self, RouterState};
 use super::stats::Stats;
 use super::{database, faults::Faults};
 use crate::setup;
+use crate::shell;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,7 +54,7 @@ impl Default for StackOptions {
         let id = format!("local{}", std::process::id());
         Self {
             suffix: "local".into(),
-            outputs: setup::root().join("cfn-outputs/flat-outputs.json"),
+            outputs: shell::root().join("cfn-outputs/flat-outputs.json"),
             shards: 4,
             instances: 3,
             esm: EsmConfig::default(),
@@ -91,7 +92,7 @@ fn default_redis_url() -> String {
 }
 
 pub fn stacks_dir() -> PathBuf {
-    setup::root().join(".local/stack")
+    shell::root().join(".local/stack")
 }
 
 /// A running local stack.
@@ -112,14 +113,14 @@ impl LocalStack {
     pub async fn start(opts: StackOptions) -> Result<Self> {
         setup::ensure_services()?;
         let (moto_server, cargo_lambda) = (
-            setup::venv_bin("moto_server"),
-            setup::venv_bin("cargo-lambda"),
+            shell::venv_bin("moto_server"),
+            shell::venv_bin("cargo-lambda"),
         );
         if !moto_server.exists() || !cargo_lambda.exists() {
             tokio::task::spawn_blocking(|| setup::ensure_venv(setup::Tools::Stack)).await??;
         }
         super::cli::clean_dead_stacks();
-        let root = setup::root();
+        let root = shell::root();
         if opts.build {
             let r = root.clone();
             tokio::task::spawn_blocking(move || lambda_watch::build_functions(&r)).await??;
@@ -185,6 +186,7 @@ impl LocalStack {
         }
     }
 
+    /// The stack's parts, in dependency order.
     async fn bring_up(
         &mut self,
         opts: &StackOptions,
@@ -193,27 +195,47 @@ impl LocalStack {
         cargo_lambda: &Path,
         stop_rx: watch::Receiver<bool>,
     ) -> Result<Outputs> {
-        let root = setup::root();
-        let logs = self.state_dir.join("logs");
-        let (router_port, moto_port, emulator_port) =
-            (http::free_port()?, http::free_port()?, http::free_port()?);
-        let endpoint = format!("http://127.0.0.1:{router_port}");
+        let ports = Ports::free()?;
         let client: HttpClient = http::client();
-
         database::create(&self.state.postgres_server, &self.state.database).await?;
+        self.start_moto_and_emulator(moto_server, cargo_lambda, ports)?;
+        self.start_router(opts, ports, &client).await?;
+        let (conf, res) = create_resources(opts, asl, ports, &client).await?;
+        let product_api_url = self.start_functions(opts, &res, ports, &stop_rx).await?;
+        let fanout_arn = function_arn(&opts.suffix, "fanout");
+        smoke_test(&client, &ports.endpoint(), &fanout_arn, &self.logs()).await?;
+        self.start_poller(opts, &conf, &res, &client, ports, stop_rx)
+            .await?;
+        let outputs = self.outputs(opts, res, ports, product_api_url);
+        outputs.write(&opts.outputs)?;
+        Ok(outputs)
+    }
 
+    fn logs(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+
+    /// The emulator (moto) and the Lambda runtime emulator (`cargo lambda watch`), as
+    /// processes; each is waited for by the step that first needs it.
+    fn start_moto_and_emulator(
+        &mut self,
+        moto_server: &Path,
+        cargo_lambda: &Path,
+        ports: Ports,
+    ) -> Result<()> {
+        let logs = self.logs();
         let m = moto::start(
             &moto_server.with_file_name("python"),
-            moto_port,
-            router_port,
+            ports.moto,
+            ports.router,
             &logs.join("moto.log"),
         )?;
         self.registry.add(m.record.clone());
         self.services.push(m);
         let e = lambda_watch::start_emulator(
-            &root,
+            &shell::root(),
             cargo_lambda,
-            emulator_port,
+            ports.emulator,
             // The emulator also ends a function's idle wait for its next event after this
             // long, without a request id, and the runtime then panics: keep it long. The
             // router enforces the function timeout itself.
@@ -222,29 +244,28 @@ impl LocalStack {
         )?;
         self.registry.add(e.record.clone());
         self.services.push(e);
+        Ok(())
+    }
 
-        let function_name = |bin: &str| format!("inventory-{bin}-{}", opts.suffix);
-        let function_arn = |bin: &str| {
-            format!(
-                "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
-                function_name(bin)
-            )
-        };
+    /// The router in front of moto, which sends Lambda invokes to the emulator, by function
+    /// name or binary name.
+    async fn start_router(
+        &mut self,
+        opts: &StackOptions,
+        ports: Ports,
+        client: &HttpClient,
+    ) -> Result<()> {
         let mut functions = BTreeMap::new();
-        let mut substitutions = BTreeMap::new();
         for bin in PIPELINE_FUNCTIONS {
-            functions.insert(function_name(bin), (*bin).to_owned());
+            functions.insert(function_name(&opts.suffix, bin), (*bin).to_owned());
             functions.insert((*bin).to_owned(), (*bin).to_owned());
-            for name in moto::substitution_names(bin) {
-                substitutions.insert(name, function_arn(bin));
-            }
         }
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", router_port))
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.router))
             .await
             .context("binding the router")?;
         let router_state = Arc::new(RouterState {
-            moto_port,
-            emulator_port,
+            moto_port: ports.moto,
+            emulator_port: ports.emulator,
             functions,
             function_timeout: opts.function_timeout,
             faults: Faults::default(),
@@ -253,24 +274,28 @@ impl LocalStack {
         });
         self.tasks
             .push(tokio::spawn(router::run(listener, router_state)));
+        Ok(())
+    }
 
-        http::wait_for_port(moto_port, "moto_server", Duration::from_secs(60)).await?;
-        moto::enable_execution(&client, moto_port).await?;
-        let conf = moto::sdk_config(&endpoint).await;
-        let names = moto::Names {
-            suffix: opts.suffix.clone(),
-            shards: opts.shards,
-        };
-        let mut res = moto::create_resources(&conf, &client, &endpoint, &names).await?;
-        let definition = moto::substitute(asl, &substitutions)?;
-        res.state_machine_arn = moto::create_state_machine(
-            &conf,
-            &format!("inventory-pipeline-{}", opts.suffix),
-            definition,
-        )
-        .await?;
-
-        http::wait_for_port(emulator_port, "cargo lambda watch", Duration::from_secs(60)).await?;
+    /// The pipeline's functions (and the read API when built) under the emulator, each with
+    /// the environment the template gives it, pointed at this stack. Returns the read API's
+    /// URL when it runs.
+    async fn start_functions(
+        &mut self,
+        opts: &StackOptions,
+        res: &moto::Resources,
+        ports: Ports,
+        stop_rx: &watch::Receiver<bool>,
+    ) -> Result<Option<String>> {
+        let emulator_port = ports.emulator;
+        let up = Duration::from_secs(60);
+        tokio::task::spawn_blocking(move || {
+            shell::wait_for_port(emulator_port, "cargo lambda watch", up)
+        })
+        .await??;
+        let root = shell::root();
+        let logs = self.logs();
+        let endpoint = ports.endpoint();
         let database_url =
             database::database_url(&self.state.postgres_server, &self.state.database);
         let env: Vec<(String, String)> = [
@@ -311,8 +336,8 @@ impl LocalStack {
                 stop_rx.clone(),
             );
         }
-        // The read API (issue 5), behind the emulator's function URLs, which turn an HTTP
-        // request into the HTTP API v2 event API Gateway sends. One instance is plenty locally.
+        // The read API, behind the emulator's function URLs, which turn an HTTP request into
+        // the HTTP API v2 event API Gateway sends. One instance is plenty locally.
         let product_api = lambda_watch::binary_path(&root, "product-api");
         let product_api_url = product_api
             .exists()
@@ -321,23 +346,35 @@ impl LocalStack {
             let launch = FunctionLaunch {
                 binary: "product-api".to_owned(),
                 path: product_api,
-                env: env.clone(),
+                env,
                 runtime_port: emulator_port,
                 log: logs.join("product-api.log"),
             };
             lambda_watch::supervise(launch, 1, self.registry.clone(), stop_rx.clone());
         }
-        smoke_test(&client, &endpoint, &function_arn("fanout"), &logs).await?;
+        Ok(product_api_url)
+    }
 
+    /// The Kinesis poller, standing in for the fan-out's event source mapping.
+    async fn start_poller(
+        &mut self,
+        opts: &StackOptions,
+        conf: &aws_config::SdkConfig,
+        res: &moto::Resources,
+        client: &HttpClient,
+        ports: Ports,
+        stop_rx: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let fanout_arn = function_arn(&opts.suffix, "fanout");
         let poller = Poller {
-            kinesis: aws_sdk_kinesis::Client::new(&conf),
-            sqs: aws_sdk_sqs::Client::new(&conf),
+            kinesis: aws_sdk_kinesis::Client::new(conf),
+            sqs: aws_sdk_sqs::Client::new(conf),
             http: client.clone(),
             invoke_url: format!(
-                "{endpoint}/2015-03-31/functions/{}/invocations",
-                function_arn("fanout")
+                "{}/2015-03-31/functions/{fanout_arn}/invocations",
+                ports.endpoint()
             ),
-            function_arn: function_arn("fanout"),
+            function_arn: fanout_arn,
             stream_name: res.stream_name.clone(),
             stream_arn: res.stream_arn.clone(),
             dlq_url: res.dlq_url.clone(),
@@ -345,8 +382,20 @@ impl LocalStack {
             stats: self.stats.clone(),
         };
         self.tasks.extend(poller.start(stop_rx).await?);
+        Ok(())
+    }
 
-        let outputs = Outputs {
+    /// The stack's outputs, under the deployed stack's keys.
+    fn outputs(
+        &self,
+        opts: &StackOptions,
+        res: moto::Resources,
+        ports: Ports,
+        product_api_url: Option<String>,
+    ) -> Outputs {
+        let function_name = |bin: &str| function_name(&opts.suffix, bin);
+        let endpoint = ports.endpoint();
+        Outputs {
             environment_suffix: opts.suffix.clone(),
             region: REGION.into(),
             stream_name: res.stream_name,
@@ -375,13 +424,14 @@ impl LocalStack {
             cache_invalidate_function_name: function_name("cache-invalidate"),
             local_endpoint_url: endpoint.clone(),
             local_router_url: endpoint,
-            local_database_url: database_url,
+            local_database_url: database::database_url(
+                &self.state.postgres_server,
+                &self.state.database,
+            ),
             local_redis_url: self.state.redis_url.clone(),
             local_cache_prefix: self.state.cache_prefix.clone(),
             local_state_dir: self.state_dir.display().to_string(),
-        };
-        outputs.write(&opts.outputs)?;
-        Ok(outputs)
+        }
     }
 
     /// Environment variables that point the end-to-end tests at this stack.
@@ -421,6 +471,76 @@ impl LocalStack {
         std::fs::remove_file(self.state_dir.join("state.json")).ok();
         result
     }
+}
+
+/// The ports the stack's parts listen on, picked free at start.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    router: u16,
+    moto: u16,
+    emulator: u16,
+}
+
+impl Ports {
+    fn free() -> Result<Self> {
+        Ok(Self {
+            router: http::free_port()?,
+            moto: http::free_port()?,
+            emulator: http::free_port()?,
+        })
+    }
+
+    /// Where the AWS SDK and the functions reach the stack: the router.
+    fn endpoint(self) -> String {
+        format!("http://127.0.0.1:{}", self.router)
+    }
+}
+
+/// A function's name in the stack (`inventory-{bin}-{suffix}`, as in the template).
+fn function_name(suffix: &str, bin: &str) -> String {
+    format!("inventory-{bin}-{suffix}")
+}
+
+fn function_arn(suffix: &str, bin: &str) -> String {
+    format!(
+        "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
+        function_name(suffix, bin)
+    )
+}
+
+/// The emulator's resources (stream, buckets, queues, key, topic) and the state machine from
+/// the ASL with its substitutions filled in.
+async fn create_resources(
+    opts: &StackOptions,
+    asl: &str,
+    ports: Ports,
+    client: &HttpClient,
+) -> Result<(aws_config::SdkConfig, moto::Resources)> {
+    let mut substitutions = BTreeMap::new();
+    for bin in PIPELINE_FUNCTIONS {
+        for name in moto::substitution_names(bin) {
+            substitutions.insert(name, function_arn(&opts.suffix, bin));
+        }
+    }
+    let (moto_port, up) = (ports.moto, Duration::from_secs(60));
+    tokio::task::spawn_blocking(move || shell::wait_for_port(moto_port, "moto_server", up))
+        .await??;
+    moto::enable_execution(client, ports.moto).await?;
+    let endpoint = ports.endpoint();
+    let conf = moto::sdk_config(&endpoint).await;
+    let names = moto::Names {
+        suffix: opts.suffix.clone(),
+        shards: opts.shards,
+    };
+    let mut res = moto::create_resources(&conf, client, &endpoint, &names).await?;
+    let definition = moto::substitute(asl, &substitutions)?;
+    res.state_machine_arn = moto::create_state_machine(
+        &conf,
+        &format!("inventory-pipeline-{}", opts.suffix),
+        definition,
+    )
+    .await?;
+    Ok((conf, res))
 }
 
 /// Drops the database and cache keys, and the outputs file if it is still this stack's.

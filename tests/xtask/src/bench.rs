@@ -1,0 +1,55 @@
+//! `cargo xtask bench` and `cargo xtask bench-reads`: the pipeline and read benchmarks
+//! (`tests/benches`), after the set-up each needs.
+
+use crate::setup;
+use crate::shell::{cargo, sh, step, venv_bin};
+use anyhow::Result;
+
+/// A benchmark's own arguments, passed on to it.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// The pipeline benchmark (tests/benches/pipeline.rs), optimised (`bench` profile).
+pub fn bench(a: BenchArgs) -> Result<()> {
+    setup::run()?;
+    step("cargo bench --bench pipeline (first run builds optimised binaries: several minutes)");
+    sh(cargo()
+        .args([
+            "bench",
+            "--package",
+            "integration-tests",
+            "--bench",
+            "pipeline",
+            "--",
+        ])
+        .args(&a.args))
+}
+
+/// The read benchmark (tests/benches/reads.rs): Zipf-popular reads through the product-api
+/// handler on the local PostgreSQL and Redis, then through the cargo-lambda emulator's
+/// function URL, so the function binary is built first (dev profile, as the stack runs it).
+pub fn bench_reads(a: BenchArgs) -> Result<()> {
+    setup::ensure_services()?;
+    // Only the HTTP part needs a tool from the venv (cargo-lambda); without it, it is skipped.
+    if !venv_bin("cargo-lambda").exists()
+        && let Err(e) = setup::ensure_venv(setup::Tools::Stack)
+    {
+        eprintln!("warning: no cargo-lambda, the benchmark skips its HTTP part: {e:#}");
+    }
+    step("cargo build --package product-api (the binary behind the local HTTP endpoint)");
+    sh(cargo().args(["build", "--package", "product-api"]))?;
+    step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
+    sh(cargo()
+        .args([
+            "bench",
+            "--package",
+            "integration-tests",
+            "--bench",
+            "reads",
+            "--",
+        ])
+        .args(&a.args))
+}
