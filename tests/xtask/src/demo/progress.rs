@@ -4,8 +4,8 @@ use crate::stack::stats::Stats;
 use anyhow::{Result, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
 use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -101,7 +101,13 @@ pub async fn wait_until_drained(
         done: push_done,
     } = push;
     let total = *total;
-    let mut last_line: usize = 0;
+    // indicatif redraws the line on a terminal; in a log (CI), a plain line every 10 s instead.
+    let live = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    live.set_style(
+        ProgressStyle::with_template("  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let plain = live.is_hidden();
     let mut stable = 0;
     let mut ex = Executions::default();
     let mut tick = 0u64;
@@ -124,24 +130,28 @@ pub async fn wait_until_drained(
             .get("cache-invalidate")
             .map_or(0, |t| t.calls - t.errors);
         let line = format!(
-            "\r  {:>6.1}s | pushed {}/{total} | through fan-out {}/{total} | executions finished {finished} ({} failed at the last listing) | {:.0} updates/s  ",
+            "{:>6.1}s | pushed {}/{total} | through fan-out {}/{total} | executions finished {finished} ({} failed at the last listing) | {:.0} updates/s  ",
             started.elapsed().as_secs_f64(),
             sent.load(Ordering::Relaxed),
             poller.records_done,
             ex.count("FAILED") + ex.count("TIMED_OUT") + ex.count("ABORTED"),
             poller.records_done as f64 / started.elapsed().as_secs_f64().max(0.001),
         );
-        eprint!("{line}{}", " ".repeat(last_line.saturating_sub(line.len())));
-        last_line = line.len();
-        let _ = std::io::stderr().flush();
         let drained = fed && ex.count("RUNNING") == 0;
         stable = if drained { stable + 1 } else { 0 };
+        let last = stable >= 2 || started.elapsed() > timeout;
+        if !plain {
+            live.set_message(line);
+        } else if last || tick.is_multiple_of(10) {
+            eprintln!("  {line}");
+        }
+        if last {
+            live.finish();
+        }
         if stable >= 2 {
-            eprintln!();
             return Ok(ex);
         }
         if started.elapsed() > timeout {
-            eprintln!();
             bail!("the pipeline did not drain within {timeout:?}");
         }
     }
