@@ -15,9 +15,11 @@ mod projection_store;
 mod quarantine;
 #[cfg(feature = "test-util")]
 mod read;
+mod rebuild;
 mod retention;
 mod rows;
 mod snapshot;
+mod sql;
 
 pub use catalog::PgCatalogReader;
 pub use config::{
@@ -31,13 +33,13 @@ pub use maintenance::{
     EVENT_STORE_PARENT, MIN_DAYS_AHEAD, PartitionReport, maintain_event_store, partition_report,
     prune_update_keys, prune_update_keys_as_of,
 };
-pub use projection_store::{
-    REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildFrom, RebuildReport, RebuildStage, rebuild_projection,
-    rebuild_projection_from, rebuild_projection_observed,
-};
 pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
 #[cfg(feature = "test-util")]
 pub use read::{load_offers, load_projection, load_summary};
+pub use rebuild::{
+    REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildFrom, RebuildReport, RebuildStage, rebuild_projection,
+    rebuild_projection_from, rebuild_projection_observed,
+};
 pub use retention::{RETENTION_LOCK_KEY, RetentionReport, retain_event_store, retired_up_to};
 pub use sea_orm::DatabaseConnection;
 pub use snapshot::{LiveSnapshot, SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot, snapshot_live};
