@@ -1,6 +1,7 @@
 //! SeaORM migrations for the inventory pipeline's database: the append-only event store, the
 //! product projection, the quarantine of rejected records, the least-privilege role the
-//! functions use, and (in [`login_role`]) the functions' login in that role.
+//! functions use, and (in [`login_role`]) the functions' login in that role, whose password is
+//! sent only as its SCRAM verifier (computed in [`scram`]).
 //!
 //! [`run`] applies pending migrations under a PostgreSQL advisory lock, so two deploys or two
 //! cold starts running it at once apply each migration exactly once. Migrations are never
@@ -45,6 +46,7 @@ mod m20261206_000007_projection_snapshots;
 mod m20261206_000008_event_store_retention;
 
 pub mod login_role;
+pub mod scram;
 
 pub use login_role::{LoginRole, LoginRoleError, LoginRoleOutcome, ensure_login_role};
 pub use m20261124_000004_grant_writer_role::WRITER_ROLE;

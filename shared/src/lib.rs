@@ -5,7 +5,8 @@
 //!
 //! Everything at the top level is pure: no AWS SDK, SeaORM or Redis type appears in it.
 //! Adapters live in [`adapters`], each behind a Cargo feature, so a function compiles only
-//! the ones it uses.
+//! the ones it uses. The synthetic feeds (`feed`) that tests, benchmarks, the demo and the CLI
+//! generate are compiled only with the `test-util` feature, which no function enables.
 
 pub mod catalog_read;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod contract;
 pub mod error;
 pub mod event;
 pub mod fanout;
+#[cfg(feature = "test-util")]
 pub mod feed;
 pub mod ids;
 pub mod keys;

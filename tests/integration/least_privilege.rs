@@ -249,10 +249,7 @@ fn verifier_accepts(verifier: &str, password: &str) -> Result<bool> {
     let (params, _) = rest.split_once('$').context("no keys")?;
     let (iterations, salt) = params.split_once(':').context("no salt")?;
     let salt = base64::engine::general_purpose::STANDARD.decode(salt)?;
-    Ok(
-        migration::login_role::scram_sha256_verifier(password, &salt, iterations.parse()?)
-            == verifier,
-    )
+    Ok(migration::scram::scram_sha256_verifier(password, &salt, iterations.parse()?) == verifier)
 }
 
 /// LOGIN, INHERIT, a member of the writer group, and nothing more.

@@ -3,8 +3,8 @@
 
 use super::entity::{inventory_event, product_offer, product_summary};
 use super::error::db_error;
-use super::projection_store::{json_param, stmt};
 use super::rows;
+use super::sql::{json_param, stmt};
 use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductReader, ProductView};
 use crate::error::{ErrorKind, PipelineError};
 use crate::event::InventoryUpdateReceived;

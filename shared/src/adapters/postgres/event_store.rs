@@ -3,7 +3,8 @@
 //! projection in the same transaction.
 
 use super::error::db_error;
-use super::projection_store::{OffersByProduct, apply_events, lock_products, stmt};
+use super::projection_store::{OffersByProduct, apply_events, lock_products};
+use super::sql::stmt;
 use crate::error::{ErrorKind, PipelineError};
 use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
 use crate::ids::ProductId;

@@ -1,7 +1,9 @@
 //! PostgreSQL adapter (SeaORM): the event store and its projection, written in one
 //! transaction; the event store's partition maintenance; the quarantine; the projection
-//! rebuild and its snapshots; the retention that exports old days and drops them; and the reads tests and the read API need. The rules themselves (newest wins, summaries) live in [`crate::projection`] only:
-//! nothing here decides which update wins.
+//! rebuild and its snapshots; the retention that exports old days and drops them; the read
+//! API's catalog reads ([`PgCatalogReader`]); and, with the `test-util` feature, the plain
+//! projection reads tests compare against. The rules themselves (newest wins, summaries) live
+//! in [`crate::projection`] only: nothing here decides which update wins.
 
 mod catalog;
 mod config;
@@ -12,10 +14,13 @@ mod event_store;
 mod maintenance;
 mod projection_store;
 mod quarantine;
+#[cfg(feature = "test-util")]
 mod read;
+mod rebuild;
 mod retention;
 mod rows;
 mod snapshot;
+mod sql;
 
 pub use catalog::PgCatalogReader;
 pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode};
@@ -28,12 +33,13 @@ pub use maintenance::{
     EVENT_STORE_PARENT, MIN_DAYS_AHEAD, PartitionReport, maintain_event_store, partition_report,
     prune_update_keys, prune_update_keys_as_of,
 };
-pub use projection_store::{
+pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
+#[cfg(feature = "test-util")]
+pub use read::{load_offers, load_projection, load_summary};
+pub use rebuild::{
     REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildFrom, RebuildReport, RebuildStage, rebuild_projection,
     rebuild_projection_from, rebuild_projection_observed,
 };
-pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
-pub use read::{load_offers, load_projection, load_summary};
 pub use retention::{RETENTION_LOCK_KEY, RetentionReport, retain_event_store, retired_up_to};
 pub use sea_orm::DatabaseConnection;
 pub use snapshot::{LiveSnapshot, SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot, snapshot_live};

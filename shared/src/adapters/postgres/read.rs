@@ -1,5 +1,6 @@
-//! Reading the projection: one product's summary and offers (for the read API and tests), and
-//! the whole projection (for comparing a rebuild with the incremental state).
+//! Reading the projection back, for tests only (`test-util`): one product's summary and
+//! offers, and the whole projection (for comparing a rebuild with the incremental state). The
+//! read API reads through [`super::PgCatalogReader`].
 
 use super::entity::{product_offer, product_summary};
 use super::error::db_error;

@@ -26,9 +26,9 @@
 
 use super::error::db_error;
 use super::maintenance::EVENT_STORE_PARENT;
-use super::projection_store::stmt;
-use super::projection_store::{query_scalar, try_rebuild_lock, try_xact_lock};
+use super::rebuild::try_rebuild_lock;
 use super::snapshot::{LiveSnapshot, SnapshotInfo, latest_snapshot, snapshot_live};
+use super::sql::{query_scalar, stmt, try_xact_lock};
 use crate::error::{ErrorKind, PipelineError};
 use crate::ports::{ExportObject, ExportStore};
 use crate::retention::{

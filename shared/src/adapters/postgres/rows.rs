@@ -1,9 +1,9 @@
 //! Rows to domain values and back. A stored value that no longer parses is a broken invariant
 //! (the domain types only ever wrote valid ones), reported as [`ErrorKind::Internal`].
 
-use super::entity::{product_offer, product_summary};
+use super::entity::{inventory_event, product_offer, product_summary};
 use crate::error::{ErrorKind, PipelineError};
-use crate::event::UpdateKey;
+use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
 use crate::ids::{ProductId, SupplierId};
 use crate::money::{Currency, Price, Quantity};
 use crate::projection::{Offer, ProductSummary};
@@ -58,6 +58,39 @@ pub(crate) fn summary(m: product_summary::Model) -> Result<ProductSummary, Pipel
         supplier_count: m.supplier_count,
         version: m.version,
         updated_at: m.updated_at,
+    })
+}
+
+/// A stored event back as an envelope; an event type this build does not know is an error.
+pub(crate) fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, PipelineError> {
+    if m.event_type != InventoryUpdateReceived::EVENT_TYPE
+        || m.event_version != InventoryUpdateReceived::EVENT_VERSION
+    {
+        return Err(PipelineError::new(
+            ErrorKind::Internal,
+            format!(
+                "event {} is {} v{}, which this build cannot replay",
+                m.seq, m.event_type, m.event_version
+            ),
+        ));
+    }
+    let event: InventoryUpdateReceived = serde_json::from_value(m.payload).map_err(|e| {
+        PipelineError::with_source(
+            ErrorKind::Internal,
+            format!("event {} does not parse", m.seq),
+            e,
+        )
+    })?;
+    let update_key = UpdateKey::try_from(m.update_key).map_err(|e| {
+        PipelineError::new(
+            ErrorKind::Internal,
+            format!("event {} has a bad update key: {e}", m.seq),
+        )
+    })?;
+    Ok(EventEnvelope {
+        update_key,
+        seq: m.seq,
+        event,
     })
 }
 

@@ -7,8 +7,8 @@
 //! the same projection as every event from the first (SPEC invariant 7).
 
 use super::error::db_error;
-use super::projection_store::stmt;
-use super::projection_store::{live_schema, query_scalar, try_rebuild_lock};
+use super::rebuild::try_rebuild_lock;
+use super::sql::{live_schema, query_scalar, stmt};
 use crate::error::{ErrorKind, PipelineError};
 use crate::projection::PROJECTION_RULES_VERSION;
 use chrono::{DateTime, Utc};
