@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -40,9 +41,19 @@ def crate_dir(crate: str) -> Path:
 
 
 def enabled_features(crate: str) -> set[str]:
+    """The `inventory` features the crate's Cargo.toml names, and the features those turn on
+    (`s3-client` turns on `aws`), as cargo resolves them."""
     cargo = (crate_dir(crate) / "Cargo.toml").read_text()
     m = re.search(r'^inventory\s*=\s*\{[^}]*features\s*=\s*\[([^\]]*)\]', cargo, flags=re.M)
-    return set(re.findall(r'"([^"]+)"', m.group(1))) if m else set()
+    named = set(re.findall(r'"([^"]+)"', m.group(1))) if m else set()
+    table = tomllib.loads((SHARED.parent / "Cargo.toml").read_text()).get("features", {})
+    enabled, todo = set(), list(named)
+    while todo:
+        f = todo.pop()
+        if f not in enabled:
+            enabled.add(f)
+            todo += [g for g in table.get(f, []) if g in table]
+    return enabled
 
 
 def adapter_modules() -> dict[str, str]:

@@ -12,7 +12,7 @@
 
 mod sdk;
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "s3-client")]
 pub use sdk::s3_client;
 pub use sdk::{
     ATTEMPT_TIMEOUT, BULK_ATTEMPT_TIMEOUT, BULK_OPERATION_TIMEOUT, OPERATION_TIMEOUT,

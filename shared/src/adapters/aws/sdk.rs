@@ -53,7 +53,7 @@ pub async fn bulk_sdk_config() -> SdkConfig {
 
 /// An S3 client on `sdk`. With an endpoint override (`AWS_ENDPOINT_URL`, a local emulator) it
 /// addresses buckets by path, since `bucket.127.0.0.1` names no host.
-#[cfg(feature = "s3")]
+#[cfg(feature = "s3-client")]
 pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(sdk.endpoint_url().is_some())
