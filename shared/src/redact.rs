@@ -1,9 +1,35 @@
 //! Keeping secrets out of what is shown: the one rule for a URL that may carry a password
 //! (`scheme://user:<password>@host/...`). The user name stays (it is not a secret and helps to
 //! tell logins apart); the password becomes `***`. Secrets held on their own are
-//! [`SecretString`]s, whose `Debug` never shows the value.
+//! [`SecretString`]s, whose `Debug` never shows the value; a URL that may carry one is a
+//! [`SecretUrl`], whose `Debug` shows it redacted.
 
 pub use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+
+/// A connection URL that may carry a password (`DATABASE_URL`, `REDIS_URL`). `Debug` shows it
+/// with the password as `***`; the URL itself is read with [`ExposeSecret::expose_secret`], so
+/// every place that hands it on says so.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+}
+
+impl ExposeSecret<str> for SecretUrl {
+    fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
 
 /// The password in `url`'s user info, if it has one. Read from the text rather than parsed, so
 /// that it is found in a URL that is otherwise malformed (a bad port, say), which is exactly
@@ -58,6 +84,19 @@ mod tests {
             "'postgres://app:***@h:notaport/db' cannot be parsed"
         );
         assert_eq!(without_url_password("no url", "postgres://h/db"), "no url");
+    }
+
+    #[test]
+    fn a_secret_url_shows_only_its_redacted_form_and_hands_on_the_whole_url() {
+        let url = SecretUrl::new("postgres://app:hunter2@db.example/inventory");
+        assert_eq!(
+            format!("{url:?}"),
+            "postgres://app:***@db.example/inventory"
+        );
+        assert_eq!(
+            url.expose_secret(),
+            "postgres://app:hunter2@db.example/inventory"
+        );
     }
 
     #[test]

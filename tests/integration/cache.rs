@@ -340,7 +340,7 @@ async fn a_tls_url_to_a_plain_server_fails_as_transient_without_panicking() -> R
     let redis = TestRedis::new()?;
     let plain = redis.url().replacen("redis://", "rediss://", 1);
     let config = RedisConfig {
-        endpoint: RedisEndpoint::Url(plain),
+        endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(plain)),
         ..redis.cache_config(60)
     };
     let cache = RedisProductCache::connect(&config, None)?;
@@ -377,7 +377,7 @@ async fn invalidating_many_products_is_one_script_call_and_reading_them_one_mget
     let server = PasswordRedis::start("count-only")?;
     let url = format!("redis://:count-only@127.0.0.1:{}", server.port());
     let config = RedisConfig {
-        endpoint: RedisEndpoint::Url(url.clone()),
+        endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(url.clone())),
         key_prefix: "t:".into(),
         fence_ttl_secs: 60,
     };

@@ -255,9 +255,9 @@ async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answe
 async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() -> Result<()> {
     let (url, mut answers) = response_url().await?;
     let config = DatabaseConfig {
-        target: DatabaseTarget::Url(
-            "postgres://postgres@127.0.0.1:5432/it_no_such_database".into(),
-        ),
+        target: DatabaseTarget::Url(inventory::redact::SecretUrl::new(
+            "postgres://postgres@127.0.0.1:5432/it_no_such_database",
+        )),
         tls: TlsMode::AsConfigured,
         pool_max: 1,
     };
@@ -373,7 +373,10 @@ async fn verified_tls_accepts_only_a_server_certificate_from_the_configured_bund
         "this test needs the local PostgreSQL to offer TLS (ssl = on)"
     );
     let config = |host: &str, ca: &str| DatabaseConfig {
-        target: DatabaseTarget::Url(format!("postgres://postgres@{host}:5432/{}", t.name())),
+        target: DatabaseTarget::Url(inventory::redact::SecretUrl::new(format!(
+            "postgres://postgres@{host}:5432/{}",
+            t.name()
+        ))),
         tls: TlsMode::VerifyFull { ca_file: ca.into() },
         pool_max: 1,
     };

@@ -49,7 +49,7 @@ impl WriterLogin {
             .replacen("postgres@", &format!("{}@", self.name), 1);
         anyhow::ensure!(url != test.url, "the test URL names no user: {}", test.url);
         let config = DatabaseConfig {
-            target: DatabaseTarget::Url(url),
+            target: DatabaseTarget::Url(inventory::redact::SecretUrl::new(url)),
             tls: TlsMode::AsConfigured,
             pool_max: 2,
         };
@@ -360,7 +360,7 @@ async fn schema_migrate_creates_the_functions_login_follows_its_secret_and_the_l
     // The functions' way in: the target with the secret's user and password.
     let login = connect(
         &DatabaseConfig {
-            target: DatabaseTarget::Url(t.url.clone()),
+            target: DatabaseTarget::Url(inventory::redact::SecretUrl::new(t.url.clone())),
             tls: TlsMode::AsConfigured,
             pool_max: 2,
         },

@@ -319,7 +319,9 @@ async fn with_redis_down_reads_are_served_from_postgres_without_waiting_on_the_c
         .local_addr()?
         .port();
     let config = RedisConfig {
-        endpoint: RedisEndpoint::Url(format!("redis://127.0.0.1:{closed_port}")),
+        endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(format!(
+            "redis://127.0.0.1:{closed_port}"
+        ))),
         ..s.redis.cache_config(600)
     };
     let app = s.app(
@@ -357,7 +359,7 @@ async fn a_batch_costs_one_mget_one_query_and_one_pipelined_fill() -> Result<()>
     let server = PasswordRedis::start("count-only")?;
     let url = format!("redis://:count-only@127.0.0.1:{}", server.port());
     let config = RedisConfig {
-        endpoint: RedisEndpoint::Url(url.clone()),
+        endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(url.clone())),
         key_prefix: "t:".into(),
         fence_ttl_secs: 60,
     };

@@ -69,7 +69,7 @@ impl TestDb {
     /// Lambda sees.
     async fn pool(url: &str, pool_max: u32) -> Result<DatabaseConnection> {
         let config = DatabaseConfig {
-            target: DatabaseTarget::Url(url.to_owned()),
+            target: DatabaseTarget::Url(inventory::redact::SecretUrl::new(url.to_owned())),
             tls: TlsMode::AsConfigured,
             pool_max,
         };

@@ -58,7 +58,7 @@ impl TestRedis {
     /// The cache configuration for this prefix, as `REDIS_URL` + `CACHE_KEY_PREFIX` give it.
     pub fn cache_config(&self, fence_ttl_secs: u64) -> RedisConfig {
         RedisConfig {
-            endpoint: RedisEndpoint::Url(self.url.clone()),
+            endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(self.url.clone())),
             key_prefix: self.prefix.clone(),
             fence_ttl_secs,
         }

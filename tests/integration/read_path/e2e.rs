@@ -98,7 +98,9 @@ async fn the_stack_serves_products_through_its_api_and_the_pipelines_cache_step_
     let store = PgEventStore::new(db.clone());
     let cache = RedisProductCache::connect(
         &RedisConfig {
-            endpoint: RedisEndpoint::Url(field(&out, "LocalRedisUrl")?.to_owned()),
+            endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(
+                field(&out, "LocalRedisUrl")?.to_owned(),
+            )),
             key_prefix: field(&out, "LocalCachePrefix")?.to_owned(),
             fence_ttl_secs: 86_400,
         },

@@ -5,14 +5,13 @@
 use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::CacheKeys;
-use crate::redact::redact_url;
-use std::fmt;
+use crate::redact::{SecretUrl, redact_url};
 
 /// How to reach Redis.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisEndpoint {
     /// A `redis://` or `rediss://` URL (local runs and tests). May carry a password.
-    Url(String),
+    Url(SecretUrl),
     /// ElastiCache: host and port, TLS on or off, and the secret holding the AUTH token.
     Host {
         host: String,
@@ -20,27 +19,6 @@ pub enum RedisEndpoint {
         tls: bool,
         auth_secret_arn: Option<String>,
     },
-}
-
-impl fmt::Debug for RedisEndpoint {
-    /// Never shows a password that a URL may carry.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisEndpoint::Url(url) => f.debug_tuple("Url").field(&redact_url(url)).finish(),
-            RedisEndpoint::Host {
-                host,
-                port,
-                tls,
-                auth_secret_arn,
-            } => f
-                .debug_struct("Host")
-                .field("host", host)
-                .field("port", port)
-                .field("tls", tls)
-                .field("auth_secret_arn", auth_secret_arn)
-                .finish(),
-        }
-    }
 }
 
 /// The cache's configuration.
@@ -69,7 +47,7 @@ impl RedisConfig {
         let vars = Vars::new(get);
         let get = |name: &str| vars.optional(name);
         let endpoint = match get("REDIS_URL") {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => RedisEndpoint::Url(url),
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => RedisEndpoint::Url(SecretUrl::new(url)),
             Some(url) => {
                 return Err(PipelineError::misconfigured(format!(
                     "environment variable REDIS_URL={:?} must start with redis:// or rediss://",
@@ -138,7 +116,7 @@ mod tests {
         .expect("valid");
         assert_eq!(
             c.endpoint,
-            RedisEndpoint::Url("redis://127.0.0.1:6379".into())
+            RedisEndpoint::Url(SecretUrl::new("redis://127.0.0.1:6379"))
         );
         assert_eq!(c.key_prefix, "inventory:");
         assert_eq!(c.fence_ttl_secs, 86_400);

@@ -266,7 +266,7 @@ fn connection_info(
     token: Option<&SecretString>,
 ) -> redis::RedisResult<ConnectionInfo> {
     let info = match endpoint {
-        RedisEndpoint::Url(url) => url.as_str().into_connection_info()?,
+        RedisEndpoint::Url(url) => url.expose_secret().into_connection_info()?,
         RedisEndpoint::Host {
             host,
             port,
@@ -315,11 +315,12 @@ pub async fn fetch_auth_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::SecretUrl;
 
     #[tokio::test]
     async fn an_unreachable_redis_fails_every_call_as_transient() {
         let config = RedisConfig {
-            endpoint: RedisEndpoint::Url("redis://127.0.0.1:1".into()), // nothing listens there
+            endpoint: RedisEndpoint::Url(SecretUrl::new("redis://127.0.0.1:1")), // nothing listens there
             key_prefix: "t:".into(),
             fence_ttl_secs: 60,
         };
@@ -350,7 +351,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_to_do_needs_no_round_trip() {
         let config = RedisConfig {
-            endpoint: RedisEndpoint::Url("redis://127.0.0.1:1".into()),
+            endpoint: RedisEndpoint::Url(SecretUrl::new("redis://127.0.0.1:1")),
             key_prefix: "t:".into(),
             fence_ttl_secs: 60,
         };
@@ -415,12 +416,12 @@ mod tests {
     #[test]
     fn a_url_keeps_its_scheme_and_database() {
         let info = connection_info(
-            &RedisEndpoint::Url("rediss://cache.example:6379/2".into()),
+            &RedisEndpoint::Url(SecretUrl::new("rediss://cache.example:6379/2")),
             None,
         )
         .expect("valid");
         assert!(matches!(info.addr(), ConnectionAddr::TcpTls { .. }));
         assert_eq!(info.redis_settings().db(), 2);
-        assert!(connection_info(&RedisEndpoint::Url("redis://".into()), None).is_err());
+        assert!(connection_info(&RedisEndpoint::Url(SecretUrl::new("redis://")), None).is_err());
     }
 }

@@ -9,18 +9,17 @@
 
 use crate::config::Vars;
 use crate::error::PipelineError;
-use crate::redact::{SecretString, redact_url};
-use std::fmt;
+use crate::redact::{SecretString, SecretUrl};
 use std::path::PathBuf;
 
 /// Default pool size: a Lambda instance handles one invocation at a time.
 pub const DEFAULT_POOL_MAX: u32 = 2;
 
 /// Where the database is.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
     /// A full connection URL (`DATABASE_URL`), used as given.
-    Url(String),
+    Url(SecretUrl),
     /// An RDS instance whose credentials are in a Secrets Manager secret.
     Rds {
         host: String,
@@ -28,26 +27,6 @@ pub enum DatabaseTarget {
         name: String,
         secret_arn: String,
     },
-}
-
-impl fmt::Debug for DatabaseTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DatabaseTarget::Url(url) => f.debug_tuple("Url").field(&redact_url(url)).finish(),
-            DatabaseTarget::Rds {
-                host,
-                port,
-                name,
-                secret_arn,
-            } => f
-                .debug_struct("Rds")
-                .field("host", host)
-                .field("port", port)
-                .field("name", name)
-                .field("secret_arn", secret_arn)
-                .finish(),
-        }
-    }
 }
 
 /// How the connection is protected.
@@ -106,7 +85,7 @@ impl DatabaseConfig {
                         "environment variable DATABASE_URL must start with postgres://",
                     ));
                 }
-                DatabaseTarget::Url(url)
+                DatabaseTarget::Url(SecretUrl::new(url))
             }
             None => {
                 let target = DatabaseTarget::Rds {

@@ -49,7 +49,7 @@ pub fn connect_options(
     credentials: Option<DbCredentials>,
 ) -> Result<ConnectOptions, PipelineError> {
     let url = match &config.target {
-        DatabaseTarget::Url(url) => url.clone(),
+        DatabaseTarget::Url(url) => url.expose_secret().to_owned(),
         DatabaseTarget::Rds {
             host, port, name, ..
         } => {
@@ -121,9 +121,10 @@ pub async fn connect(
         let e = db_error("could not set up the database pool", e);
         match &config.target {
             // The driver quotes a URL it cannot parse, password included.
-            DatabaseTarget::Url(url) => {
-                PipelineError::new(e.kind, without_url_password(&e.detailed(), url))
-            }
+            DatabaseTarget::Url(url) => PipelineError::new(
+                e.kind,
+                without_url_password(&e.detailed(), url.expose_secret()),
+            ),
             DatabaseTarget::Rds { .. } => e,
         }
     })
