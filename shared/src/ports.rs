@@ -3,7 +3,7 @@
 
 use crate::error::PipelineError;
 use crate::keys::{ArchiveKey, RejectionKey};
-use crate::pipeline::{ChangedProduct, ObjectRef};
+use crate::pipeline::{CacheInvalidateOutput, ChangedProduct, ObjectRef};
 use crate::rejection::Rejection;
 use crate::update::InventoryUpdate;
 use async_trait::async_trait;
@@ -68,11 +68,11 @@ pub trait ArchiveStore: Send + Sync {
 #[async_trait]
 pub trait ProductCache: Send + Sync {
     /// Raises each product's fence to its version and drops any cached entry older than it,
-    /// in one round trip. Returns (entries evicted, fences raised).
+    /// in one round trip, and says how many entries it evicted and fences it raised.
     async fn invalidate(
         &self,
         products: &[ChangedProduct],
-    ) -> Result<(usize, usize), PipelineError>;
+    ) -> Result<CacheInvalidateOutput, PipelineError>;
 }
 
 /// Stores the event store's exports in the archive bucket (see [`crate::retention`]) and

@@ -230,8 +230,7 @@ pub async fn invalidate_cache(
     if input.products.is_empty() {
         return Ok(CacheInvalidateOutput::default());
     }
-    let (evicted, fenced) = cache.invalidate(&input.products).await?;
-    Ok(CacheInvalidateOutput { evicted, fenced })
+    cache.invalidate(&input.products).await
 }
 
 #[cfg(test)]

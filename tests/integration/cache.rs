@@ -8,7 +8,7 @@ use inventory::adapters::cache::{
     ABSENT_VERSION, CacheEntry, PopulateOutcome, RedisConfig, RedisEndpoint, RedisProductCache,
 };
 use inventory::ports::ProductCache;
-use inventory::{ChangedProduct, ErrorKind, ProductId};
+use inventory::{CacheInvalidateOutput, ChangedProduct, ErrorKind, ProductId};
 use redis::AsyncCommands as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -55,7 +55,7 @@ async fn invalidation_raises_fences_and_evicts_older_entries_in_one_call() -> Re
         .populate(&product("p-current"), 5, &json(5), TTL)
         .await?;
 
-    let (evicted, fenced) = cache
+    let CacheInvalidateOutput { evicted, fenced } = cache
         .invalidate(&[
             changed("p-old", 4),
             changed("p-current", 5),
@@ -177,7 +177,8 @@ async fn a_stale_entry_cached_just_before_the_invalidation_is_evicted_by_it() ->
         cache.populate(&p, 1, &json(1), TTL).await?,
         PopulateOutcome::Stored
     );
-    let (evicted, fenced) = cache.invalidate(&[changed("sku-early", 2)]).await?;
+    let CacheInvalidateOutput { evicted, fenced } =
+        cache.invalidate(&[changed("sku-early", 2)]).await?;
 
     assert_eq!((evicted, fenced), (1, 1));
     assert_eq!(cache.get_many(std::slice::from_ref(&p)).await?, [None]);
@@ -193,8 +194,18 @@ async fn invalidations_arriving_out_of_order_never_lower_a_fence() -> Result<()>
     let newer = cache.invalidate(&[changed("sku-ooo", 5)]).await?;
     let older = cache.invalidate(&[changed("sku-ooo", 3)]).await?;
 
-    assert_eq!(newer, (0, 1));
-    assert_eq!(older, (0, 0), "an older invalidation raises nothing");
+    assert_eq!(
+        newer,
+        CacheInvalidateOutput {
+            evicted: 0,
+            fenced: 1
+        }
+    );
+    assert_eq!(
+        older,
+        CacheInvalidateOutput::default(),
+        "an older invalidation raises nothing"
+    );
     assert_eq!(fence(&redis, "sku-ooo").await?, Some(5));
     assert_eq!(
         cache.populate(&p, 4, &json(4), TTL).await?,
@@ -206,7 +217,7 @@ async fn invalidations_arriving_out_of_order_never_lower_a_fence() -> Result<()>
     );
     assert_eq!(
         cache.invalidate(&[changed("sku-ooo", 3)]).await?,
-        (0, 0),
+        CacheInvalidateOutput::default(),
         "nor evicts a newer entry"
     );
     assert_eq!(
@@ -265,7 +276,7 @@ async fn a_cached_absence_is_evicted_by_the_products_first_version() -> Result<(
             .is_some_and(CacheEntry::is_absent)
     );
 
-    let (evicted, _) = cache.invalidate(&[changed("sku-new", 1)]).await?;
+    let evicted = cache.invalidate(&[changed("sku-new", 1)]).await?.evicted;
 
     assert_eq!(evicted, 1);
     assert_eq!(cache.get_many(std::slice::from_ref(&p)).await?, [None]);
@@ -388,7 +399,7 @@ async fn invalidating_many_products_is_one_script_call_and_reading_them_one_mget
     cache.invalidate(&products[..1]).await?; // connects and loads the script
 
     let before = command_calls(&mut admin).await?;
-    let (_, fenced) = cache.invalidate(&products).await?;
+    let fenced = cache.invalidate(&products).await?.fenced;
     let entries = cache.get_many(&ids).await?;
     let after = command_calls(&mut admin).await?;
 

@@ -20,7 +20,7 @@ impl ProductCache for MemoryCache {
     async fn invalidate(
         &self,
         products: &[ChangedProduct],
-    ) -> Result<(usize, usize), PipelineError> {
+    ) -> Result<CacheInvalidateOutput, PipelineError> {
         if let Some(kind) = self.fail {
             return Err(PipelineError::new(kind, "cache failed"));
         }
@@ -28,7 +28,10 @@ impl ProductCache for MemoryCache {
             .lock()
             .expect("not poisoned")
             .push(products.to_vec());
-        Ok((1, products.len()))
+        Ok(CacheInvalidateOutput {
+            evicted: 1,
+            fenced: products.len(),
+        })
     }
 }
 

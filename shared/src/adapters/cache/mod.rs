@@ -29,7 +29,7 @@ pub use errors::kind_of;
 use crate::error::{ErrorKind, PipelineError};
 use crate::ids::ProductId;
 use crate::keys::CacheKeys;
-use crate::pipeline::ChangedProduct;
+use crate::pipeline::{CacheInvalidateOutput, ChangedProduct};
 use crate::ports::ProductCache;
 use async_trait::async_trait;
 use errors::from_redis;
@@ -224,9 +224,9 @@ impl ProductCache for RedisProductCache {
     async fn invalidate(
         &self,
         products: &[ChangedProduct],
-    ) -> Result<(usize, usize), PipelineError> {
+    ) -> Result<CacheInvalidateOutput, PipelineError> {
         if products.is_empty() {
-            return Ok((0, 0));
+            return Ok(CacheInvalidateOutput::default());
         }
         let mut call = INVALIDATE.prepare_invoke();
         call.arg(self.fence_ttl_secs);
@@ -245,7 +245,7 @@ impl ProductCache for RedisProductCache {
             usize::try_from(fenced).unwrap_or(usize::MAX),
         );
         tracing::info!(evicted, fenced, "cache invalidated");
-        Ok((evicted, fenced))
+        Ok(CacheInvalidateOutput { evicted, fenced })
     }
 }
 
@@ -357,7 +357,10 @@ mod tests {
         };
         let cache = RedisProductCache::connect(&config, None).expect("connects lazily");
 
-        assert_eq!(cache.invalidate(&[]).await.expect("no call"), (0, 0));
+        assert_eq!(
+            cache.invalidate(&[]).await.expect("no call"),
+            CacheInvalidateOutput::default()
+        );
         assert!(cache.get_many(&[]).await.expect("no call").is_empty());
     }
 
