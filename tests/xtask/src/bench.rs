@@ -39,8 +39,12 @@ pub fn bench_reads(a: BenchArgs) -> Result<()> {
     {
         eprintln!("warning: no cargo-lambda, the benchmark skips its HTTP part: {e:#}");
     }
-    step("cargo build --package product-api (the binary behind the local HTTP endpoint)");
-    sh(cargo().args(["build", "--package", "product-api"]))?;
+    // The whole workspace rather than `--package product-api`, whose dependencies would get
+    // other features and compile again (see `unify`).
+    step(
+        "cargo build --workspace --bins (product-api is the binary behind the local HTTP endpoint)",
+    );
+    sh(cargo().args(["build", "--workspace", "--bins"]))?;
     step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
     sh(cargo()
         .args([
