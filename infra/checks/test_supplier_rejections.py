@@ -29,7 +29,10 @@ def test_without_supplier_accounts_nobody_outside_reads_anything(template):
 def test_the_rejections_bucket_uses_no_bucket_key_and_the_writer_asks_for_none(template):
     assert supplier_access.bucket_key_problems(template) == []
     store = (ROOT / "shared" / "src" / "adapters" / "s3_rejections.rs").read_text()
-    assert ".bucket_key_enabled(false)" in store
+    assert "bucket_key: false" in store
+    # ...and the one writer passes the choice on to S3.
+    writer = (ROOT / "shared" / "src" / "adapters" / "s3.rs").read_text()
+    assert ".bucket_key_enabled(kms.bucket_key)" in writer
 
 
 def test_validate_gets_the_mapping_and_the_accounts_it_is_checked_against(template):

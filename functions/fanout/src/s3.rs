@@ -3,10 +3,7 @@
 use crate::ports::OversizeStore;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
-use inventory::adapters::aws;
-use inventory::adapters::s3::ArchiveConfig;
+use inventory::adapters::s3::{ArchiveConfig, NewObject, SseKms, write_object};
 use inventory::{ArchiveKey, PipelineError};
 
 /// Puts oversized records in the archive bucket, under `oversized/`.
@@ -30,26 +27,21 @@ impl OversizeStore for S3OversizeStore {
 
     #[tracing::instrument(skip_all, fields(bucket = %self.config.bucket, key = %key, bytes = data.len(), sse_kms = self.config.kms_key_id.is_some()))]
     async fn put(&self, key: &ArchiveKey, data: &[u8]) -> Result<(), PipelineError> {
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.config.bucket)
-            .key(key.as_str())
-            .content_type("application/octet-stream")
-            .body(ByteStream::from(data.to_vec()));
-        if let Some(kms_key_id) = &self.config.kms_key_id {
-            request = request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(kms_key_id)
-                .bucket_key_enabled(true);
-        }
-        request.send().await.map_err(|e| {
-            aws::pipeline_error(
-                format_args!("could not write s3://{}/{key}", self.config.bucket),
-                &e,
-            )
-        })?;
-        Ok(())
+        write_object(
+            &self.client,
+            NewObject {
+                bucket: &self.config.bucket,
+                key: key.as_str(),
+                body: data.to_vec(),
+                content_type: "application/octet-stream",
+                content_encoding: None,
+                sse_kms: self.config.kms_key_id.as_deref().map(|key_id| SseKms {
+                    key_id,
+                    bucket_key: true,
+                }),
+            },
+        )
+        .await
     }
 }
 

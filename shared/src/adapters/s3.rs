@@ -91,26 +91,68 @@ pub(crate) async fn put_object(
     body: Vec<u8>,
     kind: ExportObject,
 ) -> Result<(), PipelineError> {
+    let (content_type, content_encoding) = match kind {
+        ExportObject::GzipJsonLines => (ARCHIVE_CONTENT_TYPE, Some(ARCHIVE_CONTENT_ENCODING)),
+        ExportObject::Json => ("application/json", None),
+    };
+    write_object(
+        client,
+        NewObject {
+            bucket: &config.bucket,
+            key,
+            body,
+            content_type,
+            content_encoding,
+            sse_kms: config.kms_key_id.as_deref().map(|key_id| SseKms {
+                key_id,
+                bucket_key: true,
+            }),
+        },
+    )
+    .await
+}
+
+/// One object to write, and how S3 encrypts it.
+#[derive(Debug)]
+pub struct NewObject<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub body: Vec<u8>,
+    pub content_type: &'a str,
+    pub content_encoding: Option<&'a str>,
+    /// `None`: the bucket's default encryption applies (locally, where moto has no key).
+    pub sse_kms: Option<SseKms<'a>>,
+}
+
+/// SSE-KMS with a customer-managed key.
+#[derive(Debug, Clone, Copy)]
+pub struct SseKms<'a> {
+    /// The key's id, ARN or alias.
+    pub key_id: &'a str,
+    /// An S3 Bucket Key (fewer KMS calls). Off where the key policy must see each object's
+    /// ARN rather than the bucket's (the per-supplier rejections).
+    pub bucket_key: bool,
+}
+
+/// The one `PutObject` of the project: the archive, the exports, the oversize chunks and the
+/// rejections all write through it, and its errors are sorted by [`aws::classify`].
+pub async fn write_object(client: &Client, object: NewObject<'_>) -> Result<(), PipelineError> {
     let mut request = client
         .put_object()
-        .bucket(&config.bucket)
-        .key(key)
-        .body(ByteStream::from(body));
-    request = match kind {
-        ExportObject::GzipJsonLines => request
-            .content_type(ARCHIVE_CONTENT_TYPE)
-            .content_encoding(ARCHIVE_CONTENT_ENCODING),
-        ExportObject::Json => request.content_type("application/json"),
-    };
-    if let Some(kms_key_id) = &config.kms_key_id {
+        .bucket(object.bucket)
+        .key(object.key)
+        .content_type(object.content_type)
+        .set_content_encoding(object.content_encoding.map(str::to_owned))
+        .body(ByteStream::from(object.body));
+    if let Some(kms) = object.sse_kms {
         request = request
             .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(kms_key_id)
-            .bucket_key_enabled(true);
+            .ssekms_key_id(kms.key_id)
+            .bucket_key_enabled(kms.bucket_key);
     }
     request.send().await.map_err(|e| {
         aws::pipeline_error(
-            format_args!("could not write s3://{}/{key}", config.bucket),
+            format_args!("could not write s3://{}/{}", object.bucket, object.key),
             &e,
         )
     })?;

@@ -2,7 +2,7 @@
 //! each object's own ARN as the encryption context and the key policy can hold a supplier
 //! account to its own prefix.
 
-use super::aws;
+use super::s3::{NewObject, SseKms, write_object};
 use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::RejectionKey;
@@ -10,8 +10,6 @@ use crate::ports::RejectionStore;
 use crate::supplier_rejections::{AccountId, SupplierAccounts};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
 
 /// Media type of a rejections object.
 pub const REJECTIONS_CONTENT_TYPE: &str = "application/x-ndjson";
@@ -111,28 +109,23 @@ impl S3RejectionStore {
 impl RejectionStore for S3RejectionStore {
     #[tracing::instrument(skip_all, fields(bucket = %self.bucket, key = %key, bytes = jsonl.len()))]
     async fn put(&self, key: &RejectionKey, jsonl: Vec<u8>) -> Result<(), PipelineError> {
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(REJECTIONS_CONTENT_TYPE)
-            .body(ByteStream::from(jsonl));
-        if let Some(kms_key_id) = &self.kms_key_id {
-            // No bucket key: with one, KMS would see the bucket's ARN, not the object's, and
-            // the key policy could not tell one supplier's prefix from another's.
-            request = request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(kms_key_id)
-                .bucket_key_enabled(false);
-        }
-        request.send().await.map_err(|e| {
-            aws::pipeline_error(
-                format_args!("could not write s3://{}/{key}", self.bucket),
-                &e,
-            )
-        })?;
-        Ok(())
+        write_object(
+            &self.client,
+            NewObject {
+                bucket: &self.bucket,
+                key: key.as_str(),
+                body: jsonl,
+                content_type: REJECTIONS_CONTENT_TYPE,
+                content_encoding: None,
+                // No bucket key: with one, KMS would see the bucket's ARN, not the object's,
+                // and the key policy could not tell one supplier's prefix from another's.
+                sse_kms: self.kms_key_id.as_deref().map(|key_id| SseKms {
+                    key_id,
+                    bucket_key: false,
+                }),
+            },
+        )
+        .await
     }
 }
 
