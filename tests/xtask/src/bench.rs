@@ -15,14 +15,21 @@ pub struct BenchArgs {
 /// The pipeline benchmark (tests/benches/pipeline.rs), optimised (`bench` profile).
 pub fn bench(a: BenchArgs) -> Result<()> {
     setup::run()?;
-    step("cargo bench --bench pipeline (first run builds optimised binaries: several minutes)");
+    run_bench("pipeline", &a)
+}
+
+/// `cargo bench --bench <name>` of the integration tests, with the benchmark's own arguments.
+fn run_bench(name: &str, a: &BenchArgs) -> Result<()> {
+    step(&format!(
+        "cargo bench --bench {name} (first run builds optimised binaries: several minutes)"
+    ));
     sh(cargo()
         .args([
             "bench",
             "--package",
             "integration-tests",
             "--bench",
-            "pipeline",
+            name,
             "--",
         ])
         .args(&a.args))
@@ -45,15 +52,5 @@ pub fn bench_reads(a: BenchArgs) -> Result<()> {
         "cargo build --workspace --bins (product-api is the binary behind the local HTTP endpoint)",
     );
     sh(cargo().args(["build", "--workspace", "--bins"]))?;
-    step("cargo bench --bench reads (first run builds optimised binaries: several minutes)");
-    sh(cargo()
-        .args([
-            "bench",
-            "--package",
-            "integration-tests",
-            "--bench",
-            "reads",
-            "--",
-        ])
-        .args(&a.args))
+    run_bench("reads", &a)
 }

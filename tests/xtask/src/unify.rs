@@ -5,7 +5,6 @@
 //! resolves features without compiling anything.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 /// The package selections the two README commands compile, in the order they run: the xtask
 /// itself (`cargo run -p xtask`), the function binaries for the local stack (`cargo build
@@ -87,8 +86,7 @@ pub fn disagreements(graphs: &[(String, Graph)]) -> Vec<Disagreement> {
 
 /// One selection's graph, from `cargo tree` in the workspace at `root`.
 pub fn resolve(root: &std::path::Path, args: &[&str]) -> anyhow::Result<Graph> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    let out = crate::cargo_env::cargo()
         .current_dir(root)
         .args([
             "tree",

@@ -23,9 +23,13 @@ pub fn config_loader() -> ConfigLoader {
 /// retried) long before the function's own timeout fails the whole invocation. The SDK's
 /// default connect timeout stays.
 pub fn timeouts() -> TimeoutConfig {
+    timeouts_of(ATTEMPT_TIMEOUT, OPERATION_TIMEOUT)
+}
+
+fn timeouts_of(attempt: Duration, operation: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(OPERATION_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
         .build()
 }
 
@@ -44,11 +48,10 @@ pub const BULK_OPERATION_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// [`sdk_config`] with the bulk functions' timeouts.
 pub async fn bulk_sdk_config() -> SdkConfig {
-    let timeouts = TimeoutConfig::builder()
-        .operation_attempt_timeout(BULK_ATTEMPT_TIMEOUT)
-        .operation_timeout(BULK_OPERATION_TIMEOUT)
-        .build();
-    config_loader().timeout_config(timeouts).load().await
+    config_loader()
+        .timeout_config(timeouts_of(BULK_ATTEMPT_TIMEOUT, BULK_OPERATION_TIMEOUT))
+        .load()
+        .await
 }
 
 /// An S3 client on `sdk`. With an endpoint override (`AWS_ENDPOINT_URL`, a local emulator) it
