@@ -4,7 +4,15 @@
 //! over [`process_env`].
 
 use crate::error::PipelineError;
+use crate::redact::SecretString;
 use std::str::FromStr;
+
+/// Database user and password, read from the secret. `Debug` shows the user only.
+#[derive(Clone, Debug)]
+pub struct DbCredentials {
+    pub username: String,
+    pub password: SecretString,
+}
 
 /// The process environment as a lookup function: what every `from_env` passes to its
 /// `from_lookup`.

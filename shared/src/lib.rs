@@ -21,6 +21,7 @@ pub mod keys;
 pub mod money;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod partitions;
 pub mod pipeline;
 pub mod ports;
 pub mod projection;

@@ -5,7 +5,8 @@
 //! [`PART_EVENTS`] events, in `seq` order) with a manifest, every object is read back and
 //! checked, and only then is the partition dropped (the job is in
 //! `adapters::postgres::retention`). This module holds the pure rules: where the objects go,
-//! the checksum that ties an object to the rows it came from, and the manifest.
+//! the checksum that ties an object to the rows it came from, the manifest, and what a run
+//! reports.
 //!
 //! **The checksum.** Each event is exported as one line, the text PostgreSQL gives for
 //! `to_jsonb(row)` (times in UTC). A line's checksum is the first eight bytes of its SHA-256,
@@ -249,6 +250,34 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+}
+
+/// What a retention run did, and what is left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// Partitions that end at or before this are due.
+    pub cutoff: Option<DateTime<Utc>>,
+    /// Days exported, verified and dropped by this run.
+    pub retired_days: Vec<NaiveDate>,
+    /// Parts written and verified by this run.
+    pub exported_parts: u64,
+    /// Events in those parts.
+    pub exported_events: u64,
+    /// A snapshot this run took so that a day could go.
+    pub snapshot: Option<i64>,
+    /// Due days still in the database when the run ended (0: the run finished its work).
+    pub overdue_days: u64,
+    /// Why the run stopped before its work was done, when it did.
+    pub stopped: Option<String>,
+    /// The start of the oldest day still in the database.
+    pub oldest_from: Option<DateTime<Utc>>,
+}
+
+impl RetentionReport {
+    /// Whether every due day is gone.
+    pub fn complete(&self) -> bool {
+        self.overdue_days == 0
     }
 }
 

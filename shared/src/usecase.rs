@@ -7,7 +7,9 @@ use crate::pipeline::{
     ArchiveOutput, CacheInvalidateInput, CacheInvalidateOutput, ChunkInput, PersistInput,
     PersistOutput, RejectedRecord, SourceRecord, ValidateOutput,
 };
-use crate::ports::{ArchiveStore, EventStore, ProductCache, Quarantine, QuarantinedRecord};
+use crate::ports::{
+    EventStore, ObjectKind, ObjectStore, ProductCache, Quarantine, QuarantinedRecord,
+};
 use crate::rejection::{Rejection, RejectionCode};
 use crate::update::{
     MAX_RECORD_BYTES, RETURN_MARGIN, SourcePosition, check_validation_delay, parse_record,
@@ -146,7 +148,7 @@ pub fn encode_archive(input: &ChunkInput) -> Result<Vec<u8>, PipelineError> {
 #[tracing::instrument(skip_all, fields(chunk = %input.execution_name(), records = input.records.len()))]
 pub async fn archive_chunk(
     input: &ChunkInput,
-    store: &dyn ArchiveStore,
+    store: &dyn ObjectStore,
 ) -> Result<ArchiveOutput, PipelineError> {
     let first_arrival = input
         .records
@@ -157,7 +159,7 @@ pub async fn archive_chunk(
     let key = ArchiveKey::for_chunk(&input.chunk.stream, first_arrival, &input.execution_name());
     let body = encode_archive(input)?;
     let bytes = body.len();
-    store.put(&key, body).await?;
+    store.put(&key, body, ObjectKind::GzipJsonLines).await?;
     Ok(ArchiveOutput {
         bucket: store.bucket().to_owned(),
         key: key.to_string(),

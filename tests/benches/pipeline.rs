@@ -24,7 +24,7 @@ use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
 use inventory::adapters::cache::RedisProductCache;
 use inventory::adapters::postgres::{PgEventStore, PgQuarantine};
-use inventory::adapters::s3::{ArchiveConfig, S3ArchiveStore};
+use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::feed::{FeedSpec, RecordKind, generate};
 use inventory::update::{SourcePosition, parse_record};
 use inventory::usecase::{archive_chunk, invalidate_cache, persist_updates, validate_chunk};
@@ -184,7 +184,7 @@ fn ms(d: Duration) -> f64 {
 struct Adapters {
     store: PgEventStore,
     quarantine: PgQuarantine,
-    archive: S3ArchiveStore,
+    archive: S3ObjectStore,
     cache: RedisProductCache,
 }
 
@@ -264,7 +264,7 @@ async fn run_batch_size(
     let adapters = Arc::new(Adapters {
         store: PgEventStore::new(db.connect(pool).await?),
         quarantine: PgQuarantine::new(db.connect(pool).await?),
-        archive: S3ArchiveStore::new(
+        archive: S3ObjectStore::new(
             moto.s3_client(),
             ArchiveConfig {
                 bucket,

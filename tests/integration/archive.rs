@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::types::ServerSideEncryption;
 use integration_tests::moto::MotoServer;
-use inventory::adapters::s3::{ArchiveConfig, S3ArchiveStore};
+use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::ports::{Quarantine, QuarantinedRecord};
 use inventory::{ChunkInput, ErrorKind, PipelineError, SourceRecord, usecase};
 use std::io::Read as _;
@@ -17,12 +17,12 @@ pub(crate) fn chunk() -> ChunkInput {
     serde_json::from_str(FIXTURE).expect("the fixture is a chunk")
 }
 
-fn store(moto: &MotoServer, bucket: &str, kms_key_id: Option<&str>) -> S3ArchiveStore {
+fn store(moto: &MotoServer, bucket: &str, kms_key_id: Option<&str>) -> S3ObjectStore {
     let config = ArchiveConfig {
         bucket: bucket.to_owned(),
         kms_key_id: kms_key_id.map(str::to_owned),
     };
-    S3ArchiveStore::new(moto.s3_client(), config)
+    S3ObjectStore::new(moto.s3_client(), config)
 }
 
 /// Every key in the bucket.

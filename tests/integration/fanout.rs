@@ -4,9 +4,8 @@
 
 use anyhow::{Context as _, Result, bail};
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use fanout::s3::S3OversizeStore;
 use fanout::sfn::SfnExecutionStarter;
-use inventory::adapters::s3::ArchiveConfig;
+use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::pipeline::ChunkInput;
 use inventory::{ArchiveKey, ErrorKind};
 use std::net::{TcpListener, TcpStream};
@@ -133,8 +132,8 @@ impl Aws {
         SfnExecutionStarter::new(self.sfn.clone(), &self.state_machine_arn)
     }
 
-    fn store(&self, bucket: &str) -> S3OversizeStore {
-        S3OversizeStore::new(
+    fn store(&self, bucket: &str) -> S3ObjectStore {
+        S3ObjectStore::new(
             self.s3.clone(),
             ArchiveConfig {
                 bucket: bucket.into(),

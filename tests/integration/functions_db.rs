@@ -13,10 +13,11 @@ use inventory::adapters::postgres::{
     load_summary,
 };
 use inventory::pipeline::{PersistOutput, ValidateOutput};
+use inventory::ports::SchemaMigrator;
 use inventory::{ErrorKind, InventoryUpdate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use schema_migrate::{PgSchemaMigrator, SchemaMigrator};
+use schema_migrate::PgSchemaMigrator;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

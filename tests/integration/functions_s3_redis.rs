@@ -6,7 +6,7 @@ use anyhow::Result;
 use integration_tests::moto::MotoServer;
 use integration_tests::redis::{PasswordRedis, TestRedis};
 use inventory::adapters::cache::{PopulateOutcome, RedisEndpoint};
-use inventory::adapters::s3::{ArchiveConfig, S3ArchiveStore};
+use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::{CacheInvalidateOutput, ErrorKind, ProductId};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,7 +26,7 @@ async fn the_archive_handler_writes_the_chunk_to_the_configured_bucket() -> Resu
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("fn-archive").await?;
     let config = ::archive::Config::from_lookup(lookup(&[("ARCHIVE_BUCKET", bucket.clone())]))?;
-    let store = S3ArchiveStore::new(
+    let store = S3ObjectStore::new(
         inventory::adapters::aws::s3_client(&moto.sdk_config()),
         config.archive,
     );
@@ -54,7 +54,7 @@ async fn the_archive_handler_writes_the_chunk_to_the_configured_bucket() -> Resu
 async fn the_archive_handler_refuses_a_malformed_payload_and_writes_nothing() -> Result<()> {
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("fn-archive-bad").await?;
-    let store = S3ArchiveStore::new(
+    let store = S3ObjectStore::new(
         inventory::adapters::aws::s3_client(&moto.sdk_config()),
         ArchiveConfig {
             bucket: bucket.clone(),

@@ -11,16 +11,17 @@ use crate::quarantine::mixed_chunk;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use integration_tests::postgres::TestDb;
-use inventory::adapters::postgres::DbCredentials;
 use inventory::adapters::postgres::{
     DatabaseConfig, DatabaseTarget, PgEventStore, PgQuarantine, TlsMode, connect, list_quarantine,
     load_offers,
 };
+use inventory::config::DbCredentials;
 use inventory::pipeline::PersistInput;
+use inventory::ports::{LoginSecret, SchemaMigrator};
 use inventory::usecase::{persist_updates, validate_chunk};
 use inventory::{ErrorKind, PipelineError};
 use migration::LoginRoleOutcome;
-use schema_migrate::{LoginSecret, PgSchemaMigrator, SchemaMigrator};
+use schema_migrate::PgSchemaMigrator;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use std::sync::{Arc, Mutex};
 

@@ -8,11 +8,12 @@ use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
-    PartitionReport, PgCatalogReader, PgEventStore, maintain_event_store, partition_report,
+    PgCatalogReader, PgEventStore, maintain_event_store, partition_report,
 };
-use inventory::catalog_read::{HistoryQuery, ProductReader as _};
+use inventory::catalog_read::HistoryQuery;
 use inventory::event::InventoryUpdateReceived;
-use inventory::ports::EventStore as _;
+use inventory::partitions::PartitionReport;
+use inventory::ports::{EventStore as _, ProductReader as _};
 use inventory::update::KEY_RETENTION;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};

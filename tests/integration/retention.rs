@@ -13,15 +13,16 @@ use chrono::{Duration, NaiveDate, Utc};
 use integration_tests::moto::MotoServer;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
-    LiveSnapshot, PgEventStore, REBUILD_LOCK_KEY, RebuildFrom, RetentionReport, latest_snapshot,
-    load_projection, rebuild_projection, rebuild_projection_from, retain_event_store,
-    snapshot_live,
+    LiveSnapshot, PgEventStore, REBUILD_LOCK_KEY, RebuildFrom, latest_snapshot, load_projection,
+    rebuild_projection, rebuild_projection_from, retain_event_store, snapshot_live,
 };
 use inventory::adapters::s3::ArchiveConfig;
 use inventory::adapters::s3_export::S3ExportStore;
-use inventory::ports::{EventStore as _, ExportObject, ExportStore};
+use inventory::ports::{EventStore as _, ExportStore, ObjectKind};
 use inventory::projection::PROJECTION_RULES_VERSION;
-use inventory::retention::{Checksum, Manifest, RetentionConfig, gzip_lines, manifest_key};
+use inventory::retention::{
+    Checksum, Manifest, RetentionConfig, RetentionReport, gzip_lines, manifest_key,
+};
 use inventory::{ErrorKind, InventoryUpdate, PipelineError};
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};
@@ -145,7 +146,7 @@ impl ExportStore for Faulty {
         self.inner.location(key)
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, kind: ExportObject) -> Result<(), PipelineError> {
+    async fn put(&self, key: &str, body: Vec<u8>, kind: ObjectKind) -> Result<(), PipelineError> {
         if Self::hits(&self.fail_put, key) {
             return Err(PipelineError::new(
                 ErrorKind::DependencyUnavailable,

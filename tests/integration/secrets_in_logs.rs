@@ -7,8 +7,9 @@ use crate::quarantine::{mixed_chunk, soon_after};
 use anyhow::Result;
 use inventory::adapters::cache::{RedisConfig, RedisProductCache};
 use inventory::adapters::postgres::{
-    DatabaseConfig, DatabaseTarget, DbCredentials, PgQuarantine, TlsMode, connect,
+    DatabaseConfig, DatabaseTarget, PgQuarantine, TlsMode, connect,
 };
+use inventory::config::DbCredentials;
 use inventory::ports::ProductCache;
 use inventory::redact::{ExposeSecret as _, SecretString};
 use inventory::{CacheInvalidateInput, PipelineError, ProductId};
@@ -221,7 +222,7 @@ async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()>
     shown.push(format!("{config:?}"));
     let cache = RedisProductCache::connect(&config, None)?;
     let probe = ProductId::parse("probe").map_err(anyhow::Error::msg)?;
-    if let Err(e) = inventory::catalog_read::CacheRead::get_many(&cache, &[probe]).await {
+    if let Err(e) = inventory::ports::CacheRead::get_many(&cache, &[probe]).await {
         shown.push(report(e));
     }
 

@@ -2,7 +2,7 @@
 //! JSON-lines object at a key that is the same on every retry (SPEC invariant 1).
 
 use inventory::adapters::s3::ArchiveConfig;
-use inventory::ports::ArchiveStore;
+use inventory::ports::ObjectStore;
 use inventory::{ArchiveOutput, ChunkInput, PipelineError, usecase};
 use lambda_runtime::Diagnostic;
 
@@ -29,7 +29,7 @@ impl Config {
 /// not a chunk fails as `Inventory.InvalidPayload`.
 pub async fn handle(
     payload: serde_json::Value,
-    store: &dyn ArchiveStore,
+    store: &dyn ObjectStore,
 ) -> Result<ArchiveOutput, Diagnostic> {
     let input: ChunkInput = serde_json::from_value(payload).map_err(|e| {
         PipelineError::invalid_payload(format!("the archive input is not a chunk: {e}"))

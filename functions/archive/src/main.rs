@@ -3,7 +3,7 @@
 
 use archive::{Config, handle};
 use inventory::adapters::aws;
-use inventory::adapters::s3::S3ArchiveStore;
+use inventory::adapters::s3::S3ObjectStore;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let sdk = aws::sdk_config().await;
-    let store = S3ArchiveStore::new(aws::s3_client(&sdk), config.archive);
+    let store = S3ObjectStore::new(aws::s3_client(&sdk), config.archive);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         handle(event.payload, store)

@@ -2,6 +2,7 @@
 
 use super::*;
 use async_trait::async_trait;
+use inventory::ports::ObjectKind;
 use inventory::{ArchiveKey, ErrorKind};
 use std::io::Read as _;
 use std::sync::Mutex;
@@ -11,24 +12,29 @@ const FIXTURE: &str = include_str!("../../../tests/fixtures/archive-chunk-input.
 /// Keeps objects in memory, or fails every put with `fail`.
 #[derive(Default)]
 struct MemoryStore {
-    objects: Mutex<Vec<(String, Vec<u8>)>>,
+    objects: Mutex<Vec<(String, Vec<u8>, ObjectKind)>>,
     fail: Option<ErrorKind>,
 }
 
 #[async_trait]
-impl ArchiveStore for MemoryStore {
+impl ObjectStore for MemoryStore {
     fn bucket(&self) -> &str {
         "archive-test"
     }
 
-    async fn put(&self, key: &ArchiveKey, gzip_jsonl: Vec<u8>) -> Result<(), PipelineError> {
-        if let Some(kind) = self.fail {
-            return Err(PipelineError::new(kind, "store failed"));
+    async fn put(
+        &self,
+        key: &ArchiveKey,
+        body: Vec<u8>,
+        kind: ObjectKind,
+    ) -> Result<(), PipelineError> {
+        if let Some(fail) = self.fail {
+            return Err(PipelineError::new(fail, "store failed"));
         }
         self.objects
             .lock()
             .expect("not poisoned")
-            .push((key.to_string(), gzip_jsonl));
+            .push((key.to_string(), body, kind));
         Ok(())
     }
 }
@@ -64,6 +70,7 @@ async fn a_chunk_is_archived_whole_at_its_deterministic_key() {
     let objects = store.objects.lock().expect("not poisoned");
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0].0, expected_key);
+    assert_eq!(objects[0].2, ObjectKind::GzipJsonLines);
     assert_eq!(out.bytes, objects[0].1.len());
     let lines = gunzip_lines(&objects[0].1);
     let sequences: Vec<&str> = lines

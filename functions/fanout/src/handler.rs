@@ -2,12 +2,12 @@
 //! concurrency), and answer the event source mapping (see the crate docs for what it is told).
 
 use crate::event::stream_records;
-use crate::ports::{ExecutionStarter, OversizeStore, StartOutcome};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::StreamExt as _;
 use inventory::PipelineError;
 use inventory::fanout::{PlannedChunk, plan_chunks};
+use inventory::ports::{ExecutionStarter, ObjectKind, ObjectStore, StartOutcome};
 
 /// Most executions being started at once. Step Functions' `StartExecution` bucket refills at a
 /// few hundred per second per account; eight in flight keeps one invocation well below that
@@ -20,7 +20,7 @@ pub const MAX_STARTS_IN_FLIGHT: usize = 8;
 pub async fn fan_out(
     event: KinesisEvent,
     starter: &dyn ExecutionStarter,
-    store: &dyn OversizeStore,
+    store: &dyn ObjectStore,
 ) -> Result<KinesisEventResponse, PipelineError> {
     let chunks = plan_chunks(stream_records(event)?, store.bucket())?;
     let mut starts = futures::stream::iter(chunks.iter().enumerate())
@@ -68,10 +68,12 @@ pub async fn fan_out(
 async fn start_chunk(
     chunk: &PlannedChunk,
     starter: &dyn ExecutionStarter,
-    store: &dyn OversizeStore,
+    store: &dyn ObjectStore,
 ) -> Result<StartOutcome, PipelineError> {
     for record in &chunk.oversized {
-        store.put(&record.key, &record.data).await?;
+        store
+            .put(&record.key, record.data.clone(), ObjectKind::Bytes)
+            .await?;
     }
     starter
         .start(&chunk.execution_name(), &chunk.input_json)

@@ -32,8 +32,8 @@
 pub mod config;
 pub mod event;
 pub mod handler;
-pub mod ports;
-pub mod s3;
+#[cfg(test)]
+mod oversized_objects;
 pub mod sfn;
 #[cfg(test)]
 mod stub_http;

@@ -2,9 +2,9 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use fanout::config::Config;
-use fanout::s3::S3OversizeStore;
 use fanout::sfn::SfnExecutionStarter;
 use inventory::adapters::aws;
+use inventory::adapters::s3::S3ObjectStore;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws::sdk_config().await;
     let starter =
         SfnExecutionStarter::new(aws_sdk_sfn::Client::new(&sdk), &config.state_machine_arn);
-    let store = S3OversizeStore::new(aws::s3_client(&sdk), config.oversized.clone());
+    let store = S3ObjectStore::new(aws::s3_client(&sdk), config.oversized.clone());
     let (starter, store) = (&starter, &store);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {

@@ -1,11 +1,11 @@
 //! [`ExecutionStarter`] on Step Functions; its errors are sorted by [`aws::classify`].
 
-use crate::ports::{ExecutionStarter, StartOutcome};
 use async_trait::async_trait;
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
 use inventory::PipelineError;
 use inventory::adapters::aws;
+use inventory::ports::{ExecutionStarter, StartOutcome};
 
 /// Starts executions of one state machine.
 #[derive(Debug, Clone)]

@@ -22,8 +22,9 @@ pub use serve::{X_CACHE, handle};
 use inventory::PipelineError;
 use inventory::adapters::cache::{RedisConfig, RedisProductCache, fetch_auth_token};
 use inventory::adapters::postgres::{self, DatabaseConfig, PgCatalogReader};
-use inventory::catalog_read::{CacheRead, CatalogReads, ProductReader, ReadPolicy};
+use inventory::catalog_read::{CatalogReads, ReadPolicy};
 use inventory::config::Vars;
+use inventory::ports::{CacheRead, ProductReader};
 use metrics::Metrics;
 use std::sync::Arc;
 

@@ -5,10 +5,9 @@ use super::*;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use inventory::catalog_read::{
-    CacheFill, Cached, FillOutcome, HistoryEvent, HistoryQuery, ProductView,
-};
+use inventory::catalog_read::{HistoryEvent, HistoryQuery, ProductView};
 use inventory::money::{Currency, Price, Quantity};
+use inventory::ports::{CacheFill, Cached, FillOutcome};
 use inventory::{ErrorKind, ProductId, SupplierId};
 use lambda_http::Body;
 use lambda_http::http::{Response, StatusCode, header};

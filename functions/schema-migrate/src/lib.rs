@@ -24,14 +24,14 @@ use inventory::adapters::custom_resource::{
     self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
 };
 use inventory::adapters::postgres::{
-    DatabaseConfig, DatabaseConnection, DbCredentials, PartitionReport, RetentionReport, db_error,
-    maintain_event_store, retain_event_store,
+    DatabaseConfig, DatabaseConnection, db_error, maintain_event_store, retain_event_store,
 };
 use inventory::adapters::s3::ArchiveConfig;
-use inventory::config::Vars;
-use inventory::ports::ExportStore;
+use inventory::config::{DbCredentials, Vars};
+use inventory::partitions::PartitionReport;
+use inventory::ports::{ExportStore, LoginSecret, SchemaMigrator};
 use inventory::redact::ExposeSecret as _;
-use inventory::retention::RetentionConfig;
+use inventory::retention::{RetentionConfig, RetentionReport};
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -83,13 +83,6 @@ impl Config {
     }
 }
 
-/// Where the functions' login (user name and password) comes from.
-#[async_trait]
-pub trait LoginSecret: Send + Sync {
-    /// The current user name and password.
-    async fn read(&self) -> Result<DbCredentials, PipelineError>;
-}
-
 /// The functions' login secret in Secrets Manager, read afresh on every run.
 #[derive(Debug, Clone)]
 pub struct SecretsManagerLogin {
@@ -102,16 +95,6 @@ impl LoginSecret for SecretsManagerLogin {
     async fn read(&self) -> Result<DbCredentials, PipelineError> {
         inventory::adapters::postgres::credentials_from_secret(&self.client, &self.arn).await
     }
-}
-
-/// Applies pending migrations; returns the names of those applied.
-#[async_trait]
-pub trait SchemaMigrator: Send + Sync {
-    async fn migrate(&self) -> Result<Vec<String>, PipelineError>;
-    /// The event store's partition maintenance, and the state it leaves.
-    async fn maintain(&self) -> Result<PartitionReport, PipelineError>;
-    /// The event store's retention, until `deadline`.
-    async fn retain(&self, deadline: std::time::Instant) -> Result<RetentionReport, PipelineError>;
 }
 
 /// The project's migrations on a PostgreSQL pool, under the migration advisory lock; then the

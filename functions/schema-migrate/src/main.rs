@@ -6,11 +6,9 @@ use inventory::adapters::aws;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::lambda::init_tracing;
 use inventory::adapters::s3_export::S3ExportStore;
-use inventory::ports::ExportStore;
+use inventory::ports::{ExportStore, LoginSecret, SchemaMigrator};
 use lambda_runtime::{LambdaEvent, service_fn};
-use schema_migrate::{
-    LoginSecret, PgSchemaMigrator, SchemaMigrator, SecretsManagerLogin, UnavailableMigrator,
-};
+use schema_migrate::{PgSchemaMigrator, SecretsManagerLogin, UnavailableMigrator};
 use serde_json::Value;
 use std::sync::Arc;
 

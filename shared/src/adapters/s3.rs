@@ -1,11 +1,12 @@
-//! The S3 archive: one gzip JSON-lines object per chunk, SSE-KMS when a key is configured,
-//! S3's errors sorted by [`aws::classify`].
+//! The archive bucket on S3: the archived chunks (gzip JSON lines) and the records too large
+//! to travel inline, written by one [`ObjectStore`], SSE-KMS when a key is configured, S3's
+//! errors sorted by [`aws::classify`]. [`write_object`] is the project's one `PutObject`.
 
 use super::aws;
 use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::keys::ArchiveKey;
-use crate::ports::{ArchiveStore, ExportObject};
+use crate::ports::{ObjectKind, ObjectStore};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -15,6 +16,8 @@ use aws_sdk_s3::types::ServerSideEncryption;
 pub const ARCHIVE_CONTENT_TYPE: &str = "application/x-ndjson";
 /// How an archive object's body is encoded.
 pub const ARCHIVE_CONTENT_ENCODING: &str = "gzip";
+/// Media type of an oversized record's bytes, which are stored as they arrived.
+pub const RECORD_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Where archive objects go, from `ARCHIVE_BUCKET` and `ARCHIVE_KMS_KEY_ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +47,14 @@ impl ArchiveConfig {
     }
 }
 
-/// [`ArchiveStore`] on S3.
+/// [`ObjectStore`] on the archive bucket: archive's chunks and fanout's oversized records.
 #[derive(Debug, Clone)]
-pub struct S3ArchiveStore {
+pub struct S3ObjectStore {
     client: Client,
     config: ArchiveConfig,
 }
 
-impl S3ArchiveStore {
+impl S3ObjectStore {
     pub fn new(client: Client, config: ArchiveConfig) -> Self {
         Self { client, config }
     }
@@ -62,21 +65,19 @@ impl S3ArchiveStore {
 }
 
 #[async_trait]
-impl ArchiveStore for S3ArchiveStore {
+impl ObjectStore for S3ObjectStore {
     fn bucket(&self) -> &str {
         &self.config.bucket
     }
 
-    #[tracing::instrument(skip_all, fields(bucket = %self.config.bucket, key = %key, bytes = gzip_jsonl.len(), sse_kms = self.config.kms_key_id.is_some()))]
-    async fn put(&self, key: &ArchiveKey, gzip_jsonl: Vec<u8>) -> Result<(), PipelineError> {
-        put_object(
-            &self.client,
-            &self.config,
-            key.as_str(),
-            gzip_jsonl,
-            ExportObject::GzipJsonLines,
-        )
-        .await?;
+    #[tracing::instrument(skip_all, fields(bucket = %self.config.bucket, key = %key, bytes = body.len(), sse_kms = self.config.kms_key_id.is_some()))]
+    async fn put(
+        &self,
+        key: &ArchiveKey,
+        body: Vec<u8>,
+        kind: ObjectKind,
+    ) -> Result<(), PipelineError> {
+        put_object(&self.client, &self.config, key.as_str(), body, kind).await?;
         tracing::debug!("archive object written");
         Ok(())
     }
@@ -89,11 +90,12 @@ pub(crate) async fn put_object(
     config: &ArchiveConfig,
     key: &str,
     body: Vec<u8>,
-    kind: ExportObject,
+    kind: ObjectKind,
 ) -> Result<(), PipelineError> {
     let (content_type, content_encoding) = match kind {
-        ExportObject::GzipJsonLines => (ARCHIVE_CONTENT_TYPE, Some(ARCHIVE_CONTENT_ENCODING)),
-        ExportObject::Json => ("application/json", None),
+        ObjectKind::GzipJsonLines => (ARCHIVE_CONTENT_TYPE, Some(ARCHIVE_CONTENT_ENCODING)),
+        ObjectKind::Json => ("application/json", None),
+        ObjectKind::Bytes => (RECORD_CONTENT_TYPE, None),
     };
     write_object(
         client,
@@ -180,11 +182,11 @@ mod tests {
             bucket: "archive-test".into(),
             kms_key_id: Some("alias/archive".into()),
         };
-        let store = S3ArchiveStore::new(Client::from_conf(conf), config.clone());
+        let store = S3ObjectStore::new(Client::from_conf(conf), config.clone());
         let key = ArchiveKey::for_chunk("s", chrono::DateTime::UNIX_EPOCH, "c");
 
         let e = store
-            .put(&key, vec![0x1f, 0x8b])
+            .put(&key, vec![0x1f, 0x8b], ObjectKind::GzipJsonLines)
             .await
             .expect_err("unreachable");
 

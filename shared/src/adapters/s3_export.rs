@@ -5,7 +5,7 @@
 use super::aws;
 use super::s3::{ArchiveConfig, put_object};
 use crate::error::{ErrorKind, PipelineError};
-use crate::ports::{ExportObject, ExportStore};
+use crate::ports::{ExportStore, ObjectKind};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 
@@ -30,7 +30,7 @@ impl ExportStore for S3ExportStore {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %self.config.bucket, key = %key, bytes = body.len()))]
-    async fn put(&self, key: &str, body: Vec<u8>, kind: ExportObject) -> Result<(), PipelineError> {
+    async fn put(&self, key: &str, body: Vec<u8>, kind: ObjectKind) -> Result<(), PipelineError> {
         put_object(&self.client, &self.config, key, body, kind).await
     }
 

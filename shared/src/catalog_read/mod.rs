@@ -12,13 +12,11 @@
 //! warning is logged, and the cache is skipped for [`ReadPolicy::cache_pause`] so an
 //! unreachable cache costs one timeout per pause, not one per request.
 
-mod ports;
 mod view;
 
 #[cfg(test)]
 mod tests;
 
-pub use ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 pub use view::{
     DEFAULT_HISTORY_LIMIT, HistoryEvent, HistoryPage, HistoryQuery, HistoryQueryError,
     MAX_BATCH_PRODUCTS, MAX_HISTORY_LIMIT, ProductView, SupplierOffer,
@@ -26,6 +24,7 @@ pub use view::{
 
 use crate::error::PipelineError;
 use crate::ids::ProductId;
+use crate::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -11,9 +11,9 @@ use inventory::CacheKeys;
 use inventory::adapters::cache::RedisProductCache;
 use inventory::adapters::postgres::load_summary;
 use inventory::catalog_read::{
-    CacheFill, CacheRead, Cached, CatalogReads, FillOutcome, HistoryEvent, HistoryQuery,
-    ProductReader, ProductView, ReadPolicy, ReadStats,
+    CatalogReads, HistoryEvent, HistoryQuery, ProductView, ReadPolicy, ReadStats,
 };
+use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use inventory::{PipelineError, ProductId};
 use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex};

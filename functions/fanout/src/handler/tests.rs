@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use aws_lambda_events::event::kinesis::{KinesisEventRecord, KinesisRecord};
 use inventory::fanout::StreamRecord;
 use inventory::pipeline::{ChunkInput, MAX_CHUNK_RECORDS, MAX_INLINE_RECORD_BYTES};
+use inventory::ports::ObjectKind;
 use inventory::{ArchiveKey, ErrorKind};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,17 +54,22 @@ const BUCKET: &str = "inventory-archive-test";
 /// S3 in memory, with keys that fail on demand.
 #[derive(Default)]
 struct FakeS3 {
-    objects: Mutex<HashMap<String, Vec<u8>>>,
+    objects: Mutex<HashMap<String, (Vec<u8>, ObjectKind)>>,
     failing: Mutex<HashSet<String>>,
 }
 
 #[async_trait]
-impl OversizeStore for FakeS3 {
+impl ObjectStore for FakeS3 {
     fn bucket(&self) -> &str {
         BUCKET
     }
 
-    async fn put(&self, key: &ArchiveKey, data: &[u8]) -> Result<(), PipelineError> {
+    async fn put(
+        &self,
+        key: &ArchiveKey,
+        data: Vec<u8>,
+        kind: ObjectKind,
+    ) -> Result<(), PipelineError> {
         tokio::time::sleep(Duration::from_millis(1)).await;
         if self.failing.lock().expect("lock").contains(key.as_str()) {
             return Err(PipelineError::new(
@@ -74,7 +80,7 @@ impl OversizeStore for FakeS3 {
         self.objects
             .lock()
             .expect("lock")
-            .insert(key.to_string(), data.to_vec());
+            .insert(key.to_string(), (data, kind));
         Ok(())
     }
 }
@@ -311,7 +317,8 @@ async fn oversized_records_are_stored_before_their_chunk_starts() {
     let key = ArchiveKey::for_oversized_record("inventory-updates-dev", SHARD, &sequence(2));
     assert_eq!(
         s3.objects.lock().expect("lock").get(key.as_str()),
-        Some(&data[2])
+        Some(&(data[2].clone(), ObjectKind::Bytes)),
+        "stored as the bytes that arrived"
     );
     let input = sfn
         .executions

@@ -8,9 +8,9 @@
 
 use super::errors::from_redis;
 use super::{ABSENT_VERSION, CacheEntry, POPULATE, PopulateOutcome, RedisProductCache};
-use crate::catalog_read::{CacheFill, CacheRead, Cached, FillOutcome};
 use crate::error::{ErrorKind, PipelineError};
 use crate::ids::ProductId;
+use crate::ports::{CacheFill, CacheRead, Cached, FillOutcome};
 use async_trait::async_trait;
 use std::future::Future;
 use std::time::Duration;

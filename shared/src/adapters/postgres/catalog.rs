@@ -5,10 +5,11 @@ use super::entity::{inventory_event, product_offer, product_summary};
 use super::error::db_error;
 use super::rows;
 use super::sql::{json_param, stmt};
-use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductReader, ProductView};
+use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductView};
 use crate::error::{ErrorKind, PipelineError};
 use crate::event::InventoryUpdateReceived;
 use crate::ids::ProductId;
+use crate::ports::ProductReader;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{

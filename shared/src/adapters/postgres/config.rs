@@ -9,7 +9,7 @@
 
 use crate::config::Vars;
 use crate::error::PipelineError;
-use crate::redact::{SecretString, SecretUrl};
+use crate::redact::SecretUrl;
 use std::path::PathBuf;
 
 /// Default pool size: a Lambda instance handles one invocation at a time.
@@ -45,13 +45,6 @@ pub struct DatabaseConfig {
     pub target: DatabaseTarget,
     pub tls: TlsMode,
     pub pool_max: u32,
-}
-
-/// Database user and password, read from the secret. `Debug` shows the user only.
-#[derive(Clone, Debug)]
-pub struct DbCredentials {
-    pub username: String,
-    pub password: SecretString,
 }
 
 impl DatabaseConfig {

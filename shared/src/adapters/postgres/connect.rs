@@ -2,8 +2,9 @@
 //! by every invocation, with the credentials from the database secret when the configuration
 //! names one, and TLS as the configuration says.
 
-use super::config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode};
+use super::config::{DatabaseConfig, DatabaseTarget, TlsMode};
 use super::error::db_error;
+use crate::config::DbCredentials;
 use crate::error::PipelineError;
 use crate::redact::{ExposeSecret as _, without_url_password};
 use sea_orm::sqlx::postgres::PgSslMode;

@@ -23,15 +23,15 @@ mod snapshot;
 mod sql;
 
 pub use catalog::PgCatalogReader;
-pub use config::{DatabaseConfig, DatabaseTarget, DbCredentials, TlsMode};
+pub use config::{DatabaseConfig, DatabaseTarget, TlsMode};
 pub use connect::{connect, connect_options};
 #[cfg(feature = "secrets")]
 pub use connect::{connect_from_config, credentials_from_secret};
 pub use error::db_error;
 pub use event_store::PgEventStore;
 pub use maintenance::{
-    EVENT_STORE_PARENT, MIN_DAYS_AHEAD, PartitionReport, maintain_event_store, partition_report,
-    prune_update_keys, prune_update_keys_as_of,
+    EVENT_STORE_PARENT, maintain_event_store, partition_report, prune_update_keys,
+    prune_update_keys_as_of,
 };
 pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
 #[cfg(feature = "test-util")]
@@ -40,6 +40,6 @@ pub use rebuild::{
     REBUILD_LOCK_KEY, REBUILD_SCHEMA, RebuildFrom, RebuildReport, RebuildStage, rebuild_projection,
     rebuild_projection_from, rebuild_projection_observed,
 };
-pub use retention::{RETENTION_LOCK_KEY, RetentionReport, retain_event_store, retired_up_to};
+pub use retention::{RETENTION_LOCK_KEY, retain_event_store, retired_up_to};
 pub use sea_orm::DatabaseConnection;
 pub use snapshot::{LiveSnapshot, SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot, snapshot_live};

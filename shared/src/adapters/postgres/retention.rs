@@ -30,46 +30,17 @@ use super::rebuild::try_rebuild_lock;
 use super::snapshot::{LiveSnapshot, SnapshotInfo, latest_snapshot, snapshot_live};
 use super::sql::{query_scalar, stmt, try_xact_lock};
 use crate::error::{ErrorKind, PipelineError};
-use crate::ports::{ExportObject, ExportStore};
+use crate::ports::{ExportStore, ObjectKind};
 use crate::retention::{
-    Checksum, ExportPart, Manifest, RetentionConfig, checksum_sql, gzip_lines, manifest_key,
-    part_key,
+    Checksum, ExportPart, Manifest, RetentionConfig, RetentionReport, checksum_sql, gzip_lines,
+    manifest_key, part_key,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, IsolationLevel, TransactionTrait};
-use serde::Serialize;
 use std::time::Instant;
 
 /// Key of the advisory lock that lets one retention run at a time ("inv-retn" in ASCII).
 pub const RETENTION_LOCK_KEY: i64 = 0x696e_762d_7265_746e;
-
-/// What a retention run did, and what is left.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RetentionReport {
-    /// Partitions that end at or before this are due.
-    pub cutoff: Option<DateTime<Utc>>,
-    /// Days exported, verified and dropped by this run.
-    pub retired_days: Vec<NaiveDate>,
-    /// Parts written and verified by this run.
-    pub exported_parts: u64,
-    /// Events in those parts.
-    pub exported_events: u64,
-    /// A snapshot this run took so that a day could go.
-    pub snapshot: Option<i64>,
-    /// Due days still in the database when the run ended (0: the run finished its work).
-    pub overdue_days: u64,
-    /// Why the run stopped before its work was done, when it did.
-    pub stopped: Option<String>,
-    /// The start of the oldest day still in the database.
-    pub oldest_from: Option<DateTime<Utc>>,
-}
-
-impl RetentionReport {
-    /// Whether every due day is gone.
-    pub fn complete(&self) -> bool {
-        self.overdue_days == 0
-    }
-}
 
 /// A day's partition.
 #[derive(Debug, Clone)]
@@ -205,7 +176,7 @@ async fn retire_day(
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| {
         PipelineError::with_source(ErrorKind::Internal, "could not encode a manifest", e)
     })?;
-    store.put(&key, body.clone(), ExportObject::Json).await?;
+    store.put(&key, body.clone(), ObjectKind::Json).await?;
     if store.get(&key).await? != body {
         return Err(PipelineError::new(
             ErrorKind::Internal,
@@ -326,7 +297,7 @@ async fn export_part(
         .put(
             &key,
             gzip_lines(lines.iter().map(String::as_str))?,
-            ExportObject::GzipJsonLines,
+            ObjectKind::GzipJsonLines,
         )
         .await?;
     let (read_back, _) = Checksum::of_gzip_lines(&store.get(&key).await?)?;

@@ -1,5 +1,5 @@
-//! Ports: the small traits the use cases need from the outside world. Adapters implement
-//! them (see [`crate::adapters`]); tests implement them in memory.
+//! The pipeline's write-side ports: the event store, quarantine, the objects kept in S3
+//! (archive, oversized records, exports, supplier rejections) and the cache's invalidation.
 
 use crate::error::PipelineError;
 use crate::keys::{ArchiveKey, RejectionKey};
@@ -55,13 +55,21 @@ pub trait EventStore: Send + Sync {
     async fn append(&self, updates: &[InventoryUpdate]) -> Result<AppendOutcome, PipelineError>;
 }
 
-/// Stores archive objects.
+/// Writes objects under [`ArchiveKey`]s into one bucket: the archive's gzip JSON lines of a
+/// chunk, and the bytes of records too large to travel inline. The bucket is named in what
+/// refers to the objects (an [`ArchiveOutput`](crate::ArchiveOutput), a record's `data_ref`).
 #[async_trait]
-pub trait ArchiveStore: Send + Sync {
+pub trait ObjectStore: Send + Sync {
     /// The bucket objects go to.
     fn bucket(&self) -> &str;
-    /// Writes (or overwrites) one gzip JSON-lines object.
-    async fn put(&self, key: &ArchiveKey, gzip_jsonl: Vec<u8>) -> Result<(), PipelineError>;
+    /// Writes (or overwrites, on a redelivery) one object; `kind` says what it holds, for
+    /// its content type and encoding.
+    async fn put(
+        &self,
+        key: &ArchiveKey,
+        body: Vec<u8>,
+        kind: ObjectKind,
+    ) -> Result<(), PipelineError>;
 }
 
 /// Invalidates cached products.
@@ -82,14 +90,18 @@ pub trait ExportStore: Send + Sync {
     /// `s3://bucket/key`, for messages and the manifest's readers.
     fn location(&self, key: &str) -> String;
     /// Writes (or overwrites) one object: gzip JSON lines, or the manifest's JSON.
-    async fn put(&self, key: &str, body: Vec<u8>, kind: ExportObject) -> Result<(), PipelineError>;
+    async fn put(&self, key: &str, body: Vec<u8>, kind: ObjectKind) -> Result<(), PipelineError>;
     /// Reads one object back, whole.
     async fn get(&self, key: &str) -> Result<Vec<u8>, PipelineError>;
 }
 
-/// What an exported object holds, for its content type and encoding.
+/// What an object holds, for its content type and encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportObject {
+pub enum ObjectKind {
+    /// Gzip-compressed JSON lines: an archived chunk, an export's part.
     GzipJsonLines,
+    /// One JSON document: an export's manifest.
     Json,
+    /// Bytes as they arrived: a record too large to travel inline.
+    Bytes,
 }

@@ -1,7 +1,7 @@
 //! The read path's ports: where products are read from (the projection in the database) and
 //! the cache in front of it. Adapters implement them on PostgreSQL and Redis; tests in memory.
 
-use super::view::{HistoryEvent, HistoryQuery, ProductView};
+use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductView};
 use crate::error::PipelineError;
 use crate::ids::ProductId;
 use async_trait::async_trait;

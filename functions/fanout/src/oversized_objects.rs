@@ -1,0 +1,107 @@
+//! The archive bucket's [`S3ObjectStore`] as the fan-out uses it: an oversized record's bytes
+//! under its key, SSE-KMS with the configured key, and S3's errors sorted like every call's.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
+use inventory::ports::{ObjectKind, ObjectStore as _};
+use inventory::{ArchiveKey, ErrorKind};
+
+fn store(endpoint: &str, kms_key_id: Option<&str>) -> S3ObjectStore {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let config = ArchiveConfig {
+        bucket: "inventory-archive-dev".into(),
+        kms_key_id: kms_key_id.map(str::to_owned),
+    };
+    S3ObjectStore::new(Client::from_conf(conf), config)
+}
+
+fn key() -> ArchiveKey {
+    ArchiveKey::for_oversized_record("inventory-updates-dev", "shardId-000000000000", "4965")
+}
+
+#[tokio::test]
+async fn an_oversized_record_is_put_under_its_key_encrypted_with_the_kms_key() {
+    let stub = crate::stub_http::serve(200, &[("etag", "\"abc\"")], "").await;
+    let data = b"an oversized record".to_vec();
+
+    store(&stub.endpoint, Some("alias/inventory-dev"))
+        .put(&key(), data.clone(), ObjectKind::Bytes)
+        .await
+        .expect("stored");
+
+    let request = &stub.received()[0];
+    assert!(
+        request
+            .request_line
+            .starts_with("PUT /inventory-archive-dev/oversized/inventory-updates-dev/shardId-000000000000/4965.bin"),
+        "{}",
+        request.request_line
+    );
+    let headers = request.headers.to_ascii_lowercase();
+    assert!(
+        headers.contains("x-amz-server-side-encryption: aws:kms"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("x-amz-server-side-encryption-aws-kms-key-id: alias/inventory-dev"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("x-amz-server-side-encryption-bucket-key-enabled: true"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("content-type: application/octet-stream"),
+        "{headers}"
+    );
+    assert!(
+        request
+            .body
+            .windows(data.len())
+            .any(|w| w == data.as_slice()),
+        "the record's bytes are sent"
+    );
+}
+
+#[tokio::test]
+async fn without_a_kms_key_the_bucket_default_encryption_applies() {
+    let stub = crate::stub_http::serve(200, &[], "").await;
+
+    store(&stub.endpoint, None)
+        .put(&key(), b"x".to_vec(), ObjectKind::Bytes)
+        .await
+        .expect("stored");
+
+    assert!(
+        !stub.received()[0]
+            .headers
+            .to_ascii_lowercase()
+            .contains("x-amz-server-side-encryption")
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_that_does_not_exist_is_misconfiguration() {
+    let body = "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
+    let stub = crate::stub_http::serve(404, &[("content-type", "application/xml")], body).await;
+
+    let e = store(&stub.endpoint, None)
+        .put(&key(), b"x".to_vec(), ObjectKind::Bytes)
+        .await
+        .expect_err("no bucket");
+
+    assert_eq!(e.kind, ErrorKind::Misconfigured);
+    assert!(
+        e.message.contains("s3://inventory-archive-dev/oversized/"),
+        "{}",
+        e.message
+    );
+}
