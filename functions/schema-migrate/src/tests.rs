@@ -1,8 +1,18 @@
 //! Tests for the handler with an in-memory migrator and a loopback server standing in for
 //! CloudFormation's presigned `ResponseURL`.
 
-use super::*;
-use inventory::ErrorKind;
+use crate::{
+    Config, LoginSecret, MaintainOutput, MigrateOutput, PHYSICAL_ID, SchemaMigrator,
+    UnavailableMigrator, ensure_login, handle,
+};
+use async_trait::async_trait;
+use inventory::adapters::custom_resource::{Budget, ResponseSender};
+use inventory::adapters::postgres::{
+    DatabaseConfig, DbCredentials, PartitionReport, RetentionReport,
+};
+use inventory::{ErrorKind, PipelineError};
+use serde_json::Value;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
