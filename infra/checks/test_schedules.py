@@ -11,7 +11,7 @@ import rust_code
 import sam_transform
 import schedules
 
-# What schema-migrate's request type accepts (functions/schema-migrate/src/lib.rs, MigrateRequest
+# What schema-migrate's request type accepts (functions/schema-migrate/src/handler.rs, MigrateRequest
 # and Action): the broken copies below are judged against this, whatever the code says today.
 SCHEMA_MIGRATE = {"schema-migrate": ({"migrate", "maintain", "retain"}, {"action"})}
 

@@ -75,7 +75,7 @@ impl Services {
         };
         cache_invalidate::handle(serde_json::to_value(&input)?, &self.cache)
             .await
-            .map_err(|d| anyhow::anyhow!("{}: {}", d.error_type, d.error_message))?;
+            .map_err(|d| anyhow::anyhow!("{}: {}", d.kind.name(), d.detailed()))?;
         Ok(())
     }
 

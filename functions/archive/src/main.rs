@@ -3,14 +3,14 @@
 
 use archive::{Config, handle};
 use inventory::adapters::aws;
+use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    inventory::adapters::lambda::init_tracing();
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    init_tracing();
+    let config = config_or_report(Config::from_env())?;
     let sdk = aws::sdk_config().await;
     let store = S3ObjectStore::new(aws::s3_client(&sdk), config.archive);
     let store = &store;

@@ -1,9 +1,9 @@
 //! The handler against an in-memory archive store and the shared JSON fixture.
 
-use super::*;
+use crate::{Config, handle};
 use async_trait::async_trait;
-use inventory::ports::ObjectKind;
-use inventory::{ArchiveKey, ErrorKind};
+use inventory::ports::{ObjectKind, ObjectStore};
+use inventory::{ArchiveKey, ChunkInput, ErrorKind, PipelineError};
 use std::io::Read as _;
 use std::sync::Mutex;
 
@@ -123,7 +123,7 @@ async fn a_payload_that_is_not_a_chunk_is_an_invalid_payload() {
         let e = handle(payload.clone(), &store)
             .await
             .expect_err("not a chunk");
-        assert_eq!(e.error_type, "Inventory.InvalidPayload", "{payload}");
+        assert_eq!(e.kind.name(), "Inventory.InvalidPayload", "{payload}");
     }
     assert!(store.objects.lock().expect("not poisoned").is_empty());
 }
@@ -137,7 +137,7 @@ async fn a_chunk_without_records_is_an_invalid_payload() {
         .await
         .expect_err("nothing to archive");
 
-    assert_eq!(e.error_type, "Inventory.InvalidPayload");
+    assert_eq!(e.kind.name(), "Inventory.InvalidPayload");
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn a_store_failure_keeps_its_stable_name() {
 
         let e = handle(fixture(), &store).await.expect_err("store fails");
 
-        assert_eq!(e.error_type, name);
+        assert_eq!(e.kind.name(), name);
     }
 }
 

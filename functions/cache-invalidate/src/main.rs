@@ -3,14 +3,14 @@
 //! [`cache_invalidate::handle`].
 
 use cache_invalidate::{Config, connect, handle};
+use inventory::adapters::lambda::{config_or_report, init_tracing};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     inventory::adapters::tls::install_crypto_provider();
-    inventory::adapters::lambda::init_tracing();
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    init_tracing();
+    let config = config_or_report(Config::from_env())?;
     let sdk = inventory::adapters::aws::sdk_config().await;
     let cache = connect(&config, &sdk)
         .await

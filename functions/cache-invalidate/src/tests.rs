@@ -1,8 +1,10 @@
 //! The handler against an in-memory cache and the shared JSON fixture.
 
-use super::*;
+use crate::{Config, connect, handle};
 use async_trait::async_trait;
-use inventory::{ChangedProduct, ErrorKind};
+use aws_config::SdkConfig;
+use inventory::ports::ProductCache;
+use inventory::{CacheInvalidateOutput, ChangedProduct, ErrorKind, PipelineError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -88,7 +90,7 @@ async fn a_payload_that_is_not_a_product_list_is_an_invalid_payload() {
         let e = handle(payload.clone(), &cache)
             .await
             .expect_err("not a product list");
-        assert_eq!(e.error_type, "Inventory.InvalidPayload", "{payload}");
+        assert_eq!(e.kind.name(), "Inventory.InvalidPayload", "{payload}");
     }
     assert!(cache.calls.lock().expect("not poisoned").is_empty());
 }
@@ -109,7 +111,7 @@ async fn a_cache_failure_keeps_its_stable_name() {
 
         let e = handle(fixture(), &cache).await.expect_err("cache fails");
 
-        assert_eq!(e.error_type, name);
+        assert_eq!(e.kind.name(), name);
     }
 }
 
@@ -141,5 +143,5 @@ async fn without_an_auth_secret_no_secret_is_read_and_the_connection_opens_lazil
         .await
         .expect_err("redis unreachable");
 
-    assert_eq!(e.error_type, "Inventory.DependencyUnavailable");
+    assert_eq!(e.kind.name(), "Inventory.DependencyUnavailable");
 }

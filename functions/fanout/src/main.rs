@@ -4,16 +4,14 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use fanout::config::Config;
 use fanout::sfn::SfnExecutionStarter;
 use inventory::adapters::aws;
+use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    inventory::adapters::lambda::init_tracing();
-    let config = Config::from_env().map_err(|e| {
-        tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "cannot start: bad configuration");
-        e.detailed()
-    })?;
+    init_tracing();
+    let config = config_or_report(Config::from_env())?;
     // A hung call comes back as a transient error (its chunk is reported and redelivered)
     // long before the function's own timeout fails the whole batch: see aws::timeouts.
     let sdk = aws::sdk_config().await;
@@ -23,9 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (starter, store) = (&starter, &store);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {
-            fanout::fan_out(event.payload, starter, store)
-                .await
-                .map_err(Diagnostic::from)
+            fanout::fan_out(event.payload, starter, store).await
         },
     ))
     .await

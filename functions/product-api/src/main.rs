@@ -2,14 +2,14 @@
 //! cache connection are set up once per process; every request then runs
 //! [`product_api::handle`].
 
+use inventory::adapters::lambda::{config_or_report, init_tracing};
 use lambda_http::{Body, Error, Request, Response, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     inventory::adapters::tls::install_crypto_provider();
-    inventory::adapters::lambda::init_tracing();
-    let config = product_api::Config::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    init_tracing();
+    let config = config_or_report(product_api::Config::from_env())?;
     let app = product_api::build(&config)
         .await
         .inspect_err(|e| tracing::error!(error = %e.detailed(), "cold start failed"))?;

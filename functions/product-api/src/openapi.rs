@@ -4,8 +4,8 @@
 //! current (`UPDATE_CONTRACT=1 cargo test -p product-api openapi` rewrites it) and hold the
 //! handler's real answers to.
 
+use crate::handler::ProductBatch;
 use crate::respond::{self, NO_STORE, ProblemBody};
-use crate::serve::ProductBatch;
 use inventory::ProductId;
 use inventory::catalog_read::{
     DEFAULT_HISTORY_LIMIT, HistoryEvent, HistoryPage, MAX_BATCH_PRODUCTS, MAX_HISTORY_LIMIT,
@@ -34,10 +34,10 @@ mod api_doc {
             description = "Storefront reads of the product catalog: a product's stock and prices, several products at once, and a product's history. Every call is signed with AWS Signature Version 4 (IAM authorization of the API Gateway HTTP API); errors are RFC 9457 problem details (application/problem+json).",
         ),
         paths(
-            crate::serve::get_product,
-            crate::serve::get_products,
-            crate::serve::get_history,
-            crate::serve::get_openapi,
+            crate::handler::get_product,
+            crate::handler::get_products,
+            crate::handler::get_history,
+            crate::handler::get_openapi,
         ),
         components(schemas(ProductView, SupplierOffer, ProductBatch, HistoryPage, HistoryEvent, ProductId, ProblemBody)),
         tags(

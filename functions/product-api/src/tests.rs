@@ -5,15 +5,16 @@ use super::*;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use inventory::catalog_read::{HistoryEvent, HistoryQuery, ProductView};
+use inventory::PipelineError;
+use inventory::catalog_read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};
 use inventory::money::{Currency, Price, Quantity};
-use inventory::ports::{CacheFill, Cached, FillOutcome};
+use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use inventory::{ErrorKind, ProductId, SupplierId};
 use lambda_http::Body;
 use lambda_http::http::{Response, StatusCode, header};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod bad_input;
@@ -582,7 +583,7 @@ async fn with_no_cache_set_up_at_cold_start_every_read_is_served_from_the_databa
         .lock()
         .expect("lock")
         .insert(pid("product123"), view("product123", 7));
-    let no_cache = serve::NoCache("REDIS_HOST is not a valid host".into());
+    let no_cache = handler::NoCache("REDIS_HOST is not a valid host".into());
     let e = no_cache
         .get_many(&[pid("product123")])
         .await

@@ -4,16 +4,24 @@
 use inventory::PipelineError;
 use inventory::adapters::aws;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
-use inventory::adapters::lambda::init_tracing;
+use inventory::adapters::lambda::{config_or_report, init_tracing, report_bad_configuration};
 use inventory::adapters::s3_export::S3ExportStore;
 use inventory::ports::{ExportStore, LoginSecret, SchemaMigrator};
 use lambda_runtime::{LambdaEvent, service_fn};
-use schema_migrate::{PgSchemaMigrator, SecretsManagerLogin, UnavailableMigrator};
+use schema_migrate::{Config, PgSchemaMigrator, SecretsManagerLogin, UnavailableMigrator};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// The migrator, set up from the configuration. Its failure is logged once: a bad
+/// configuration as every function logs one, anything else as a failed cold start.
 async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
-    let config = schema_migrate::Config::from_env()?;
+    let config = Config::from_env().inspect_err(report_bad_configuration)?;
+    build(config).await.inspect_err(|e| {
+        tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "cold start failed; every request will report it");
+    })
+}
+
+async fn build(config: Config) -> Result<PgSchemaMigrator, PipelineError> {
     // Exports of a whole day go up and are read back within a 15-minute budget.
     let sdk = aws::bulk_sdk_config().await;
     let login = config.app_secret_arn.map(|arn| {
@@ -34,15 +42,12 @@ async fn migrator() -> Result<PgSchemaMigrator, PipelineError> {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let sender = ResponseSender::new()?;
+    let sender = config_or_report(ResponseSender::new())?;
     // A setup failure must not stop the runtime: CloudFormation would wait for an answer
     // that never comes. Every request is answered with the setup error instead.
     let migrator: Arc<dyn SchemaMigrator> = match migrator().await {
         Ok(m) => Arc::new(m),
-        Err(e) => {
-            tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "cold start failed; every request will report it");
-            Arc::new(UnavailableMigrator::new(&e))
-        }
+        Err(e) => Arc::new(UnavailableMigrator::new(&e)),
     };
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

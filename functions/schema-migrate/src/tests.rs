@@ -1,8 +1,19 @@
 //! Tests for the handler with an in-memory migrator and a loopback server standing in for
 //! CloudFormation's presigned `ResponseURL`.
 
-use super::*;
-use inventory::ErrorKind;
+use crate::{
+    Config, MaintainOutput, MigrateOutput, PHYSICAL_ID, UnavailableMigrator, ensure_login, handle,
+};
+use async_trait::async_trait;
+use inventory::adapters::custom_resource::{Budget, ResponseSender};
+use inventory::adapters::postgres::DatabaseConfig;
+use inventory::config::DbCredentials;
+use inventory::partitions::PartitionReport;
+use inventory::ports::{LoginSecret, SchemaMigrator};
+use inventory::retention::RetentionReport;
+use inventory::{ErrorKind, PipelineError};
+use serde_json::Value;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

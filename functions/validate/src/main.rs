@@ -2,7 +2,7 @@
 //! invocation.
 
 use inventory::adapters::aws;
-use inventory::adapters::lambda::init_tracing;
+use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::postgres::{PgQuarantine, connect_from_config};
 use inventory::adapters::s3_rejections::S3RejectionStore;
 use inventory::ports::Quarantine;
@@ -13,8 +13,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let config = validate::Config::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let config = config_or_report(validate::Config::from_env())?;
     let sdk = aws::sdk_config().await;
     let quarantine = PgQuarantine::new(connect_from_config(&config.database, &sdk).await?);
     let store = config

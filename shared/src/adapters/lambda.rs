@@ -1,5 +1,13 @@
-//! Lambda plumbing shared by every function: JSON tracing, and errors as `Diagnostic`s with
-//! the stable names the state machine matches on.
+//! Lambda plumbing shared by every function: JSON tracing, the cold start's report of a bad
+//! configuration, and errors as `Diagnostic`s with the stable names the state machine matches
+//! on.
+//!
+//! Every function crate has the same shape. Its `main.rs` calls [`init_tracing`], reads its
+//! `Config` through [`config_or_report`], builds its clients once, and runs the runtime with a
+//! closure that calls the handler. Its `handler.rs` parses the payload, calls one use case and
+//! returns `Result<_, PipelineError>`; the runtime turns the error into a [`Diagnostic`]
+//! through the `From` below, so an error of a given kind has the same `errorType` in every
+//! function.
 
 use crate::error::PipelineError;
 use lambda_runtime::Diagnostic;
@@ -19,6 +27,26 @@ pub fn init_tracing() {
         .without_time() // CloudWatch stamps every line
         .with_ansi(false)
         .try_init();
+}
+
+/// The configuration read at cold start, or the error `main` returns instead of starting the
+/// runtime: a function cannot do anything useful with a configuration it cannot read, and a
+/// failed init is what Lambda reports and retries. The error is logged first (see
+/// [`report_bad_configuration`]), so the reason is in the function's logs.
+pub fn config_or_report<T>(config: Result<T, PipelineError>) -> Result<T, lambda_runtime::Error> {
+    config.map_err(|e| {
+        report_bad_configuration(&e);
+        lambda_runtime::Error::from(e)
+    })
+}
+
+/// Logs a configuration the function cannot work with: one ERROR line, "bad configuration",
+/// with the error's stable name (`error_type`) and what is wrong (`error`), the same line in
+/// every function. A function that must keep answering requests (a custom resource, which
+/// CloudFormation waits on) logs it and goes on; the others stop through
+/// [`config_or_report`].
+pub fn report_bad_configuration(e: &PipelineError) {
+    tracing::error!(error_type = e.kind.name(), error = %e.detailed(), "bad configuration");
 }
 
 impl From<PipelineError> for Diagnostic {
@@ -46,5 +74,75 @@ mod tests {
         let d: Diagnostic = PipelineError::new(ErrorKind::Conflict, "deadlock detected").into();
         assert_eq!(d.error_type, "Inventory.Conflict");
         assert_eq!(d.error_message, "deadlock detected");
+    }
+
+    /// Every line the subscriber writes, kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The JSON lines `f` logs, as `init_tracing`'s formatter writes them.
+    fn logged_by(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
+            .expect("UTF-8 lines");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_readable_configuration_passes_through_and_logs_nothing() {
+        let lines = logged_by(|| {
+            let config = config_or_report(Ok::<_, PipelineError>(7)).expect("read");
+            assert_eq!(config, 7);
+        });
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+
+    #[test]
+    fn a_bad_configuration_is_logged_with_its_stable_name_and_stops_the_cold_start() {
+        let cause = std::io::Error::other("no such file");
+        let bad = PipelineError::with_source(
+            ErrorKind::Misconfigured,
+            "DB_TLS_CA_FILE is unreadable",
+            cause,
+        );
+        let mut stopped = None;
+        let lines = logged_by(|| stopped = config_or_report::<()>(Err(bad)).err());
+
+        let stopped = stopped.expect("the cold start stops");
+        let e = stopped
+            .downcast_ref::<PipelineError>()
+            .expect("the configuration's own error");
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert_eq!(line["fields"]["message"], "bad configuration", "{line}");
+        assert_eq!(
+            line["fields"]["error_type"], "Inventory.Misconfigured",
+            "{line}"
+        );
+        assert_eq!(
+            line["fields"]["error"], "DB_TLS_CA_FILE is unreadable: no such file",
+            "{line}"
+        );
     }
 }

@@ -129,7 +129,7 @@ async fn the_stack_serves_products_through_its_api_and_the_pipelines_cache_step_
             };
             cache_invalidate::handle(serde_json::to_value(&changed)?, &cache)
                 .await
-                .map_err(|d| anyhow::anyhow!("{}: {}", d.error_type, d.error_message))?;
+                .map_err(|d| anyhow::anyhow!("{}: {}", d.kind.name(), d.detailed()))?;
             version_of(&persisted, &id)
         }
     };
