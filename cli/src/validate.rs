@@ -4,7 +4,7 @@
 use crate::batch::Outgoing;
 use crate::input::Line;
 use chrono::{DateTime, Utc};
-use inventory::update::{SourcePosition, parse_record};
+use inventory::domain::update::{SourcePosition, parse_record};
 
 /// A line the pipeline would reject, with the contract's code.
 #[derive(Debug, Clone, PartialEq, Eq)]

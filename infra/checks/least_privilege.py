@@ -216,8 +216,8 @@ def _fmt(item: tuple[str, str | None]) -> str:
 
 
 def key_prefixes() -> set[str]:
-    """The object-key prefixes the code builds keys with (shared/src/keys.rs)."""
-    body, _ = rust_code._production(rust_code.SHARED / "keys.rs")
+    """The object-key prefixes the code builds keys with (shared/src/domain/keys.rs)."""
+    body, _ = rust_code._production(rust_code.SHARED / "domain" / "keys.rs")
     return set(re.findall(r'"([a-z][a-z0-9_-]*/)', body))
 
 
@@ -255,7 +255,7 @@ def check_put_prefixes(template: dict) -> list[str]:
             if _prefix_of(resource) not in prefixes]
 
 
-# Which function's code writes each key prefix of shared/src/keys.rs. One writer per prefix: a
+# Which function's code writes each key prefix of shared/src/domain/keys.rs. One writer per prefix: a
 # function that could overwrite another's objects could corrupt them (the event store's exports
 # are verified once, then their days are dropped from the database). Readers of other functions'
 # prefixes are operators (OperatorPolicy), not functions.

@@ -22,11 +22,11 @@
 
 use chrono::{Duration, TimeZone as _, Utc};
 use inventory::InventoryUpdateReceived;
-use inventory::fanout::{StreamRecord, plan_chunks};
+use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, generate};
-use inventory::pipeline::MAX_CHUNK_PAYLOAD_BYTES;
-use inventory::update::{SourcePosition, parse_record};
-use inventory::usecase::encode_archive;
+use inventory::steps::encode_archive;
+use inventory::steps::fanout::{StreamRecord, plan_chunks};
+use inventory::steps::payloads::MAX_CHUNK_PAYLOAD_BYTES;
 use std::io::Write as _;
 
 const STREAM: &str = "inventory-updates-prod";

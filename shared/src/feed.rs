@@ -8,12 +8,12 @@
 //! product and supplier) and bad records of several kinds. The same [`FeedSpec`] always gives
 //! the same records. The default spec starts a day before the process started (on the hour,
 //! the same for every feed of one process), since the pipeline refuses updates more than
-//! [`crate::update::DEDUP_WINDOW`] older than their arrival.
+//! [`crate::domain::update::DEDUP_WINDOW`] older than their arrival.
 
-use crate::event::EventEnvelope;
-use crate::projection::Catalog;
-use crate::rejection::RejectionCode;
-use crate::update::{SourcePosition, parse_record};
+use crate::domain::event::EventEnvelope;
+use crate::domain::projection::Catalog;
+use crate::domain::rejection::RejectionCode;
+use crate::domain::update::{SourcePosition, parse_record};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;

@@ -3,8 +3,10 @@
 //! `contract/product-api.openapi.json` from these and its handlers, and its tests hold the
 //! API's real answers to the document.
 
-use crate::ids::{ProductId, SupplierId, id_pattern};
-use crate::money::{Currency, ISO_4217, MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY, Price, Quantity};
+use crate::domain::ids::{ProductId, SupplierId, id_pattern};
+use crate::domain::money::{
+    Currency, ISO_4217, MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY, Price, Quantity,
+};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};

@@ -13,13 +13,13 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, TimeZone, Timelike, Utc};
-use inventory::ids::{MAX_ID_LEN, MAX_UPDATE_ID_LEN};
-use inventory::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
-use inventory::pipeline::{ChunkInput, SourceRecord};
+use inventory::domain::ids::{MAX_ID_LEN, MAX_UPDATE_ID_LEN};
+use inventory::domain::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
+use inventory::domain::update::{MAX_FUTURE_SKEW, earliest_occurred_at, parse_record};
 use inventory::ports::{Quarantine, QuarantinedRecord};
-use inventory::update::{MAX_FUTURE_SKEW, earliest_occurred_at, parse_record};
+use inventory::steps::payloads::{ChunkInput, SourceRecord};
 use inventory::{
-    ChunkId, InventoryUpdate, PipelineError, Rejection, RejectionCode, SourcePosition, usecase,
+    ChunkId, InventoryUpdate, PipelineError, Rejection, RejectionCode, SourcePosition, steps,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -254,7 +254,7 @@ proptest! {
         let quarantine = MemoryQuarantine::default();
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
 
-        let out = runtime.block_on(usecase::validate_chunk(&input, &quarantine, arrived_at())).expect("validate never fails on bad records");
+        let out = runtime.block_on(steps::validate_chunk(&input, &quarantine, arrived_at())).expect("validate never fails on bad records");
 
         prop_assert_eq!(out.valid.len() + out.rejected.len(), records.len(), "nothing lost");
         let kept = quarantine.kept.into_inner().expect("lock");

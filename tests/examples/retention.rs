@@ -26,9 +26,9 @@ use inventory::adapters::postgres::{
 };
 use inventory::adapters::s3::ArchiveConfig;
 use inventory::adapters::s3_export::S3ExportStore;
+use inventory::domain::retention::RetentionConfig;
+use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, RecordKind, generate};
-use inventory::retention::RetentionConfig;
-use inventory::update::{SourcePosition, parse_record};
 use inventory::{InventoryUpdate, InventoryUpdateReceived};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use std::time::Instant;

@@ -17,9 +17,9 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{PgEventStore, RebuildFrom, rebuild_projection_from};
+use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, RecordKind, generate};
 use inventory::ports::EventStore;
-use inventory::update::{SourcePosition, parse_record};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use std::time::Instant;
 

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use integration_tests::moto::MotoServer;
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::ports::{Quarantine, QuarantinedRecord};
-use inventory::{ChunkInput, ErrorKind, PipelineError, SourceRecord, usecase};
+use inventory::{ChunkInput, ErrorKind, PipelineError, SourceRecord, steps};
 use std::io::Read as _;
 
 const FIXTURE: &str = include_str!("../fixtures/archive-chunk-input.json");
@@ -72,9 +72,9 @@ async fn a_chunk_is_one_object_at_its_deterministic_key_and_a_retry_overwrites_i
     let store = store(moto, &bucket, None);
     let s3 = moto.s3_client();
 
-    let first = usecase::archive_chunk(&chunk(), &store).await?;
+    let first = steps::archive_chunk(&chunk(), &store).await?;
     let after_first = keys(&s3, &bucket).await?;
-    let second = usecase::archive_chunk(&chunk(), &store).await?;
+    let second = steps::archive_chunk(&chunk(), &store).await?;
     let after_retry = keys(&s3, &bucket).await?;
 
     assert_eq!(after_first, std::slice::from_ref(&first.key));
@@ -120,7 +120,7 @@ async fn the_object_holds_every_record_valid_or_not_as_one_json_line() -> Result
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("archive-lines").await?;
     let input = chunk();
-    let validated = usecase::validate_chunk(
+    let validated = steps::validate_chunk(
         &input,
         &CountingQuarantine::default(),
         crate::quarantine::soon_after(&input),
@@ -131,7 +131,7 @@ async fn the_object_holds_every_record_valid_or_not_as_one_json_line() -> Result
         "the fixture has both kinds"
     );
 
-    let out = usecase::archive_chunk(&input, &store(moto, &bucket, None)).await?;
+    let out = steps::archive_chunk(&input, &store(moto, &bucket, None)).await?;
 
     let lines = lines(&moto.s3_client(), &bucket, &out.key).await?;
     assert_eq!(lines.len(), input.records.len());
@@ -153,7 +153,7 @@ async fn sse_kms_with_a_bucket_key_is_requested_when_a_key_is_configured() -> Re
     let bucket = moto.create_bucket("archive-kms").await?;
     let key_id = "arn:aws:kms:us-east-1:123456789012:key/0b6a5c2e-4f1d-4c1b-9a57-3d9e0c1f2a7b";
 
-    let out = usecase::archive_chunk(&chunk(), &store(moto, &bucket, Some(key_id))).await?;
+    let out = steps::archive_chunk(&chunk(), &store(moto, &bucket, Some(key_id))).await?;
 
     let head = moto
         .s3_client()
@@ -176,7 +176,7 @@ async fn a_missing_bucket_is_a_configuration_error() -> Result<()> {
     let moto = MotoServer::shared()?;
     let never_created = integration_tests::moto::unique_name("archive-missing");
 
-    let e = usecase::archive_chunk(&chunk(), &store(moto, &never_created, None))
+    let e = steps::archive_chunk(&chunk(), &store(moto, &never_created, None))
         .await
         .expect_err("no bucket");
 

@@ -7,10 +7,10 @@ use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
     PgEventStore, load_offers, load_projection, load_summary, rebuild_projection,
 };
-use inventory::pipeline::{ChunkId, PersistInput};
+use inventory::domain::update::parse_record;
 use inventory::ports::EventStore;
-use inventory::update::parse_record;
-use inventory::usecase::persist_updates;
+use inventory::steps::payloads::{ChunkId, PersistInput};
+use inventory::steps::persist_updates;
 use inventory::{InventoryUpdate, ProductId, SourcePosition};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::collections::BTreeMap;

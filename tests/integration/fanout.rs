@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use fanout::sfn::SfnExecutionStarter;
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
-use inventory::pipeline::ChunkInput;
+use inventory::steps::payloads::ChunkInput;
 use inventory::{ArchiveKey, ErrorKind};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -12,8 +12,8 @@ use inventory::adapters::postgres::{
     DatabaseConfig, DatabaseTarget, PgEventStore, PgQuarantine, TlsMode, connect, load_offers,
     load_summary,
 };
-use inventory::pipeline::{PersistOutput, ValidateOutput};
 use inventory::ports::SchemaMigrator;
+use inventory::steps::payloads::{PersistOutput, ValidateOutput};
 use inventory::{ErrorKind, InventoryUpdate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

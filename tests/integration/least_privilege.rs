@@ -16,9 +16,9 @@ use inventory::adapters::postgres::{
     load_offers,
 };
 use inventory::config::DbCredentials;
-use inventory::pipeline::PersistInput;
 use inventory::ports::{LoginSecret, SchemaMigrator};
-use inventory::usecase::{persist_updates, validate_chunk};
+use inventory::steps::payloads::PersistInput;
+use inventory::steps::{persist_updates, validate_chunk};
 use inventory::{ErrorKind, PipelineError};
 use migration::LoginRoleOutcome;
 use schema_migrate::PgSchemaMigrator;

@@ -10,11 +10,11 @@ use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
     PgCatalogReader, PgEventStore, maintain_event_store, partition_report,
 };
-use inventory::catalog_read::HistoryQuery;
-use inventory::event::InventoryUpdateReceived;
-use inventory::partitions::PartitionReport;
+use inventory::domain::event::InventoryUpdateReceived;
+use inventory::domain::partitions::PartitionReport;
+use inventory::domain::update::KEY_RETENTION;
 use inventory::ports::{EventStore as _, ProductReader as _};
-use inventory::update::KEY_RETENTION;
+use inventory::read::HistoryQuery;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 

@@ -6,9 +6,9 @@ use anyhow::Result;
 use integration_tests::postgres::TestDb;
 use inventory::RejectionCode;
 use inventory::adapters::postgres::{PgEventStore, PgQuarantine, list_quarantine, load_offers};
-use inventory::pipeline::{ChunkInput, PersistInput};
 use inventory::ports::Quarantine;
-use inventory::usecase::{persist_updates, validate_chunk};
+use inventory::steps::payloads::{ChunkInput, PersistInput};
+use inventory::steps::{persist_updates, validate_chunk};
 
 /// When a test validates `input`: a minute after its newest record reached the stream, as the
 /// pipeline would.

@@ -10,10 +10,10 @@ use integration_tests::postgres::TestDb;
 use integration_tests::redis::{PasswordRedis, TestRedis};
 use inventory::adapters::cache::{RedisConfig, RedisEndpoint, RedisProductCache};
 use inventory::adapters::postgres::{PgCatalogReader, PgEventStore};
-use inventory::catalog_read::{HistoryQuery, ProductView, ReadPolicy};
-use inventory::pipeline::{CacheInvalidateInput, ChunkId, PersistInput, PersistOutput};
+use inventory::domain::update::parse_record;
 use inventory::ports::{CacheRead, ProductReader};
-use inventory::update::parse_record;
+use inventory::read::{HistoryQuery, ProductView, ReadPolicy};
+use inventory::steps::payloads::{CacheInvalidateInput, ChunkId, PersistInput, PersistOutput};
 use inventory::{InventoryUpdate, PipelineError, ProductId, SourcePosition};
 use lambda_http::Body;
 use lambda_http::http::{Response, StatusCode, header};
@@ -181,7 +181,7 @@ impl ProductReader for CountingReader {
         &self,
         product: &ProductId,
         q: HistoryQuery,
-    ) -> Result<Vec<inventory::catalog_read::HistoryEvent>, PipelineError> {
+    ) -> Result<Vec<inventory::read::HistoryEvent>, PipelineError> {
         self.queries.fetch_add(1, Ordering::SeqCst);
         self.inner.load_history(product, q).await
     }

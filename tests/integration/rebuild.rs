@@ -11,10 +11,10 @@ use inventory::adapters::postgres::{
     PgEventStore, REBUILD_SCHEMA, RebuildFrom, RebuildStage, SNAPSHOTS_KEPT, load_projection,
     rebuild_projection, rebuild_projection_from, rebuild_projection_observed,
 };
-use inventory::pipeline::PersistInput;
+use inventory::domain::projection::Catalog;
 use inventory::ports::EventStore;
-use inventory::projection::Catalog;
-use inventory::usecase::persist_updates;
+use inventory::steps::payloads::PersistInput;
+use inventory::steps::persist_updates;
 use inventory::{EventEnvelope, InventoryUpdate, InventoryUpdateReceived, UpdateKey};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement};
 use std::sync::{Arc, Mutex};

@@ -18,11 +18,11 @@ use inventory::adapters::postgres::{
 };
 use inventory::adapters::s3::ArchiveConfig;
 use inventory::adapters::s3_export::S3ExportStore;
-use inventory::ports::{EventStore as _, ExportStore, ObjectKind};
-use inventory::projection::PROJECTION_RULES_VERSION;
-use inventory::retention::{
+use inventory::domain::projection::PROJECTION_RULES_VERSION;
+use inventory::domain::retention::{
     Checksum, Manifest, RetentionConfig, RetentionReport, gzip_lines, manifest_key,
 };
+use inventory::ports::{EventStore as _, ExportStore, ObjectKind};
 use inventory::{ErrorKind, InventoryUpdate, PipelineError};
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};

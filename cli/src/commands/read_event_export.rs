@@ -8,7 +8,7 @@ use crate::target::{Outputs, TargetArgs, sdk_config};
 use anyhow::{Context as _, Result, bail};
 use chrono::NaiveDate;
 use inventory::adapters::aws::s3_client;
-use inventory::retention::{Checksum, Manifest, manifest_key};
+use inventory::domain::retention::{Checksum, Manifest, manifest_key};
 use std::io::Write as _;
 
 /// Options of `inventory read-event-export`.
@@ -74,7 +74,7 @@ pub async fn run(args: ReadEventExportArgs) -> Result<Outcome> {
         manifest.checksum.events,
         manifest.day,
         manifest.parts.len(),
-        inventory::retention::day_prefix(manifest.day)
+        inventory::domain::retention::day_prefix(manifest.day)
     );
     Ok(Outcome::Done)
 }

@@ -11,10 +11,10 @@ use anyhow::{Context as _, Result};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use inventory::adapters::aws::s3_client;
-use inventory::keys::ArchiveKey;
-use inventory::pipeline::ObjectRef;
-use inventory::update::with_arrival_time;
-use inventory::update::{SourcePosition, parse_record};
+use inventory::domain::keys::ArchiveKey;
+use inventory::domain::update::with_arrival_time;
+use inventory::domain::update::{SourcePosition, parse_record};
+use inventory::steps::payloads::ObjectRef;
 use serde::Deserialize;
 use std::io::Read as _;
 

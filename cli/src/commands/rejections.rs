@@ -1,6 +1,6 @@
 //! `inventory rejections`: one supplier's rejected records since a time, read from the
 //! rejections bucket exactly as that supplier's own AWS account reads them
-//! (`rejections/{account}/{supplier}/`, see `inventory::supplier_rejections`).
+//! (`rejections/{account}/{supplier}/`, see `inventory::steps::supplier_rejections`).
 
 use super::replay_quarantine::fetch;
 use crate::exit::{Outcome, WithOutcome as _, usage};
@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use inventory::RejectionKey;
 use inventory::SupplierId;
 use inventory::adapters::aws::s3_client;
-use inventory::supplier_rejections::{AccountId, RejectionNotice};
+use inventory::steps::supplier_rejections::{AccountId, RejectionNotice};
 use std::collections::BTreeSet;
 use std::io::Write as _;
 

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_sqs::types::Message;
 use chrono::{DateTime, Utc};
-use inventory::update::with_arrival_time;
+use inventory::domain::update::with_arrival_time;
 use serde::Deserialize;
 use std::cmp::Ordering;
 

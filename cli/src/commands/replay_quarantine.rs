@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use inventory::adapters::aws::s3_client;
 use inventory::adapters::postgres::entity::quarantined_record::{Column, Entity};
 use inventory::adapters::postgres::{QuarantineEntry, list_quarantine};
-use inventory::rejection::RejectionCode;
-use inventory::update::with_arrival_time;
-use inventory::update::{SourcePosition, parse_record};
+use inventory::domain::rejection::RejectionCode;
+use inventory::domain::update::with_arrival_time;
+use inventory::domain::update::{SourcePosition, parse_record};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _};
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ pub(crate) fn supplier_of(raw: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("supplier_id")?.as_str().map(str::to_owned))
         .unwrap_or_else(|| {
-            inventory::ids::SupplierId::unspecified()
+            inventory::domain::ids::SupplierId::unspecified()
                 .as_str()
                 .to_owned()
         })

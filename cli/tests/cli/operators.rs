@@ -7,9 +7,9 @@ use base64::Engine as _;
 use chrono::{TimeZone as _, Utc};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{PgEventStore, PgQuarantine, list_quarantine, load_projection};
+use inventory::domain::rejection::{Rejection, RejectionCode};
+use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::ports::{EventStore as _, Quarantine as _, QuarantinedRecord};
-use inventory::rejection::{Rejection, RejectionCode};
-use inventory::update::{SourcePosition, parse_record};
 use sea_orm::ConnectionTrait as _;
 use std::io::Write as _;
 
@@ -267,11 +267,11 @@ async fn reingest_archive_sends_the_valid_records_of_the_hours_in_range_in_order
     let out_of_range = archive_object(&[("20".into(), &update("SKU-R", 9))])?;
     for (key, body) in [
         (
-            inventory::keys::ArchiveKey::for_chunk("s", at(10), "c1"),
+            inventory::domain::keys::ArchiveKey::for_chunk("s", at(10), "c1"),
             in_range,
         ),
         (
-            inventory::keys::ArchiveKey::for_chunk("s", at(12), "c2"),
+            inventory::domain::keys::ArchiveKey::for_chunk("s", at(12), "c2"),
             out_of_range,
         ),
     ] {
@@ -334,7 +334,7 @@ async fn put_export(
     day: chrono::NaiveDate,
     parts: &[&[&str]],
 ) -> Result<()> {
-    use inventory::retention::{
+    use inventory::domain::retention::{
         Checksum, ExportPart, Manifest, gzip_lines, manifest_key, part_key,
     };
     let mut listed = Vec::new();
@@ -412,11 +412,11 @@ async fn read_event_export_prints_a_retired_days_events_and_no_line_of_a_damaged
     );
 
     // A part that lost a line: nothing of it is printed, and the error says which.
-    let damaged = inventory::retention::part_key(day, 1);
+    let damaged = inventory::domain::retention::part_key(day, 1);
     s3.put_object()
         .bucket(&bucket)
         .key(&damaged)
-        .body(inventory::retention::gzip_lines(["{\"seq\": 4}"])?.into())
+        .body(inventory::domain::retention::gzip_lines(["{\"seq\": 4}"])?.into())
         .send()
         .await?;
     let bad = inventory(&args, None).await?;

@@ -1,7 +1,7 @@
 //! One invocation: the execution's chunk in, where it was archived out.
 
 use inventory::ports::ObjectStore;
-use inventory::{ArchiveOutput, ChunkInput, PipelineError, usecase};
+use inventory::{ArchiveOutput, ChunkInput, PipelineError, steps};
 
 /// One invocation: the execution's chunk in, where it was archived out. A payload that is
 /// not a chunk fails as `Inventory.InvalidPayload`.
@@ -12,5 +12,5 @@ pub async fn handle(
     let input: ChunkInput = serde_json::from_value(payload).map_err(|e| {
         PipelineError::invalid_payload(format!("the archive input is not a chunk: {e}"))
     })?;
-    usecase::archive_chunk(&input, store).await
+    steps::archive_chunk(&input, store).await
 }

@@ -2,7 +2,7 @@
 //! raised out.
 
 use inventory::ports::ProductCache;
-use inventory::{CacheInvalidateInput, CacheInvalidateOutput, PipelineError, usecase};
+use inventory::{CacheInvalidateInput, CacheInvalidateOutput, PipelineError, steps};
 
 /// One invocation: the products persist changed in, how many entries were evicted and
 /// fences raised out. A payload that is not that list fails as `Inventory.InvalidPayload`.
@@ -15,5 +15,5 @@ pub async fn handle(
             "the cache-invalidate input is not a product list: {e}"
         ))
     })?;
-    usecase::invalidate_cache(&input, cache).await
+    steps::invalidate_cache(&input, cache).await
 }

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use inventory::PipelineError;
-use inventory::fanout::StreamRecord;
+use inventory::steps::fanout::StreamRecord;
 
 /// The stream name in a Kinesis stream ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
 pub fn stream_name(arn: &str) -> Option<&str> {

@@ -6,8 +6,8 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::StreamExt as _;
 use inventory::PipelineError;
-use inventory::fanout::{PlannedChunk, plan_chunks};
 use inventory::ports::{ExecutionStarter, ObjectKind, ObjectStore, StartOutcome};
+use inventory::steps::fanout::{PlannedChunk, plan_chunks};
 
 /// Most executions being started at once. Step Functions' `StartExecution` bucket refills at a
 /// few hundred per second per account; eight in flight keeps one invocation well below that

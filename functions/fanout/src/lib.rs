@@ -1,7 +1,7 @@
 //! The fan-out Lambda: turns one Kinesis batch into Step Functions executions, one per chunk.
 //!
 //! The chunking rules (size budget, oversized records by reference, deterministic names) are
-//! business rules and live in [`inventory::fanout`]. This crate applies them to a Kinesis event,
+//! business rules and live in [`inventory::steps::fanout`]. This crate applies them to a Kinesis event,
 //! puts oversized records in S3, starts the executions (at most [`MAX_STARTS_IN_FLIGHT`] at
 //! once) and tells the event source mapping (ESM) what to do with the batch.
 //!

@@ -1,9 +1,9 @@
 //! One invocation: the payload must be a [`PersistInput`]; its updates are appended once and
 //! the products they changed reported.
 
-use inventory::pipeline::{PersistInput, PersistOutput};
 use inventory::ports::EventStore;
-use inventory::{PipelineError, usecase};
+use inventory::steps::payloads::{PersistInput, PersistOutput};
+use inventory::{PipelineError, steps};
 use serde_json::Value;
 
 /// Handles one invocation: the payload must be a [`PersistInput`].
@@ -17,5 +17,5 @@ pub async fn handle(
             "persist expects {{chunk, updates}} (PersistInput): {e}"
         ))
     })?;
-    usecase::persist_chunk(&input, store, now).await
+    steps::persist_chunk(&input, store, now).await
 }

@@ -2,9 +2,9 @@
 
 use crate::{Config, handle};
 use inventory::PipelineError;
-use inventory::pipeline::PersistOutput;
+use inventory::domain::projection::Catalog;
 use inventory::ports::{AppendOutcome, EventStore};
-use inventory::projection::Catalog;
+use inventory::steps::payloads::PersistOutput;
 use inventory::{
     ChangedProduct, ErrorKind, EventEnvelope, InventoryUpdate, InventoryUpdateReceived,
 };
@@ -128,7 +128,7 @@ fn input_now() -> chrono::DateTime<chrono::Utc> {
 #[tokio::test]
 async fn updates_that_reached_the_stream_longer_ago_than_the_margin_are_not_appended() {
     let store = MemoryStore::default();
-    let late = input_now() + inventory::update::RETURN_MARGIN;
+    let late = input_now() + inventory::domain::update::RETURN_MARGIN;
     let e = handle(input(), &store, late).await.expect_err("too late");
     assert_eq!(e.kind, ErrorKind::InvalidPayload);
     assert!(!e.is_transient());
@@ -140,7 +140,7 @@ async fn updates_that_reached_the_stream_longer_ago_than_the_margin_are_not_appe
     handle(
         input(),
         &store,
-        input_now() + inventory::update::RETURN_MARGIN - chrono::Duration::minutes(2),
+        input_now() + inventory::domain::update::RETURN_MARGIN - chrono::Duration::minutes(2),
     )
     .await
     .expect("inside the margin");

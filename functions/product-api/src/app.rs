@@ -7,8 +7,8 @@ use crate::metrics::Metrics;
 use inventory::PipelineError;
 use inventory::adapters::cache::{RedisProductCache, fetch_auth_token};
 use inventory::adapters::postgres::{self, PgCatalogReader};
-use inventory::catalog_read::{CatalogReads, ReadPolicy};
 use inventory::ports::{CacheRead, ProductReader};
+use inventory::read::{CatalogReads, ReadPolicy};
 use std::sync::Arc;
 
 /// Everything an invocation needs, built once per process.

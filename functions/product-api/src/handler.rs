@@ -8,8 +8,8 @@ use crate::respond::{
 };
 use crate::routes::{self, Route};
 use async_trait::async_trait;
-use inventory::catalog_read::{BatchRead, HistoryPage, HistoryQuery, ProductView, ReadStats};
 use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome};
+use inventory::read::{BatchRead, HistoryPage, HistoryQuery, ProductView, ReadStats};
 use inventory::{ErrorKind, PipelineError, ProductId};
 use lambda_http::http::{HeaderName, HeaderValue, Response, header};
 use lambda_http::{Body, Request, RequestExt};

@@ -1,6 +1,6 @@
 //! The `product-api` function: storefront reads of the product catalog over HTTP (API
 //! Gateway HTTP API, or any Lambda HTTP event). The cache-aside rules live in
-//! [`inventory::catalog_read`]; this crate maps requests onto them and results onto HTTP.
+//! [`inventory::read`]; this crate maps requests onto them and results onto HTTP.
 //!
 //! - `GET /products/{product_id}`: the product's projected state.
 //! - `GET /products?ids=a,b,c`: up to 100 products, one cache round trip.

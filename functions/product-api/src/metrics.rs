@@ -5,7 +5,7 @@
 //! An instance's last, partial window is lost when Lambda retires it: these are for ratios and
 //! trends (hit ratio, queries per read, degradation), not for counting every request.
 
-use inventory::catalog_read::ReadStats;
+use inventory::read::ReadStats;
 use lambda_http::http::StatusCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -7,7 +7,7 @@
 use crate::handler::ProductBatch;
 use crate::respond::{self, NO_STORE, ProblemBody};
 use inventory::ProductId;
-use inventory::catalog_read::{
+use inventory::read::{
     DEFAULT_HISTORY_LIMIT, HistoryEvent, HistoryPage, MAX_BATCH_PRODUCTS, MAX_HISTORY_LIMIT,
     ProductView, SupplierOffer,
 };

@@ -3,7 +3,7 @@
 
 use crate::respond::Problem;
 use inventory::ProductId;
-use inventory::catalog_read::{DEFAULT_HISTORY_LIMIT, HistoryQuery, MAX_BATCH_PRODUCTS};
+use inventory::read::{DEFAULT_HISTORY_LIMIT, HistoryQuery, MAX_BATCH_PRODUCTS};
 use lambda_http::http::Method;
 use percent_encoding::percent_decode_str;
 

@@ -6,9 +6,9 @@ use crate::metrics::Metrics;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use inventory::PipelineError;
-use inventory::catalog_read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};
-use inventory::money::{Currency, Price, Quantity};
+use inventory::domain::money::{Currency, Price, Quantity};
 use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
+use inventory::read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};
 use inventory::{ErrorKind, ProductId, SupplierId};
 use lambda_http::Body;
 use lambda_http::http::{Response, StatusCode, header};
@@ -508,11 +508,11 @@ async fn with_the_database_down_a_miss_is_503_with_retry_after_but_a_hit_is_serv
 #[test]
 fn metrics_are_written_as_one_emf_line_per_window_and_at_once_on_a_cache_error() {
     let m = Metrics::new("inventory-product-api-dev", Duration::from_secs(3600));
-    let hit = inventory::catalog_read::ReadStats {
+    let hit = inventory::read::ReadStats {
         hits: 1,
         ..Default::default()
     };
-    let failed = inventory::catalog_read::ReadStats {
+    let failed = inventory::read::ReadStats {
         cache_errors: 1,
         misses: 1,
         db_queries: 1,

@@ -4,7 +4,7 @@ use inventory::PipelineError;
 use inventory::adapters::postgres::DatabaseConfig;
 use inventory::adapters::s3::ArchiveConfig;
 use inventory::config::Vars;
-use inventory::retention::RetentionConfig;
+use inventory::domain::retention::RetentionConfig;
 
 /// What the function reads from its environment at cold start.
 #[derive(Debug, Clone)]

@@ -4,9 +4,9 @@
 use inventory::adapters::custom_resource::{
     self, Budget, CustomResourceEvent, Outcome, RequestKind, ResponseSender,
 };
-use inventory::partitions::PartitionReport;
+use inventory::domain::partitions::PartitionReport;
+use inventory::domain::retention::RetentionReport;
 use inventory::ports::SchemaMigrator;
-use inventory::retention::RetentionReport;
 use inventory::{ErrorKind, PipelineError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

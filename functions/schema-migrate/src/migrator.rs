@@ -7,10 +7,10 @@ use inventory::adapters::postgres::{
     DatabaseConnection, db_error, maintain_event_store, retain_event_store,
 };
 use inventory::config::DbCredentials;
-use inventory::partitions::PartitionReport;
+use inventory::domain::partitions::PartitionReport;
+use inventory::domain::retention::{RetentionConfig, RetentionReport};
 use inventory::ports::{ExportStore, LoginSecret, SchemaMigrator};
 use inventory::redact::ExposeSecret as _;
-use inventory::retention::{RetentionConfig, RetentionReport};
 use inventory::{ErrorKind, PipelineError};
 use std::sync::Arc;
 

@@ -1,9 +1,9 @@
 //! One invocation: the payload must be a [`ChunkInput`]; its records are validated and the
 //! bad ones quarantined.
 
-use inventory::pipeline::{ChunkInput, ValidateOutput};
 use inventory::ports::Quarantine;
-use inventory::{PipelineError, usecase};
+use inventory::steps::payloads::{ChunkInput, ValidateOutput};
+use inventory::{PipelineError, steps};
 use serde_json::Value;
 
 /// Handles one invocation at `now`: the payload must be a [`ChunkInput`].
@@ -15,5 +15,5 @@ pub async fn handle(
     let input: ChunkInput = serde_json::from_value(payload).map_err(|e| {
         PipelineError::invalid_payload(format!("validate expects a chunk (ChunkInput): {e}"))
     })?;
-    usecase::validate_chunk(&input, quarantine, now).await
+    steps::validate_chunk(&input, quarantine, now).await
 }

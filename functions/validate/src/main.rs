@@ -6,7 +6,7 @@ use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::postgres::{PgQuarantine, connect_from_config};
 use inventory::adapters::s3_rejections::S3RejectionStore;
 use inventory::ports::Quarantine;
-use inventory::supplier_rejections::SupplierVisibleQuarantine;
+use inventory::steps::supplier_rejections::SupplierVisibleQuarantine;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 

@@ -47,7 +47,7 @@ fn fixture() -> Value {
 #[tokio::test]
 async fn records_validated_later_than_any_redrive_could_are_all_kept_not_passed() {
     let q = MemoryQuarantine::default();
-    let late = fixture_now() + inventory::update::MAX_VALIDATION_DELAY;
+    let late = fixture_now() + inventory::domain::update::MAX_VALIDATION_DELAY;
 
     let out = handle(fixture(), &q, late).await.expect("validated");
 

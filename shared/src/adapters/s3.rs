@@ -4,8 +4,8 @@
 
 use super::aws;
 use crate::config::Vars;
+use crate::domain::keys::ArchiveKey;
 use crate::error::PipelineError;
-use crate::keys::ArchiveKey;
 use crate::ports::{ObjectKind, ObjectStore};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;

@@ -1,4 +1,4 @@
-//! The event store's exports in the archive bucket (see [`crate::retention`]): written like
+//! The event store's exports in the archive bucket (see [`crate::domain::retention`]): written like
 //! archive objects (SSE-KMS) and read back to be verified. Its own feature, since only the
 //! retention (schema-migrate) reads objects back.
 
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 
 /// [`ExportStore`] on the archive bucket: the event store's exports (see
-/// [`crate::retention`]), encrypted like the archive.
+/// [`crate::domain::retention`]), encrypted like the archive.
 #[derive(Debug, Clone)]
 pub struct S3ExportStore {
     client: Client,

@@ -4,10 +4,10 @@
 
 use super::s3::{NewObject, SseKms, write_object};
 use crate::config::Vars;
+use crate::domain::keys::RejectionKey;
 use crate::error::PipelineError;
-use crate::keys::RejectionKey;
 use crate::ports::RejectionStore;
-use crate::supplier_rejections::{AccountId, SupplierAccounts};
+use crate::steps::supplier_rejections::{AccountId, SupplierAccounts};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 

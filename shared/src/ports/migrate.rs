@@ -2,9 +2,9 @@
 //! the functions' login secret.
 
 use crate::config::DbCredentials;
+use crate::domain::partitions::PartitionReport;
+use crate::domain::retention::RetentionReport;
 use crate::error::PipelineError;
-use crate::partitions::PartitionReport;
-use crate::retention::RetentionReport;
 use async_trait::async_trait;
 
 /// Where the functions' login (user name and password) comes from.

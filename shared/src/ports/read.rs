@@ -1,9 +1,9 @@
 //! The read path's ports: where products are read from (the projection in the database) and
 //! the cache in front of it. Adapters implement them on PostgreSQL and Redis; tests in memory.
 
-use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductView};
+use crate::domain::ids::ProductId;
 use crate::error::PipelineError;
-use crate::ids::ProductId;
+use crate::read::{HistoryEvent, HistoryQuery, ProductView};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! The pipeline's write-side ports: the event store, quarantine, the objects kept in S3
 //! (archive, oversized records, exports, supplier rejections) and the cache's invalidation.
 
+use crate::domain::keys::{ArchiveKey, RejectionKey};
+use crate::domain::rejection::Rejection;
+use crate::domain::update::InventoryUpdate;
 use crate::error::PipelineError;
-use crate::keys::{ArchiveKey, RejectionKey};
-use crate::pipeline::{CacheInvalidateOutput, ChangedProduct, ObjectRef};
-use crate::rejection::Rejection;
-use crate::update::InventoryUpdate;
+use crate::steps::payloads::{CacheInvalidateOutput, ChangedProduct, ObjectRef};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -32,7 +32,7 @@ pub trait Quarantine: Send + Sync {
     async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError>;
 }
 
-/// Stores the rejection objects suppliers read (see [`crate::supplier_rejections`]).
+/// Stores the rejection objects suppliers read (see [`crate::steps::supplier_rejections`]).
 #[async_trait]
 pub trait RejectionStore: Send + Sync {
     /// Writes (or overwrites) one JSON-lines object.
@@ -83,7 +83,7 @@ pub trait ProductCache: Send + Sync {
     ) -> Result<CacheInvalidateOutput, PipelineError>;
 }
 
-/// Stores the event store's exports in the archive bucket (see [`crate::retention`]) and
+/// Stores the event store's exports in the archive bucket (see [`crate::domain::retention`]) and
 /// reads them back to verify them.
 #[async_trait]
 pub trait ExportStore: Send + Sync {

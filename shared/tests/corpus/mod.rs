@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
-use inventory::money::{MAX_PRICE_SCALE, MAX_QUANTITY};
-use inventory::update::{DEDUP_WINDOW, MAX_FUTURE_SKEW};
+use inventory::domain::money::{MAX_PRICE_SCALE, MAX_QUANTITY};
+use inventory::domain::update::{DEDUP_WINDOW, MAX_FUTURE_SKEW};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

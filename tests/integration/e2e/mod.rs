@@ -90,7 +90,7 @@ async fn a_redelivered_batch_starts_no_second_execution() -> Result<()> {
         "a redelivery started another execution: {executions:?}"
     );
     assert_eq!(executions[0].2, ExecutionStatus::Succeeded);
-    let expected = inventory::pipeline::ChunkId {
+    let expected = inventory::steps::payloads::ChunkId {
         stream: st.o("StreamName").to_owned(),
         shard_id: shard,
         first_sequence: seqs[0].clone(),

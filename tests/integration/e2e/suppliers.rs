@@ -9,7 +9,7 @@ use super::harness::{SERIAL, Stack, local_stack};
 use super::operator::{Cli, succeeded};
 use anyhow::{Context as _, Result};
 use chrono::{SecondsFormat, TimeDelta, Utc};
-use inventory::supplier_rejections::{RejectionNotice, SupplierAccounts};
+use inventory::steps::supplier_rejections::{RejectionNotice, SupplierAccounts};
 use inventory::{RejectionKey, SupplierId};
 use serde_json::json;
 use std::collections::BTreeSet;

@@ -12,7 +12,7 @@ use super::version_of;
 use anyhow::{Context as _, Result, bail};
 use inventory::adapters::cache::{RedisConfig, RedisEndpoint, RedisProductCache};
 use inventory::adapters::postgres::PgEventStore;
-use inventory::pipeline::{CacheInvalidateInput, PersistInput, PersistOutput};
+use inventory::steps::payloads::{CacheInvalidateInput, PersistInput, PersistOutput};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

@@ -10,10 +10,10 @@ use anyhow::{Context as _, Result};
 use inventory::CacheKeys;
 use inventory::adapters::cache::RedisProductCache;
 use inventory::adapters::postgres::load_summary;
-use inventory::catalog_read::{
+use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
+use inventory::read::{
     CatalogReads, HistoryEvent, HistoryQuery, ProductView, ReadPolicy, ReadStats,
 };
-use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use inventory::{PipelineError, ProductId};
 use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex};

@@ -4,9 +4,9 @@
 use super::*;
 use async_trait::async_trait;
 use aws_lambda_events::event::kinesis::{KinesisEventRecord, KinesisRecord};
-use inventory::fanout::StreamRecord;
-use inventory::pipeline::{ChunkInput, MAX_CHUNK_RECORDS, MAX_INLINE_RECORD_BYTES};
 use inventory::ports::ObjectKind;
+use inventory::steps::fanout::StreamRecord;
+use inventory::steps::payloads::{ChunkInput, MAX_CHUNK_RECORDS, MAX_INLINE_RECORD_BYTES};
 use inventory::{ArchiveKey, ErrorKind};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,8 +8,8 @@
 
 use super::errors::from_redis;
 use super::{ABSENT_VERSION, CacheEntry, POPULATE, PopulateOutcome, RedisProductCache};
+use crate::domain::ids::ProductId;
 use crate::error::{ErrorKind, PipelineError};
-use crate::ids::ProductId;
 use crate::ports::{CacheFill, CacheRead, Cached, FillOutcome};
 use async_trait::async_trait;
 use std::future::Future;

@@ -3,8 +3,8 @@
 //! `CACHE_KEY_PREFIX` and `CACHE_FENCE_TTL_SECS`.
 
 use crate::config::Vars;
+use crate::domain::keys::CacheKeys;
 use crate::error::PipelineError;
-use crate::keys::CacheKeys;
 use crate::redact::{SecretUrl, redact_url};
 
 /// How to reach Redis.

@@ -26,11 +26,11 @@ pub use catalog::CACHE_CALL_BUDGET;
 pub use config::{RedisConfig, RedisEndpoint};
 pub use errors::kind_of;
 
+use crate::domain::ids::ProductId;
+use crate::domain::keys::CacheKeys;
 use crate::error::{ErrorKind, PipelineError};
-use crate::ids::ProductId;
-use crate::keys::CacheKeys;
-use crate::pipeline::{CacheInvalidateOutput, ChangedProduct};
 use crate::ports::ProductCache;
+use crate::steps::payloads::{CacheInvalidateOutput, ChangedProduct};
 use async_trait::async_trait;
 use errors::from_redis;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};

@@ -5,11 +5,11 @@ use super::entity::{inventory_event, product_offer, product_summary};
 use super::error::db_error;
 use super::rows;
 use super::sql::{json_param, stmt};
-use crate::catalog_read::{HistoryEvent, HistoryQuery, ProductView};
+use crate::domain::event::InventoryUpdateReceived;
+use crate::domain::ids::ProductId;
 use crate::error::{ErrorKind, PipelineError};
-use crate::event::InventoryUpdateReceived;
-use crate::ids::ProductId;
 use crate::ports::ProductReader;
+use crate::read::{HistoryEvent, HistoryQuery, ProductView};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -58,7 +58,10 @@ impl ProductReader for PgCatalogReader {
             .query_all_raw(stmt(LOAD_PRODUCTS, vec![json_param(products)?]))
             .await
             .map_err(|e| db_error("could not load products", e))?;
-        let mut views: Vec<(product_summary::Model, Vec<crate::projection::Offer>)> = Vec::new();
+        let mut views: Vec<(
+            product_summary::Model,
+            Vec<crate::domain::projection::Offer>,
+        )> = Vec::new();
         for row in rows {
             let summary = product_summary::Model::from_query_result(&row, "")
                 .map_err(|e| db_error("could not read a product summary row", e))?;

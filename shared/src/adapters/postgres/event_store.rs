@@ -5,13 +5,13 @@
 use super::error::db_error;
 use super::projection_store::{OffersByProduct, apply_events, lock_products};
 use super::sql::stmt;
+use crate::domain::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
+use crate::domain::ids::ProductId;
+use crate::domain::projection::ProductSummary;
+use crate::domain::update::InventoryUpdate;
 use crate::error::{ErrorKind, PipelineError};
-use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
-use crate::ids::ProductId;
-use crate::pipeline::ChangedProduct;
 use crate::ports::{AppendOutcome, EventStore};
-use crate::projection::ProductSummary;
-use crate::update::InventoryUpdate;
+use crate::steps::payloads::ChangedProduct;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -96,7 +96,7 @@ RETURNING seq, update_key"#;
 impl EventStore for PgEventStore {
     /// One transaction: (a) lock the chunk's products' summary rows in id order, (b) insert
     /// the events, skipping keys the store already has, (c)–(e) apply the new ones to the
-    /// projection through [`crate::projection::project`], (f) report the products whose current
+    /// projection through [`crate::domain::projection::project`], (f) report the products whose current
     /// offers come from this chunk. Because (f) looks at the current state rather than at what
     /// this attempt inserted, a retry after a lost response reports the same products.
     #[tracing::instrument(skip_all, fields(updates = updates.len()))]

@@ -3,16 +3,16 @@
 //! partitions reach and whether any event landed in the default partition, which only happens
 //! when maintenance has not run for longer than the days made ahead. It also forgets the
 //! idempotency keys older than [`KEY_RETENTION`] (the dedup window plus the longest way back
-//! to Persist; see [`crate::update::DEDUP_WINDOW`]).
+//! to Persist; see [`crate::domain::update::DEDUP_WINDOW`]).
 //!
 //! Run daily in the deployed stack (an EventBridge schedule invokes schema-migrate with
 //! `{"action":"maintain"}`), and by hand the same way. Safe to run twice or at the same time:
 //! pg_partman takes its own advisory lock and creates only the partitions that are missing.
 
 use super::error::db_error;
+use crate::domain::partitions::PartitionReport;
+use crate::domain::update::KEY_RETENTION;
 use crate::error::{ErrorKind, PipelineError};
-use crate::partitions::PartitionReport;
-use crate::update::KEY_RETENTION;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 

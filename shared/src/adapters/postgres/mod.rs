@@ -3,7 +3,7 @@
 //! rebuild and its snapshots; the retention that exports old days and drops them; the read
 //! API's catalog reads ([`PgCatalogReader`]); and, with the `test-util` feature, the plain
 //! projection reads tests compare against. The rules themselves (newest wins, summaries) live
-//! in [`crate::projection`] only: nothing here decides which update wins.
+//! in [`crate::domain::projection`] only: nothing here decides which update wins.
 
 mod catalog;
 mod config;

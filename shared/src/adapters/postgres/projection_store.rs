@@ -8,10 +8,10 @@ use super::entity::product_offer;
 use super::error::db_error;
 use super::rows;
 use super::sql::{ids_param, json_param, stmt};
+use crate::domain::event::EventEnvelope;
+use crate::domain::ids::ProductId;
+use crate::domain::projection::{Offer, ProjectionChange, project};
 use crate::error::PipelineError;
-use crate::event::EventEnvelope;
-use crate::ids::ProductId;
-use crate::projection::{Offer, ProjectionChange, project};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,7 +98,7 @@ pub(crate) async fn apply_events(
 ) -> Result<OffersByProduct, PipelineError> {
     let current = load_offers_of(txn, products).await?;
     let change = project(&current, events);
-    let mut after: BTreeMap<(ProductId, crate::ids::SupplierId), Offer> = current
+    let mut after: BTreeMap<(ProductId, crate::domain::ids::SupplierId), Offer> = current
         .into_iter()
         .map(|o| ((o.product_id.clone(), o.supplier_id.clone()), o))
         .collect();

@@ -3,10 +3,10 @@
 
 use super::entity::quarantined_record::{self, ActiveModel, Column, Entity};
 use super::error::db_error;
+use crate::domain::rejection::{Rejection, RejectionCode};
 use crate::error::{ErrorKind, PipelineError};
-use crate::pipeline::ObjectRef;
 use crate::ports::{Quarantine, QuarantinedRecord};
-use crate::rejection::{Rejection, RejectionCode};
+use crate::steps::payloads::ObjectRef;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{

@@ -5,9 +5,9 @@
 use super::entity::{product_offer, product_summary};
 use super::error::db_error;
 use super::rows;
+use crate::domain::ids::ProductId;
+use crate::domain::projection::{Offer, ProductSummary};
 use crate::error::PipelineError;
-use crate::ids::ProductId;
-use crate::projection::{Offer, ProductSummary};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
 /// A product's summary, or `None` when the store has no offer for it.

@@ -10,9 +10,9 @@ use super::retention::retired_up_to;
 use super::rows::envelope;
 use super::snapshot::{SnapshotInfo, latest_snapshot, restore_into, save_from};
 use super::sql::{live_schema, query_scalar, stmt, try_xact_lock};
+use crate::domain::ids::ProductId;
+use crate::domain::projection::PROJECTION_RULES_VERSION;
 use crate::error::{ErrorKind, PipelineError};
-use crate::ids::ProductId;
-use crate::projection::PROJECTION_RULES_VERSION;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -40,7 +40,7 @@ pub struct RebuildReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RebuildFrom {
     /// The newest snapshot taken under the projection rules this build runs
-    /// ([`crate::projection::PROJECTION_RULES_VERSION`]), or the first event if there is none.
+    /// ([`crate::domain::projection::PROJECTION_RULES_VERSION`]), or the first event if there is none.
     #[default]
     LatestSnapshot,
     /// The first event, whatever snapshots exist.
@@ -114,7 +114,7 @@ where
 ///    on against the new tables.
 ///
 /// The projection is a fold of the events that does not depend on their order and ignores
-/// repeats ([`crate::projection::project`]), so the new tables equal a fold of every event up
+/// repeats ([`crate::domain::projection::project`]), so the new tables equal a fold of every event up
 /// to the switch. If anything fails before the switch commits, the live projection is as it
 /// was; the next run drops what was left.
 ///

@@ -1,11 +1,11 @@
 //! The retention job: days of `inventory_events` older than the retention leave the database,
 //! each only after its events are in the archive bucket and verified (see
-//! [`crate::retention`] for the objects and the checksum).
+//! [`crate::domain::retention`] for the objects and the checksum).
 //!
 //! For each due day's partition, oldest first, until the time budget runs out:
 //!
 //! 1. **Export, part by part.** The events after the last verified part (table
-//!    `event_store_exports`), up to [`crate::retention::PART_EVENTS`] in `seq` order, become one gzip
+//!    `event_store_exports`), up to [`crate::domain::retention::PART_EVENTS`] in `seq` order, become one gzip
 //!    JSON-lines object. It is written, read back from S3, and its count and checksum must
 //!    equal both what was written and what the database computes for the same `seq` range;
 //!    then the part is recorded as verified. An interrupted run goes on after the last
@@ -29,12 +29,12 @@ use super::maintenance::EVENT_STORE_PARENT;
 use super::rebuild::try_rebuild_lock;
 use super::snapshot::{LiveSnapshot, SnapshotInfo, latest_snapshot, snapshot_live};
 use super::sql::{query_scalar, stmt, try_xact_lock};
-use crate::error::{ErrorKind, PipelineError};
-use crate::ports::{ExportStore, ObjectKind};
-use crate::retention::{
+use crate::domain::retention::{
     Checksum, ExportPart, Manifest, RetentionConfig, RetentionReport, checksum_sql, gzip_lines,
     manifest_key, part_key,
 };
+use crate::error::{ErrorKind, PipelineError};
+use crate::ports::{ExportStore, ObjectKind};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, IsolationLevel, TransactionTrait};
 use std::time::Instant;
@@ -207,7 +207,7 @@ async fn retire_day(
                 return Ok(Retired::NotYet(format!(
                     "{} needs a snapshot of the projection, and the live projection was built under projection rules {live}, not this build's {}: rebuild the projection (inventory rebuild-projection), then the next run goes on",
                     partition.day,
-                    crate::projection::PROJECTION_RULES_VERSION
+                    crate::domain::projection::PROJECTION_RULES_VERSION
                 )));
             }
         }

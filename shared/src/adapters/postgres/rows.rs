@@ -2,11 +2,11 @@
 //! (the domain types only ever wrote valid ones), reported as [`ErrorKind::Internal`].
 
 use super::entity::{inventory_event, product_offer, product_summary};
+use crate::domain::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
+use crate::domain::ids::{ProductId, SupplierId};
+use crate::domain::money::{Currency, Price, Quantity};
+use crate::domain::projection::{Offer, ProductSummary};
 use crate::error::{ErrorKind, PipelineError};
-use crate::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
-use crate::ids::{ProductId, SupplierId};
-use crate::money::{Currency, Price, Quantity};
-use crate::projection::{Offer, ProductSummary};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> PipelineError {
     PipelineError::new(

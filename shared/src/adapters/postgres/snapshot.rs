@@ -3,14 +3,14 @@
 //! of the projection rules. The rebuild writes one from its new tables once they hold every
 //! event up to its first high-water mark (before its catch-up and switch), and the next
 //! rebuild starts from the newest one of its rules version and replays only the later events. The projection is a fold that ignores order and repeats
-//! ([`crate::projection::project`]), so a snapshot at `s` plus the events after `s` folds to
+//! ([`crate::domain::projection::project`]), so a snapshot at `s` plus the events after `s` folds to
 //! the same projection as every event from the first (SPEC invariant 7).
 
 use super::error::db_error;
 use super::rebuild::try_rebuild_lock;
 use super::sql::{live_schema, query_scalar, stmt};
+use crate::domain::projection::PROJECTION_RULES_VERSION;
 use crate::error::{ErrorKind, PipelineError};
-use crate::projection::PROJECTION_RULES_VERSION;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, IsolationLevel, TransactionTrait,

@@ -3,8 +3,8 @@
 //! schema.
 
 use super::error::db_error;
+use crate::domain::ids::ProductId;
 use crate::error::{ErrorKind, PipelineError};
-use crate::ids::ProductId;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use serde::Serialize;
 

@@ -9,7 +9,7 @@ use crate::stack::Outputs;
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use inventory::SourcePosition;
-use inventory::update::parse_record;
+use inventory::domain::update::parse_record;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

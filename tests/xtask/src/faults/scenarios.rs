@@ -1,7 +1,7 @@
 //! The fault scenarios: what each pushes, what it breaks mid-stream, and the poison records.
 
+use inventory::domain::rejection::RejectionCode;
 use inventory::feed::{self, FeedRecord, FeedSpec, RecordKind};
-use inventory::rejection::RejectionCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -333,7 +333,7 @@ pub fn poison_records() -> Vec<FeedRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use inventory::update::{SourcePosition, parse_record};
+    use inventory::domain::update::{SourcePosition, parse_record};
 
     #[test]
     fn every_poison_record_is_rejected_but_the_unicode_update_ids() {

@@ -27,7 +27,7 @@ use std::io::{Read, Write};
 /// way.
 pub const PART_EVENTS: i64 = 50_000;
 
-pub use crate::keys::EXPORT_PREFIX;
+pub use crate::domain::keys::EXPORT_PREFIX;
 
 /// The fewest days a deployment may keep: a day is exported only once it is over and a whole
 /// day has passed, longer than any Persist transaction that could still commit into it.

@@ -1,9 +1,9 @@
 //! Events: past-tense facts with a type and a version, and the idempotency key that makes
 //! each one unique in the store.
 
-use crate::ids::{ProductId, SupplierId, UpdateId};
-use crate::money::{Currency, Price, Quantity};
-use crate::update::{InventoryUpdate, SourcePosition};
+use crate::domain::ids::{ProductId, SupplierId, UpdateId};
+use crate::domain::money::{Currency, Price, Quantity};
+use crate::domain::update::{InventoryUpdate, SourcePosition};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -44,7 +44,7 @@ impl UpdateKey {
             &quantity.get().to_string(),
             &price.to_string(),
             currency.as_str(),
-            &crate::update::event_time_text(occurred_at),
+            &crate::domain::update::event_time_text(occurred_at),
         ])
     }
 

@@ -419,8 +419,8 @@ const INVOKE_ENVELOPE_BYTES: usize = 4 * 1024;
 
 #[test]
 fn a_full_chunk_of_the_smallest_valid_records_keeps_validates_output_under_the_state_limit() {
-    use crate::pipeline::{STATE_PAYLOAD_LIMIT_BYTES, ValidateOutput};
-    use crate::update::{SourcePosition, parse_record};
+    use crate::domain::update::{SourcePosition, parse_record};
+    use crate::steps::payloads::{STATE_PAYLOAD_LIMIT_BYTES, ValidateOutput};
     // The smallest valid record grows the most when parsed: its update carries a fixed
     // update key, timestamps and stream position. One-character partition keys pack the
     // most of them into a chunk.

@@ -2,10 +2,10 @@
 //! pages of a product's event history. Plain serialisable values; the JSON of a
 //! [`ProductView`] is exactly what the cache stores and the API returns.
 
+use crate::domain::ids::{ProductId, SupplierId};
+use crate::domain::money::{Currency, Price, Quantity};
+use crate::domain::projection::{Offer, ProductSummary};
 use crate::error::{ErrorKind, PipelineError};
-use crate::ids::{ProductId, SupplierId};
-use crate::money::{Currency, Price, Quantity};
-use crate::projection::{Offer, ProductSummary};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

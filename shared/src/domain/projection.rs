@@ -2,9 +2,9 @@
 //! summary is derived from the offers. Pure functions, so the database adapter, the rebuild
 //! and the tests all apply the very same rules.
 
-use crate::event::{EventEnvelope, UpdateKey};
-use crate::ids::{ProductId, SupplierId};
-use crate::money::{Currency, Price, Quantity};
+use crate::domain::event::{EventEnvelope, UpdateKey};
+use crate::domain::ids::{ProductId, SupplierId};
+use crate::domain::money::{Currency, Price, Quantity};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -218,8 +218,8 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::InventoryUpdateReceived;
-    use crate::update::SourcePosition;
+    use crate::domain::event::InventoryUpdateReceived;
+    use crate::domain::update::SourcePosition;
     use chrono::TimeZone;
     use proptest::prelude::*;
 

@@ -22,9 +22,9 @@
 //!   shard, so `index` is 0, and counts up only to keep apart chunks that would otherwise share
 //!   a sequence range (a malformed batch that repeats a sequence number).
 
+use crate::domain::keys::ArchiveKey;
 use crate::error::{ErrorKind, PipelineError};
-use crate::keys::ArchiveKey;
-use crate::pipeline::{
+use crate::steps::payloads::{
     ChunkId, ChunkInput, MAX_CHUNK_PAYLOAD_BYTES, MAX_CHUNK_RECORDS, MAX_INLINE_RECORD_BYTES,
     ObjectRef, SourceRecord,
 };

@@ -1,19 +1,19 @@
 //! Each supplier's own rejections, readable from its own AWS account and from no other.
 //!
 //! Kinesis does not say which account put a record, so a rejected record belongs to the
-//! supplier its `supplier_id` names ([`crate::update::claimed_supplier`]), and that supplier to
+//! supplier its `supplier_id` names ([`crate::domain::update::claimed_supplier`]), and that supplier to
 //! the AWS account the deployer maps it to ([`SupplierAccounts`], the template's
 //! `SupplierRejectionAccounts`). Validate writes each chunk's rejections, one object per
 //! supplier, under `rejections/{account}/{supplier}/` ([`RejectionKey`]); the bucket policy lets
 //! an account read only its own prefix. A record that names no supplier, or one nobody mapped,
 //! is in the quarantine only, where operators see it.
 
+use crate::domain::ids::SupplierId;
+use crate::domain::keys::RejectionKey;
+use crate::domain::rejection::RejectionCode;
+use crate::domain::update::claimed_supplier;
 use crate::error::PipelineError;
-use crate::ids::SupplierId;
-use crate::keys::RejectionKey;
 use crate::ports::{Quarantine, QuarantinedRecord, RejectionStore};
-use crate::rejection::RejectionCode;
-use crate::update::claimed_supplier;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;

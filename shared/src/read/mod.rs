@@ -22,8 +22,8 @@ pub use view::{
     MAX_BATCH_PRODUCTS, MAX_HISTORY_LIMIT, ProductView, SupplierOffer,
 };
 
+use crate::domain::ids::ProductId;
 use crate::error::PipelineError;
-use crate::ids::ProductId;
 use crate::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

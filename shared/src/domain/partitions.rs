@@ -22,7 +22,7 @@ pub struct PartitionReport {
     /// Events in the default partition (0 when healthy).
     pub default_rows: i64,
     /// Idempotency keys this run forgot (first seen more than
-    /// [`KEY_RETENTION`](crate::update::KEY_RETENTION) ago).
+    /// [`KEY_RETENTION`](crate::domain::update::KEY_RETENTION) ago).
     #[serde(default)]
     pub pruned_keys: u64,
     /// The whole database's size on disk (`pg_database_size`), which the stack's alarm on

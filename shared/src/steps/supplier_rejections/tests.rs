@@ -1,6 +1,6 @@
 use super::*;
+use crate::domain::rejection::Rejection;
 use crate::error::ErrorKind;
-use crate::rejection::Rejection;
 use std::sync::Mutex;
 
 fn accounts() -> SupplierAccounts {

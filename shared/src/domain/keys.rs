@@ -1,7 +1,7 @@
 //! Key schemes: where a chunk is archived in S3, where a supplier's rejections are written,
 //! and where a product is cached in Redis.
 
-use crate::ids::ProductId;
+use crate::domain::ids::ProductId;
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -100,7 +100,7 @@ impl fmt::Display for RejectionKey {
 }
 
 /// Where the event store's exports go in the archive bucket (the retention; see
-/// [`crate::retention`]): `event-store/inventory_events/YYYY/MM/DD/part-NNNNN.jsonl.gz` and
+/// [`crate::domain::retention`]): `event-store/inventory_events/YYYY/MM/DD/part-NNNNN.jsonl.gz` and
 /// `.../manifest.json`. Only schema-migrate writes and reads under it.
 pub const EXPORT_PREFIX: &str = "event-store/inventory_events";
 

@@ -1,6 +1,6 @@
 //! Quantities, prices and currencies. Prices are exact decimals, never floats.
 
-use crate::rejection::{Rejection, RejectionCode};
+use crate::domain::rejection::{Rejection, RejectionCode};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,10 +1,10 @@
 //! Turning a supplier's record into an [`InventoryUpdate`], or into a [`Rejection`] that says
 //! exactly what is wrong. This is the data contract of SPEC.md, in one place.
 
-use crate::event::UpdateKey;
-use crate::ids::{ProductId, SupplierId, UpdateId};
-use crate::money::{Currency, Price, Quantity};
-use crate::rejection::{Rejection, RejectionCode};
+use crate::domain::event::UpdateKey;
+use crate::domain::ids::{ProductId, SupplierId, UpdateId};
+use crate::domain::money::{Currency, Price, Quantity};
+use crate::domain::rejection::{Rejection, RejectionCode};
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -167,14 +167,14 @@ pub struct InventoryUpdate {
 ///
 /// [`ReadFields`] fills it key by key. With the `schema` feature the same struct yields the
 /// contract's JSON Schema: each field takes its schema from the type that parses it
-/// ([`crate::contract`]); its `serde` attributes only shape that schema.
+/// ([`crate::domain::contract`]); its `serde` attributes only shape that schema.
 #[derive(Default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(
     feature = "schema",
     schemars(
         title = "Inventory update record",
-        transform = crate::contract::record_rules
+        transform = crate::domain::contract::record_rules
     )
 )]
 #[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
@@ -210,21 +210,21 @@ pub(crate) struct RecordFields<'a> {
     /// When the stock and price were true; the stream's arrival time when absent.
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::contract::OccurredAt>")
+        schemars(with = "Option<crate::domain::contract::OccurredAt>")
     )]
     #[cfg_attr(feature = "schema", serde(borrow, default))]
     occurred_at: Option<&'a RawValue>,
     /// The contract's major version; absent or `1` today (see docs/contract.md).
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::contract::SchemaVersion>")
+        schemars(with = "Option<crate::domain::contract::SchemaVersion>")
     )]
     #[cfg_attr(feature = "schema", serde(borrow, default))]
     schema_version: Option<&'a RawValue>,
     /// The supplier's own fields, kept in the archive and ignored by the pipeline.
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::contract::Extensions>")
+        schemars(with = "Option<crate::domain::contract::Extensions>")
     )]
     #[cfg_attr(feature = "schema", serde(borrow, default))]
     extensions: Option<&'a RawValue>,

@@ -473,10 +473,10 @@ async fn a_database_failure_on_a_miss_is_the_reads_error() {
 fn history_event(seq: i64) -> HistoryEvent {
     HistoryEvent {
         seq,
-        supplier_id: crate::ids::SupplierId::unspecified(),
-        quantity: crate::money::Quantity::new(seq).expect("valid"),
-        price: crate::money::Price::parse_decimal("1.5").expect("valid"),
-        currency: crate::money::Currency::USD,
+        supplier_id: crate::domain::ids::SupplierId::unspecified(),
+        quantity: crate::domain::money::Quantity::new(seq).expect("valid"),
+        price: crate::domain::money::Price::parse_decimal("1.5").expect("valid"),
+        currency: crate::domain::money::Currency::USD,
         occurred_at: Utc
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
@@ -598,7 +598,7 @@ fn history_queries_are_bounded() {
 
 #[test]
 fn a_view_lists_only_its_own_offers_by_supplier() {
-    use crate::projection::ProductSummary;
+    use crate::domain::projection::ProductSummary;
     let summary = ProductSummary {
         product_id: pid("a"),
         total_quantity: 3,
@@ -612,14 +612,14 @@ fn a_view_lists_only_its_own_offers_by_supplier() {
             .single()
             .expect("valid"),
     };
-    let offer = |product: &str, supplier: &str| crate::projection::Offer {
+    let offer = |product: &str, supplier: &str| crate::domain::projection::Offer {
         product_id: pid(product),
-        supplier_id: crate::ids::SupplierId::parse(supplier).expect("valid"),
-        quantity: crate::money::Quantity::new(1).expect("valid"),
-        price: crate::money::Price::parse_decimal("2.50").expect("valid"),
-        currency: crate::money::Currency::USD,
+        supplier_id: crate::domain::ids::SupplierId::parse(supplier).expect("valid"),
+        quantity: crate::domain::money::Quantity::new(1).expect("valid"),
+        price: crate::domain::money::Price::parse_decimal("2.50").expect("valid"),
+        currency: crate::domain::money::Currency::USD,
         occurred_at: summary.updated_at,
-        update_key: crate::event::UpdateKey::try_from("a".repeat(64)).expect("valid"),
+        update_key: crate::domain::event::UpdateKey::try_from("a".repeat(64)).expect("valid"),
         event_seq: 9,
     };
 

@@ -5,9 +5,9 @@
 //! output is about the same size; the other outputs are small. So no state payload comes near
 //! Step Functions' 256 KiB limit (SPEC invariant 6).
 
-use crate::ids::ProductId;
-use crate::rejection::Rejection;
-use crate::update::{InventoryUpdate, MAX_RECORD_BYTES};
+use crate::domain::ids::ProductId;
+use crate::domain::rejection::Rejection;
+use crate::domain::update::{InventoryUpdate, MAX_RECORD_BYTES};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -10,7 +10,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionCode {
-    /// The record is larger than [`crate::update::MAX_RECORD_BYTES`].
+    /// The record is larger than [`crate::domain::update::MAX_RECORD_BYTES`].
     RecordTooLarge,
     /// The record is empty.
     EmptyRecord,
@@ -30,7 +30,7 @@ pub enum RejectionCode {
     ProductIdWrongType,
     /// `product_id` is an empty string.
     ProductIdEmpty,
-    /// `product_id` is longer than [`crate::ids::MAX_ID_LEN`].
+    /// `product_id` is longer than [`crate::domain::ids::MAX_ID_LEN`].
     ProductIdTooLong,
     /// `product_id` has a character outside `[A-Za-z0-9._-]`.
     ProductIdInvalidChars,
@@ -48,7 +48,7 @@ pub enum RejectionCode {
     QuantityNotInteger,
     /// The quantity is below zero.
     QuantityNegative,
-    /// The quantity is above [`crate::money::MAX_QUANTITY`].
+    /// The quantity is above [`crate::domain::money::MAX_QUANTITY`].
     QuantityTooLarge,
     /// `price` is absent or null.
     PriceMissing,
@@ -58,9 +58,9 @@ pub enum RejectionCode {
     PriceInvalid,
     /// The price is below zero.
     PriceNegative,
-    /// The price has more than [`crate::money::MAX_PRICE_SCALE`] decimal places.
+    /// The price has more than [`crate::domain::money::MAX_PRICE_SCALE`] decimal places.
     PriceTooPrecise,
-    /// The price is above [`crate::money::MAX_PRICE`].
+    /// The price is above [`crate::domain::money::MAX_PRICE`].
     PriceTooLarge,
     /// `currency` is not a string.
     CurrencyWrongType,
@@ -76,7 +76,7 @@ pub enum RejectionCode {
     OccurredAtInvalid,
     /// `occurred_at` lies too far after the stream's arrival time.
     OccurredAtInFuture,
-    /// `occurred_at` lies before [`crate::update::EARLIEST_OCCURRED_AT`].
+    /// `occurred_at` lies before [`crate::domain::update::EARLIEST_OCCURRED_AT`].
     OccurredAtTooOld,
     /// The record could not be fetched from where the fan-out put it.
     PayloadUnavailable,
@@ -84,7 +84,7 @@ pub enum RejectionCode {
     SchemaVersionUnsupported,
     /// `extensions` is not a JSON object.
     ExtensionsWrongType,
-    /// The record is validated more than [`crate::update::MAX_VALIDATION_DELAY`] after it
+    /// The record is validated more than [`crate::domain::update::MAX_VALIDATION_DELAY`] after it
     /// reached the stream (an old execution's input run again): too late to tell whether it was
     /// already applied. Never the record's fault; replaying it from the quarantine sends it
     /// again.

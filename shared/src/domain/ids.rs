@@ -1,6 +1,6 @@
 //! Identifiers that parse: a value of these types is always valid.
 
-use crate::rejection::{Rejection, RejectionCode};
+use crate::domain::rejection::{Rejection, RejectionCode};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

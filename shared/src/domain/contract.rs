@@ -6,10 +6,10 @@
 //! current by `shared/tests/contract.rs`; `UPDATE_CONTRACT=1 cargo test -p inventory --test
 //! contract` rewrites both.
 
-use crate::ids::{DEFAULT_SUPPLIER, MAX_ID_LEN, MAX_UPDATE_ID_LEN};
-use crate::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
-use crate::rejection::RejectionCode;
-use crate::update::{
+use crate::domain::ids::{DEFAULT_SUPPLIER, MAX_ID_LEN, MAX_UPDATE_ID_LEN};
+use crate::domain::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
+use crate::domain::rejection::RejectionCode;
+use crate::domain::update::{
     DEDUP_WINDOW, EARLIEST_OCCURRED_AT, MAX_FUTURE_SKEW, MAX_RECORD_BYTES, MAX_VALIDATION_DELAY,
     SCHEMA_VERSION,
 };
@@ -233,11 +233,11 @@ pub use schema::{Extensions, OccurredAt, SchemaVersion, record_rules, record_sch
 #[cfg(feature = "schema")]
 mod schema {
     use super::{SCHEMA_ID, SCHEMA_VERSION};
-    use crate::ids::{MAX_UPDATE_ID_LEN, ProductId, SupplierId, UpdateId, id_pattern};
-    use crate::money::{
+    use crate::domain::ids::{MAX_UPDATE_ID_LEN, ProductId, SupplierId, UpdateId, id_pattern};
+    use crate::domain::money::{
         Currency, ISO_4217, MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY, Price, Quantity,
     };
-    use crate::update::RecordFields;
+    use crate::domain::update::RecordFields;
     use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
     use std::borrow::Cow;
 
