@@ -31,9 +31,9 @@ use inventory::read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};
 use inventory::steps::invalidate_cache;
 use inventory::steps::payloads::CacheInvalidateInput;
 use inventory::{PipelineError, ProductId};
+use inventory_product_api::App;
+use inventory_product_api::metrics::Metrics;
 use lambda_http::Body;
-use product_api::App;
-use product_api::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -297,7 +297,7 @@ async fn main() -> Result<()> {
         let request = get(&format!("/products/{}", popularity.next_id()))?;
         let before = app.metrics.snapshot();
         let t = Instant::now();
-        let response = product_api::handle(&app, request).await;
+        let response = inventory_product_api::handle(&app, request).await;
         let took = t.elapsed();
         let after = app.metrics.snapshot();
         anyhow::ensure!(

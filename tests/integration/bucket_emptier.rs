@@ -14,10 +14,10 @@ use aws_sdk_s3::operation::list_object_versions::{
     ListObjectVersionsInput, ListObjectVersionsOutput,
 };
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use bucket_emptier::{Emptied, empty_bucket, on_request};
 use integration_tests::moto::{MotoServer, unique_name};
 use inventory::ErrorKind;
 use inventory::adapters::custom_resource::CustomResourceEvent;
+use inventory_bucket_emptier::{Emptied, empty_bucket, on_request};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

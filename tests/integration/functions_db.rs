@@ -15,9 +15,9 @@ use inventory::adapters::postgres::{
 use inventory::ports::SchemaMigrator;
 use inventory::steps::payloads::{PersistOutput, ValidateOutput};
 use inventory::{ErrorKind, InventoryUpdate};
+use inventory_schema_migrate::PgSchemaMigrator;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use schema_migrate::PgSchemaMigrator;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -43,9 +43,10 @@ async fn validate_then_persist_keeps_every_record_once_even_when_the_chunk_is_re
     let mut outputs = Vec::new();
     for _delivery in 0..2 {
         let validated = serde_json::to_value(
-            validate::handle(chunk.clone(), &quarantine, soon_after(&mixed_chunk())).await?,
+            inventory_validate::handle(chunk.clone(), &quarantine, soon_after(&mixed_chunk()))
+                .await?,
         )?;
-        let persisted = persist::handle(
+        let persisted = inventory_persist::handle(
             persist_payload(&validated),
             &store,
             soon_after(&mixed_chunk()),
@@ -98,14 +99,14 @@ async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_func
     let t = TestDb::new().await?;
     let garbage = json!({"unexpected": [1, 2, 3]});
 
-    let v = validate::handle(
+    let v = inventory_validate::handle(
         garbage.clone(),
         &PgQuarantine::new(t.db.clone()),
         chrono::Utc::now(),
     )
     .await
     .expect_err("validate");
-    let p = persist::handle(
+    let p = inventory_persist::handle(
         garbage.clone(),
         &PgEventStore::new(t.db.clone()),
         chrono::Utc::now(),
@@ -117,7 +118,7 @@ async fn a_payload_that_does_not_deserialize_is_an_invalid_payload_at_every_func
         login: None,
         retention: None,
     });
-    let m = schema_migrate::handle(garbage, &budget(), &ResponseSender::new()?, migrator)
+    let m = inventory_schema_migrate::handle(garbage, &budget(), &ResponseSender::new()?, migrator)
         .await
         .expect_err("migrate");
 
@@ -187,7 +188,7 @@ fn cfn_event(request_type: &str, url: &str) -> Result<Value> {
     e["RequestType"] = json!(request_type);
     e["ResponseURL"] = json!(url);
     if request_type != "Create" {
-        e["PhysicalResourceId"] = json!(schema_migrate::PHYSICAL_ID);
+        e["PhysicalResourceId"] = json!(inventory_schema_migrate::PHYSICAL_ID);
         e["OldResourceProperties"] = json!({});
     }
     Ok(e)
@@ -205,21 +206,22 @@ async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answe
         retention: None,
     });
 
-    schema_migrate::handle(
+    inventory_schema_migrate::handle(
         cfn_event("Create", &url)?,
         &budget(),
         &sender,
         migrator.clone(),
     )
     .await?;
-    schema_migrate::handle(
+    inventory_schema_migrate::handle(
         cfn_event("Update", &url)?,
         &budget(),
         &sender,
         migrator.clone(),
     )
     .await?;
-    schema_migrate::handle(cfn_event("Delete", &url)?, &budget(), &sender, migrator).await?;
+    inventory_schema_migrate::handle(cfn_event("Delete", &url)?, &budget(), &sender, migrator)
+        .await?;
 
     let create = answers.recv().await.expect("Create answered");
     let update = answers.recv().await.expect("Update answered");
@@ -268,7 +270,7 @@ async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() ->
         retention: None,
     });
 
-    schema_migrate::handle(
+    inventory_schema_migrate::handle(
         cfn_event("Create", &url)?,
         &budget(),
         &ResponseSender::new()?,
@@ -330,7 +332,7 @@ fn any_permutation_duplication_and_chunking_yields_the_newest_update_per_offer()
         let stored = rt.block_on(async {
             for (i, chunk) in delivered.chunks(chunk_size).enumerate() {
                 let payload = json!({"chunk": crate::event_store::chunk(u32::try_from(i).unwrap_or(0)), "updates": chunk});
-                let _: PersistOutput = persist::handle(payload, &store, crate::event_store::arrived_at()).await?;
+                let _: PersistOutput = inventory_persist::handle(payload, &store, crate::event_store::arrived_at()).await?;
             }
             let mut stored = Vec::new();
             for p in &products {

@@ -25,17 +25,18 @@ fn lookup(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
 async fn the_archive_handler_writes_the_chunk_to_the_configured_bucket() -> Result<()> {
     let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("fn-archive").await?;
-    let config = ::archive::Config::from_lookup(lookup(&[("ARCHIVE_BUCKET", bucket.clone())]))?;
+    let config =
+        inventory_archive::Config::from_lookup(lookup(&[("ARCHIVE_BUCKET", bucket.clone())]))?;
     let store = S3ObjectStore::new(
         inventory::adapters::aws::s3_client(&moto.sdk_config()),
         config.archive,
     );
     let payload = serde_json::to_value(chunk())?;
 
-    let out = ::archive::handle(payload.clone(), &store)
+    let out = inventory_archive::handle(payload.clone(), &store)
         .await
         .map_err(|d| anyhow::anyhow!("{d:?}"))?;
-    let retried = ::archive::handle(payload, &store)
+    let retried = inventory_archive::handle(payload, &store)
         .await
         .map_err(|d| anyhow::anyhow!("{d:?}"))?;
 
@@ -62,7 +63,7 @@ async fn the_archive_handler_refuses_a_malformed_payload_and_writes_nothing() ->
         },
     );
 
-    let e = ::archive::handle(serde_json::json!({"records": "nope"}), &store)
+    let e = inventory_archive::handle(serde_json::json!({"records": "nope"}), &store)
         .await
         .expect_err("malformed");
 
@@ -74,19 +75,20 @@ async fn the_archive_handler_refuses_a_malformed_payload_and_writes_nothing() ->
 #[tokio::test]
 async fn the_cache_invalidate_handler_fences_and_evicts_the_changed_products() -> Result<()> {
     let redis = TestRedis::new()?;
-    let config = cache_invalidate::Config::from_lookup(lookup(&[
+    let config = inventory_cache_invalidate::Config::from_lookup(lookup(&[
         ("REDIS_URL", redis.url().to_owned()),
         ("CACHE_KEY_PREFIX", redis.prefix().to_owned()),
         ("CACHE_FENCE_TTL_SECS", "120".to_owned()),
     ]))?;
     let cache =
-        cache_invalidate::connect(&config, &aws_config::SdkConfig::builder().build()).await?;
+        inventory_cache_invalidate::connect(&config, &aws_config::SdkConfig::builder().build())
+            .await?;
     let stale = ProductId::parse("product123")?;
     cache
         .populate(&stale, 40, "{}", Duration::from_secs(60))
         .await?;
 
-    let out = cache_invalidate::handle(serde_json::from_str(CACHE_FIXTURE)?, &cache)
+    let out = inventory_cache_invalidate::handle(serde_json::from_str(CACHE_FIXTURE)?, &cache)
         .await
         .map_err(|d| anyhow::anyhow!("{d:?}"))?;
 
@@ -104,7 +106,7 @@ async fn the_cache_invalidate_handler_fences_and_evicts_the_changed_products() -
             .await?,
         PopulateOutcome::Fenced { fence: 41 }
     );
-    let e = cache_invalidate::handle(serde_json::json!({"products": "all"}), &cache)
+    let e = inventory_cache_invalidate::handle(serde_json::json!({"products": "all"}), &cache)
         .await
         .expect_err("malformed");
     assert_eq!(e.kind.name(), "Inventory.InvalidPayload");
@@ -122,8 +124,8 @@ async fn secret_with_token(moto: &MotoServer, token: &str) -> Result<String> {
     Ok(created.arn().unwrap_or_default().to_owned())
 }
 
-fn host_config(server: &PasswordRedis, arn: &str) -> Result<cache_invalidate::Config> {
-    let config = cache_invalidate::Config::from_lookup(lookup(&[
+fn host_config(server: &PasswordRedis, arn: &str) -> Result<inventory_cache_invalidate::Config> {
+    let config = inventory_cache_invalidate::Config::from_lookup(lookup(&[
         ("REDIS_HOST", "127.0.0.1".to_owned()),
         ("REDIS_PORT", server.port().to_string()),
         ("REDIS_TLS", "false".to_owned()),
@@ -144,8 +146,8 @@ async fn the_auth_token_is_read_from_secrets_manager_and_opens_a_protected_redis
     let arn = secret_with_token(moto, "tok-8c41f2").await?;
     let config = host_config(&server, &arn)?;
 
-    let cache = cache_invalidate::connect(&config, &moto.sdk_config()).await?;
-    let out = cache_invalidate::handle(serde_json::from_str(CACHE_FIXTURE)?, &cache)
+    let cache = inventory_cache_invalidate::connect(&config, &moto.sdk_config()).await?;
+    let out = inventory_cache_invalidate::handle(serde_json::from_str(CACHE_FIXTURE)?, &cache)
         .await
         .map_err(|d| anyhow::anyhow!("{d:?}"))?;
 
@@ -166,8 +168,8 @@ async fn a_wrong_auth_token_is_a_configuration_error_that_never_shows_the_token(
     let arn = secret_with_token(moto, "wrong-tok-93a7").await?;
     let config = host_config(&server, &arn)?;
 
-    let cache = cache_invalidate::connect(&config, &moto.sdk_config()).await?;
-    let e = cache_invalidate::handle(serde_json::from_str(CACHE_FIXTURE)?, &cache)
+    let cache = inventory_cache_invalidate::connect(&config, &moto.sdk_config()).await?;
+    let e = inventory_cache_invalidate::handle(serde_json::from_str(CACHE_FIXTURE)?, &cache)
         .await
         .expect_err("bad token");
     // What the runtime sends back for it.
@@ -196,7 +198,7 @@ async fn a_missing_auth_secret_fails_the_cold_start_as_misconfigured() -> Result
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-AbCdEf",
     )?;
 
-    let e = cache_invalidate::connect(&config, &moto.sdk_config())
+    let e = inventory_cache_invalidate::connect(&config, &moto.sdk_config())
         .await
         .expect_err("no such secret");
 

@@ -20,8 +20,8 @@ use inventory::ports::{LoginSecret, SchemaMigrator};
 use inventory::steps::payloads::PersistInput;
 use inventory::steps::{persist_updates, validate_chunk};
 use inventory::{ErrorKind, PipelineError};
+use inventory_schema_migrate::PgSchemaMigrator;
 use migration::LoginRoleOutcome;
-use schema_migrate::PgSchemaMigrator;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use std::sync::{Arc, Mutex};
 
@@ -337,7 +337,7 @@ async fn schema_migrate_creates_the_functions_login_follows_its_secret_and_the_l
     secret.set_password(second);
     let applied_again = migrator.migrate().await?;
     let after_second = stored_verifier(&t.db, &role).await?.context("a password")?;
-    let same_again = schema_migrate::ensure_login(&t.db, secret.as_ref()).await?;
+    let same_again = inventory_schema_migrate::ensure_login(&t.db, secret.as_ref()).await?;
 
     assert_eq!(applied, migration::known(), "the first run migrated");
     assert!(applied_again.is_empty(), "{applied_again:?}");
@@ -408,7 +408,7 @@ async fn concurrent_runs_create_the_login_once_and_all_succeed() -> Result<()> {
     for _ in 0..4 {
         let (db, secret) = (t.connect(1).await?, secret.clone());
         runs.push(tokio::spawn(async move {
-            schema_migrate::ensure_login(&db, secret.as_ref()).await
+            inventory_schema_migrate::ensure_login(&db, secret.as_ref()).await
         }));
     }
 
@@ -439,12 +439,12 @@ async fn schema_migrate_refuses_a_privileged_or_badly_named_login_and_changes_no
     let before = stored_verifier(&t.db, "postgres").await?;
     let missing = format!("{}_never", t.name());
 
-    let as_superuser = schema_migrate::ensure_login(
+    let as_superuser = inventory_schema_migrate::ensure_login(
         &t.db,
         TestLoginSecret::new("postgres", "Takeover-password-0123456789").as_ref(),
     )
     .await;
-    let injected = schema_migrate::ensure_login(
+    let injected = inventory_schema_migrate::ensure_login(
         &t.db,
         TestLoginSecret::new(
             &format!("{missing}\" SUPERUSER --"),

@@ -15,10 +15,10 @@ use inventory::ports::{CacheRead, ProductReader};
 use inventory::read::{HistoryQuery, ProductView, ReadPolicy};
 use inventory::steps::payloads::{CacheInvalidateInput, ChunkId, PersistInput, PersistOutput};
 use inventory::{InventoryUpdate, PipelineError, ProductId, SourcePosition};
+use inventory_product_api::App;
+use inventory_product_api::metrics::Metrics;
 use lambda_http::Body;
 use lambda_http::http::{Response, StatusCode, header};
-use product_api::App;
-use product_api::metrics::Metrics;
 use redis::AsyncCommands as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,14 +66,17 @@ impl Services {
             chunk: chunk(minute),
             updates: vec![update(product, quantity, minute)],
         };
-        Ok(persist::handle(serde_json::to_value(&input)?, &self.store, arrival(&input)).await?)
+        Ok(
+            inventory_persist::handle(serde_json::to_value(&input)?, &self.store, arrival(&input))
+                .await?,
+        )
     }
 
     pub async fn invalidate(&self, persisted: &PersistOutput) -> Result<()> {
         let input = CacheInvalidateInput {
             products: persisted.changed.clone(),
         };
-        cache_invalidate::handle(serde_json::to_value(&input)?, &self.cache)
+        inventory_cache_invalidate::handle(serde_json::to_value(&input)?, &self.cache)
             .await
             .map_err(|d| anyhow::anyhow!("{}: {}", d.kind.name(), d.detailed()))?;
         Ok(())
@@ -149,7 +152,7 @@ fn get(path_and_query: &str, headers: &[(&str, &str)]) -> lambda_http::Request {
 }
 
 async fn call(app: &App, path_and_query: &str, headers: &[(&str, &str)]) -> Response<Body> {
-    product_api::handle(app, get(path_and_query, headers)).await
+    inventory_product_api::handle(app, get(path_and_query, headers)).await
 }
 
 fn json_of(r: &Response<Body>) -> serde_json::Value {

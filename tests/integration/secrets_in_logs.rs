@@ -114,7 +114,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     )])))?;
     shown.push(format!("{config:?}"));
     let db = connect(&config, None).await?;
-    let e = validate::handle(
+    let e = inventory_validate::handle(
         serde_json::to_value(mixed_chunk())?,
         &PgQuarantine::new(db),
         soon_after(&mixed_chunk()),
@@ -142,7 +142,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     };
     shown.push(format!("{credentials:?}"));
     let rds_db = connect(&rds, Some(credentials)).await?;
-    let e = validate::handle(
+    let e = inventory_validate::handle(
         serde_json::to_value(mixed_chunk())?,
         &PgQuarantine::new(rds_db),
         soon_after(&mixed_chunk()),
@@ -159,7 +159,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     shown.push(format!("{broken:?}"));
     match connect(&broken, None).await {
         Ok(db) => {
-            let e = validate::handle(
+            let e = inventory_validate::handle(
                 serde_json::to_value(mixed_chunk())?,
                 &PgQuarantine::new(db),
                 soon_after(&mixed_chunk()),
@@ -201,7 +201,7 @@ async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()>
         shown.push(format!("{config:?} {auth:?}"));
         match RedisProductCache::connect(&config, Some(&auth)) {
             Ok(cache) => {
-                match cache_invalidate::handle(payload.clone(), &cache).await {
+                match inventory_cache_invalidate::handle(payload.clone(), &cache).await {
                     Ok(out) => shown.push(format!("{out:?}")),
                     Err(d) => shown.push(format!("{d:?}")),
                 }
@@ -240,7 +240,7 @@ async fn the_read_api_keeps_both_secrets_out_of_its_logs_and_answers() -> Result
     let logs = CapturedLogs::default();
     let _guard = logs.install();
     let (db_port, redis_port) = (closed_port()?, closed_port()?);
-    let config = product_api::Config::from_lookup(lookup(HashMap::from([
+    let config = inventory_product_api::Config::from_lookup(lookup(HashMap::from([
         (
             "DATABASE_URL",
             format!("postgres://inventory_app:{password}@127.0.0.1:{db_port}/inventory"),
@@ -252,13 +252,13 @@ async fn the_read_api_keeps_both_secrets_out_of_its_logs_and_answers() -> Result
     ])))?;
     let mut shown = vec![format!("{config:?}")];
 
-    let app = product_api::build(&config).await?;
+    let app = inventory_product_api::build(&config).await?;
     let mut event: serde_json::Value =
         serde_json::from_str(include_str!("../fixtures/apigw-http-get-product.json"))?;
     event["rawPath"] = "/products/product123".into();
     event["requestContext"]["http"]["path"] = "/products/product123".into();
     let request = lambda_http::request::from_str(&event.to_string())?;
-    let response = product_api::handle(&app, request).await;
+    let response = inventory_product_api::handle(&app, request).await;
     shown.push(format!("{response:?}"));
 
     assert_eq!(response.status(), 503, "{response:?}");

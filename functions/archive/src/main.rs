@@ -1,10 +1,10 @@
 //! Lambda entry point of `archive`: configuration and the S3 client are built once per
 //! process, then every invocation runs [`archive::handle`].
 
-use archive::{Config, handle};
 use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
+use inventory_archive::{Config, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]

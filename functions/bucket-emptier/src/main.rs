@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             event.context.deadline,
             event.context.env_config.log_stream.clone(),
         );
-        bucket_emptier::handle(event.payload, &budget, s3, sender).await
+        inventory_bucket_emptier::handle(event.payload, &budget, s3, sender).await
     }))
     .await
 }

@@ -2,8 +2,8 @@
 //! connection manager are set up once per process, then every invocation runs
 //! [`cache_invalidate::handle`].
 
-use cache_invalidate::{Config, connect, handle};
 use inventory::adapters::lambda::{config_or_report, init_tracing};
+use inventory_cache_invalidate::{Config, connect, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]

@@ -1,11 +1,11 @@
 //! The `fanout` Lambda binary: configuration and clients once, then one batch per invocation.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use fanout::config::Config;
-use fanout::sfn::SfnExecutionStarter;
 use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
+use inventory_fanout::config::Config;
+use inventory_fanout::sfn::SfnExecutionStarter;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (starter, store) = (&starter, &store);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {
-            fanout::fan_out(event.payload, starter, store).await
+            inventory_fanout::fan_out(event.payload, starter, store).await
         },
     ))
     .await

@@ -9,12 +9,12 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let config = config_or_report(persist::Config::from_env())?;
+    let config = config_or_report(inventory_persist::Config::from_env())?;
     let sdk = aws::sdk_config().await;
     let store = PgEventStore::new(connect_from_config(&config.database, &sdk).await?);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        persist::handle(event.payload, store, chrono::Utc::now()).await
+        inventory_persist::handle(event.payload, store, chrono::Utc::now()).await
     }))
     .await
 }

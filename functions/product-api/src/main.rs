@@ -9,13 +9,13 @@ use lambda_http::{Body, Error, Request, Response, service_fn};
 async fn main() -> Result<(), Error> {
     inventory::adapters::tls::install_crypto_provider();
     init_tracing();
-    let config = config_or_report(product_api::Config::from_env())?;
-    let app = product_api::build(&config)
+    let config = config_or_report(inventory_product_api::Config::from_env())?;
+    let app = inventory_product_api::build(&config)
         .await
         .inspect_err(|e| tracing::error!(error = %e.detailed(), "cold start failed"))?;
     let app = &app;
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<Response<Body>, Error>(product_api::handle(app, req).await)
+        Ok::<Response<Body>, Error>(inventory_product_api::handle(app, req).await)
     }))
     .await
 }

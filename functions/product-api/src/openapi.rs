@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of this API, generated with utoipa from the handlers'
 //! `#[utoipa::path]` attributes (in `serve`) and the types they answer with. The API serves it
 //! at `GET /openapi.json`; it is committed as [`DOCUMENT_PATH`], which the tests check is
-//! current (`UPDATE_CONTRACT=1 cargo test -p product-api openapi` rewrites it) and hold the
+//! current (`UPDATE_CONTRACT=1 cargo test -p inventory-product-api openapi` rewrites it) and hold the
 //! handler's real answers to.
 
 use crate::handler::ProductBatch;

@@ -7,8 +7,10 @@ use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::lambda::{config_or_report, init_tracing, report_bad_configuration};
 use inventory::adapters::s3_export::S3ExportStore;
 use inventory::ports::{ExportStore, LoginSecret, SchemaMigrator};
+use inventory_schema_migrate::{
+    Config, PgSchemaMigrator, SecretsManagerLogin, UnavailableMigrator,
+};
 use lambda_runtime::{LambdaEvent, service_fn};
-use schema_migrate::{Config, PgSchemaMigrator, SecretsManagerLogin, UnavailableMigrator};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 event.context.deadline,
                 event.context.env_config.log_stream.clone(),
             );
-            schema_migrate::handle(event.payload, &budget, sender, migrator).await
+            inventory_schema_migrate::handle(event.payload, &budget, sender, migrator).await
         }
     }))
     .await

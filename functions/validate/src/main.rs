@@ -13,7 +13,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let config = config_or_report(validate::Config::from_env())?;
+    let config = config_or_report(inventory_validate::Config::from_env())?;
     let sdk = aws::sdk_config().await;
     let quarantine = PgQuarantine::new(connect_from_config(&config.database, &sdk).await?);
     let store = config
@@ -33,7 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => &quarantine,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        validate::handle(event.payload, quarantine, chrono::Utc::now()).await
+        inventory_validate::handle(event.payload, quarantine, chrono::Utc::now()).await
     }))
     .await
 }

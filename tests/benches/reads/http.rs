@@ -56,7 +56,7 @@ impl Endpoint {
         let binary = binary();
         if !binary.exists() {
             bail!(
-                "{} is missing (cargo build -p product-api, or cargo xtask bench-reads)",
+                "{} is missing (cargo build -p inventory-product-api, or cargo xtask bench-reads)",
                 binary.display()
             );
         }

@@ -118,7 +118,7 @@ async fn the_stack_serves_products_through_its_api_and_the_pipelines_cache_step_
                 chunk: super::chunk(minute),
                 updates: vec![super::update(&id, quantity, minute)],
             };
-            let persisted: PersistOutput = persist::handle(
+            let persisted: PersistOutput = inventory_persist::handle(
                 serde_json::to_value(&input)?,
                 &store,
                 super::arrival(&input),
@@ -127,7 +127,7 @@ async fn the_stack_serves_products_through_its_api_and_the_pipelines_cache_step_
             let changed = CacheInvalidateInput {
                 products: persisted.changed.clone(),
             };
-            cache_invalidate::handle(serde_json::to_value(&changed)?, &cache)
+            inventory_cache_invalidate::handle(serde_json::to_value(&changed)?, &cache)
                 .await
                 .map_err(|d| anyhow::anyhow!("{}: {}", d.kind.name(), d.detailed()))?;
             version_of(&persisted, &id)

@@ -46,7 +46,7 @@ pub fn bench_reads(a: BenchArgs) -> Result<()> {
     {
         eprintln!("warning: no cargo-lambda, the benchmark skips its HTTP part: {e:#}");
     }
-    // The whole workspace rather than `--package product-api`, whose dependencies would get
+    // The whole workspace rather than `--package inventory-product-api`, whose dependencies would get
     // other features and compile again (see `unify`).
     step(
         "cargo build --workspace --bins (product-api is the binary behind the local HTTP endpoint)",

@@ -4,7 +4,7 @@
 //! response is exercised); the router accepts exactly the documented paths and methods; and
 //! every parameter's schema accepts exactly the values the router accepts.
 //!
-//! `UPDATE_CONTRACT=1 cargo test -p product-api openapi` rewrites the committed document.
+//! `UPDATE_CONTRACT=1 cargo test -p inventory-product-api openapi` rewrites the committed document.
 
 use super::*;
 use crate::openapi::{DOCUMENT_PATH, SIGV4, document_json};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-const REGENERATE: &str = "UPDATE_CONTRACT=1 cargo test -p product-api openapi";
+const REGENERATE: &str = "UPDATE_CONTRACT=1 cargo test -p inventory-product-api openapi";
 
 fn doc() -> Value {
     serde_json::from_str(&document_json()).expect("the document is JSON")
