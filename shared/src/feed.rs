@@ -1,6 +1,6 @@
 //! Synthetic supplier feeds: realistic, deterministic streams of inventory records for the
 //! demo, load tests and the supplier CLI's `generate`, plus the end state such a feed must
-//! leave behind, computed with the domain's own rules ([`parse_record`], [`Catalog`]).
+//! leave behind, computed with the domain's own rules ([`parse_record`], [`InMemoryProjection`]).
 //!
 //! A feed has Zipf-distributed product popularity, several suppliers (one quoting in EUR),
 //! records in both the full and the brief's short form, and on request duplicates (a record
@@ -11,7 +11,7 @@
 //! [`crate::domain::update::DEDUP_WINDOW`] older than their arrival.
 
 use crate::domain::event::EventEnvelope;
-use crate::domain::projection::Catalog;
+use crate::domain::projection::InMemoryProjection;
 use crate::domain::rejection::RejectionCode;
 use crate::domain::update::{SourcePosition, parse_record};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -105,7 +105,7 @@ pub fn to_json_lines(records: &[FeedRecord]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Expectation {
     /// The projection: offers and summaries (versions aside, which the store assigns).
-    pub catalog: Catalog,
+    pub projection: InMemoryProjection,
     /// Distinct valid updates, i.e. the events the store must hold.
     pub distinct_updates: usize,
     /// Records that must be quarantined, by reason.
@@ -141,7 +141,7 @@ pub fn expected_state(records: &[FeedRecord], arrived_at: DateTime<Utc>) -> Expe
     }
     exp.distinct_updates = events.len();
     for batch in events.chunks(1_000) {
-        exp.catalog.apply(batch);
+        exp.projection.apply(batch);
     }
     exp
 }
@@ -482,7 +482,7 @@ mod tests {
             })
             .collect();
         assert!(
-            exp.catalog
+            exp.projection
                 .offers()
                 .all(|o| in_order_keys.contains(o.update_key.as_str()))
         );

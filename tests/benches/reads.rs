@@ -22,7 +22,7 @@ use chrono::{TimeZone, Utc};
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
 use inventory::adapters::cache::RedisProductCache;
-use inventory::adapters::postgres::{PgCatalogReader, PgEventStore};
+use inventory::adapters::postgres::{PgEventStore, PgProductReader};
 use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, generate};
 use inventory::ports::EventStore;
@@ -82,7 +82,7 @@ fn parse_args() -> Result<Args> {
 
 /// Counts the database queries of the reader it wraps.
 struct CountingReader {
-    inner: PgCatalogReader,
+    inner: PgProductReader,
     queries: AtomicUsize,
 }
 
@@ -268,7 +268,7 @@ async fn main() -> Result<()> {
     );
 
     let reader = Arc::new(CountingReader {
-        inner: PgCatalogReader::new(db.connect(2).await?),
+        inner: PgProductReader::new(db.connect(2).await?),
         queries: AtomicUsize::new(0),
     });
     let app = App::new(

@@ -7,7 +7,7 @@ use integration_tests::redis::{PasswordRedis, TestRedis};
 use inventory::adapters::cache::{
     ABSENT_VERSION, CacheEntry, PopulateOutcome, RedisConfig, RedisEndpoint, RedisProductCache,
 };
-use inventory::ports::ProductCache;
+use inventory::ports::CacheInvalidator;
 use inventory::{CacheInvalidateOutput, ChangedProduct, ErrorKind, ProductId};
 use redis::AsyncCommands as _;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
-    PgCatalogReader, PgEventStore, maintain_event_store, partition_report,
+    PgEventStore, PgProductReader, maintain_event_store, partition_report,
 };
 use inventory::domain::event::InventoryUpdateReceived;
 use inventory::domain::partitions::PartitionReport;
@@ -109,7 +109,7 @@ async fn updates_appended_before_partitioning_stay_repeats_in_every_partition_an
         "seq goes on from the old table's sequence"
     );
 
-    let history = PgCatalogReader::new(t.db.clone())
+    let history = PgProductReader::new(t.db.clone())
         .load_history(
             &pid("p1"),
             HistoryQuery {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::{PasswordRedis, TestRedis};
 use inventory::adapters::cache::{RedisConfig, RedisEndpoint, RedisProductCache};
-use inventory::adapters::postgres::{PgCatalogReader, PgEventStore};
+use inventory::adapters::postgres::{PgEventStore, PgProductReader};
 use inventory::domain::update::parse_record;
 use inventory::ports::{CacheRead, ProductReader};
 use inventory::read::{HistoryQuery, ProductView, ReadPolicy};
@@ -82,8 +82,8 @@ impl Services {
         Ok(())
     }
 
-    pub fn reader(&self) -> Arc<PgCatalogReader> {
-        Arc::new(PgCatalogReader::new(self.db.db.clone()))
+    pub fn reader(&self) -> Arc<PgProductReader> {
+        Arc::new(PgProductReader::new(self.db.db.clone()))
     }
 
     pub fn app(&self, reader: Arc<dyn ProductReader>, cache: Arc<dyn CacheRead>) -> App {

@@ -11,7 +11,7 @@ use inventory::adapters::postgres::{
     PgEventStore, REBUILD_SCHEMA, RebuildFrom, RebuildStage, SNAPSHOTS_KEPT, load_projection,
     rebuild_projection, rebuild_projection_from, rebuild_projection_observed,
 };
-use inventory::domain::projection::Catalog;
+use inventory::domain::projection::InMemoryProjection;
 use inventory::ports::EventStore;
 use inventory::steps::payloads::PersistInput;
 use inventory::steps::persist_updates;
@@ -38,7 +38,7 @@ async fn fold_of_all_events(
             event,
         });
     }
-    let mut catalog = Catalog::default();
+    let mut catalog = InMemoryProjection::default();
     for chunk in events.chunks(7) {
         catalog.apply(chunk);
     }

@@ -10,7 +10,7 @@ use inventory::adapters::postgres::{
     DatabaseConfig, DatabaseTarget, PgQuarantine, TlsMode, connect,
 };
 use inventory::config::DbCredentials;
-use inventory::ports::ProductCache;
+use inventory::ports::CacheInvalidator;
 use inventory::redact::{ExposeSecret as _, SecretString};
 use inventory::{CacheInvalidateInput, PipelineError, ProductId};
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 use crate::{Config, connect, handle};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use inventory::ports::ProductCache;
+use inventory::ports::CacheInvalidator;
 use inventory::{CacheInvalidateOutput, ChangedProduct, ErrorKind, PipelineError};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +18,7 @@ struct MemoryCache {
 }
 
 #[async_trait]
-impl ProductCache for MemoryCache {
+impl CacheInvalidator for MemoryCache {
     async fn invalidate(
         &self,
         products: &[ChangedProduct],

@@ -2,7 +2,7 @@
 
 use crate::{Config, handle};
 use inventory::PipelineError;
-use inventory::domain::projection::Catalog;
+use inventory::domain::projection::InMemoryProjection;
 use inventory::ports::{AppendOutcome, EventStore};
 use inventory::steps::payloads::PersistOutput;
 use inventory::{
@@ -13,10 +13,10 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// An event store in memory: keys seen once, the projection through the domain's
-/// `Catalog`. Or a store that reports a conflict.
+/// `InMemoryProjection`. Or a store that reports a conflict.
 #[derive(Default)]
 struct MemoryStore {
-    state: Mutex<(HashSet<String>, Catalog, i64)>,
+    state: Mutex<(HashSet<String>, InMemoryProjection, i64)>,
     conflict: bool,
 }
 

@@ -6,15 +6,15 @@ use crate::handler::NoCache;
 use crate::metrics::Metrics;
 use inventory::PipelineError;
 use inventory::adapters::cache::{RedisProductCache, fetch_auth_token};
-use inventory::adapters::postgres::{self, PgCatalogReader};
+use inventory::adapters::postgres::{self, PgProductReader};
 use inventory::ports::{CacheRead, ProductReader};
-use inventory::read::{CatalogReads, ReadPolicy};
+use inventory::read::{ProductReads, ReadPolicy};
 use std::sync::Arc;
 
 /// Everything an invocation needs, built once per process.
 #[derive(Debug)]
 pub struct App {
-    pub reads: CatalogReads,
+    pub reads: ProductReads,
     pub metrics: Metrics,
 }
 
@@ -26,7 +26,7 @@ impl App {
         metrics: Metrics,
     ) -> Self {
         Self {
-            reads: CatalogReads::new(reader, cache, policy),
+            reads: ProductReads::new(reader, cache, policy),
             metrics,
         }
     }
@@ -66,7 +66,7 @@ pub async fn build(config: &Config) -> Result<App, PipelineError> {
         }
     };
     Ok(App::new(
-        Arc::new(PgCatalogReader::new(db)),
+        Arc::new(PgProductReader::new(db)),
         cache,
         ReadPolicy::default(),
         Metrics::new(config.function_name.clone(), Metrics::DEFAULT_EVERY),

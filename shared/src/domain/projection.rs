@@ -172,12 +172,12 @@ fn min_supplier() -> SupplierId {
 /// An in-memory projection: replaying the event store through it gives the state the
 /// database projection must hold. Used by the rebuild and by tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Catalog {
+pub struct InMemoryProjection {
     offers: BTreeMap<(ProductId, SupplierId), Offer>,
     summaries: BTreeMap<ProductId, ProductSummary>,
 }
 
-impl Catalog {
+impl InMemoryProjection {
     pub fn apply(&mut self, events: &[EventEnvelope]) -> ProjectionChange {
         let mut touched: Vec<Offer> = Vec::new();
         let products: BTreeSet<&ProductId> = events.iter().map(|e| &e.event.product_id).collect();
@@ -276,7 +276,7 @@ mod tests {
     fn a_newer_update_replaces_an_older_one_and_not_the_other_way() {
         let older = event(1, "p", "s", 10, "5", "USD", 1);
         let newer = event(2, "p", "s", 20, "4", "USD", 2);
-        let mut c = Catalog::default();
+        let mut c = InMemoryProjection::default();
         c.apply(std::slice::from_ref(&newer));
         let change = c.apply(&[older]);
         assert!(change.offers.is_empty(), "an older update changes nothing");
@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn the_summary_adds_stock_and_picks_the_best_in_stock_price() {
-        let mut c = Catalog::default();
+        let mut c = InMemoryProjection::default();
         c.apply(&[
             event(1, "p", "a", 5, "10", "USD", 1),
             event(2, "p", "b", 0, "1", "USD", 1),
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_product_with_no_stock_has_no_best_price() {
-        let mut c = Catalog::default();
+        let mut c = InMemoryProjection::default();
         c.apply(&[event(1, "p", "a", 0, "10", "USD", 1)]);
         let s = c
             .summary(&ProductId::parse("p").expect("valid"))
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn currency_ties_go_to_the_first_code() {
-        let mut c = Catalog::default();
+        let mut c = InMemoryProjection::default();
         c.apply(&[
             event(1, "p", "a", 1, "10", "USD", 1),
             event(2, "p", "b", 1, "20", "EUR", 1),
@@ -339,9 +339,9 @@ mod tests {
     fn equal_timestamps_are_decided_by_key_not_by_arrival() {
         let a = event(1, "p", "s", 1, "1", "USD", 3);
         let b = event(2, "p", "s", 2, "1", "USD", 3);
-        let mut ab = Catalog::default();
+        let mut ab = InMemoryProjection::default();
         ab.apply(&[a.clone(), b.clone()]);
-        let mut ba = Catalog::default();
+        let mut ba = InMemoryProjection::default();
         ba.apply(&[b]);
         ba.apply(&[a]);
         let p = ProductId::parse("p").expect("valid");
@@ -390,7 +390,7 @@ mod tests {
             event(9, "p2", "s3", 3, "4.00", "USD", 6),
             event(10, "p3", "s1", 0, "1.00", "GBP", 7),
         ];
-        let mut c = Catalog::default();
+        let mut c = InMemoryProjection::default();
         for chunk in events.chunks(3) {
             c.apply(chunk);
         }
@@ -428,7 +428,7 @@ mod tests {
             batch in 1..7usize,
         ) {
             let delivered: Vec<EventEnvelope> = order.iter().map(|i| events[i.index(events.len())].clone()).chain(events.clone()).collect();
-            let mut c = Catalog::default();
+            let mut c = InMemoryProjection::default();
             for chunk in delivered.chunks(batch) {
                 c.apply(chunk);
             }

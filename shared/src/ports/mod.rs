@@ -15,6 +15,6 @@ pub use fanout::{ExecutionStarter, StartOutcome};
 pub use migrate::{LoginSecret, SchemaMigrator};
 pub use read::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 pub use write::{
-    AppendOutcome, EventStore, ExportStore, ObjectKind, ObjectStore, ProductCache, Quarantine,
+    AppendOutcome, CacheInvalidator, EventStore, ExportStore, ObjectKind, ObjectStore, Quarantine,
     QuarantinedRecord, RejectionStore,
 };

@@ -74,7 +74,7 @@ pub trait ObjectStore: Send + Sync {
 
 /// Invalidates cached products.
 #[async_trait]
-pub trait ProductCache: Send + Sync {
+pub trait CacheInvalidator: Send + Sync {
     /// Raises each product's fence to its version and drops any cached entry older than it,
     /// in one round trip, and says how many entries it evicted and fences it raised.
     async fn invalidate(

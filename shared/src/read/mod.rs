@@ -103,22 +103,22 @@ pub struct BatchRead {
 }
 
 /// The read path: cache-aside over the projection. Build it once per process and share it.
-pub struct CatalogReads {
+pub struct ProductReads {
     reader: Arc<dyn ProductReader>,
     cache: Arc<dyn CacheRead>,
     policy: ReadPolicy,
     cache_paused_until: Mutex<Option<Instant>>,
 }
 
-impl std::fmt::Debug for CatalogReads {
+impl std::fmt::Debug for ProductReads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogReads")
+        f.debug_struct("ProductReads")
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
-impl CatalogReads {
+impl ProductReads {
     pub fn new(
         reader: Arc<dyn ProductReader>,
         cache: Arc<dyn CacheRead>,

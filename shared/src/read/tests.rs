@@ -185,8 +185,8 @@ impl CacheRead for FakeCache {
     }
 }
 
-fn reads(projection: &Arc<FakeProjection>, cache: &Arc<FakeCache>) -> CatalogReads {
-    CatalogReads::new(projection.clone(), cache.clone(), ReadPolicy::default())
+fn reads(projection: &Arc<FakeProjection>, cache: &Arc<FakeCache>) -> ProductReads {
+    ProductReads::new(projection.clone(), cache.clone(), ReadPolicy::default())
 }
 
 fn version_of(read: &BatchRead, i: usize) -> Option<i64> {
@@ -420,7 +420,7 @@ async fn after_the_pause_the_cache_is_used_again() {
         cache_pause: Duration::ZERO,
         ..ReadPolicy::default()
     };
-    let reads = CatalogReads::new(projection.clone(), cache.clone(), policy);
+    let reads = ProductReads::new(projection.clone(), cache.clone(), policy);
     cache.fail(Some(ErrorKind::DependencyUnavailable));
     reads.read_products(&[pid("a")]).await.expect("served");
 
@@ -658,7 +658,7 @@ impl CacheRead for ShortAnsweringCache {
 async fn a_cache_answer_for_the_wrong_number_of_products_is_not_trusted_and_the_database_answers() {
     let projection = Arc::new(FakeProjection::with(&[view("a", 2), view("b", 5)]));
     let cache = Arc::new(ShortAnsweringCache::default());
-    let reads = CatalogReads::new(projection.clone(), cache.clone(), ReadPolicy::default());
+    let reads = ProductReads::new(projection.clone(), cache.clone(), ReadPolicy::default());
     assert_eq!(reads.policy(), &ReadPolicy::default());
 
     let read = reads
@@ -681,5 +681,5 @@ async fn a_cache_answer_for_the_wrong_number_of_products_is_not_trusted_and_the_
     let again = reads.read_products(&[pid("a")]).await.expect("served");
     assert!(!again.stats.cache_skipped);
     assert_eq!(cache.gets.load(Ordering::SeqCst), 2);
-    assert!(format!("{reads:?}").contains("CatalogReads"));
+    assert!(format!("{reads:?}").contains("ProductReads"));
 }

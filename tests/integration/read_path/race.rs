@@ -12,7 +12,7 @@ use inventory::adapters::cache::RedisProductCache;
 use inventory::adapters::postgres::load_summary;
 use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use inventory::read::{
-    CatalogReads, HistoryEvent, HistoryQuery, ProductView, ReadPolicy, ReadStats,
+    HistoryEvent, HistoryQuery, ProductReads, ProductView, ReadPolicy, ReadStats,
 };
 use inventory::{PipelineError, ProductId};
 use redis::aio::ConnectionManager;
@@ -111,7 +111,7 @@ async fn race(
         loaded: Mutex::new(Some(loaded_tx)),
         resume: tokio::sync::Mutex::new(Some(resume_rx)),
     };
-    let racing_reads = Arc::new(CatalogReads::new(
+    let racing_reads = Arc::new(ProductReads::new(
         Arc::new(reader),
         racing_cache,
         ReadPolicy::default(),
@@ -132,7 +132,7 @@ async fn race(
     let _ = resume_tx.send(());
     let racing = racing.await??;
 
-    let fresh = CatalogReads::new(s.reader(), Arc::new(s.cache.clone()), ReadPolicy::default());
+    let fresh = ProductReads::new(s.reader(), Arc::new(s.cache.clone()), ReadPolicy::default());
     let next = fresh.read_products(std::slice::from_ref(&id)).await?;
     let database = load_summary(&s.db.db, &id).await?.map(|p| p.version);
     assert_eq!(database, Some(committed));
@@ -229,7 +229,7 @@ async fn concurrent_readers_never_leave_the_cache_older_than_the_database_after_
 -> Result<()> {
     let s = Services::start().await?;
     s.update("sku-busy", 1, 0).await?;
-    let reads = Arc::new(CatalogReads::new(
+    let reads = Arc::new(ProductReads::new(
         s.reader(),
         Arc::new(s.cache.clone()),
         ReadPolicy::default(),

@@ -17,19 +17,19 @@
 //! Versions are compared as Lua numbers, exact up to 2^53; the store's sequence numbers stay
 //! far below that.
 
-mod catalog;
 mod config;
 mod errors;
+mod read;
 
 use crate::redact::{ExposeSecret as _, SecretString};
-pub use catalog::CACHE_CALL_BUDGET;
 pub use config::{RedisConfig, RedisEndpoint};
 pub use errors::kind_of;
+pub use read::CACHE_CALL_BUDGET;
 
 use crate::domain::ids::ProductId;
 use crate::domain::keys::CacheKeys;
 use crate::error::{ErrorKind, PipelineError};
-use crate::ports::ProductCache;
+use crate::ports::CacheInvalidator;
 use crate::steps::payloads::{CacheInvalidateOutput, ChangedProduct};
 use async_trait::async_trait;
 use errors::from_redis;
@@ -84,7 +84,7 @@ pub enum PopulateOutcome {
     AlreadyCurrent { cached: i64 },
 }
 
-/// [`ProductCache`] on Redis, plus the read path's side of the scheme. Cheap to clone; build
+/// [`CacheInvalidator`] on Redis, plus the read path's side of the scheme. Cheap to clone; build
 /// it once per process and reuse it across invocations.
 #[derive(Clone)]
 pub struct RedisProductCache {
@@ -219,7 +219,7 @@ impl RedisProductCache {
 }
 
 #[async_trait]
-impl ProductCache for RedisProductCache {
+impl CacheInvalidator for RedisProductCache {
     #[tracing::instrument(skip_all, fields(products = products.len()))]
     async fn invalidate(
         &self,

@@ -1,17 +1,17 @@
 //! PostgreSQL adapter (SeaORM): the event store and its projection, written in one
 //! transaction; the event store's partition maintenance; the quarantine; the projection
 //! rebuild and its snapshots; the retention that exports old days and drops them; the read
-//! API's catalog reads ([`PgCatalogReader`]); and, with the `test-util` feature, the plain
+//! API's product reads ([`PgProductReader`]); and, with the `test-util` feature, the plain
 //! projection reads tests compare against. The rules themselves (newest wins, summaries) live
 //! in [`crate::domain::projection`] only: nothing here decides which update wins.
 
-mod catalog;
 mod config;
 mod connect;
 pub mod entity;
 mod error;
 mod event_store;
 mod maintenance;
+mod product_reader;
 mod projection_store;
 mod quarantine;
 #[cfg(feature = "test-util")]
@@ -22,7 +22,6 @@ mod rows;
 mod snapshot;
 mod sql;
 
-pub use catalog::PgCatalogReader;
 pub use config::{DatabaseConfig, DatabaseTarget, TlsMode};
 pub use connect::{connect, connect_options};
 #[cfg(feature = "secrets")]
@@ -33,6 +32,7 @@ pub use maintenance::{
     EVENT_STORE_PARENT, maintain_event_store, partition_report, prune_update_keys,
     prune_update_keys_as_of,
 };
+pub use product_reader::PgProductReader;
 pub use quarantine::{PgQuarantine, QuarantineEntry, list_quarantine};
 #[cfg(feature = "test-util")]
 pub use read::{load_offers, load_projection, load_summary};

@@ -1,6 +1,6 @@
 //! Reading the projection back, for tests only (`test-util`): one product's summary and
 //! offers, and the whole projection (for comparing a rebuild with the incremental state). The
-//! read API reads through [`super::PgCatalogReader`].
+//! read API reads through [`super::PgProductReader`].
 
 use super::entity::{product_offer, product_summary};
 use super::error::db_error;

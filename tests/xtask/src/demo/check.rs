@@ -217,7 +217,7 @@ impl std::fmt::Display for Problem {
 pub fn compare(exp: &Expectation, st: &EndState, pushed: u64, on_stream: u64) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut expected_offers = BTreeMap::new();
-    for o in exp.catalog.offers() {
+    for o in exp.projection.offers() {
         let key = (o.product_id.to_string(), o.supplier_id.to_string());
         let row = OfferRow {
             quantity: o.quantity.get(),
@@ -230,7 +230,7 @@ pub fn compare(exp: &Expectation, st: &EndState, pushed: u64, on_stream: u64) ->
     }
     diff("offer", &expected_offers, &st.offers, &mut problems);
     let mut expected_summaries = BTreeMap::new();
-    for s in exp.catalog.summaries() {
+    for s in exp.projection.summaries() {
         let product = s.product_id.to_string();
         let version = st.summaries.get(&product).map_or(0, |r| r.version);
         let row = SummaryRow {

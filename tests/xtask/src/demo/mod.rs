@@ -132,7 +132,7 @@ async fn demo(stack: &LocalStack, spec: &FeedSpec, rebuild_during: bool) -> Resu
             .as_deref()
             .context("--rebuild-during reads the read API, but the stack has none: build product-api (or run without --no-build)")?;
         let products = expectation
-            .catalog
+            .projection
             .summaries()
             .map(|s| s.product_id.to_string())
             .collect();

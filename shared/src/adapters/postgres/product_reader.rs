@@ -19,11 +19,11 @@ use sea_orm::{
 
 /// [`ProductReader`] on the PostgreSQL projection and event store.
 #[derive(Debug, Clone)]
-pub struct PgCatalogReader {
+pub struct PgProductReader {
     db: DatabaseConnection,
 }
 
-impl PgCatalogReader {
+impl PgProductReader {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
@@ -44,7 +44,7 @@ WHERE s.product_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND
 ORDER BY s.product_id, o.supplier_id"#;
 
 #[async_trait]
-impl ProductReader for PgCatalogReader {
+impl ProductReader for PgProductReader {
     #[tracing::instrument(skip_all, fields(products = products.len()))]
     async fn load_products(
         &self,
