@@ -189,7 +189,7 @@ async fn a_batch_starts_one_named_execution_and_parks_its_oversized_record_in_s3
     let (event, big) = batch_with_an_oversized_record()?;
     let sequence = event.records[1].kinesis.sequence_number.clone();
 
-    let response = inventory_fanout::fan_out(event, &aws.starter(), &aws.store(BUCKET)).await?;
+    let response = inventory_fanout::handle(event, &aws.starter(), &aws.store(BUCKET)).await?;
 
     assert_eq!(reported(&response), 0);
     let executions = aws.executions().await?;
@@ -229,12 +229,12 @@ async fn a_batch_starts_one_named_execution_and_parks_its_oversized_record_in_s3
 async fn a_redelivered_batch_starts_no_second_execution() -> Result<()> {
     let aws = aws().await?;
     let (event, _) = batch_with_an_oversized_record()?;
-    inventory_fanout::fan_out(event.clone(), &aws.starter(), &aws.store(BUCKET)).await?;
+    inventory_fanout::handle(event.clone(), &aws.starter(), &aws.store(BUCKET)).await?;
     let first = aws.executions().await?;
     // Redelivered while the execution still runs (StartExecution is idempotent), then after
     // it ended (ExecutionAlreadyExists).
     let again_running =
-        inventory_fanout::fan_out(event.clone(), &aws.starter(), &aws.store(BUCKET)).await?;
+        inventory_fanout::handle(event.clone(), &aws.starter(), &aws.store(BUCKET)).await?;
     let arn = aws
         .sfn
         .list_executions()
@@ -246,7 +246,7 @@ async fn a_redelivered_batch_starts_no_second_execution() -> Result<()> {
         .clone();
     aws.sfn.stop_execution().execution_arn(arn).send().await?;
 
-    let again_ended = inventory_fanout::fan_out(event, &aws.starter(), &aws.store(BUCKET)).await?;
+    let again_ended = inventory_fanout::handle(event, &aws.starter(), &aws.store(BUCKET)).await?;
 
     assert_eq!((reported(&again_running), reported(&again_ended)), (0, 0));
     assert_eq!(aws.executions().await?, first);
@@ -260,7 +260,7 @@ async fn a_state_machine_that_does_not_exist_fails_the_invocation_as_misconfigur
     let missing =
         SfnExecutionStarter::new(aws.sfn.clone(), format!("{}-gone", aws.state_machine_arn));
 
-    let e = inventory_fanout::fan_out(event, &missing, &aws.store(BUCKET))
+    let e = inventory_fanout::handle(event, &missing, &aws.store(BUCKET))
         .await
         .expect_err("permanent");
 
@@ -273,7 +273,7 @@ async fn a_bucket_that_does_not_exist_fails_the_invocation_as_misconfigured() ->
     let aws = aws().await?;
     let (event, _) = batch_with_an_oversized_record()?;
 
-    let e = inventory_fanout::fan_out(event, &aws.starter(), &aws.store("no-such-bucket-here"))
+    let e = inventory_fanout::handle(event, &aws.starter(), &aws.store("no-such-bucket-here"))
         .await
         .expect_err("permanent");
 
@@ -307,7 +307,7 @@ async fn an_unreachable_step_functions_endpoint_reports_the_chunk_for_redelivery
     let unreachable =
         SfnExecutionStarter::new(aws_sdk_sfn::Client::new(&conf), &aws.state_machine_arn);
 
-    let response = inventory_fanout::fan_out(event, &unreachable, &aws.store(BUCKET)).await?;
+    let response = inventory_fanout::handle(event, &unreachable, &aws.store(BUCKET)).await?;
 
     let items: Vec<_> = response
         .batch_item_failures

@@ -17,7 +17,7 @@ pub const MAX_STARTS_IN_FLIGHT: usize = 8;
 /// Fans one batch out. `Ok` with the records to redeliver (an empty list when every chunk
 /// started); `Err` with a permanent error, which fails the whole invocation.
 #[tracing::instrument(skip_all, fields(records = event.records.len()))]
-pub async fn fan_out(
+pub async fn handle(
     event: KinesisEvent,
     starter: &dyn ExecutionStarter,
     store: &dyn ObjectStore,

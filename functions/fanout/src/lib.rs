@@ -29,13 +29,14 @@
 //!   failure; a failed invocation lets the ESM retry, bisect and finally send the batch's
 //!   metadata to its on-failure destination, where ops can see it.
 
-pub mod config;
+mod config;
 pub mod event;
-pub mod handler;
+mod handler;
 #[cfg(test)]
 mod oversized_objects;
 pub mod sfn;
 #[cfg(test)]
 mod stub_http;
 
-pub use handler::{MAX_STARTS_IN_FLIGHT, fan_out};
+pub use config::Config;
+pub use handler::{MAX_STARTS_IN_FLIGHT, handle};

@@ -4,7 +4,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
-use inventory_fanout::config::Config;
+use inventory_fanout::Config;
 use inventory_fanout::sfn::SfnExecutionStarter;
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (starter, store) = (&starter, &store);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {
-            inventory_fanout::fan_out(event.payload, starter, store).await
+            inventory_fanout::handle(event.payload, starter, store).await
         },
     ))
     .await

@@ -186,7 +186,7 @@ async fn every_chunk_of_a_batch_starts_once_and_nothing_is_reported() {
         .map(PlannedChunk::execution_name)
         .collect();
 
-    let response = fan_out(batch, &sfn, s3.as_ref()).await.expect("fanned out");
+    let response = handle(batch, &sfn, s3.as_ref()).await.expect("fanned out");
 
     assert!(reported(&response).is_empty());
     assert_eq!(expected.len(), 3);
@@ -202,13 +202,13 @@ async fn every_chunk_of_a_batch_starts_once_and_nothing_is_reported() {
 async fn a_redelivered_batch_starts_no_second_execution() {
     let (sfn, s3) = fakes();
     let batch = event(&tiny(1_200));
-    fan_out(batch.clone(), &sfn, s3.as_ref())
+    handle(batch.clone(), &sfn, s3.as_ref())
         .await
         .expect("first delivery");
     let first = sfn.names();
     sfn.calls();
 
-    let response = fan_out(batch, &sfn, s3.as_ref()).await.expect("redelivery");
+    let response = handle(batch, &sfn, s3.as_ref()).await.expect("redelivery");
 
     assert!(reported(&response).is_empty());
     assert_eq!(sfn.names(), first);
@@ -230,7 +230,7 @@ async fn only_the_first_record_of_each_failed_chunk_is_reported() {
     sfn.fail(chunks[1].execution_name(), ErrorKind::Throttled);
     sfn.fail(chunks[3].execution_name(), ErrorKind::DependencyUnavailable);
 
-    let response = fan_out(batch, &sfn, s3.as_ref())
+    let response = handle(batch, &sfn, s3.as_ref())
         .await
         .expect("partial failure is not an error");
 
@@ -255,7 +255,7 @@ async fn a_redelivery_from_the_checkpoint_starts_only_the_chunks_that_had_failed
     let chunks = planned(&event(&data));
     sfn.fail(chunks[1].execution_name(), ErrorKind::Throttled);
     sfn.fail(chunks[3].execution_name(), ErrorKind::Throttled);
-    let response = fan_out(event(&data), &sfn, s3.as_ref())
+    let response = handle(event(&data), &sfn, s3.as_ref())
         .await
         .expect("fanned out");
     sfn.heal();
@@ -271,7 +271,7 @@ async fn a_redelivery_from_the_checkpoint_starts_only_the_chunks_that_had_failed
     let mut redelivered = event(&data);
     redelivered.records.drain(..resume_at);
 
-    let response = fan_out(redelivered, &sfn, s3.as_ref())
+    let response = handle(redelivered, &sfn, s3.as_ref())
         .await
         .expect("fanned out");
 
@@ -297,7 +297,7 @@ async fn a_permanent_error_fails_the_whole_invocation() {
     let chunks = planned(&batch);
     sfn.fail(chunks[2].execution_name(), ErrorKind::Misconfigured);
 
-    let e = fan_out(batch, &sfn, s3.as_ref())
+    let e = handle(batch, &sfn, s3.as_ref())
         .await
         .expect_err("permanent");
 
@@ -311,7 +311,7 @@ async fn oversized_records_are_stored_before_their_chunk_starts() {
     data[2] = vec![b'x'; 1024 * 1024];
     let batch = event(&data);
 
-    let response = fan_out(batch, &sfn, s3.as_ref()).await.expect("fanned out");
+    let response = handle(batch, &sfn, s3.as_ref()).await.expect("fanned out");
 
     assert!(reported(&response).is_empty());
     let key = ArchiveKey::for_oversized_record("inventory-updates-dev", SHARD, &sequence(2));
@@ -355,7 +355,7 @@ async fn a_failed_oversized_put_holds_back_only_its_chunk() {
         .find(|c| !c.oversized.is_empty())
         .expect("a chunk holds the big record");
 
-    let response = fan_out(batch, &sfn, s3.as_ref()).await.expect("fanned out");
+    let response = handle(batch, &sfn, s3.as_ref()).await.expect("fanned out");
 
     assert_eq!(reported(&response), [holding.checkpoint_sequence()]);
     assert!(!sfn.names().contains(&holding.execution_name()));
@@ -367,7 +367,7 @@ async fn no_more_than_eight_starts_are_in_flight() {
     let (sfn, s3) = fakes();
     let batch = event(&tiny(40 * MAX_CHUNK_RECORDS));
 
-    fan_out(batch, &sfn, s3.as_ref()).await.expect("fanned out");
+    handle(batch, &sfn, s3.as_ref()).await.expect("fanned out");
 
     assert_eq!(sfn.names().len(), 40);
     let most = sfn.most_in_flight.load(Ordering::SeqCst);
@@ -383,9 +383,7 @@ async fn an_event_that_is_not_a_kinesis_batch_fails_with_invalid_payload() {
     let mut batch = event(&tiny(2));
     batch.records[1].event_id = None;
 
-    let e = fan_out(batch, &sfn, s3.as_ref())
-        .await
-        .expect_err("refused");
+    let e = handle(batch, &sfn, s3.as_ref()).await.expect_err("refused");
 
     assert_eq!(e.kind, ErrorKind::InvalidPayload);
     assert!(sfn.names().is_empty());
@@ -395,7 +393,7 @@ async fn an_event_that_is_not_a_kinesis_batch_fails_with_invalid_payload() {
 async fn an_empty_batch_starts_nothing() {
     let (sfn, s3) = fakes();
 
-    let response = fan_out(KinesisEvent::default(), &sfn, s3.as_ref())
+    let response = handle(KinesisEvent::default(), &sfn, s3.as_ref())
         .await
         .expect("fanned out");
 
