@@ -8,7 +8,7 @@
 //! Only `shared/` and `functions/` are counted.
 
 use crate::setup;
-use crate::shell::{root, sh, step, tool_path, venv_bin};
+use crate::shell::{function_binaries, function_package, root, sh, step, tool_path, venv_bin};
 use anyhow::Result;
 use std::process::Command;
 
@@ -76,8 +76,8 @@ pub fn run(a: CoverageArgs) -> Result<()> {
     step("unit tests of shared and the functions, instrumented");
     let mut unit = llvm_cov();
     unit.args(["--no-report", "--all-features", "--package", "inventory"]);
-    for f in crate_dirs("functions") {
-        unit.args(["--package", &f]);
+    for f in function_binaries()? {
+        unit.args(["--package", &function_package(&f)]);
     }
     sh(unit.args(["--lib", "--bins"]))?;
     report(
@@ -103,18 +103,4 @@ pub fn run(a: CoverageArgs) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// The crates in `dir`, by folder name (each function's package is named after its folder).
-fn crate_dirs(dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root().join(dir))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("Cargo.toml").exists())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }

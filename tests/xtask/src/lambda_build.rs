@@ -4,32 +4,14 @@
 //! (cargo-lambda and its zig) first, so it works on a fresh machine.
 
 use crate::setup;
-use crate::shell::{root, sh, step, tool_path, venv_bin};
+use crate::shell::{function_binaries, function_package, root, sh, step, tool_path, venv_bin};
 use anyhow::{Result, bail};
 use std::process::Command;
-
-/// Every Lambda: each directory of `functions/` is one package with one binary of its name.
-fn functions() -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(root().join("functions"))? {
-        let dir = entry?.path();
-        if dir.join("Cargo.toml").is_file()
-            && let Some(name) = dir.file_name().and_then(|n| n.to_str())
-        {
-            names.push(name.to_owned());
-        }
-    }
-    names.sort();
-    if names.is_empty() {
-        bail!("no function crates found in functions/");
-    }
-    Ok(names)
-}
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
 pub fn run() -> Result<()> {
-    let functions = functions()?;
+    let functions = function_binaries()?;
     setup::ensure_venv(setup::Tools::All)?;
     step("rustup target add aarch64-unknown-linux-gnu");
     sh(Command::new("rustup").args(["target", "add", TARGET]))?;
@@ -43,7 +25,7 @@ pub fn run() -> Result<()> {
         "--arm64",
     ]);
     for f in &functions {
-        build.args(["--package", f]);
+        build.args(["--package", &function_package(f)]);
     }
     sh(&mut build)?;
     let dir = root().join("target/lambda");

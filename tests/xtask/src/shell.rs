@@ -15,6 +15,30 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// The Lambda functions: each directory of `functions/` is one package, `inventory-<name>`, with
+/// one binary, `<name>` (the template's `BuildProperties.Binary`).
+pub fn function_binaries() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("functions"))? {
+        let dir = entry?.path();
+        if dir.join("Cargo.toml").is_file()
+            && let Some(name) = dir.file_name().and_then(|n| n.to_str())
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        bail!("no function crates found in functions/");
+    }
+    Ok(names)
+}
+
+/// The package of the function whose binary is `binary`.
+pub fn function_package(binary: &str) -> String {
+    format!("inventory-{binary}")
+}
+
 pub fn venv() -> PathBuf {
     root().join(".venv")
 }
@@ -80,4 +104,31 @@ pub fn wait_for_port(port: u16, what: &str, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod function_tests {
+    use super::*;
+
+    /// `coverage` and `lambda-build` name each function's package from its directory, and the
+    /// template names its binary: both must hold for every function crate.
+    #[test]
+    fn every_function_directory_is_package_inventory_name_with_binary_name() {
+        let functions = function_binaries().expect("functions/");
+        assert!(functions.len() >= 8, "{functions:?}");
+        for f in functions {
+            let manifest =
+                std::fs::read_to_string(root().join("functions").join(&f).join("Cargo.toml"))
+                    .expect("Cargo.toml");
+            assert!(
+                manifest.contains(&format!("name = \"{}\"", function_package(&f))),
+                "functions/{f}/Cargo.toml: the package must be {}",
+                function_package(&f)
+            );
+            assert!(
+                manifest.contains(&format!("[[bin]]\nname = \"{f}\"")),
+                "functions/{f}/Cargo.toml: the binary must be {f}"
+            );
+        }
+    }
 }
