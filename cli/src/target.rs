@@ -6,6 +6,7 @@ use crate::exit::{Outcome, WithOutcome as _, usage};
 use anyhow::{Context as _, Result};
 use aws_config::{Region, SdkConfig};
 use inventory::adapters::aws;
+use inventory::config::FromEnv;
 use std::path::PathBuf;
 
 /// Options every AWS-facing command shares.

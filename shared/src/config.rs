@@ -1,7 +1,7 @@
 //! Reading configuration from the environment, with errors that name the variable. Every
-//! `from_lookup` reads its variables through one [`Vars`], so each one trims, treats an empty
-//! value as absent and words its errors the same way. Every `from_env` is its `from_lookup`
-//! over [`process_env`].
+//! configuration implements [`FromEnv`]: its `from_lookup` reads its variables through one
+//! [`Vars`], so each one trims, treats an empty value as absent and words its errors the same
+//! way, and `from_env` is that `from_lookup` over [`process_env`].
 
 use crate::error::PipelineError;
 use crate::redact::SecretString;
@@ -12,6 +12,18 @@ use std::str::FromStr;
 pub struct DbCredentials {
     pub username: String,
     pub password: SecretString,
+}
+
+/// A configuration read from environment variables, at a Lambda's cold start or a tool's
+/// start.
+pub trait FromEnv: Sized {
+    /// Reads the variables through `get`, so tests need not touch the process environment.
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError>;
+
+    /// Reads the process environment.
+    fn from_env() -> Result<Self, PipelineError> {
+        Self::from_lookup(process_env)
+    }
 }
 
 /// The process environment as a lookup function: what every `from_env` passes to its

@@ -7,6 +7,7 @@ use integration_tests::moto::MotoServer;
 use integration_tests::redis::{PasswordRedis, TestRedis};
 use inventory::adapters::cache::{PopulateOutcome, RedisEndpoint};
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
+use inventory::config::FromEnv;
 use inventory::{CacheInvalidateOutput, ErrorKind, ProductId};
 use std::collections::HashMap;
 use std::time::Duration;

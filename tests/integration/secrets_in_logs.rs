@@ -10,6 +10,7 @@ use inventory::adapters::postgres::{
     DatabaseConfig, DatabaseTarget, PgQuarantine, TlsMode, connect,
 };
 use inventory::config::DbCredentials;
+use inventory::config::FromEnv;
 use inventory::ports::CacheInvalidator;
 use inventory::redact::{ExposeSecret as _, SecretString};
 use inventory::{CacheInvalidateInput, PipelineError, ProductId};

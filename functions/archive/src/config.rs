@@ -2,6 +2,7 @@
 
 use inventory::PipelineError;
 use inventory::adapters::s3::ArchiveConfig;
+use inventory::config::FromEnv;
 
 /// What `archive` reads from the environment: `ARCHIVE_BUCKET`, `ARCHIVE_KMS_KEY_ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,13 +10,8 @@ pub struct Config {
     pub archive: ArchiveConfig,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(inventory::config::process_env)
-    }
-
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for Config {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         Ok(Self {
             archive: ArchiveConfig::from_lookup(get)?,
         })

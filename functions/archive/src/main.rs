@@ -4,6 +4,7 @@
 use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
+use inventory::config::FromEnv;
 use inventory_archive::{Config, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 

@@ -2,6 +2,7 @@
 
 use crate::{Config, handle};
 use async_trait::async_trait;
+use inventory::config::FromEnv;
 use inventory::ports::{ObjectKind, ObjectStore};
 use inventory::{ArchiveKey, ChunkInput, ErrorKind, PipelineError};
 use std::io::Read as _;

@@ -2,6 +2,7 @@
 
 use inventory::PipelineError;
 use inventory::adapters::cache::RedisConfig;
+use inventory::config::FromEnv;
 
 /// What `cache-invalidate` reads from the environment: `REDIS_URL`, or `REDIS_HOST`,
 /// `REDIS_PORT`, `REDIS_TLS`, `REDIS_AUTH_SECRET_ARN`; `CACHE_KEY_PREFIX`, `CACHE_FENCE_TTL_SECS`.
@@ -10,13 +11,8 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(inventory::config::process_env)
-    }
-
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for Config {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         Ok(Self {
             redis: RedisConfig::from_lookup(get)?,
         })

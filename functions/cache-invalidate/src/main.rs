@@ -3,6 +3,7 @@
 //! [`cache_invalidate::handle`].
 
 use inventory::adapters::lambda::{config_or_report, init_tracing};
+use inventory::config::FromEnv;
 use inventory_cache_invalidate::{Config, connect, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 

@@ -3,6 +3,7 @@
 use crate::{Config, connect, handle};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use inventory::config::FromEnv;
 use inventory::ports::CacheInvalidator;
 use inventory::{CacheInvalidateOutput, ChangedProduct, ErrorKind, PipelineError};
 use std::collections::HashMap;

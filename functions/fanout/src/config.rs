@@ -2,6 +2,7 @@
 
 use inventory::PipelineError;
 use inventory::adapters::s3::ArchiveConfig;
+use inventory::config::FromEnv;
 use inventory::config::Vars;
 
 /// What the SAM template sets for the fan-out.
@@ -16,13 +17,10 @@ pub struct Config {
 
 impl Config {
     pub const STATE_MACHINE_ARN_VAR: &'static str = "STATE_MACHINE_ARN";
+}
 
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(inventory::config::process_env)
-    }
-
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for Config {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         let name = Self::STATE_MACHINE_ARN_VAR;
         let arn = Vars::new(&get).required(name)?;
         if !is_state_machine_arn(&arn) {

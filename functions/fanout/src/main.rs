@@ -4,6 +4,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::s3::S3ObjectStore;
+use inventory::config::FromEnv;
 use inventory_fanout::Config;
 use inventory_fanout::sfn::SfnExecutionStarter;
 use lambda_runtime::{LambdaEvent, service_fn};

@@ -3,6 +3,7 @@
 use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::postgres::{PgEventStore, connect_from_config};
+use inventory::config::FromEnv;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 

@@ -2,6 +2,7 @@
 
 use crate::{Config, handle};
 use inventory::PipelineError;
+use inventory::config::FromEnv;
 use inventory::domain::projection::InMemoryProjection;
 use inventory::ports::{AppendOutcome, EventStore};
 use inventory::steps::payloads::PersistOutput;

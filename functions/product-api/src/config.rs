@@ -3,6 +3,7 @@
 use inventory::PipelineError;
 use inventory::adapters::cache::RedisConfig;
 use inventory::adapters::postgres::DatabaseConfig;
+use inventory::config::FromEnv;
 use inventory::config::Vars;
 
 /// What the function reads from its environment at cold start: the database (`DATABASE_URL`,
@@ -17,13 +18,8 @@ pub struct Config {
     pub function_name: String,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(inventory::config::process_env)
-    }
-
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for Config {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         Ok(Self {
             database: DatabaseConfig::from_lookup(&get)?,
             redis: RedisConfig::from_lookup(&get)?,

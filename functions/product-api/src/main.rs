@@ -3,6 +3,7 @@
 //! [`product_api::handle`].
 
 use inventory::adapters::lambda::{config_or_report, init_tracing};
+use inventory::config::FromEnv;
 use lambda_http::{Body, Error, Request, Response, service_fn};
 
 #[tokio::main]

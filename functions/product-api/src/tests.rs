@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use inventory::PipelineError;
+use inventory::config::FromEnv;
 use inventory::domain::money::{Currency, Price, Quantity};
 use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
 use inventory::read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};

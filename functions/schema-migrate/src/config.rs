@@ -3,6 +3,7 @@
 use inventory::PipelineError;
 use inventory::adapters::postgres::DatabaseConfig;
 use inventory::adapters::s3::ArchiveConfig;
+use inventory::config::FromEnv;
 use inventory::config::Vars;
 use inventory::domain::retention::RetentionConfig;
 
@@ -19,13 +20,8 @@ pub struct Config {
     pub retention: Option<(RetentionConfig, ArchiveConfig)>,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(inventory::config::process_env)
-    }
-
-    /// Reads the configuration through `get` (the environment, or a map in tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for Config {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         let app_secret_arn = Vars::new(&get).optional("APP_DB_SECRET_ARN");
         let database = DatabaseConfig::from_lookup(&get)?;
         if app_secret_arn.is_some() && app_secret_arn.as_deref() == database.secret_arn() {

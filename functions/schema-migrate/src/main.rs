@@ -6,6 +6,7 @@ use inventory::adapters::aws;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::lambda::{config_or_report, init_tracing, report_bad_configuration};
 use inventory::adapters::s3_export::S3ExportStore;
+use inventory::config::FromEnv;
 use inventory::ports::{ExportStore, LoginSecret, SchemaMigrator};
 use inventory_schema_migrate::{
     Config, PgSchemaMigrator, SecretsManagerLogin, UnavailableMigrator,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use inventory::adapters::custom_resource::{Budget, ResponseSender};
 use inventory::adapters::postgres::DatabaseConfig;
 use inventory::config::DbCredentials;
+use inventory::config::FromEnv;
 use inventory::domain::partitions::PartitionReport;
 use inventory::domain::retention::RetentionReport;
 use inventory::ports::{LoginSecret, SchemaMigrator};

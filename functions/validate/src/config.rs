@@ -3,6 +3,7 @@
 use inventory::PipelineError;
 use inventory::adapters::postgres::DatabaseConfig;
 use inventory::adapters::s3_rejections::RejectionsConfig;
+use inventory::config::FromEnv;
 
 /// What the function reads from its environment at cold start.
 #[derive(Debug, Clone)]
@@ -12,13 +13,8 @@ pub struct Config {
     pub rejections: Option<RejectionsConfig>,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(inventory::config::process_env)
-    }
-
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for Config {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         Ok(Self {
             database: DatabaseConfig::from_lookup(&get)?,
             rejections: RejectionsConfig::from_lookup(&get)?,

@@ -5,6 +5,7 @@ use inventory::adapters::aws;
 use inventory::adapters::lambda::{config_or_report, init_tracing};
 use inventory::adapters::postgres::{PgQuarantine, connect_from_config};
 use inventory::adapters::s3_rejections::S3RejectionStore;
+use inventory::config::FromEnv;
 use inventory::ports::Quarantine;
 use inventory::steps::supplier_rejections::SupplierVisibleQuarantine;
 use lambda_runtime::{LambdaEvent, service_fn};

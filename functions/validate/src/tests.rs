@@ -2,6 +2,7 @@
 //! configuration read from a map.
 
 use crate::{Config, handle};
+use inventory::config::FromEnv;
 use inventory::ports::{Quarantine, QuarantinedRecord};
 use inventory::{ErrorKind, PipelineError, RejectionCode};
 use serde_json::Value;

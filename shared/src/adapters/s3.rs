@@ -3,6 +3,7 @@
 //! errors sorted by [`aws::classify`]. [`write_object`] is the project's one `PutObject`.
 
 use super::aws;
+use crate::config::FromEnv;
 use crate::config::Vars;
 use crate::domain::keys::ArchiveKey;
 use crate::error::PipelineError;
@@ -31,14 +32,10 @@ pub struct ArchiveConfig {
 impl ArchiveConfig {
     pub const BUCKET_VAR: &'static str = "ARCHIVE_BUCKET";
     pub const KMS_KEY_VAR: &'static str = "ARCHIVE_KMS_KEY_ID";
+}
 
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(crate::config::process_env)
-    }
-
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for ArchiveConfig {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         let vars = Vars::new(get);
         Ok(Self {
             bucket: vars.required(Self::BUCKET_VAR)?,

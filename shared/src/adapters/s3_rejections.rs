@@ -29,11 +29,6 @@ impl RejectionsConfig {
     pub const BUCKET_VAR: &'static str = "REJECTIONS_BUCKET";
     pub const KMS_KEY_VAR: &'static str = "REJECTIONS_KMS_KEY_ID";
 
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Option<Self>, PipelineError> {
-        Self::from_lookup(crate::config::process_env)
-    }
-
     /// `None` when `SUPPLIER_ACCOUNTS` maps nobody. Otherwise the bucket is required, and every
     /// mapped account must be one the stack admits (`SUPPLIER_ACCOUNT_IDS`, the template's
     /// SupplierAccountIds): the bucket policy lets only those read, so another account's

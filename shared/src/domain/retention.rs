@@ -16,6 +16,7 @@
 //! on the way shows as a different count or sum. The sum does not depend on the order, so the
 //! parts of a day add up to the day.
 
+use crate::config::FromEnv;
 use crate::config::Vars;
 use crate::error::{ErrorKind, PipelineError};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -43,12 +44,6 @@ pub struct RetentionConfig {
 
 impl RetentionConfig {
     pub const DAYS_VAR: &'static str = "EVENT_RETENTION_DAYS";
-
-    /// Reads `EVENT_RETENTION_DAYS` through `get`: required, at least [`MIN_RETENTION_DAYS`].
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
-        let days: u32 = Vars::new(get).required_parsed(Self::DAYS_VAR)?;
-        Self::new(days)
-    }
 
     pub fn new(days: u32) -> Result<Self, PipelineError> {
         if days < MIN_RETENTION_DAYS {
@@ -78,6 +73,14 @@ impl RetentionConfig {
         let today = now.date_naive();
         let day = today - chrono::Days::new(u64::from(self.days));
         day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+    }
+}
+
+impl FromEnv for RetentionConfig {
+    /// Reads `EVENT_RETENTION_DAYS`: required, at least [`MIN_RETENTION_DAYS`].
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+        let days: u32 = Vars::new(get).required_parsed(Self::DAYS_VAR)?;
+        Self::new(days)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_TLS`/`REDIS_AUTH_SECRET_ARN`; plus
 //! `CACHE_KEY_PREFIX` and `CACHE_FENCE_TTL_SECS`.
 
+use crate::config::FromEnv;
 use crate::config::Vars;
 use crate::domain::keys::CacheKeys;
 use crate::error::PipelineError;
@@ -37,13 +38,23 @@ impl RedisConfig {
     pub const DEFAULT_FENCE_TTL_SECS: u64 = 86_400;
     pub const DEFAULT_PORT: u16 = 6379;
 
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(crate::config::process_env)
+    pub fn keys(&self) -> CacheKeys {
+        CacheKeys::new(self.key_prefix.clone())
     }
 
-    /// Reads variables through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+    /// The secret holding the AUTH token, when there is one.
+    pub fn auth_secret_arn(&self) -> Option<&str> {
+        match &self.endpoint {
+            RedisEndpoint::Host {
+                auth_secret_arn, ..
+            } => auth_secret_arn.as_deref(),
+            RedisEndpoint::Url(_) => None,
+        }
+    }
+}
+
+impl FromEnv for RedisConfig {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         let vars = Vars::new(get);
         let get = |name: &str| vars.optional(name);
         let endpoint = match get("REDIS_URL") {
@@ -76,20 +87,6 @@ impl RedisConfig {
                 .unwrap_or_else(|| Self::DEFAULT_KEY_PREFIX.to_owned()),
             fence_ttl_secs,
         })
-    }
-
-    pub fn keys(&self) -> CacheKeys {
-        CacheKeys::new(self.key_prefix.clone())
-    }
-
-    /// The secret holding the AUTH token, when there is one.
-    pub fn auth_secret_arn(&self) -> Option<&str> {
-        match &self.endpoint {
-            RedisEndpoint::Host {
-                auth_secret_arn, ..
-            } => auth_secret_arn.as_deref(),
-            RedisEndpoint::Url(_) => None,
-        }
     }
 }
 

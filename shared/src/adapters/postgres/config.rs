@@ -7,6 +7,7 @@
 //! Neither the password nor a full URL is ever logged or shown by `Debug`. How a pool is built
 //! from it is in [`super::connect`].
 
+use crate::config::FromEnv;
 use crate::config::Vars;
 use crate::error::PipelineError;
 use crate::redact::SecretUrl;
@@ -48,14 +49,17 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, PipelineError> {
-        Self::from_lookup(crate::config::process_env)
+    /// The secret to read credentials from, when the target needs one.
+    pub fn secret_arn(&self) -> Option<&str> {
+        match &self.target {
+            DatabaseTarget::Rds { secret_arn, .. } => Some(secret_arn),
+            DatabaseTarget::Url(_) => None,
+        }
     }
+}
 
-    /// Reads the configuration through `get` (the environment, or a map in tests). Errors
-    /// name the variable that is missing or wrong.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+impl FromEnv for DatabaseConfig {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
         let vars = Vars::new(get);
         let get = |name: &str| vars.optional(name);
         let required = |name: &str| vars.required_because(name, "when DATABASE_URL is not set");
@@ -100,14 +104,6 @@ impl DatabaseConfig {
             tls,
             pool_max,
         })
-    }
-
-    /// The secret to read credentials from, when the target needs one.
-    pub fn secret_arn(&self) -> Option<&str> {
-        match &self.target {
-            DatabaseTarget::Rds { secret_arn, .. } => Some(secret_arn),
-            DatabaseTarget::Url(_) => None,
-        }
     }
 }
 
