@@ -6,7 +6,8 @@
 //! Everything at the top level is pure: no AWS SDK, SeaORM or Redis type appears in it.
 //! Adapters live in [`adapters`], each behind a Cargo feature, so a function compiles only
 //! the ones it uses. The synthetic feeds (`feed`) that tests, benchmarks, the demo and the CLI
-//! generate are compiled only with the `test-util` feature, which no function enables.
+//! generate, and the in-memory doubles of the ports (`testing`), are compiled only with the
+//! `test-util` feature, which no function enables.
 
 pub mod catalog_read;
 pub mod config;
@@ -28,6 +29,8 @@ pub mod redact;
 pub mod rejection;
 pub mod retention;
 pub mod supplier_rejections;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod update;
 pub mod usecase;
 

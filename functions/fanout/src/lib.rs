@@ -35,7 +35,5 @@ pub mod handler;
 pub mod ports;
 pub mod s3;
 pub mod sfn;
-#[cfg(test)]
-mod stub_http;
 
 pub use handler::{MAX_STARTS_IN_FLIGHT, fan_out};

@@ -50,6 +50,7 @@ mod tests {
     use super::*;
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
     use inventory::ErrorKind;
+    use test_support::stub_http::StubServer;
 
     fn store(endpoint: &str, kms_key_id: Option<&str>) -> S3OversizeStore {
         let conf = aws_sdk_s3::Config::builder()
@@ -73,10 +74,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_record_is_put_under_its_key_encrypted_with_the_kms_key() {
-        let stub = crate::stub_http::serve(200, &[("etag", "\"abc\"")], "").await;
+        let stub = StubServer::always(200, &[("etag", "\"abc\"")], "").await;
         let data = b"an oversized record".to_vec();
 
-        store(&stub.endpoint, Some("alias/inventory-dev"))
+        store(stub.endpoint(), Some("alias/inventory-dev"))
             .put(&key(), &data)
             .await
             .expect("stored");
@@ -109,9 +110,9 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_kms_key_the_bucket_default_encryption_applies() {
-        let stub = crate::stub_http::serve(200, &[], "").await;
+        let stub = StubServer::always(200, &[], "").await;
 
-        store(&stub.endpoint, None)
+        store(stub.endpoint(), None)
             .put(&key(), b"x")
             .await
             .expect("stored");
@@ -127,9 +128,9 @@ mod tests {
     #[tokio::test]
     async fn a_bucket_that_does_not_exist_is_misconfiguration() {
         let body = "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
-        let stub = crate::stub_http::serve(404, &[("content-type", "application/xml")], body).await;
+        let stub = StubServer::always(404, &[("content-type", "application/xml")], body).await;
 
-        let e = store(&stub.endpoint, None)
+        let e = store(stub.endpoint(), None)
             .put(&key(), b"x")
             .await
             .expect_err("no bucket");
