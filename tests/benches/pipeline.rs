@@ -15,7 +15,7 @@
 #[path = "support/reference.rs"]
 mod reference;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
