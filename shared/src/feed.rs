@@ -15,6 +15,9 @@ use crate::domain::projection::InMemoryProjection;
 use crate::domain::rejection::RejectionCode;
 use crate::domain::update::{SourcePosition, parse_record};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use rand_distr::{Distribution as _, Zipf};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 
@@ -34,7 +37,8 @@ pub struct FeedSpec {
     pub updates: usize,
     pub products: usize,
     pub suppliers: usize,
-    /// Zipf exponent of product popularity (1.0 is classic Zipf; higher is more skewed).
+    /// Zipf exponent of product popularity (1.0 is classic Zipf; higher is more skewed; 0 is
+    /// uniform, and so is a negative or non-finite value).
     pub zipf_exponent: f64,
     /// Share of records that repeat an earlier record byte for byte.
     pub duplicate_share: f64,
@@ -146,32 +150,9 @@ pub fn expected_state(records: &[FeedRecord], arrived_at: DateTime<Utc>) -> Expe
     exp
 }
 
-/// SplitMix64: small, fast and good enough for synthetic data; no dependency.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n); n > 0.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
+/// Uniform in [0, n); 0 when n is 0.
+fn below(rng: &mut StdRng, n: usize) -> usize {
+    rng.random_range(0..n.max(1))
 }
 
 const SUPPLIER_NAMES: &[&str] = &[
@@ -193,8 +174,11 @@ struct Last {
 
 struct Generator<'a> {
     spec: &'a FeedSpec,
-    rng: Rng,
-    zipf_cdf: Vec<f64>,
+    /// Seeded from the spec: the same spec draws the same numbers.
+    rng: StdRng,
+    /// Product ranks 1..=products.
+    popularity: Zipf<f64>,
+    products: usize,
     suppliers: Vec<String>,
     update_counters: Vec<u64>,
     last: HashMap<(usize, usize), Last>,
@@ -205,15 +189,14 @@ struct Generator<'a> {
 impl<'a> Generator<'a> {
     fn new(spec: &'a FeedSpec) -> Self {
         let products = spec.products.max(1);
-        let mut cdf = Vec::with_capacity(products);
-        let mut total = 0.0;
-        for k in 1..=products {
-            total += 1.0 / (k as f64).powf(spec.zipf_exponent);
-            cdf.push(total);
-        }
-        for c in &mut cdf {
-            *c /= total;
-        }
+        let exponent = if spec.zipf_exponent.is_finite() && spec.zipf_exponent > 0.0 {
+            spec.zipf_exponent
+        } else {
+            0.0
+        };
+        // At least one product and a finite exponent of at least 0: the only errors.
+        let popularity = Zipf::new(products as f64, exponent)
+            .unwrap_or_else(|e| unreachable!("Zipf({products}, {exponent}): {e}"));
         let suppliers = (0..spec.suppliers.max(1))
             .map(|i| match SUPPLIER_NAMES.get(i) {
                 Some(name) => (*name).to_owned(),
@@ -222,8 +205,9 @@ impl<'a> Generator<'a> {
             .collect::<Vec<_>>();
         Self {
             spec,
-            rng: Rng(spec.seed),
-            zipf_cdf: cdf,
+            rng: StdRng::seed_from_u64(spec.seed),
+            popularity,
+            products,
             update_counters: vec![0; suppliers.len()],
             suppliers,
             last: HashMap::new(),
@@ -236,13 +220,13 @@ impl<'a> Generator<'a> {
         for i in 0..self.spec.updates {
             let now =
                 self.spec.start + Duration::milliseconds(i64::try_from(i).unwrap_or(i64::MAX) * 50);
-            let roll = self.rng.unit();
+            let roll: f64 = self.rng.random();
             let record = if roll < self.spec.bad_share {
                 self.bad()
             } else if roll < self.spec.bad_share + self.spec.duplicate_share
                 && !self.recent.is_empty()
             {
-                let r = self.recent[self.rng.below(self.recent.len())].clone();
+                let r = self.recent[below(&mut self.rng, self.recent.len())].clone();
                 FeedRecord {
                     kind: RecordKind::Duplicate,
                     ..r
@@ -259,11 +243,10 @@ impl<'a> Generator<'a> {
         out
     }
 
+    /// A product index, 0 the most popular.
     fn product(&mut self) -> usize {
-        let u = self.rng.unit();
-        self.zipf_cdf
-            .partition_point(|c| *c < u)
-            .min(self.zipf_cdf.len() - 1)
+        let rank = self.popularity.sample(&mut self.rng) as usize;
+        rank.clamp(1, self.products) - 1
     }
 
     fn product_id(&self, p: usize) -> String {
@@ -275,7 +258,7 @@ impl<'a> Generator<'a> {
         let n = self.suppliers.len();
         let carried = 1 + (product.wrapping_mul(7919) % n);
         let first = product % n;
-        (first + self.rng.below(carried)) % n
+        (first + below(&mut self.rng, carried)) % n
     }
 
     fn update(&mut self, now: DateTime<Utc>, out_of_order: bool) -> FeedRecord {
@@ -284,8 +267,9 @@ impl<'a> Generator<'a> {
         let previous = self.last.get(&(product, supplier)).cloned();
         let (occurred_at, kind) = match previous {
             Some(prev) if out_of_order => {
-                let back =
-                    Duration::milliseconds(1 + i64::try_from(self.rng.below(600_000)).unwrap_or(0));
+                let back = Duration::milliseconds(
+                    1 + i64::try_from(below(&mut self.rng, 600_000)).unwrap_or(0),
+                );
                 (prev.occurred_at - back, RecordKind::OutOfOrder)
             }
             _ => (now, RecordKind::Update),
@@ -297,17 +281,17 @@ impl<'a> Generator<'a> {
         let supplier_id = &self.suppliers[supplier];
         let update_id = format!("{supplier_id}-{:08}", self.update_counters[supplier]);
         let product_id = self.product_id(product);
-        let quantity = if self.rng.chance(0.05) {
+        let quantity = if self.rng.random_bool(0.05) {
             0
         } else {
-            self.rng.below(500)
+            below(&mut self.rng, 500)
         };
         let base_cents = 199 + (product.wrapping_mul(2_654_435_761) % 50_000);
-        let cents = base_cents + supplier * 37 + self.rng.below(100);
+        let cents = base_cents + supplier * 37 + below(&mut self.rng, 100);
         let price = format!("{}.{:02}", cents / 100, cents % 100);
         let at = occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let euro = supplier == 3 % self.suppliers.len() && self.suppliers.len() > 3;
-        let json = if self.rng.chance(0.1) {
+        let json = if self.rng.random_bool(0.1) {
             // The brief's short form: `inventory`, a JSON number price, default currency.
             serde_json::json!({
                 "product_id": product_id, "inventory": quantity, "price": serde_json::Number::from_f64(cents as f64 / 100.0),
@@ -328,7 +312,7 @@ impl<'a> Generator<'a> {
         if self.recent.len() < 1_000 {
             self.recent.push(record.clone());
         } else {
-            let slot = self.rng.below(self.recent.len());
+            let slot = below(&mut self.rng, self.recent.len());
             self.recent[slot] = record.clone();
         }
         record
@@ -337,7 +321,7 @@ impl<'a> Generator<'a> {
     fn bad(&mut self) -> FeedRecord {
         let product = self.product();
         let pid = self.product_id(product);
-        let (data, code): (Vec<u8>, RejectionCode) = match self.rng.below(8) {
+        let (data, code): (Vec<u8>, RejectionCode) = match below(&mut self.rng, 8) {
             0 => (
                 format!(r#"{{"product_id":"{pid}","quantity":5,"price":"#).into_bytes(),
                 RejectionCode::NotJson,

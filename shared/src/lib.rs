@@ -2,7 +2,8 @@
 //!
 //! - [`domain`]: what an inventory update is, how a supplier's record becomes one (or is
 //!   rejected, with a reason), the events the store keeps, the projection's rules (newest
-//!   `occurred_at` wins), key schemes, the inbound contract, and the event store's partition and retention rules. Pure.
+//!   `occurred_at` wins), key schemes, the inbound contract, and the event store's partition
+//!   and retention rules. Pure.
 //! - [`steps`]: the write path, fan-out -> validate -> archive and persist -> cache-invalidate,
 //!   one use case per state-machine task, and the payloads that travel between them.
 //! - [`read`]: the read path, cache-aside over the projection.
@@ -12,8 +13,9 @@
 //! - [`error`], [`config`], [`redact`]: the error taxonomy the state machine retries on,
 //!   configuration lookup, and secrets kept out of logs.
 //!
-//! The synthetic feeds (`feed`) that tests, benchmarks, the demo and the CLI generate are
-//! compiled only with the `test-util` feature, which no function enables.
+//! The synthetic feeds (`feed`) that tests, benchmarks, the demo and the CLI generate, and the
+//! in-memory doubles of the ports (`testing`), are compiled only with the `test-util` feature,
+//! which no function enables.
 
 pub mod config;
 pub mod domain;
@@ -26,6 +28,8 @@ pub mod ports;
 pub mod read;
 pub mod redact;
 pub mod steps;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 pub mod adapters;
 

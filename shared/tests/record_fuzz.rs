@@ -16,15 +16,12 @@ use chrono::{DateTime, TimeZone, Timelike, Utc};
 use inventory::domain::ids::{MAX_ID_LEN, MAX_UPDATE_ID_LEN};
 use inventory::domain::money::{MAX_PRICE, MAX_PRICE_SCALE, MAX_QUANTITY};
 use inventory::domain::update::{MAX_FUTURE_SKEW, earliest_occurred_at, parse_record};
-use inventory::ports::{Quarantine, QuarantinedRecord};
 use inventory::steps::payloads::{ChunkInput, SourceRecord};
-use inventory::{
-    ChunkId, InventoryUpdate, PipelineError, Rejection, RejectionCode, SourcePosition, steps,
-};
+use inventory::testing::MemoryQuarantine;
+use inventory::{ChunkId, InventoryUpdate, Rejection, RejectionCode, SourcePosition, steps};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
-use std::sync::Mutex;
 
 /// Cases per property: `PROPTEST_CASES` when set, else a CI-sized default.
 fn cases() -> u32 {
@@ -257,7 +254,7 @@ proptest! {
         let out = runtime.block_on(steps::validate_chunk(&input, &quarantine, arrived_at())).expect("validate never fails on bad records");
 
         prop_assert_eq!(out.valid.len() + out.rejected.len(), records.len(), "nothing lost");
-        let kept = quarantine.kept.into_inner().expect("lock");
+        let kept = quarantine.kept();
         prop_assert_eq!(kept.len(), out.rejected.len());
         for (k, r) in kept.iter().zip(&out.rejected) {
             prop_assert_eq!(&k.sequence_number, &r.sequence_number);
@@ -291,19 +288,4 @@ fn chunk(records: &[Vec<u8>], broken_base64: &[bool]) -> ChunkInput {
         index: 0,
     };
     ChunkInput { chunk, records }
-}
-
-/// Keeps quarantined records in memory.
-#[derive(Default)]
-struct MemoryQuarantine {
-    kept: Mutex<Vec<QuarantinedRecord>>,
-}
-
-#[async_trait::async_trait]
-impl Quarantine for MemoryQuarantine {
-    async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError> {
-        let mut kept = self.kept.lock().expect("lock");
-        kept.extend_from_slice(records);
-        Ok(records.len())
-    }
 }

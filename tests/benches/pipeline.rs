@@ -15,11 +15,12 @@
 #[path = "support/reference.rs"]
 mod reference;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
-use integration_tests::moto::MotoServer;
+use clap::Parser as _;
+use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
 use inventory::adapters::cache::RedisProductCache;
@@ -33,48 +34,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The benchmark's arguments (after `--` in `cargo xtask bench -- ...`).
+#[derive(Debug, clap::Parser)]
+#[command(about = "Feeds updates through validate, archive, persist and cache-invalidate")]
 struct Args {
+    /// Updates to feed through the pipeline.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
     updates: usize,
+    /// Products the updates are spread over (Zipf).
+    #[arg(long, default_value_t = 5_000, value_name = "N")]
     products: usize,
+    /// Chunk sizes to measure, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,1000",
+        value_name = "N,N"
+    )]
     batches: Vec<usize>,
     /// Chunks in flight at once, as with that many shards (each shard's chunks run one after
-    /// another; the event source mapping and Step Functions run shards side by side).
+    /// another; the event source mapping and Step Functions run shards side by side);
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_name = "N,N")]
     lanes: Vec<usize>,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        updates: 100_000,
-        products: 5_000,
-        batches: vec![100, 1000],
-        lanes: vec![1, 2],
-    };
-    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--updates" => args.updates = value()?.parse().context("--updates")?,
-            "--products" => args.products = value()?.parse().context("--products")?,
-            "--batches" => {
-                args.batches = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()
-                    .context("--batches")?
-            }
-            "--lanes" => {
-                args.lanes = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()
-                    .context("--lanes")?
-            }
-            other => anyhow::bail!(
-                "unknown argument {other:?} (known: --updates N --products N --batches 100,1000 --lanes 1,2)"
-            ),
-        }
-    }
-    Ok(args)
+    /// Passed by `cargo bench`; nothing to do with the benchmark.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// The brief's record format, with Zipf-popular products taken from the shared feed generator.
@@ -338,7 +323,7 @@ async fn run_batch_size(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let records = brief_records(args.updates, args.products);
     eprintln!(
         "pipeline benchmark: {} updates over {} products (Zipf), validate -> archive ∥ persist -> cache-invalidate",

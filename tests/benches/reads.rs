@@ -19,14 +19,14 @@ mod http;
 
 use anyhow::{Context, Result};
 use chrono::{TimeZone, Utc};
+use clap::Parser as _;
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
 use inventory::adapters::cache::RedisProductCache;
 use inventory::adapters::postgres::{PgEventStore, PgProductReader};
 use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, generate};
-use inventory::ports::EventStore;
-use inventory::ports::ProductReader;
+use inventory::ports::{EventStore, ProductReader};
 use inventory::read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};
 use inventory::steps::invalidate_cache;
 use inventory::steps::payloads::CacheInvalidateInput;
@@ -34,50 +34,41 @@ use inventory::{PipelineError, ProductId};
 use inventory_product_api::App;
 use inventory_product_api::metrics::Metrics;
 use lambda_http::Body;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use rand_distr::{Distribution as _, Zipf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+/// The benchmark's arguments (after `--` in `cargo xtask bench-reads -- ...`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(about = "Zipf-popular reads through product-api over a demo-like catalog")]
 struct Args {
+    /// Updates in the catalog's feed.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
     updates: usize,
+    /// Products in the catalog.
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
     products: usize,
+    /// Reads through the handler.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
     reads: usize,
+    /// Zipf exponent of product popularity.
+    #[arg(long, default_value_t = 1.1, value_name = "S")]
     zipf: f64,
+    /// Share of reads for products that do not exist.
+    #[arg(long, default_value_t = 0.01, value_name = "F")]
     unknown_share: f64,
+    /// Updates per second the writer applies while the reads run (1,000 a minute by default).
+    #[arg(long, default_value_t = 1000.0 / 60.0, value_name = "PER_SEC")]
     update_rate: f64,
+    /// Reads through the local HTTP endpoint (0: none).
+    #[arg(long, default_value_t = 5_000, value_name = "N")]
     http_reads: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        updates: 20_000,
-        products: 2_000,
-        reads: 100_000,
-        zipf: 1.1,
-        unknown_share: 0.01,
-        update_rate: 1000.0 / 60.0,
-        http_reads: 5_000,
-    };
-    let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--updates" => a.updates = value()?.parse().context("--updates")?,
-            "--products" => a.products = value()?.parse().context("--products")?,
-            "--reads" => a.reads = value()?.parse().context("--reads")?,
-            "--zipf" => a.zipf = value()?.parse().context("--zipf")?,
-            "--unknown-share" => a.unknown_share = value()?.parse().context("--unknown-share")?,
-            "--update-rate" => {
-                a.update_rate = value()?.parse().context("--update-rate (per second)")?
-            }
-            "--http-reads" => a.http_reads = value()?.parse().context("--http-reads")?,
-            other => anyhow::bail!(
-                "unknown argument {other:?} (known: --updates N --products N --reads N --zipf S --unknown-share F --update-rate PER_SEC --http-reads N)"
-            ),
-        }
-    }
-    Ok(a)
+    /// Passed by `cargo bench`; nothing to do with the benchmark.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// Counts the database queries of the reader it wraps.
@@ -105,43 +96,29 @@ impl ProductReader for CountingReader {
 
 /// Product ids in Zipf order of popularity (the feed's own ranks), plus unknown ids.
 struct Popularity {
-    cdf: Vec<f64>,
-    state: u64,
+    rng: StdRng,
+    ranks: Zipf<f64>,
+    products: usize,
     unknown_share: f64,
 }
 
 impl Popularity {
-    fn new(products: usize, exponent: f64, unknown_share: f64, seed: u64) -> Self {
-        let mut total = 0.0;
-        let mut cdf: Vec<f64> = (1..=products.max(1))
-            .map(|k| {
-                total += 1.0 / (k as f64).powf(exponent);
-                total
-            })
-            .collect();
-        cdf.iter_mut().for_each(|c| *c /= total);
-        Self {
-            cdf,
-            state: seed | 1,
+    fn new(products: usize, exponent: f64, unknown_share: f64, seed: u64) -> Result<Self> {
+        let products = products.max(1);
+        Ok(Self {
+            rng: StdRng::seed_from_u64(seed),
+            ranks: Zipf::new(products as f64, exponent).context("--zipf must be at least 0")?,
+            products,
             unknown_share,
-        }
-    }
-
-    fn unit(&mut self) -> f64 {
-        // xorshift64*: deterministic, good enough for sampling.
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        (self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        })
     }
 
     fn next_id(&mut self) -> String {
-        if self.unit() < self.unknown_share {
-            return format!("SKU-X{:06}", (self.unit() * 1e6) as u64);
+        if self.rng.random::<f64>() < self.unknown_share {
+            return format!("SKU-X{:06}", self.rng.random_range(0..1_000_000));
         }
-        let u = self.unit();
-        let p = self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1);
-        format!("SKU-{p:06}")
+        let rank = self.ranks.sample(&mut self.rng) as usize;
+        format!("SKU-{:06}", rank.clamp(1, self.products) - 1)
     }
 }
 
@@ -182,7 +159,7 @@ async fn writer(
     products: usize,
     stop: Arc<AtomicBool>,
 ) -> Result<usize> {
-    let mut popularity = Popularity::new(products, 1.1, 0.0, 7);
+    let mut popularity = Popularity::new(products, 1.1, 0.0, 7)?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -252,7 +229,7 @@ fn get(path: &str) -> Result<lambda_http::Request> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let db = TestDb::new().await?;
     let redis = TestRedis::new()?;
     let cache = RedisProductCache::connect(&redis.cache_config(600), None)?;
@@ -287,7 +264,7 @@ async fn main() -> Result<()> {
         tokio::spawn(writer(store, cache, args.update_rate, args.products, stop))
     });
 
-    let mut popularity = Popularity::new(args.products, args.zipf, args.unknown_share, 42);
+    let mut popularity = Popularity::new(args.products, args.zipf, args.unknown_share, 42)?;
     let (mut hits, mut misses, mut negative_hits) =
         (Samples::default(), Samples::default(), Samples::default());
     // Whether the cache answered each read, to tell the warm-up from the steady state.
@@ -370,15 +347,11 @@ async fn main() -> Result<()> {
     }
 
     if args.http_reads > 0 {
+        let popularity = Popularity::new(args.products, args.zipf, args.unknown_share, 43)?;
         match http::Endpoint::start(&db.url, redis.url(), &format!("{}http:", redis.prefix())).await
         {
             Ok(endpoint) => {
-                let result = http::run(
-                    &endpoint,
-                    args.http_reads,
-                    Popularity::new(args.products, args.zipf, args.unknown_share, 43),
-                )
-                .await;
+                let result = http::run(&endpoint, args.http_reads, popularity).await;
                 endpoint.stop();
                 let (mut hits, mut misses, elapsed) = result?;
                 println!(

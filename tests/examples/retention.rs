@@ -19,7 +19,7 @@
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use integration_tests::moto::MotoServer;
+use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
     prune_update_keys_as_of, rebuild_projection, retain_event_store,

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::types::ServerSideEncryption;
-use integration_tests::moto::MotoServer;
+use integration_tests::moto::{MotoS3 as _, MotoServer};
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::ports::{Quarantine, QuarantinedRecord};
 use inventory::{ChunkInput, ErrorKind, PipelineError, SourceRecord, steps};

@@ -14,7 +14,7 @@ use aws_sdk_s3::operation::list_object_versions::{
     ListObjectVersionsInput, ListObjectVersionsOutput,
 };
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use integration_tests::moto::{MotoServer, unique_name};
+use integration_tests::moto::{MotoS3 as _, MotoServer, unique_name};
 use inventory::ErrorKind;
 use inventory::adapters::custom_resource::CustomResourceEvent;
 use inventory_bucket_emptier::{Emptied, empty_bucket, on_request};
@@ -441,9 +441,7 @@ async fn a_request_without_a_bucket_name_is_an_error_that_names_the_property() -
 async fn an_unreachable_s3_is_a_transient_error_naming_the_operation_and_the_bucket() -> Result<()>
 {
     let moto = MotoServer::shared()?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let closed = listener.local_addr()?;
-    drop(listener); // nothing listens there now
+    let closed = test_support::free_addr(); // nothing listens there
     let s3 = Client::from_conf(
         moto.s3_client()
             .config()

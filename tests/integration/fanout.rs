@@ -2,98 +2,31 @@
 //! start under their deterministic names, a redelivery starts nothing new, oversized records
 //! are in S3 before their execution starts, and permanent errors fail the invocation.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use integration_tests::moto::MotoServer;
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::steps::payloads::ChunkInput;
 use inventory::{ArchiveKey, ErrorKind};
 use inventory_fanout::sfn::SfnExecutionStarter;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const FIXTURE: &str = include_str!("../fixtures/kinesis-batch.json");
 const ASL: &str = include_str!("../../statemachines/inventory-pipeline.asl.json");
 const BUCKET: &str = "inventory-archive-fanout-test";
 
-/// A moto server on a free loopback port, killed (by its PID) when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Result<Self> {
-        let program = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../.venv/bin/moto_server"
-                ))
-            });
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "could not start {} (run `cargo xtask setup`)",
-                    program.display()
-                )
-            })?;
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("moto_server did not listen on {port} within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(moto)
-    }
-
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "integration",
-            ))
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Moto with a bucket and the pipeline's state machine (not executed: moto only records the
 /// executions, which is what these tests look at).
 struct Aws {
-    _moto: Moto,
+    _moto: MotoServer,
     sfn: aws_sdk_sfn::Client,
     s3: aws_sdk_s3::Client,
     state_machine_arn: String,
 }
 
 async fn aws() -> Result<Aws> {
-    let moto = Moto::start()?;
-    let conf = moto.sdk_config().await;
+    // A server of its own: the bucket and state machine names are fixed.
+    let moto = MotoServer::start()?;
+    let conf = moto.sdk_config();
     let (sfn, s3) = (
         aws_sdk_sfn::Client::new(&conf),
         aws_sdk_s3::Client::new(&conf),
@@ -290,7 +223,7 @@ async fn an_unreachable_step_functions_endpoint_reports_the_chunk_for_redelivery
     let aws = aws().await?;
     let (event, _) = batch_with_an_oversized_record()?;
     let first_sequence = event.records[0].kinesis.sequence_number.clone();
-    let closed_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let closed_port = test_support::free_port();
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(format!("http://127.0.0.1:{closed_port}"))

@@ -23,9 +23,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use test_support::stub_http::StubServer;
 
 /// What the state machine hands persist: the chunk and validate's valid updates.
 fn persist_payload(validated: &Value) -> Value {
@@ -139,47 +137,10 @@ fn budget() -> Budget {
     }
 }
 
-/// A loopback `ResponseURL` that answers 200 and hands over each body it receives.
-async fn response_url() -> Result<(String, mpsc::UnboundedReceiver<Value>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!(
-        "http://{}/response?X-Amz-Signature=abc",
-        listener.local_addr()?
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut part = [0u8; 4096];
-            let body = loop {
-                let Ok(n) = socket.read(&mut part).await else {
-                    return;
-                };
-                buf.extend_from_slice(&part[..n]);
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < end + 4 + len {
-                    let Ok(n) = socket.read(&mut part).await else {
-                        return;
-                    };
-                    buf.extend_from_slice(&part[..n]);
-                }
-                break buf[end + 4..end + 4 + len].to_vec();
-            };
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
-            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-        }
-    });
-    Ok((url, rx))
+/// A loopback `ResponseURL` that answers 200 to everything.
+async fn response_url() -> (String, StubServer) {
+    let stub = StubServer::always(200, &[], "").await;
+    (stub.url("/response?X-Amz-Signature=abc"), stub)
 }
 
 fn cfn_event(request_type: &str, url: &str) -> Result<Value> {
@@ -198,7 +159,7 @@ fn cfn_event(request_type: &str, url: &str) -> Result<Value> {
 async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answers_success()
 -> Result<()> {
     let t = TestDb::empty().await?;
-    let (url, mut answers) = response_url().await?;
+    let (url, answers) = response_url().await;
     let sender = ResponseSender::new()?;
     let migrator: Arc<dyn SchemaMigrator> = Arc::new(PgSchemaMigrator {
         db: t.db.clone(),
@@ -223,9 +184,9 @@ async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answe
     inventory_schema_migrate::handle(cfn_event("Delete", &url)?, &budget(), &sender, migrator)
         .await?;
 
-    let create = answers.recv().await.expect("Create answered");
-    let update = answers.recv().await.expect("Update answered");
-    let delete = answers.recv().await.expect("Delete answered");
+    let create = answers.next_request().await.json();
+    let update = answers.next_request().await.json();
+    let delete = answers.next_request().await.json();
     // Every migration the crate ships is applied on Create, whatever their number.
     let shipped = <migration::Migrator as migration::MigratorTrait>::migrations()
         .len()
@@ -256,7 +217,7 @@ async fn schema_migrate_as_a_custom_resource_migrates_a_fresh_database_and_answe
 
 #[tokio::test]
 async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() -> Result<()> {
-    let (url, mut answers) = response_url().await?;
+    let (url, answers) = response_url().await;
     let config = DatabaseConfig {
         target: DatabaseTarget::Url(inventory::redact::SecretUrl::new(
             "postgres://postgres@127.0.0.1:5432/it_no_such_database",
@@ -278,7 +239,7 @@ async fn schema_migrate_answers_failed_when_the_database_cannot_be_migrated() ->
     )
     .await?;
 
-    let answer = answers.recv().await.expect("answered");
+    let answer = answers.next_request().await.json();
     assert_eq!(answer["Status"], "FAILED");
     let reason = answer["Reason"].as_str().unwrap_or_default();
     assert!(

@@ -3,7 +3,7 @@
 
 use crate::archive::{chunk, keys, lines};
 use anyhow::Result;
-use integration_tests::moto::MotoServer;
+use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::redis::{PasswordRedis, TestRedis};
 use inventory::adapters::cache::{PopulateOutcome, RedisEndpoint};
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};

@@ -319,9 +319,7 @@ async fn with_redis_down_reads_are_served_from_postgres_without_waiting_on_the_c
 {
     let s = Services::start().await?;
     let version = s.update("sku-down", 5, 1).await?;
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let closed_port = test_support::free_port();
     let config = RedisConfig {
         endpoint: RedisEndpoint::Url(inventory::redact::SecretUrl::new(format!(
             "redis://127.0.0.1:{closed_port}"

@@ -10,7 +10,7 @@ use crate::partitions::append_unpartitioned;
 use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use chrono::{Duration, NaiveDate, Utc};
-use integration_tests::moto::MotoServer;
+use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
     LiveSnapshot, PgEventStore, REBUILD_LOCK_KEY, RebuildFrom, latest_snapshot, load_projection,

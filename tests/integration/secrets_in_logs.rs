@@ -69,12 +69,6 @@ fn secret(kind: &str) -> String {
     format!("{kind}Zq8{nanos}xV")
 }
 
-/// A loopback port where nothing listens.
-fn closed_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
 fn lookup(vars: HashMap<&'static str, String>) -> impl Fn(&str) -> Option<String> {
     move |name| vars.get(name).cloned()
 }
@@ -105,7 +99,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
     let password = secret("db");
     let logs = CapturedLogs::default();
     let _guard = logs.install();
-    let port = closed_port()?;
+    let port = test_support::free_port();
     let mut shown = Vec::new();
 
     // DATABASE_URL with a password, a server that is not there: validate's quarantine fails.
@@ -188,7 +182,7 @@ async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()>
 
     // ElastiCache's form (host, port, AUTH token from the secret): nothing listens there, then
     // the real local Redis, which refuses the token (it has no password set).
-    for port in [closed_port()?, 6379] {
+    for port in [test_support::free_port(), 6379] {
         let config = RedisConfig::from_lookup(lookup(HashMap::from([
             ("REDIS_HOST", "127.0.0.1".to_owned()),
             ("REDIS_PORT", port.to_string()),
@@ -215,7 +209,7 @@ async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()>
     }
 
     // A URL with the token in it.
-    let port = closed_port()?;
+    let port = test_support::free_port();
     let config = RedisConfig::from_lookup(lookup(HashMap::from([(
         "REDIS_URL",
         format!("redis://:{token}@127.0.0.1:{port}"),
@@ -240,7 +234,7 @@ async fn the_read_api_keeps_both_secrets_out_of_its_logs_and_answers() -> Result
     let (password, token) = (secret("db"), secret("redis"));
     let logs = CapturedLogs::default();
     let _guard = logs.install();
-    let (db_port, redis_port) = (closed_port()?, closed_port()?);
+    let (db_port, redis_port) = (test_support::free_port(), test_support::free_port());
     let config = inventory_product_api::Config::from_lookup(lookup(HashMap::from([
         (
             "DATABASE_URL",

@@ -117,9 +117,7 @@ pub struct PasswordRedis {
 
 impl PasswordRedis {
     pub fn start(password: &str) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = test_support::free_port();
         // The password goes through stdin (a config file read from "-"), never argv, so
         // `ps` does not show it.
         let mut child = Command::new("redis-server")

@@ -34,7 +34,7 @@ async fn replay_quarantine_sends_matching_records_that_now_pass_once_and_marks_t
 {
     // Arrange: three quarantined records: one that passes the contract now (as after a fix),
     // one of another reason, one that still fails.
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "replayq", 1).await?;
     let t = TestDb::new().await?;
     let fixed = update("SKU-Q", 1);
@@ -146,7 +146,7 @@ async fn rebuild_projection_restores_a_damaged_projection_from_the_event_store()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_dlq_puts_back_the_sequence_range_each_message_names_and_deletes_it() -> Result<()> {
     // Arrange: four records on the stream; an on-failure message for the second and third.
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "dlq", 1).await?;
     let k = kinesis(moto);
     let mut seqs = Vec::new();
@@ -248,7 +248,7 @@ fn archive_object(lines: &[(String, &str)]) -> Result<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reingest_archive_sends_the_valid_records_of_the_hours_in_range_in_order() -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "reingest", 1).await?;
     let bucket = moto.create_bucket("archive").await?;
     let s3 = moto.s3_client();
@@ -383,7 +383,7 @@ async fn put_export(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_event_export_prints_a_retired_days_events_and_no_line_of_a_damaged_part() -> Result<()>
 {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let bucket = moto.create_bucket("event-export").await?;
     let s3 = moto.s3_client();
     let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 31).context("day")?;

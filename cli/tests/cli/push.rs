@@ -26,10 +26,10 @@ async fn failed_entries_are_retried_alone_until_every_record_is_on_the_stream_on
 -> Result<()> {
     // Arrange: 1,200 updates over 7 products (so one product has many in a row), 3 shards,
     // and a proxy that fails every odd entry of each request twice before letting it through.
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "retry", 3).await?;
     let proxy = FaultProxy::start(
-        moto,
+        moto.endpoint_url(),
         FaultPlan {
             fail_times: 2,
             ..Default::default()
@@ -90,10 +90,10 @@ async fn with_several_records_per_request_a_product_still_ends_in_feed_order_aft
 -> Result<()> {
     // Arrange: one hot product and a cold one, requests of up to 50 records of a product, and
     // every odd entry failed once.
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "perproduct", 2).await?;
     let proxy = FaultProxy::start(
-        moto,
+        moto.endpoint_url(),
         FaultPlan {
             fail_times: 1,
             ..Default::default()
@@ -150,10 +150,10 @@ async fn with_several_records_per_request_a_product_still_ends_in_feed_order_aft
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_keeps_failing_is_reported_with_its_products_later_records_and_exit_code_3()
 -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "doomed", 1).await?;
     let proxy = FaultProxy::start(
-        moto,
+        moto.endpoint_url(),
         FaultPlan {
             always_fail_containing: Some("u-000003".into()),
             ..Default::default()
@@ -215,9 +215,9 @@ async fn a_record_that_keeps_failing_is_reported_with_its_products_later_records
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_never_exceed_500_records_or_5_mib() -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "bounds", 2).await?;
-    let proxy = FaultProxy::start(moto, FaultPlan::default()).await?;
+    let proxy = FaultProxy::start(moto.endpoint_url(), FaultPlan::default()).await?;
     // 1,100 small records of distinct products, then 700 near the 16 KiB record limit
     // (~11 MiB in all, padded with JSON whitespace) to force the byte bound.
     let mut feed: String = (0..1_100)
@@ -261,7 +261,7 @@ async fn requests_never_exceed_500_records_or_5_mib() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_lists_bad_lines_with_the_pipelines_codes_and_sends_nothing() -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "strict", 1).await?;
     let dir = temp_dir("strict")?;
     let file = write(
@@ -307,7 +307,7 @@ async fn strict_mode_lists_bad_lines_with_the_pipelines_codes_and_sends_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_invalid_sends_the_valid_csv_rows_and_exits_5() -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "skip", 1).await?;
     let dir = temp_dir("skip")?;
     let file = write(
@@ -350,7 +350,7 @@ async fn skip_invalid_sends_the_valid_csv_rows_and_exits_5() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_validates_only_and_exit_codes_tell_usage_and_service_errors_apart() -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "dry", 1).await?;
     let good = update("SKU-1", 1) + "\n";
 
@@ -418,7 +418,7 @@ async fn dry_run_validates_only_and_exit_codes_tell_usage_and_service_errors_apa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_name_and_endpoint_come_from_an_outputs_file() -> Result<()> {
-    let moto = moto()?;
+    let moto = MotoServer::shared()?;
     let stream = create_stream(moto, "outputs", 1).await?;
     let dir = temp_dir("outputs")?;
     let outputs = write(

@@ -35,8 +35,6 @@ mod handler;
 #[cfg(test)]
 mod oversized_objects;
 pub mod sfn;
-#[cfg(test)]
-mod stub_http;
 
 pub use config::Config;
 pub use handler::{MAX_STARTS_IN_FLIGHT, handle};

@@ -6,6 +6,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfi
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::ports::{ObjectKind, ObjectStore as _};
 use inventory::{ArchiveKey, ErrorKind};
+use test_support::stub_http::StubServer;
 
 fn store(endpoint: &str, kms_key_id: Option<&str>) -> S3ObjectStore {
     let conf = aws_sdk_s3::Config::builder()
@@ -29,10 +30,10 @@ fn key() -> ArchiveKey {
 
 #[tokio::test]
 async fn an_oversized_record_is_put_under_its_key_encrypted_with_the_kms_key() {
-    let stub = crate::stub_http::serve(200, &[("etag", "\"abc\"")], "").await;
+    let stub = StubServer::always(200, &[("etag", "\"abc\"")], "").await;
     let data = b"an oversized record".to_vec();
 
-    store(&stub.endpoint, Some("alias/inventory-dev"))
+    store(stub.endpoint(), Some("alias/inventory-dev"))
         .put(&key(), data.clone(), ObjectKind::Bytes)
         .await
         .expect("stored");
@@ -73,9 +74,9 @@ async fn an_oversized_record_is_put_under_its_key_encrypted_with_the_kms_key() {
 
 #[tokio::test]
 async fn without_a_kms_key_the_bucket_default_encryption_applies() {
-    let stub = crate::stub_http::serve(200, &[], "").await;
+    let stub = StubServer::always(200, &[], "").await;
 
-    store(&stub.endpoint, None)
+    store(stub.endpoint(), None)
         .put(&key(), b"x".to_vec(), ObjectKind::Bytes)
         .await
         .expect("stored");
@@ -91,9 +92,9 @@ async fn without_a_kms_key_the_bucket_default_encryption_applies() {
 #[tokio::test]
 async fn a_bucket_that_does_not_exist_is_misconfiguration() {
     let body = "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
-    let stub = crate::stub_http::serve(404, &[("content-type", "application/xml")], body).await;
+    let stub = StubServer::always(404, &[("content-type", "application/xml")], body).await;
 
-    let e = store(&stub.endpoint, None)
+    let e = store(stub.endpoint(), None)
         .put(&key(), b"x".to_vec(), ObjectKind::Bytes)
         .await
         .expect_err("no bucket");

@@ -58,6 +58,7 @@ impl ExecutionStarter for SfnExecutionStarter {
 mod tests {
     use super::*;
     use inventory::ErrorKind;
+    use test_support::stub_http::StubServer;
 
     fn client(endpoint: &str) -> Client {
         use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
@@ -77,8 +78,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_execution_is_started_with_its_name_and_input() {
-        let stub = crate::stub_http::serve(200, &[JSON], r#"{"executionArn":"arn:aws:states:us-east-1:123456789012:execution:m:n","startDate":1795000000}"#).await;
-        let starter = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE);
+        let stub = StubServer::always(200, &[JSON], r#"{"executionArn":"arn:aws:states:us-east-1:123456789012:execution:m:n","startDate":1795000000}"#).await;
+        let starter = SfnExecutionStarter::new(client(stub.endpoint()), MACHINE);
 
         let outcome = starter
             .start("s0-c00000-abc", r#"{"chunk":{}}"#)
@@ -96,9 +97,9 @@ mod tests {
     #[tokio::test]
     async fn an_execution_that_exists_already_counts_as_started_before() {
         let body = r#"{"__type":"com.amazonaws.states#ExecutionAlreadyExists","message":"Execution Already Exists"}"#;
-        let stub = crate::stub_http::serve(400, &[JSON], body).await;
+        let stub = StubServer::always(400, &[JSON], body).await;
 
-        let outcome = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+        let outcome = SfnExecutionStarter::new(client(stub.endpoint()), MACHINE)
             .start("n", "{}")
             .await
             .expect("not an error");
@@ -108,14 +109,14 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_a_transient_error_that_names_the_execution() {
-        let stub = crate::stub_http::serve(
+        let stub = StubServer::always(
             400,
             &[JSON],
             r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
         )
         .await;
 
-        let e = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+        let e = SfnExecutionStarter::new(client(stub.endpoint()), MACHINE)
             .start("s0-c00000-abc", "{}")
             .await
             .expect_err("throttled");
@@ -136,8 +137,8 @@ mod tests {
                 ErrorKind::Internal,
             ),
         ] {
-            let stub = crate::stub_http::serve(400, &[JSON], body).await;
-            let e = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+            let stub = StubServer::always(400, &[JSON], body).await;
+            let e = SfnExecutionStarter::new(client(stub.endpoint()), MACHINE)
                 .start("n", "{}")
                 .await
                 .expect_err("refused");
@@ -148,9 +149,9 @@ mod tests {
     #[tokio::test]
     async fn a_state_machine_that_does_not_exist_is_misconfiguration() {
         let body = r#"{"__type":"com.amazonaws.states#StateMachineDoesNotExist","message":"State Machine Does Not Exist"}"#;
-        let stub = crate::stub_http::serve(400, &[JSON], body).await;
+        let stub = StubServer::always(400, &[JSON], body).await;
 
-        let e = SfnExecutionStarter::new(client(&stub.endpoint), MACHINE)
+        let e = SfnExecutionStarter::new(client(stub.endpoint()), MACHINE)
             .start("n", "{}")
             .await
             .expect_err("missing");

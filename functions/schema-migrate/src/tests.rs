@@ -17,9 +17,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use test_support::stub_http::StubServer;
 
 /// Counts calls; fails with `error` when set; maintenance reports `partitions`.
 #[derive(Default)]
@@ -232,46 +230,17 @@ async fn maintain_fails_when_the_partitions_end_soon_or_the_default_partition_ho
     }
 }
 
-/// A loopback `ResponseURL` that answers 200 and hands over each body it receives.
-async fn response_url() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let url = format!(
-        "http://{}/cfn-response?X-Amz-Signature=abc",
-        listener.local_addr().expect("addr")
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                let n = socket.read(&mut chunk).await.expect("read");
-                buf.extend_from_slice(&chunk[..n]);
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                assert!(head.starts_with("put "), "{head}");
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().expect("length"));
-                while buf.len() < end + 4 + len {
-                    let n = socket.read(&mut chunk).await.expect("read body");
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                break buf[end + 4..end + 4 + len].to_vec();
-            };
-            socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await
-                .expect("write");
-            let _ = tx.send(serde_json::from_slice(&body).expect("json body"));
-        }
-    });
-    (url, rx)
+/// A loopback `ResponseURL` that answers 200 to everything.
+async fn response_url() -> (String, StubServer) {
+    let stub = StubServer::always(200, &[], "").await;
+    (stub.url("/cfn-response?X-Amz-Signature=abc"), stub)
+}
+
+/// The body of the next response CloudFormation would have received: PUT, JSON.
+async fn put_body(stub: &StubServer) -> Value {
+    let request = stub.next_request().await;
+    assert_eq!(request.method(), "PUT", "{}", request.request_line);
+    serde_json::from_slice(&request.body).expect("json body")
 }
 
 fn budget() -> Budget {
@@ -337,7 +306,7 @@ async fn a_direct_invocation_with_an_unknown_payload_is_an_invalid_payload() {
 
 #[tokio::test]
 async fn create_and_update_migrate_and_answer_success_with_a_stable_physical_id() {
-    let (url, mut answers) = response_url().await;
+    let (url, answers) = response_url().await;
     let fake = Arc::new(FakeMigrator::default());
     let sender = ResponseSender::new().expect("client");
 
@@ -345,7 +314,7 @@ async fn create_and_update_migrate_and_answer_success_with_a_stable_physical_id(
         handle(cfn_event(kind, &url), &budget(), &sender, fake.clone())
             .await
             .expect("answered");
-        let body = answers.recv().await.expect("a response was PUT");
+        let body = put_body(&answers).await;
         assert_eq!(body["Status"], "SUCCESS", "{kind}: {body}");
         assert_eq!(body["PhysicalResourceId"], PHYSICAL_ID, "{kind}");
         assert_eq!(body["RequestId"], "0b5a3f1e-6c2d-4e7f-9a8b-1c2d3e4f5a6b");
@@ -357,7 +326,7 @@ async fn create_and_update_migrate_and_answer_success_with_a_stable_physical_id(
 
 #[tokio::test]
 async fn delete_touches_nothing_and_still_answers() {
-    let (url, mut answers) = response_url().await;
+    let (url, answers) = response_url().await;
     let fake = Arc::new(FakeMigrator::default());
     let sender = ResponseSender::new().expect("client");
 
@@ -365,7 +334,7 @@ async fn delete_touches_nothing_and_still_answers() {
         .await
         .expect("answered");
 
-    let body = answers.recv().await.expect("a response was PUT");
+    let body = put_body(&answers).await;
     assert_eq!(body["Status"], "SUCCESS");
     assert_eq!(body["PhysicalResourceId"], PHYSICAL_ID);
     assert_eq!(
@@ -377,7 +346,7 @@ async fn delete_touches_nothing_and_still_answers() {
 
 #[tokio::test]
 async fn a_migration_error_is_answered_as_failed_with_the_reason() {
-    let (url, mut answers) = response_url().await;
+    let (url, answers) = response_url().await;
     let fake = Arc::new(FakeMigrator {
         error: Some(ErrorKind::DependencyUnavailable),
         ..FakeMigrator::default()
@@ -388,7 +357,7 @@ async fn a_migration_error_is_answered_as_failed_with_the_reason() {
         .await
         .expect("answered even though it failed");
 
-    let body = answers.recv().await.expect("a response was PUT");
+    let body = put_body(&answers).await;
     assert_eq!(body["Status"], "FAILED");
     let reason = body["Reason"].as_str().expect("reason");
     assert!(
@@ -400,7 +369,7 @@ async fn a_migration_error_is_answered_as_failed_with_the_reason() {
 
 #[tokio::test]
 async fn a_malformed_request_is_answered_as_failed() {
-    let (url, mut answers) = response_url().await;
+    let (url, answers) = response_url().await;
     let fake = Arc::new(FakeMigrator::default());
     let sender = ResponseSender::new().expect("client");
     let mut event = cfn_event("Create", &url);
@@ -410,7 +379,7 @@ async fn a_malformed_request_is_answered_as_failed() {
         .await
         .expect("answered");
 
-    let body = answers.recv().await.expect("a response was PUT");
+    let body = put_body(&answers).await;
     assert_eq!(body["Status"], "FAILED");
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
 }
@@ -431,7 +400,7 @@ async fn a_request_without_a_response_url_cannot_be_answered_and_says_so() {
 
 #[tokio::test]
 async fn a_failed_cold_start_is_reported_on_every_request() {
-    let (url, mut answers) = response_url().await;
+    let (url, answers) = response_url().await;
     let cause = PipelineError::misconfigured(
         "environment variable DB_HOST is required when DATABASE_URL is not set",
     );
@@ -450,7 +419,7 @@ async fn a_failed_cold_start_is_reported_on_every_request() {
         .await
         .expect_err("direct call fails");
 
-    let body = answers.recv().await.expect("a response was PUT");
+    let body = put_body(&answers).await;
     assert_eq!(body["Status"], "FAILED");
     assert!(
         body["Reason"]

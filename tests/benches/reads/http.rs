@@ -60,9 +60,7 @@ impl Endpoint {
                 binary.display()
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = test_support::free_port();
         let mut me = Self {
             port,
             children: Vec::new(),

@@ -3,58 +3,17 @@
 
 use super::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use test_support::stub_http::StubServer;
 
-/// One request the fake `ResponseURL` received.
-#[derive(Debug)]
-struct Received {
-    head: String,
-    body: Value,
+/// A fake `ResponseURL` answering with `statuses` in turn (200 after them).
+async fn fake_response_url(statuses: &[u16]) -> (String, StubServer) {
+    let stub = StubServer::statuses(statuses).await;
+    (stub.url("/cfn-response?X-Amz-Signature=abc"), stub)
 }
 
-/// Serves one request per connection, answering with `statuses` in turn (200 after them).
-async fn fake_response_url(statuses: Vec<u16>) -> (String, mpsc::UnboundedReceiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut statuses = statuses.into_iter();
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head, body) = loop {
-                let n = socket.read(&mut chunk).await.expect("read");
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map(|v| v.trim().parse().expect("length"))
-                        .unwrap_or(0);
-                    while buf.len() < end + 4 + len {
-                        let n = socket.read(&mut chunk).await.expect("read body");
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    break (head, buf[end + 4..end + 4 + len].to_vec());
-                }
-            };
-            let status = statuses.next().unwrap_or(200);
-            let answer =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            socket.write_all(answer.as_bytes()).await.expect("write");
-            let body = serde_json::from_slice(&body).expect("json body");
-            let _ = tx.send(Received { head, body });
-        }
-    });
-    (
-        format!("http://{addr}/cfn-response?X-Amz-Signature=abc"),
-        rx,
-    )
+/// The JSON body of the next response the fake `ResponseURL` received.
+async fn next_body(stub: &StubServer) -> Value {
+    serde_json::from_slice(&stub.next_request().await.body).expect("json body")
 }
 
 fn request(kind: &str, url: &str) -> Value {
@@ -125,7 +84,7 @@ fn a_long_reason_is_cut_to_the_limit_on_a_character_boundary() {
 
 #[tokio::test]
 async fn successful_work_is_answered_with_success_its_id_and_its_data() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     let sent = respond(
         request("Create", &url),
         &budget(60),
@@ -141,32 +100,29 @@ async fn successful_work_is_answered_with_success_its_id_and_its_data() {
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
+    let request = received.next_request().await;
     assert_eq!(sent.status, Status::Success);
-    assert!(
-        got.head
-            .starts_with("put /cfn-response?x-amz-signature=abc"),
-        "{}",
-        got.head
-    );
-    assert!(
-        got.head.lines().any(|l| l.trim_end() == "content-type:"),
-        "{}",
-        got.head
-    );
-    assert_eq!(got.body["Status"], "SUCCESS");
-    assert_eq!(got.body["PhysicalResourceId"], "inventory-archive-dev-123");
-    assert_eq!(got.body["Data"]["Bucket"], "inventory-archive-dev-123");
     assert_eq!(
-        got.body["RequestId"],
-        "5d478078-13e9-baf0-464a-7ef285ecc786"
+        request.request_line,
+        "PUT /cfn-response?X-Amz-Signature=abc HTTP/1.1"
     );
-    assert_eq!(got.body["LogicalResourceId"], "ArchiveBucketEmptier");
+    assert_eq!(
+        request.header("content-type"),
+        Some(""),
+        "{}",
+        request.headers
+    );
+    let got = request.json();
+    assert_eq!(got["Status"], "SUCCESS");
+    assert_eq!(got["PhysicalResourceId"], "inventory-archive-dev-123");
+    assert_eq!(got["Data"]["Bucket"], "inventory-archive-dev-123");
+    assert_eq!(got["RequestId"], "5d478078-13e9-baf0-464a-7ef285ecc786");
+    assert_eq!(got["LogicalResourceId"], "ArchiveBucketEmptier");
 }
 
 #[tokio::test]
 async fn failing_work_is_answered_with_failed_the_error_name_and_the_log_stream() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     respond(request("Delete", &url), &budget(60), &sender(), |_| async {
         Err(PipelineError::new(
             ErrorKind::DependencyUnavailable,
@@ -176,20 +132,20 @@ async fn failing_work_is_answered_with_failed_the_error_name_and_the_log_stream(
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
-    assert_eq!(got.body["Status"], "FAILED");
-    let reason = got.body["Reason"].as_str().expect("reason");
+    let got = next_body(&received).await;
+    assert_eq!(got["Status"], "FAILED");
+    let reason = got["Reason"].as_str().expect("reason");
     assert!(
         reason.contains("Inventory.DependencyUnavailable: S3 said no"),
         "{reason}"
     );
     assert!(reason.contains("[$LATEST]abc"), "{reason}");
-    assert_eq!(got.body["PhysicalResourceId"], "inventory-archive-dev-123");
+    assert_eq!(got["PhysicalResourceId"], "inventory-archive-dev-123");
 }
 
 #[tokio::test]
 async fn panicking_work_is_answered_with_failed() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     respond(request("Delete", &url), &budget(60), &sender(), |_| async {
         if true {
             panic!("bug in the handler");
@@ -199,10 +155,10 @@ async fn panicking_work_is_answered_with_failed() {
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
-    assert_eq!(got.body["Status"], "FAILED");
+    let got = next_body(&received).await;
+    assert_eq!(got["Status"], "FAILED");
     assert!(
-        got.body["Reason"]
+        got["Reason"]
             .as_str()
             .expect("reason")
             .contains("Inventory.Internal")
@@ -211,7 +167,7 @@ async fn panicking_work_is_answered_with_failed() {
 
 #[tokio::test]
 async fn work_that_runs_out_of_time_is_answered_with_failed_before_the_deadline() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     let tight = Budget {
         time_left: Budget::RESPONSE_MARGIN + Duration::from_millis(200),
         log_stream: String::new(),
@@ -224,10 +180,10 @@ async fn work_that_runs_out_of_time_is_answered_with_failed_before_the_deadline(
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
-    assert_eq!(got.body["Status"], "FAILED");
+    let got = next_body(&received).await;
+    assert_eq!(got["Status"], "FAILED");
     assert!(
-        got.body["Reason"]
+        got["Reason"]
             .as_str()
             .expect("reason")
             .contains("did not finish")
@@ -237,7 +193,7 @@ async fn work_that_runs_out_of_time_is_answered_with_failed_before_the_deadline(
 
 #[tokio::test]
 async fn a_malformed_request_that_has_a_response_url_is_answered_with_failed() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     let payload = json!({ "RequestType": "Delete", "ResponseURL": url, "RequestId": "r-1", "LogicalResourceId": "X" });
     let mut ran = false;
     respond(payload, &budget(60), &sender(), |_| {
@@ -247,12 +203,12 @@ async fn a_malformed_request_that_has_a_response_url_is_answered_with_failed() {
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
+    let got = next_body(&received).await;
     assert!(!ran, "the work must not run on a malformed request");
-    assert_eq!(got.body["Status"], "FAILED");
-    assert_eq!(got.body["RequestId"], "r-1");
+    assert_eq!(got["Status"], "FAILED");
+    assert_eq!(got["RequestId"], "r-1");
     assert!(
-        got.body["Reason"]
+        got["Reason"]
             .as_str()
             .expect("reason")
             .contains("Inventory.InvalidPayload")
@@ -274,28 +230,20 @@ async fn a_payload_without_a_response_url_is_an_error_because_nobody_can_be_answ
 
 #[tokio::test]
 async fn a_server_error_at_the_response_url_is_retried_until_delivered() {
-    let (url, mut received) = fake_response_url(vec![500]).await;
+    let (url, received) = fake_response_url(&[500]).await;
     respond(request("Create", &url), &budget(60), &sender(), |_| async {
         Ok(Outcome::default())
     })
     .await
     .expect("delivered on the second attempt");
 
-    assert_eq!(
-        received.recv().await.expect("first").body["Status"],
-        "SUCCESS"
-    );
-    assert_eq!(
-        received.recv().await.expect("second").body["Status"],
-        "SUCCESS"
-    );
+    assert_eq!(next_body(&received).await["Status"], "SUCCESS");
+    assert_eq!(next_body(&received).await["Status"], "SUCCESS");
 }
 
 #[tokio::test]
 async fn an_unreachable_response_url_is_a_transient_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener); // nothing listens there now
+    let addr = test_support::free_addr(); // nothing listens there
     let e = respond(
         request("Create", &format!("http://{addr}/x")),
         &budget(60),
@@ -310,7 +258,7 @@ async fn an_unreachable_response_url_is_a_transient_error() {
 
 #[tokio::test]
 async fn an_unknown_request_type_is_answered_with_failed_and_runs_no_work() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     let mut payload = request("Update", &url);
     payload["RequestType"] = json!("Frobnicate");
     let mut ran = false;
@@ -322,30 +270,27 @@ async fn an_unknown_request_type_is_answered_with_failed_and_runs_no_work() {
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
+    let got = next_body(&received).await;
     assert!(!ran, "an unknown request type must not run the work");
-    assert_eq!(got.body["Status"], "FAILED");
+    assert_eq!(got["Status"], "FAILED");
+    assert_eq!(got["RequestId"], "5d478078-13e9-baf0-464a-7ef285ecc786");
     assert_eq!(
-        got.body["RequestId"],
-        "5d478078-13e9-baf0-464a-7ef285ecc786"
-    );
-    assert_eq!(
-        got.body["PhysicalResourceId"], "inventory-archive-dev-123",
+        got["PhysicalResourceId"], "inventory-archive-dev-123",
         "the id CloudFormation has is kept"
     );
     assert!(
-        got.body["Reason"]
+        got["Reason"]
             .as_str()
             .expect("reason")
             .contains("Inventory.InvalidPayload"),
         "{}",
-        got.body
+        got
     );
 }
 
 #[tokio::test]
 async fn fields_of_the_wrong_type_are_answered_with_failed_when_the_url_is_usable() {
-    let (url, mut received) = fake_response_url(vec![]).await;
+    let (url, received) = fake_response_url(&[]).await;
     let mut payload = request("Create", &url);
     payload["RequestId"] = json!(42);
     payload["ResourceProperties"] = json!("not an object");
@@ -356,8 +301,8 @@ async fn fields_of_the_wrong_type_are_answered_with_failed_when_the_url_is_usabl
     .await
     .expect("answered");
 
-    let got = received.recv().await.expect("one response");
-    assert_eq!(got.body["Status"], "FAILED");
+    let got = next_body(&received).await;
+    assert_eq!(got["Status"], "FAILED");
 }
 
 #[tokio::test]

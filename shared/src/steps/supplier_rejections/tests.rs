@@ -1,7 +1,6 @@
 use super::*;
 use crate::domain::rejection::Rejection;
-use crate::error::ErrorKind;
-use std::sync::Mutex;
+use crate::testing::{MemoryQuarantine, MemoryRejectionStore};
 
 fn accounts() -> SupplierAccounts {
     SupplierAccounts::parse("acme=111111111111, globex=222222222222,initech=111111111111")
@@ -19,6 +18,14 @@ fn record(seq: u32, raw: &[u8], second: u32) -> QuarantinedRecord {
         raw: Some(raw.to_vec()),
         payload_ref: None,
     }
+}
+
+fn sequence_numbers(quarantine: &MemoryQuarantine) -> Vec<String> {
+    quarantine
+        .kept()
+        .into_iter()
+        .map(|r| r.sequence_number)
+        .collect()
 }
 
 #[test]
@@ -145,46 +152,13 @@ fn a_notice_carries_the_position_the_reason_and_the_record_as_sent() {
     assert!(for_suppliers(&[odd], &accounts).is_empty());
 }
 
-#[derive(Default)]
-struct Memory {
-    quarantined: Mutex<Vec<String>>,
-    objects: Mutex<Vec<(String, Vec<u8>)>>,
-    store_down: bool,
-}
-
-#[async_trait]
-impl Quarantine for Memory {
-    async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError> {
-        let mut q = self.quarantined.lock().expect("lock");
-        q.extend(records.iter().map(|r| r.sequence_number.clone()));
-        Ok(records.len())
-    }
-}
-
-#[async_trait]
-impl RejectionStore for Memory {
-    async fn put(&self, key: &RejectionKey, jsonl: Vec<u8>) -> Result<(), PipelineError> {
-        if self.store_down {
-            return Err(PipelineError::new(
-                ErrorKind::DependencyUnavailable,
-                "s3 down",
-            ));
-        }
-        self.objects
-            .lock()
-            .expect("lock")
-            .push((key.to_string(), jsonl));
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_quarantine_keeps_every_record_and_suppliers_get_copies_of_their_own() {
-    let memory = Memory::default();
+    let (quarantine, store) = (MemoryQuarantine::default(), MemoryRejectionStore::default());
     let accounts = accounts();
     let q = SupplierVisibleQuarantine {
-        quarantine: &memory,
-        store: &memory,
+        quarantine: &quarantine,
+        store: &store,
         accounts: &accounts,
     };
     let records = [
@@ -194,11 +168,8 @@ async fn the_quarantine_keeps_every_record_and_suppliers_get_copies_of_their_own
 
     assert_eq!(q.quarantine(&records).await.expect("kept"), 2);
 
-    assert_eq!(
-        *memory.quarantined.lock().expect("lock"),
-        ["00001", "00002"]
-    );
-    let objects = memory.objects.lock().expect("lock");
+    assert_eq!(sequence_numbers(&quarantine), ["00001", "00002"]);
+    let objects = store.objects();
     assert_eq!(objects.len(), 1);
     assert!(
         objects[0].0.starts_with("rejections/111111111111/acme/"),
@@ -209,14 +180,14 @@ async fn the_quarantine_keeps_every_record_and_suppliers_get_copies_of_their_own
 
 #[tokio::test]
 async fn a_store_that_is_down_fails_the_call_so_the_task_is_retried() {
-    let memory = Memory {
-        store_down: true,
-        ..Memory::default()
-    };
+    let (quarantine, store) = (
+        MemoryQuarantine::default(),
+        MemoryRejectionStore::unavailable(),
+    );
     let accounts = accounts();
     let q = SupplierVisibleQuarantine {
-        quarantine: &memory,
-        store: &memory,
+        quarantine: &quarantine,
+        store: &store,
         accounts: &accounts,
     };
 
@@ -226,11 +197,7 @@ async fn a_store_that_is_down_fails_the_call_so_the_task_is_retried() {
         .expect_err("store down");
 
     assert!(e.is_transient());
-    assert_eq!(
-        memory.quarantined.lock().expect("lock").len(),
-        1,
-        "quarantined first"
-    );
+    assert_eq!(quarantine.kept().len(), 1, "quarantined first");
 }
 
 /// A record rejected for the pipeline's reasons is sound: the supplier has nothing to fix, so

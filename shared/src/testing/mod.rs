@@ -1,0 +1,7 @@
+//! In-memory doubles of the ports, for the tests of this crate and of the functions (with the
+//! `test-util` feature). Each keeps what it was given, in order, and can be set to fail like
+//! an unreachable dependency.
+
+mod quarantine;
+
+pub use quarantine::{MemoryQuarantine, MemoryRejectionStore};

@@ -1,0 +1,40 @@
+//! Test doubles shared by the workspace's tests, benchmarks and examples: a canned-answer HTTP
+//! server on loopback ([`stub_http`]), free loopback ports, and with their features a proxy in
+//! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`) and a moto
+//! server on loopback (`moto`).
+//!
+//! It depends on nothing of the project, so every crate can take it as a dev-dependency,
+//! `inventory`'s own unit tests included. Doubles of the project's ports live behind
+//! `inventory`'s `test-util` feature instead.
+
+#[cfg(feature = "fault-proxy")]
+pub mod fault_proxy;
+#[cfg(feature = "moto")]
+pub mod moto;
+pub mod stub_http;
+
+/// A loopback port nothing listens on at the moment of the call: the OS picked it free and the
+/// listener that held it is closed again. A server may be started on it (there is a small window
+/// in which another process could take it), or a client pointed at it to see a refused
+/// connection.
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// [`free_port`] as a socket address on 127.0.0.1.
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("the listener's address")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_free_port_refuses_connections() {
+        let addr = super::free_addr();
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} answered"
+        );
+    }
+}
