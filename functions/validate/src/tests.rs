@@ -3,32 +3,9 @@
 
 use crate::{Config, handle};
 use inventory::config::FromEnv;
-use inventory::ports::{Quarantine, QuarantinedRecord};
-use inventory::{ErrorKind, PipelineError, RejectionCode};
+use inventory::testing::MemoryQuarantine;
+use inventory::{ErrorKind, RejectionCode};
 use serde_json::Value;
-use std::sync::Mutex;
-
-/// Keeps quarantined records in memory, or fails like an unreachable database.
-#[derive(Default)]
-struct MemoryQuarantine {
-    kept: Mutex<Vec<QuarantinedRecord>>,
-    unavailable: bool,
-}
-
-#[async_trait::async_trait]
-impl Quarantine for MemoryQuarantine {
-    async fn quarantine(&self, records: &[QuarantinedRecord]) -> Result<usize, PipelineError> {
-        if self.unavailable {
-            return Err(PipelineError::new(
-                ErrorKind::DependencyUnavailable,
-                "database unreachable",
-            ));
-        }
-        let mut kept = self.kept.lock().expect("lock");
-        kept.extend_from_slice(records);
-        Ok(records.len())
-    }
-}
 
 /// Shortly after the fixture's records reached the stream.
 fn fixture_now() -> chrono::DateTime<chrono::Utc> {
@@ -53,7 +30,7 @@ async fn records_validated_later_than_any_redrive_could_are_all_kept_not_passed(
     let out = handle(fixture(), &q, late).await.expect("validated");
 
     assert!(out.valid.is_empty(), "{:?}", out.valid);
-    let kept = q.kept.lock().expect("lock");
+    let kept = q.kept();
     assert_eq!(kept.len(), 9, "every record is kept");
     for k in kept.iter().filter(|k| k.raw.is_some()) {
         assert_eq!(k.reason.code, RejectionCode::ArrivedTooLongAgo, "{k:?}");
@@ -86,7 +63,7 @@ async fn good_records_pass_and_bad_ones_are_quarantined_with_their_reasons() {
             RejectionCode::RecordTooLarge
         ]
     );
-    let kept = q.kept.lock().expect("lock");
+    let kept = q.kept();
     assert_eq!(kept.len(), 5);
     assert_eq!(kept[0].stream, "inventory-updates-test");
     assert_eq!(kept[0].sequence_number, out.rejected[0].sequence_number);
@@ -145,10 +122,7 @@ fn the_configuration_names_a_missing_or_invalid_variable() {
 
 #[tokio::test]
 async fn an_unreachable_quarantine_fails_the_task_so_it_is_retried() {
-    let q = MemoryQuarantine {
-        unavailable: true,
-        ..MemoryQuarantine::default()
-    };
+    let q = MemoryQuarantine::unavailable();
     let e = handle(fixture(), &q, fixture_now())
         .await
         .expect_err("quarantine down");
