@@ -5,9 +5,8 @@ use super::entity::{inventory_event, product_offer, product_summary};
 use super::error::db_error;
 use super::rows;
 use super::sql::{json_param, stmt};
-use crate::domain::event::InventoryUpdateReceived;
 use crate::domain::ids::ProductId;
-use crate::error::{ErrorKind, PipelineError};
+use crate::error::PipelineError;
 use crate::ports::ProductReader;
 use crate::read::{HistoryEvent, HistoryQuery, ProductView};
 use async_trait::async_trait;
@@ -118,24 +117,7 @@ impl ProductReader for PgProductReader {
 }
 
 fn history_event(m: inventory_event::Model) -> Result<HistoryEvent, PipelineError> {
-    if m.event_type != InventoryUpdateReceived::EVENT_TYPE
-        || m.event_version != InventoryUpdateReceived::EVENT_VERSION
-    {
-        return Err(PipelineError::new(
-            ErrorKind::Internal,
-            format!(
-                "event {} is {} v{}, which this reader does not know",
-                m.seq, m.event_type, m.event_version
-            ),
-        ));
-    }
-    let event: InventoryUpdateReceived = serde_json::from_value(m.payload).map_err(|e| {
-        PipelineError::with_source(
-            ErrorKind::Internal,
-            format!("stored event {} is not valid", m.seq),
-            e,
-        )
-    })?;
+    let event = rows::stored_event(m.seq, &m.event_type, m.event_version, m.payload)?;
     Ok(HistoryEvent {
         seq: m.seq,
         supplier_id: event.supplier_id,
@@ -150,6 +132,8 @@ fn history_event(m: inventory_event::Model) -> Result<HistoryEvent, PipelineErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::InventoryUpdateReceived;
+    use crate::error::ErrorKind;
 
     fn stored_event(
         event_type: &str,
@@ -186,7 +170,7 @@ mod tests {
             ),
             (
                 stored_event(known, version, serde_json::json!({"quantity": "lots"})),
-                "stored event 41 is not valid",
+                "stored event 41 does not parse",
             ),
         ] {
             let e = history_event(m).expect_err("not readable");

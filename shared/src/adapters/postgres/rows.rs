@@ -61,26 +61,35 @@ pub(crate) fn summary(m: product_summary::Model) -> Result<ProductSummary, Pipel
     })
 }
 
-/// A stored event back as an envelope; an event type this build does not know is an error.
-pub(crate) fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, PipelineError> {
-    if m.event_type != InventoryUpdateReceived::EVENT_TYPE
-        || m.event_version != InventoryUpdateReceived::EVENT_VERSION
+/// The event a stored row holds, for every reader of the store (replay, rebuild, history):
+/// the one place that says which event types and versions this build knows. Anything else,
+/// or a payload that does not parse, is an internal error naming the event's `seq`.
+pub(crate) fn stored_event(
+    seq: i64,
+    event_type: &str,
+    event_version: i32,
+    payload: serde_json::Value,
+) -> Result<InventoryUpdateReceived, PipelineError> {
+    if event_type != InventoryUpdateReceived::EVENT_TYPE
+        || event_version != InventoryUpdateReceived::EVENT_VERSION
     {
         return Err(PipelineError::new(
             ErrorKind::Internal,
-            format!(
-                "event {} is {} v{}, which this build cannot replay",
-                m.seq, m.event_type, m.event_version
-            ),
+            format!("event {seq} is {event_type} v{event_version}, which this build does not know"),
         ));
     }
-    let event: InventoryUpdateReceived = serde_json::from_value(m.payload).map_err(|e| {
+    serde_json::from_value(payload).map_err(|e| {
         PipelineError::with_source(
             ErrorKind::Internal,
-            format!("event {} does not parse", m.seq),
+            format!("stored event {seq} does not parse"),
             e,
         )
-    })?;
+    })
+}
+
+/// A stored event back as an envelope; an event type this build does not know is an error.
+pub(crate) fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, PipelineError> {
+    let event = stored_event(m.seq, &m.event_type, m.event_version, m.payload)?;
     let update_key = UpdateKey::try_from(m.update_key).map_err(|e| {
         PipelineError::new(
             ErrorKind::Internal,
