@@ -1,4 +1,4 @@
-//! The bookkeeping of the event store's retention (`inventory::domain::retention`), and the rules
+//! The bookkeeping of the event store's retention (`inventory::retention`), and the rules
 //! version of the live projection (`projection_state`): which parts of
 //! which day were exported to the archive bucket and verified, and which days have left the
 //! database. Only schema-migrate's retention job (the master user) writes them; the rebuild
@@ -38,7 +38,7 @@ COMMENT ON TABLE event_store_retired_days IS
     'Days of inventory_events that left the database after their export was verified: the manifest''s location, the day''s event count, checksum and greatest seq, and the projection snapshot that covered them (a rebuild needs a snapshot at or past max_seq).';
 -- The projection rules the live projection was built under: a snapshot of the live tables
 -- (the retention takes one) is only true under those rules. Each rebuild's switch sets it; the
--- rules in use when this migration runs are version 1 (inventory::domain::projection).
+-- rules in use when this migration runs are version 1 (inventory::projection).
 CREATE TABLE projection_state (
     id            BOOLEAN PRIMARY KEY DEFAULT true CHECK (id),
     rules_version INT NOT NULL
