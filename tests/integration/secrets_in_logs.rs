@@ -15,49 +15,20 @@ use inventory::ports::CacheInvalidator;
 use inventory::redact::{ExposeSecret as _, SecretString};
 use inventory::{CacheInvalidateInput, PipelineError, ProductId};
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use tracing_subscriber::fmt::MakeWriter;
+use test_support::logs::CapturedLogs;
 
-/// Every line the subscriber writes, kept in memory.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
-    }
-
-    /// Installs a JSON subscriber like the functions' (`init_tracing`), at `trace`, on this
-    /// thread until the guard drops. `#[tokio::test]` runs every task on this thread.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_current_span(true)
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-}
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for CapturedLogs {
-    type Writer = CapturedLogs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
+/// Installs a JSON subscriber like the functions' (`init_tracing`), at `trace`, writing to
+/// `logs`, on this thread until the guard drops. `#[tokio::test]` runs every task on this
+/// thread.
+fn install(logs: &CapturedLogs) -> tracing::subscriber::DefaultGuard {
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+        .with_current_span(true)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    tracing::subscriber::set_default(subscriber)
 }
 
 /// A secret no code could print by accident (unique per run, built at run time).
@@ -98,7 +69,7 @@ fn assert_hidden(secret: &str, logs: &str, shown: &[String]) {
 async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()> {
     let password = secret("db");
     let logs = CapturedLogs::default();
-    let _guard = logs.install();
+    let _guard = install(&logs);
     let port = test_support::free_port();
     let mut shown = Vec::new();
 
@@ -174,7 +145,7 @@ async fn a_database_password_never_reaches_the_logs_or_the_errors() -> Result<()
 async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()> {
     let token = secret("redis");
     let logs = CapturedLogs::default();
-    let _guard = logs.install();
+    let _guard = install(&logs);
     let mut shown = Vec::new();
     let payload: serde_json::Value =
         serde_json::from_str(include_str!("../fixtures/cache-invalidate-input.json"))?;
@@ -233,7 +204,7 @@ async fn a_redis_auth_token_never_reaches_the_logs_or_the_errors() -> Result<()>
 async fn the_read_api_keeps_both_secrets_out_of_its_logs_and_answers() -> Result<()> {
     let (password, token) = (secret("db"), secret("redis"));
     let logs = CapturedLogs::default();
-    let _guard = logs.install();
+    let _guard = install(&logs);
     let (db_port, redis_port) = (test_support::free_port(), test_support::free_port());
     let config = inventory_product_api::Config::from_lookup(lookup(HashMap::from([
         (

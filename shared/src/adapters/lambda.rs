@@ -76,35 +76,15 @@ mod tests {
         assert_eq!(d.error_message, "deadlock detected");
     }
 
-    /// Every line the subscriber writes, kept in memory.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("not poisoned").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// The JSON lines `f` logs, as `init_tracing`'s formatter writes them.
     fn logged_by(f: impl FnOnce()) -> Vec<serde_json::Value> {
-        let captured = Captured::default();
-        let writer = captured.clone();
+        let captured = test_support::logs::CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
-            .with_writer(move || writer.clone())
+            .with_writer(captured.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
-            .expect("UTF-8 lines");
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect()
+        captured.json_lines()
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Test doubles shared by the workspace's tests, benchmarks and examples: a canned-answer HTTP
 //! server on loopback ([`stub_http`]), free loopback ports, and with their features a proxy in
 //! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`) and a moto
-//! server on loopback (`moto`).
+//! server on loopback (`moto`), and log lines kept in memory (`logs`).
 //!
 //! It depends on nothing of the project, so every crate can take it as a dev-dependency,
 //! `inventory`'s own unit tests included. Doubles of the project's ports live behind
@@ -9,6 +9,8 @@
 
 #[cfg(feature = "fault-proxy")]
 pub mod fault_proxy;
+#[cfg(feature = "logs")]
+pub mod logs;
 #[cfg(feature = "moto")]
 pub mod moto;
 pub mod stub_http;
