@@ -100,11 +100,20 @@ fn measure(name: &str, feed: &[(String, Vec<u8>)], batch: usize) {
     );
 }
 
+/// The example's arguments (after `--`).
+#[derive(Debug, clap::Parser)]
+#[command(about = "The bytes and counts docs/cost.md's model needs")]
+struct Args {
+    /// Records per fan-out batch (the template's FanoutBatchSize).
+    #[arg(default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    /// Also write the event rows persist would insert for the generator's feed to this file.
+    events_tsv: Option<String>,
+}
+
 fn main() {
-    let batch: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().unwrap_or_else(|_| panic!("batch size: {a}")))
-        .unwrap_or(500);
+    let args = <Args as clap::Parser>::parse();
+    let batch = usize::try_from(args.batch).unwrap_or(usize::MAX);
     let spec = FeedSpec {
         updates: 100_000,
         duplicate_share: 0.0,
@@ -132,7 +141,7 @@ fn main() {
         })
         .collect();
     measure("brief's example form only", &brief, batch);
-    if let Some(path) = std::env::args().nth(2) {
+    if let Some(path) = args.events_tsv {
         write_event_rows(&feed, &path);
     }
 }

@@ -18,6 +18,7 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
+use clap::Parser as _;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
@@ -33,17 +34,22 @@ use inventory::{InventoryUpdate, InventoryUpdateReceived};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use std::time::Instant;
 
-fn arg(name: &str, default: usize) -> Result<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .context(format!("{name} needs a value"))?
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name} must be a whole number")),
-    }
+/// The example's arguments (after `--`).
+#[derive(Debug, clap::Parser)]
+#[command(about = "The event store's size month by month under retention")]
+struct Args {
+    /// Updates spread evenly over the months.
+    #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    updates: u64,
+    /// Products the updates are spread over (Zipf).
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    products: u64,
+    /// Months simulated, ending today.
+    #[arg(long, default_value_t = 24, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    months: u32,
+    /// Days of events kept in the database before they are exported and dropped.
+    #[arg(long, default_value_t = 365, value_name = "DAYS")]
+    retention_days: u32,
 }
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64> {
@@ -56,13 +62,13 @@ async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let updates = arg("--updates", 2_000_000)?;
-    let products = arg("--products", 100_000)?;
-    let months = arg("--months", 24)?;
-    let retention_days = u32::try_from(arg("--retention-days", 365)?)?;
-    if updates == 0 || products == 0 || months == 0 {
-        bail!("--updates, --products and --months must be positive");
-    }
+    let args = Args::parse();
+    let (updates, products, months, retention_days) = (
+        usize::try_from(args.updates)?,
+        usize::try_from(args.products)?,
+        args.months,
+        args.retention_days,
+    );
     let started = Instant::now();
     let spec = FeedSpec {
         updates,
@@ -88,7 +94,7 @@ async fn main() -> Result<()> {
 
     let today = Utc::now().date_naive();
     let first_day = today
-        .checked_sub_months(chrono::Months::new(u32::try_from(months)?))
+        .checked_sub_months(chrono::Months::new(months))
         .context("a start date")?;
     let days: Vec<NaiveDate> = first_day.iter_days().take_while(|d| *d < today).collect();
     let per_day = feed.len().div_ceil(days.len());

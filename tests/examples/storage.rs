@@ -13,7 +13,8 @@
 //! cargo run -p integration-tests --example storage -- --updates 1000000 --products 100000 --rebuild
 //! ```
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use clap::Parser as _;
 use chrono::Utc;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{PgEventStore, RebuildFrom, rebuild_projection_from};
@@ -23,17 +24,23 @@ use inventory::ports::EventStore;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use std::time::Instant;
 
-fn arg(name: &str, default: usize) -> Result<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .context(format!("{name} needs a value"))?
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name} must be a whole number")),
-    }
+/// The example's arguments (after `--`).
+#[derive(Debug, clap::Parser)]
+#[command(about = "Bytes on disk per accepted update, in real PostgreSQL")]
+struct Args {
+    /// Updates to feed through the write path.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    updates: u64,
+    /// Products the updates are spread over (Zipf).
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    products: u64,
+    /// Updates per append, as persist gets them in a chunk.
+    #[arg(long, default_value_t = 1_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    chunk: u64,
+    /// Then time a rebuild from the first event, feed 1% more, and time a rebuild from the
+    /// snapshot the first one left.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryResult>> {
@@ -44,13 +51,13 @@ async fn rows(db: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryRe
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let updates = arg("--updates", 1_000_000)?;
-    let products = arg("--products", 100_000)?;
-    let chunk = arg("--chunk", 1_000)?;
-    if updates == 0 || products == 0 || chunk == 0 {
-        bail!("--updates, --products and --chunk must be positive");
-    }
-    let rebuild = std::env::args().any(|a| a == "--rebuild");
+    let args = Args::parse();
+    let (updates, products, chunk) = (
+        usize::try_from(args.updates)?,
+        usize::try_from(args.products)?,
+        usize::try_from(args.chunk)?,
+    );
+    let rebuild = args.rebuild;
     let later = if rebuild { updates / 100 } else { 0 };
     let spec = FeedSpec {
         updates: updates + later,
