@@ -5,7 +5,8 @@ use std::fmt;
 
 /// What kind of failure happened. The names returned by [`ErrorKind::name`] are the
 /// functions' `errorType`s and are part of the contract with the ASL file: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(prefix = "Inventory.")]
 pub enum ErrorKind {
     /// A dependency (PostgreSQL, Redis, S3, Step Functions) could not be reached, timed out or
     /// answered with a server error. Transient.
@@ -25,25 +26,13 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::DependencyUnavailable,
-        ErrorKind::Throttled,
-        ErrorKind::Conflict,
-        ErrorKind::InvalidPayload,
-        ErrorKind::Misconfigured,
-        ErrorKind::Internal,
-    ];
+    /// Every kind, in declaration order.
+    pub const ALL: &'static [ErrorKind] = <Self as strum::VariantArray>::VARIANTS;
 
-    /// The stable error name (`errorType`) the state machine sees.
+    /// The stable error name (`errorType`) the state machine sees: `Inventory.` and the
+    /// variant's name.
     pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::DependencyUnavailable => "Inventory.DependencyUnavailable",
-            ErrorKind::Throttled => "Inventory.Throttled",
-            ErrorKind::Conflict => "Inventory.Conflict",
-            ErrorKind::InvalidPayload => "Inventory.InvalidPayload",
-            ErrorKind::Misconfigured => "Inventory.Misconfigured",
-            ErrorKind::Internal => "Inventory.Internal",
-        }
+        self.into()
     }
 
     /// Whether retrying the same input may succeed.
@@ -57,7 +46,8 @@ impl ErrorKind {
     /// The names the state machine retries.
     pub fn transient_names() -> impl Iterator<Item = &'static str> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|k| k.is_transient())
             .map(ErrorKind::name)
     }
@@ -145,6 +135,22 @@ mod tests {
         );
         assert!(!ErrorKind::InvalidPayload.is_transient());
         assert!(!ErrorKind::Misconfigured.is_transient());
+    }
+
+    #[test]
+    fn every_kind_has_the_name_the_state_machine_matches_on() {
+        let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "Inventory.DependencyUnavailable",
+                "Inventory.Throttled",
+                "Inventory.Conflict",
+                "Inventory.InvalidPayload",
+                "Inventory.Misconfigured",
+                "Inventory.Internal"
+            ]
+        );
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn the_readme_contract_block_is_the_generated_one() {
 #[test]
 fn every_rejection_code_is_in_the_readme_with_its_meaning() {
     let block = contract::readme_block();
-    for code in RejectionCode::ALL {
+    for &code in RejectionCode::ALL {
         assert!(
             block.contains(&format!("| `{code}` | {} |", contract::meaning(code))),
             "{code} is missing"

@@ -78,7 +78,8 @@ fn violations(def: &Value) -> Vec<String> {
         .chain(ErrorKind::transient_names())
         .collect();
     let permanent: BTreeSet<&str> = ErrorKind::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|k| !k.is_transient())
         .map(ErrorKind::name)
         .collect();

@@ -209,7 +209,7 @@ pub fn readme_block() -> String {
         MAX_RECORD_BYTES / 1024
     );
     s.push_str("| rejection code | meaning |\n| --- | --- |\n");
-    for code in RejectionCode::ALL {
+    for &code in RejectionCode::ALL {
         let _ = writeln!(s, "| `{code}` | {} |", meaning(code));
     }
     s.push_str(

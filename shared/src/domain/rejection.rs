@@ -6,9 +6,24 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A stable, machine-readable rejection code. Serialised in `snake_case`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A stable, machine-readable rejection code. Serialised in `snake_case`, the same name in
+/// JSON (serde) and in text ([`RejectionCode::as_str`], strum).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RejectionCode {
     /// The record is larger than [`crate::domain::update::MAX_RECORD_BYTES`].
     RecordTooLarge,
@@ -93,49 +108,7 @@ pub enum RejectionCode {
 
 impl RejectionCode {
     /// Every code, in declaration order.
-    pub const ALL: [RejectionCode; 38] = {
-        use RejectionCode::*;
-        [
-            RecordTooLarge,
-            EmptyRecord,
-            NotUtf8,
-            NotJson,
-            NotAnObject,
-            UnknownField,
-            DuplicateField,
-            ProductIdMissing,
-            ProductIdWrongType,
-            ProductIdEmpty,
-            ProductIdTooLong,
-            ProductIdInvalidChars,
-            SupplierIdWrongType,
-            SupplierIdInvalid,
-            QuantityMissing,
-            QuantityAmbiguous,
-            QuantityWrongType,
-            QuantityNotInteger,
-            QuantityNegative,
-            QuantityTooLarge,
-            PriceMissing,
-            PriceWrongType,
-            PriceInvalid,
-            PriceNegative,
-            PriceTooPrecise,
-            PriceTooLarge,
-            CurrencyWrongType,
-            CurrencyUnknown,
-            UpdateIdWrongType,
-            UpdateIdInvalid,
-            OccurredAtWrongType,
-            OccurredAtInvalid,
-            OccurredAtInFuture,
-            OccurredAtTooOld,
-            PayloadUnavailable,
-            SchemaVersionUnsupported,
-            ExtensionsWrongType,
-            ArrivedTooLongAgo,
-        ]
-    };
+    pub const ALL: &'static [RejectionCode] = <Self as strum::VariantArray>::VARIANTS;
 
     /// Whether the rejection is the pipeline's doing, never the record's: the record is sound,
     /// and a replay sends it again.
@@ -148,47 +121,7 @@ impl RejectionCode {
 
     /// The code as it appears in JSON and in the quarantine table.
     pub fn as_str(self) -> &'static str {
-        use RejectionCode::*;
-        match self {
-            RecordTooLarge => "record_too_large",
-            EmptyRecord => "empty_record",
-            NotUtf8 => "not_utf8",
-            NotJson => "not_json",
-            NotAnObject => "not_an_object",
-            UnknownField => "unknown_field",
-            DuplicateField => "duplicate_field",
-            ProductIdMissing => "product_id_missing",
-            ProductIdWrongType => "product_id_wrong_type",
-            ProductIdEmpty => "product_id_empty",
-            ProductIdTooLong => "product_id_too_long",
-            ProductIdInvalidChars => "product_id_invalid_chars",
-            SupplierIdWrongType => "supplier_id_wrong_type",
-            SupplierIdInvalid => "supplier_id_invalid",
-            QuantityMissing => "quantity_missing",
-            QuantityAmbiguous => "quantity_ambiguous",
-            QuantityWrongType => "quantity_wrong_type",
-            QuantityNotInteger => "quantity_not_integer",
-            QuantityNegative => "quantity_negative",
-            QuantityTooLarge => "quantity_too_large",
-            PriceMissing => "price_missing",
-            PriceWrongType => "price_wrong_type",
-            PriceInvalid => "price_invalid",
-            PriceNegative => "price_negative",
-            PriceTooPrecise => "price_too_precise",
-            PriceTooLarge => "price_too_large",
-            CurrencyWrongType => "currency_wrong_type",
-            CurrencyUnknown => "currency_unknown",
-            UpdateIdWrongType => "update_id_wrong_type",
-            UpdateIdInvalid => "update_id_invalid",
-            OccurredAtWrongType => "occurred_at_wrong_type",
-            OccurredAtInvalid => "occurred_at_invalid",
-            OccurredAtInFuture => "occurred_at_in_future",
-            OccurredAtTooOld => "occurred_at_too_old",
-            PayloadUnavailable => "payload_unavailable",
-            SchemaVersionUnsupported => "schema_version_unsupported",
-            ExtensionsWrongType => "extensions_wrong_type",
-            ArrivedTooLongAgo => "arrived_too_long_ago",
-        }
+        self.into()
     }
 }
 
@@ -227,59 +160,10 @@ mod tests {
     use super::*;
     use RejectionCode::*;
 
-    /// Every code, in declaration order.
-    const ALL: [RejectionCode; 38] = RejectionCode::ALL;
-
-    /// A code's place in [`ALL`]. The match is exhaustive, so a new code does not compile
-    /// until it is given a place here, and the test below fails until [`ALL`] holds it.
-    fn place(code: RejectionCode) -> usize {
-        match code {
-            RecordTooLarge => 0,
-            EmptyRecord => 1,
-            NotUtf8 => 2,
-            NotJson => 3,
-            NotAnObject => 4,
-            UnknownField => 5,
-            DuplicateField => 6,
-            ProductIdMissing => 7,
-            ProductIdWrongType => 8,
-            ProductIdEmpty => 9,
-            ProductIdTooLong => 10,
-            ProductIdInvalidChars => 11,
-            SupplierIdWrongType => 12,
-            SupplierIdInvalid => 13,
-            QuantityMissing => 14,
-            QuantityAmbiguous => 15,
-            QuantityWrongType => 16,
-            QuantityNotInteger => 17,
-            QuantityNegative => 18,
-            QuantityTooLarge => 19,
-            PriceMissing => 20,
-            PriceWrongType => 21,
-            PriceInvalid => 22,
-            PriceNegative => 23,
-            PriceTooPrecise => 24,
-            PriceTooLarge => 25,
-            CurrencyWrongType => 26,
-            CurrencyUnknown => 27,
-            UpdateIdWrongType => 28,
-            UpdateIdInvalid => 29,
-            OccurredAtWrongType => 30,
-            OccurredAtInvalid => 31,
-            OccurredAtInFuture => 32,
-            OccurredAtTooOld => 33,
-            PayloadUnavailable => 34,
-            SchemaVersionUnsupported => 35,
-            ExtensionsWrongType => 36,
-            ArrivedTooLongAgo => 37,
-        }
-    }
-
     #[test]
     fn every_code_has_one_stable_name_in_json_in_the_quarantine_table_and_in_messages() {
         let mut names = std::collections::HashSet::new();
-        for (i, code) in ALL.into_iter().enumerate() {
-            assert_eq!(place(code), i, "{code:?} is out of place in ALL");
+        for &code in RejectionCode::ALL {
             let json = serde_json::to_string(&code).expect("serialises");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert_eq!(code.to_string(), code.as_str());
