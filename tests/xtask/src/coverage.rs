@@ -1,10 +1,13 @@
 //! `cargo xtask coverage`: line coverage of `shared` and the functions with cargo llvm-cov.
 //!
-//! Two figures, because the code has two kinds of tests. The unit tests (`--lib --bins` of
-//! `inventory` and every function) cover the domain and the handlers with in-memory ports.
-//! The adapters (SeaORM, Redis, S3) are only meaningful against the real services, so with
-//! `--integration` the integration suite (real PostgreSQL, Redis and moto; the end-to-end
-//! tests excluded, they need a stack) runs instrumented too and the report covers both.
+//! Two figures, because the code has two kinds of tests. The unit tests (every test target of
+//! `inventory` and of every function: the modules' own tests, and the in-process suites in
+//! `shared/tests/`, the record contract and the parser's property tests) need no service: they
+//! cover the domain and the handlers with in-memory ports, and the adapters against in-process
+//! doubles of their clients (SeaORM's mock connection, loopback HTTP stubs).
+//! What the adapters do with the real services is the integration suite's part: with
+//! `--integration` it (real PostgreSQL, Redis and moto; the end-to-end tests excluded, they
+//! need a stack) runs instrumented too and the report covers both.
 //! Only `shared/` and `functions/` are counted.
 
 use crate::setup;
@@ -79,7 +82,7 @@ pub fn run(a: CoverageArgs) -> Result<()> {
     for f in function_binaries()? {
         unit.args(["--package", &function_package(&f)]);
     }
-    sh(unit.args(["--lib", "--bins"]))?;
+    sh(unit.args(["--tests"]))?;
     report(
         "line coverage of shared/ and functions/ by their unit tests",
         html && !integration,
