@@ -1,43 +1,16 @@
 //! The handler against an in-memory archive store and the shared JSON fixture.
 
 use crate::{Config, handle};
-use async_trait::async_trait;
 use inventory::config::FromEnv;
-use inventory::ports::{ObjectKind, ObjectStore};
-use inventory::{ArchiveKey, ChunkInput, ErrorKind, PipelineError};
+use inventory::ports::ObjectKind;
+use inventory::testing::MemoryObjectStore;
+use inventory::{ChunkInput, ErrorKind};
 use std::io::Read as _;
-use std::sync::Mutex;
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/archive-chunk-input.json");
 
-/// Keeps objects in memory, or fails every put with `fail`.
-#[derive(Default)]
-struct MemoryStore {
-    objects: Mutex<Vec<(String, Vec<u8>, ObjectKind)>>,
-    fail: Option<ErrorKind>,
-}
-
-#[async_trait]
-impl ObjectStore for MemoryStore {
-    fn bucket(&self) -> &str {
-        "archive-test"
-    }
-
-    async fn put(
-        &self,
-        key: &ArchiveKey,
-        body: Vec<u8>,
-        kind: ObjectKind,
-    ) -> Result<(), PipelineError> {
-        if let Some(fail) = self.fail {
-            return Err(PipelineError::new(fail, "store failed"));
-        }
-        self.objects
-            .lock()
-            .expect("not poisoned")
-            .push((key.to_string(), body, kind));
-        Ok(())
-    }
+fn store() -> MemoryObjectStore {
+    MemoryObjectStore::new("archive-test")
 }
 
 fn fixture() -> serde_json::Value {
@@ -56,7 +29,7 @@ fn gunzip_lines(body: &[u8]) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn a_chunk_is_archived_whole_at_its_deterministic_key() {
-    let store = MemoryStore::default();
+    let store = store();
 
     let out = handle(fixture(), &store).await.expect("archived");
 
@@ -68,12 +41,12 @@ async fn a_chunk_is_archived_whole_at_its_deterministic_key() {
     assert_eq!(out.bucket, "archive-test");
     assert_eq!(out.key, expected_key);
     assert_eq!(out.records, 5);
-    let objects = store.objects.lock().expect("not poisoned");
+    let objects = store.written();
     assert_eq!(objects.len(), 1);
-    assert_eq!(objects[0].0, expected_key);
-    assert_eq!(objects[0].2, ObjectKind::GzipJsonLines);
-    assert_eq!(out.bytes, objects[0].1.len());
-    let lines = gunzip_lines(&objects[0].1);
+    assert_eq!(objects[0].key, expected_key);
+    assert_eq!(objects[0].kind, ObjectKind::GzipJsonLines);
+    assert_eq!(out.bytes, objects[0].body.len());
+    let lines = gunzip_lines(&objects[0].body);
     let sequences: Vec<&str> = lines
         .iter()
         .map(|l| l["sequence_number"].as_str().expect("string"))
@@ -93,19 +66,20 @@ async fn a_chunk_is_archived_whole_at_its_deterministic_key() {
 
 #[tokio::test]
 async fn the_same_chunk_archived_twice_goes_to_the_same_key() {
-    let store = MemoryStore::default();
+    let store = store();
 
     let first = handle(fixture(), &store).await.expect("archived");
     let second = handle(fixture(), &store).await.expect("archived again");
 
     assert_eq!(first, second);
-    let objects = store.objects.lock().expect("not poisoned");
+    let objects = store.written();
+    assert_eq!(objects.len(), 2);
     assert_eq!(objects[0], objects[1]);
 }
 
 #[tokio::test]
 async fn a_payload_that_is_not_a_chunk_is_an_invalid_payload() {
-    let store = MemoryStore::default();
+    let store = store();
     let mut missing_records = fixture();
     missing_records
         .as_object_mut()
@@ -126,7 +100,7 @@ async fn a_payload_that_is_not_a_chunk_is_an_invalid_payload() {
             .expect_err("not a chunk");
         assert_eq!(e.kind.name(), "Inventory.InvalidPayload", "{payload}");
     }
-    assert!(store.objects.lock().expect("not poisoned").is_empty());
+    assert!(store.written().is_empty());
 }
 
 #[tokio::test]
@@ -134,7 +108,7 @@ async fn a_chunk_without_records_is_an_invalid_payload() {
     let mut empty = fixture();
     empty["records"] = serde_json::json!([]);
 
-    let e = handle(empty, &MemoryStore::default())
+    let e = handle(empty, &store())
         .await
         .expect_err("nothing to archive");
 
@@ -151,14 +125,12 @@ async fn a_store_failure_keeps_its_stable_name() {
         ),
         (ErrorKind::Misconfigured, "Inventory.Misconfigured"),
     ] {
-        let store = MemoryStore {
-            fail: Some(kind),
-            ..MemoryStore::default()
-        };
+        let store = store().failing_every_put(kind);
 
         let e = handle(fixture(), &store).await.expect_err("store fails");
 
         assert_eq!(e.kind.name(), name);
+        assert!(store.written().is_empty());
     }
 }
 

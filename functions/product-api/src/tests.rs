@@ -3,19 +3,17 @@
 
 use super::*;
 use crate::metrics::Metrics;
-use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use inventory::PipelineError;
 use inventory::config::FromEnv;
 use inventory::domain::money::{Currency, Price, Quantity};
-use inventory::ports::{CacheFill, CacheRead, Cached, FillOutcome, ProductReader};
-use inventory::read::{HistoryEvent, HistoryQuery, ProductView, ReadPolicy};
+use inventory::ports::{CacheRead, Cached};
+use inventory::read::{HistoryEvent, ProductView, ReadPolicy};
+use inventory::testing::{MemoryProductCache, MemoryProductReader};
 use inventory::{ErrorKind, ProductId, SupplierId};
 use lambda_http::Body;
 use lambda_http::http::{Response, StatusCode, header};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod bad_input;
@@ -44,105 +42,38 @@ fn view(id: &str, version: i64) -> ProductView {
     }
 }
 
-#[derive(Default)]
-struct MemReader {
-    products: Mutex<HashMap<ProductId, ProductView>>,
-    queries: AtomicUsize,
-    down: AtomicBool,
-}
-
-#[async_trait]
-impl ProductReader for MemReader {
-    async fn load_products(&self, ids: &[ProductId]) -> Result<Vec<ProductView>, PipelineError> {
-        self.queries.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(PipelineError::new(
-                ErrorKind::DependencyUnavailable,
-                "db down",
-            ));
-        }
-        let products = self.products.lock().expect("lock");
-        Ok(ids
-            .iter()
-            .filter_map(|id| products.get(id).cloned())
-            .collect())
-    }
-
-    async fn load_history(
-        &self,
-        product: &ProductId,
-        q: HistoryQuery,
-    ) -> Result<Vec<HistoryEvent>, PipelineError> {
-        if product.as_str() != "product123" {
-            return Ok(Vec::new());
-        }
-        Ok((1..=5i64)
-            .rev()
-            .filter(|seq| q.before.is_none_or(|b| *seq < b))
-            .take(q.limit)
-            .map(|seq| HistoryEvent {
-                seq,
-                supplier_id: SupplierId::unspecified(),
-                quantity: Quantity::new(seq).expect("valid"),
-                price: Price::parse_decimal("29.99").expect("valid"),
-                currency: Currency::USD,
-                occurred_at: Utc
-                    .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-                    .single()
-                    .expect("valid"),
-                recorded_at: Utc
-                    .with_ymd_and_hms(2026, 11, 24, 10, 0, 1)
-                    .single()
-                    .expect("valid"),
-            })
-            .collect())
-    }
-}
-
-#[derive(Default)]
-struct MemCache {
-    entries: Mutex<HashMap<ProductId, Cached>>,
-    down: AtomicBool,
-}
-
-#[async_trait]
-impl CacheRead for MemCache {
-    async fn get_many(&self, ids: &[ProductId]) -> Result<Vec<Option<Cached>>, PipelineError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(PipelineError::new(
-                ErrorKind::DependencyUnavailable,
-                "connection refused",
-            ));
-        }
-        let entries = self.entries.lock().expect("lock");
-        Ok(ids.iter().map(|id| entries.get(id).cloned()).collect())
-    }
-
-    async fn fill(&self, fills: &[CacheFill]) -> Result<Vec<FillOutcome>, PipelineError> {
-        let mut entries = self.entries.lock().expect("lock");
-        for f in fills {
-            entries.insert(f.product_id.clone(), f.state.clone());
-        }
-        Ok(vec![FillOutcome::Stored; fills.len()])
-    }
+/// The product "product123"'s history: events 1 to 5, each with its position as quantity.
+fn history() -> Vec<HistoryEvent> {
+    (1..=5i64)
+        .map(|seq| HistoryEvent {
+            seq,
+            supplier_id: SupplierId::unspecified(),
+            quantity: Quantity::new(seq).expect("valid"),
+            price: Price::parse_decimal("29.99").expect("valid"),
+            currency: Currency::USD,
+            occurred_at: Utc
+                .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+                .single()
+                .expect("valid"),
+            recorded_at: Utc
+                .with_ymd_and_hms(2026, 11, 24, 10, 0, 1)
+                .single()
+                .expect("valid"),
+        })
+        .collect()
 }
 
 struct Harness {
-    reader: Arc<MemReader>,
-    cache: Arc<MemCache>,
+    reader: Arc<MemoryProductReader>,
+    cache: Arc<MemoryProductCache>,
     app: App,
 }
 
+/// The API over `products`, with "product123"'s history, and an empty cache.
 fn harness(products: &[ProductView]) -> Harness {
-    let reader = Arc::new(MemReader::default());
-    for p in products {
-        reader
-            .products
-            .lock()
-            .expect("lock")
-            .insert(p.product_id.clone(), p.clone());
-    }
-    let cache = Arc::new(MemCache::default());
+    let reader =
+        Arc::new(MemoryProductReader::with(products).with_history(pid("product123"), history()));
+    let cache = Arc::new(MemoryProductCache::default());
     let app = App::new(
         reader.clone(),
         cache.clone(),
@@ -235,7 +166,7 @@ async fn the_second_read_comes_from_the_cache_with_the_same_body() {
         (header_of(&first, X_CACHE), header_of(&second, X_CACHE)),
         ("miss", "hit")
     );
-    assert_eq!(h.reader.queries.load(Ordering::SeqCst), 1);
+    assert_eq!(h.reader.queries(), 1);
     let counts = h.app.metrics.snapshot();
     assert_eq!(
         (counts.requests, counts.cache_hits, counts.cache_misses),
@@ -294,8 +225,8 @@ async fn an_unknown_product_is_a_404_problem_cached_as_briefly_as_the_negative_e
         respond::NOT_FOUND_CACHE_CONTROL
     );
     assert_eq!(
-        h.cache.entries.lock().expect("lock").get(&pid("nobody")),
-        Some(&Cached::Absent)
+        h.cache.entry(&pid("nobody")).map(|e| e.state),
+        Some(Cached::Absent)
     );
 }
 
@@ -321,7 +252,7 @@ async fn malformed_ids_are_400_problems_that_name_the_id_and_reach_no_store() {
         assert_problem(&r, StatusCode::BAD_REQUEST, "invalid-product-id")["product_id"],
         ""
     );
-    assert_eq!(h.reader.queries.load(Ordering::SeqCst), 0);
+    assert_eq!(h.reader.queries(), 0);
 }
 
 #[tokio::test]
@@ -361,12 +292,9 @@ async fn a_batch_answers_in_the_order_asked_and_lists_the_unknown_ids() {
     )
     .await;
     let changed = {
-        h.reader
-            .products
-            .lock()
-            .expect("lock")
-            .insert(pid("ghost"), view("ghost", 3));
-        h.cache.entries.lock().expect("lock").remove(&pid("ghost"));
+        // "ghost" is created at version 3, and the pipeline invalidates it.
+        h.reader.put(view("ghost", 3));
+        h.cache.invalidate(&pid("ghost"), 3);
         call(
             &h,
             "/products?ids=b,ghost,a",
@@ -385,11 +313,7 @@ async fn a_batch_answers_in_the_order_asked_and_lists_the_unknown_ids() {
         .collect();
     assert_eq!(versions, [2, 1]);
     assert_eq!(body["not_found"], serde_json::json!(["ghost"]));
-    assert_eq!(
-        h.reader.queries.load(Ordering::SeqCst),
-        2,
-        "one query per read with misses"
-    );
+    assert_eq!(h.reader.queries(), 2, "one query per read with misses");
     assert_eq!(
         again.status(),
         StatusCode::NOT_MODIFIED,
@@ -467,7 +391,7 @@ async fn other_paths_are_404_and_other_methods_405() {
 #[tokio::test]
 async fn with_the_cache_down_reads_are_served_from_the_database_and_counted() {
     let h = harness(&[view("product123", 42)]);
-    h.cache.down.store(true, Ordering::SeqCst);
+    h.cache.fail(Some(ErrorKind::DependencyUnavailable));
 
     let r = call(&h, "/products/product123", &[]).await;
     let again = call(&h, "/products/product123", &[]).await;
@@ -491,7 +415,7 @@ async fn with_the_cache_down_reads_are_served_from_the_database_and_counted() {
 async fn with_the_database_down_a_miss_is_503_with_retry_after_but_a_hit_is_served() {
     let h = harness(&[view("cached", 1)]);
     call(&h, "/products/cached", &[]).await;
-    h.reader.down.store(true, Ordering::SeqCst);
+    h.reader.fail(Some(ErrorKind::DependencyUnavailable));
 
     let miss = call(&h, "/products/other", &[]).await;
     let hit = call(&h, "/products/cached", &[]).await;
@@ -578,12 +502,7 @@ fn configuration_names_the_missing_variable() {
 
 #[tokio::test]
 async fn with_no_cache_set_up_at_cold_start_every_read_is_served_from_the_database() {
-    let reader = Arc::new(MemReader::default());
-    reader
-        .products
-        .lock()
-        .expect("lock")
-        .insert(pid("product123"), view("product123", 7));
+    let reader = Arc::new(MemoryProductReader::with(&[view("product123", 7)]));
     let no_cache = handler::NoCache("REDIS_HOST is not a valid host".into());
     let e = no_cache
         .get_many(&[pid("product123")])
@@ -610,5 +529,5 @@ async fn with_no_cache_set_up_at_cold_start_every_read_is_served_from_the_databa
     assert_eq!(body_json(&first)["version"], 7);
     assert_eq!(second.status(), StatusCode::OK);
     assert_eq!(header_of(&second, X_CACHE), "bypass");
-    assert_eq!(reader.queries.load(Ordering::SeqCst), 2);
+    assert_eq!(reader.queries(), 2);
 }

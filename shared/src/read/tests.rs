@@ -1,11 +1,12 @@
-//! The read path on in-memory ports: a cache with the same fence rules as the Redis scripts,
-//! and a projection that counts its queries and can run a writer between load and fill.
+//! The read path on in-memory ports (`crate::testing`): a cache with the same fence rules as
+//! the Redis scripts, and a projection that counts its queries and can run a writer between
+//! load and fill.
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::testing::{ABSENT_VERSION, CacheEntry, MemoryProductCache, MemoryProductReader};
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn pid(s: &str) -> ProductId {
@@ -29,163 +30,7 @@ fn view(id: &str, version: i64) -> ProductView {
     }
 }
 
-/// What runs between the database load and the fill (the racing writer).
-type Hook = Box<dyn Fn() + Send + Sync>;
-
-#[derive(Default)]
-struct FakeProjection {
-    products: Mutex<BTreeMap<ProductId, ProductView>>,
-    history: Vec<HistoryEvent>,
-    queries: AtomicUsize,
-    after_load: Mutex<Option<Hook>>,
-    down: bool,
-    /// What `history_retained_since` answers (retention dropped days before it).
-    retained_since: Option<chrono::DateTime<Utc>>,
-}
-
-impl FakeProjection {
-    fn with(views: &[ProductView]) -> Self {
-        let me = Self::default();
-        for v in views {
-            me.put(v.clone());
-        }
-        me
-    }
-
-    fn put(&self, v: ProductView) {
-        self.products
-            .lock()
-            .expect("lock")
-            .insert(v.product_id.clone(), v);
-    }
-}
-
-#[async_trait]
-impl ProductReader for FakeProjection {
-    async fn load_products(&self, ids: &[ProductId]) -> Result<Vec<ProductView>, PipelineError> {
-        self.queries.fetch_add(1, Ordering::SeqCst);
-        if self.down {
-            return Err(PipelineError::new(
-                ErrorKind::DependencyUnavailable,
-                "database down",
-            ));
-        }
-        let loaded = {
-            let products = self.products.lock().expect("lock");
-            ids.iter()
-                .filter_map(|id| products.get(id).cloned())
-                .collect()
-        };
-        if let Some(hook) = self.after_load.lock().expect("lock").take() {
-            hook();
-        }
-        Ok(loaded)
-    }
-
-    async fn load_history(
-        &self,
-        product: &ProductId,
-        q: HistoryQuery,
-    ) -> Result<Vec<HistoryEvent>, PipelineError> {
-        let mut events: Vec<HistoryEvent> = self
-            .history
-            .iter()
-            .filter(|e| product.as_str() == "h" && q.before.is_none_or(|b| e.seq < b))
-            .cloned()
-            .collect();
-        events.sort_by_key(|e| std::cmp::Reverse(e.seq));
-        events.truncate(q.limit);
-        Ok(events)
-    }
-
-    async fn history_retained_since(&self) -> Result<Option<chrono::DateTime<Utc>>, PipelineError> {
-        Ok(self.retained_since)
-    }
-}
-
-/// Entries and fences with the rules of populate.lua and invalidate.lua.
-#[derive(Default)]
-struct FakeCache {
-    entries: Mutex<BTreeMap<ProductId, (i64, Cached, Duration)>>,
-    fences: Mutex<BTreeMap<ProductId, i64>>,
-    gets: AtomicUsize,
-    fills: AtomicUsize,
-    failing: Mutex<Option<ErrorKind>>,
-}
-
-const ABSENT: i64 = 0;
-
-impl FakeCache {
-    fn fail(&self, kind: Option<ErrorKind>) {
-        *self.failing.lock().expect("lock") = kind;
-    }
-
-    fn check(&self) -> Result<(), PipelineError> {
-        match *self.failing.lock().expect("lock") {
-            Some(kind) => Err(PipelineError::new(kind, "cache failing")),
-            None => Ok(()),
-        }
-    }
-
-    fn invalidate(&self, product: &ProductId, version: i64) {
-        let mut fences = self.fences.lock().expect("lock");
-        let fence = fences.entry(product.clone()).or_insert(version);
-        *fence = (*fence).max(version);
-        let mut entries = self.entries.lock().expect("lock");
-        if entries.get(product).is_some_and(|(v, _, _)| *v < version) {
-            entries.remove(product);
-        }
-    }
-
-    fn entry(&self, product: &str) -> Option<(i64, Cached, Duration)> {
-        self.entries
-            .lock()
-            .expect("lock")
-            .get(&pid(product))
-            .cloned()
-    }
-}
-
-#[async_trait]
-impl CacheRead for FakeCache {
-    async fn get_many(&self, products: &[ProductId]) -> Result<Vec<Option<Cached>>, PipelineError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        let entries = self.entries.lock().expect("lock");
-        Ok(products
-            .iter()
-            .map(|p| entries.get(p).map(|(_, c, _)| c.clone()))
-            .collect())
-    }
-
-    async fn fill(&self, fills: &[CacheFill]) -> Result<Vec<FillOutcome>, PipelineError> {
-        self.fills.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        let fences = self.fences.lock().expect("lock");
-        let mut entries = self.entries.lock().expect("lock");
-        Ok(fills
-            .iter()
-            .map(|f| {
-                let version = match &f.state {
-                    Cached::Product { version, .. } => *version,
-                    Cached::Absent => ABSENT,
-                };
-                if let Some(fence) = fences.get(&f.product_id).filter(|fence| version < **fence) {
-                    return FillOutcome::Fenced { fence: *fence };
-                }
-                if let Some((cached, _, _)) =
-                    entries.get(&f.product_id).filter(|(c, _, _)| *c >= version)
-                {
-                    return FillOutcome::AlreadyCurrent { cached: *cached };
-                }
-                entries.insert(f.product_id.clone(), (version, f.state.clone(), f.ttl));
-                FillOutcome::Stored
-            })
-            .collect())
-    }
-}
-
-fn reads(projection: &Arc<FakeProjection>, cache: &Arc<FakeCache>) -> ProductReads {
+fn reads(projection: &Arc<MemoryProductReader>, cache: &Arc<MemoryProductCache>) -> ProductReads {
     ProductReads::new(projection.clone(), cache.clone(), ReadPolicy::default())
 }
 
@@ -195,8 +40,8 @@ fn version_of(read: &BatchRead, i: usize) -> Option<i64> {
 
 #[tokio::test]
 async fn a_miss_reads_the_database_once_and_caches_the_product_with_its_version() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 3)]));
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 3)]));
+    let cache = Arc::new(MemoryProductCache::default());
 
     let read = reads(&projection, &cache)
         .read_products(&[pid("a")])
@@ -209,9 +54,12 @@ async fn a_miss_reads_the_database_once_and_caches_the_product_with_its_version(
         (read.stats.misses, read.stats.db_queries, read.stats.stored),
         (1, 1, 1)
     );
-    let (version, cached, ttl) = cache.entry("a").expect("cached");
-    assert_eq!((version, ttl), (3, ReadPolicy::default().entry_ttl));
-    let Cached::Product { json, .. } = cached else {
+    let entry = cache.entry(&pid("a")).expect("cached");
+    assert_eq!(
+        (entry.version, entry.ttl),
+        (3, ReadPolicy::default().entry_ttl)
+    );
+    let Cached::Product { json, .. } = entry.state else {
         panic!("a product entry")
     };
     assert_eq!(json, view("a", 3).to_json().expect("json"));
@@ -223,8 +71,8 @@ async fn a_miss_reads_the_database_once_and_caches_the_product_with_its_version(
 
 #[tokio::test]
 async fn a_hit_is_served_from_the_cache_without_the_database() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 3)]));
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 3)]));
+    let cache = Arc::new(MemoryProductCache::default());
     let reads = reads(&projection, &cache);
     reads.read_products(&[pid("a")]).await.expect("warm");
 
@@ -232,11 +80,7 @@ async fn a_hit_is_served_from_the_cache_without_the_database() {
 
     assert_eq!(read.products[0].source, Source::Cache);
     assert_eq!(version_of(&read, 0), Some(3));
-    assert_eq!(
-        projection.queries.load(Ordering::SeqCst),
-        1,
-        "only the first read queried"
-    );
+    assert_eq!(projection.queries(), 1, "only the first read queried");
     assert_eq!(
         (read.stats.hits, read.stats.misses, read.stats.db_queries),
         (1, 0, 0)
@@ -245,8 +89,8 @@ async fn a_hit_is_served_from_the_cache_without_the_database() {
 
 #[tokio::test]
 async fn an_unknown_product_is_cached_as_absent_for_the_short_ttl_and_then_answered_by_the_cache() {
-    let projection = Arc::new(FakeProjection::default());
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::default());
+    let cache = Arc::new(MemoryProductCache::default());
     let reads = reads(&projection, &cache);
 
     let first = reads.read_products(&[pid("ghost")]).await.expect("read");
@@ -254,8 +98,12 @@ async fn an_unknown_product_is_cached_as_absent_for_the_short_ttl_and_then_answe
 
     assert_eq!(first.products[0].product, None);
     assert_eq!(
-        cache.entry("ghost"),
-        Some((ABSENT, Cached::Absent, ReadPolicy::default().absent_ttl))
+        cache.entry(&pid("ghost")),
+        Some(CacheEntry {
+            version: ABSENT_VERSION,
+            state: Cached::Absent,
+            ttl: ReadPolicy::default().absent_ttl
+        })
     );
     assert_eq!(second.products[0].product, None);
     assert_eq!(second.products[0].source, Source::Cache);
@@ -264,8 +112,8 @@ async fn an_unknown_product_is_cached_as_absent_for_the_short_ttl_and_then_answe
 
 #[tokio::test]
 async fn a_product_created_after_a_negative_entry_shows_once_its_invalidation_ran() {
-    let projection = Arc::new(FakeProjection::default());
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::default());
+    let cache = Arc::new(MemoryProductCache::default());
     let reads = reads(&projection, &cache);
     reads
         .read_products(&[pid("new")])
@@ -281,13 +129,13 @@ async fn a_product_created_after_a_negative_entry_shows_once_its_invalidation_ra
 
 #[tokio::test]
 async fn a_negative_loaded_before_the_product_was_created_is_fenced() {
-    let projection = Arc::new(FakeProjection::default());
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::default());
+    let cache = Arc::new(MemoryProductCache::default());
     let (p, c) = (projection.clone(), cache.clone());
-    *projection.after_load.lock().expect("lock") = Some(Box::new(move || {
+    projection.after_next_load(move || {
         p.put(view("late", 1));
         c.invalidate(&pid("late"), 1);
-    }));
+    });
     let reads = reads(&projection, &cache);
 
     let racing = reads.read_products(&[pid("late")]).await.expect("read");
@@ -307,13 +155,13 @@ async fn a_negative_loaded_before_the_product_was_created_is_fenced() {
 
 #[tokio::test]
 async fn a_reader_that_loaded_an_old_version_before_an_invalidation_caches_nothing() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 1)]));
+    let cache = Arc::new(MemoryProductCache::default());
     let (p, c) = (projection.clone(), cache.clone());
-    *projection.after_load.lock().expect("lock") = Some(Box::new(move || {
+    projection.after_next_load(move || {
         p.put(view("a", 2));
         c.invalidate(&pid("a"), 2);
-    }));
+    });
     let reads = reads(&projection, &cache);
 
     let racing = reads.read_products(&[pid("a")]).await.expect("read");
@@ -322,7 +170,7 @@ async fn a_reader_that_loaded_an_old_version_before_an_invalidation_caches_nothi
     assert_eq!(version_of(&racing, 0), Some(1));
     assert_eq!(racing.stats.fenced, 1);
     assert_eq!(
-        cache.entry("a").map(|(v, _, _)| v),
+        cache.entry(&pid("a")).map(|e| e.version),
         Some(2),
         "the next reader cached 2"
     );
@@ -331,18 +179,15 @@ async fn a_reader_that_loaded_an_old_version_before_an_invalidation_caches_nothi
 
 #[tokio::test]
 async fn a_batch_reads_the_cache_once_and_the_database_once_for_all_misses_in_the_order_asked() {
-    let projection = Arc::new(FakeProjection::with(&[
+    let projection = Arc::new(MemoryProductReader::with(&[
         view("a", 1),
         view("b", 2),
         view("c", 3),
     ]));
-    let cache = Arc::new(FakeCache::default());
+    let cache = Arc::new(MemoryProductCache::default());
     let reads = reads(&projection, &cache);
     reads.read_products(&[pid("b")]).await.expect("warm b");
-    let (gets, queries) = (
-        cache.gets.load(Ordering::SeqCst),
-        projection.queries.load(Ordering::SeqCst),
-    );
+    let (gets, queries) = (cache.gets(), projection.queries());
 
     let read = reads
         .read_products(&[pid("c"), pid("b"), pid("x"), pid("a"), pid("c")])
@@ -358,8 +203,8 @@ async fn a_batch_reads_the_cache_once_and_the_database_once_for_all_misses_in_th
     let versions: Vec<Option<i64>> = (0..4).map(|i| version_of(&read, i)).collect();
     assert_eq!(versions, [Some(3), Some(2), None, Some(1)]);
     assert_eq!(read.products[1].source, Source::Cache);
-    assert_eq!(cache.gets.load(Ordering::SeqCst) - gets, 1);
-    assert_eq!(projection.queries.load(Ordering::SeqCst) - queries, 1);
+    assert_eq!(cache.gets() - gets, 1);
+    assert_eq!(projection.queries() - queries, 1);
     assert_eq!(
         (read.stats.hits, read.stats.misses, read.stats.stored),
         (1, 3, 3)
@@ -368,8 +213,8 @@ async fn a_batch_reads_the_cache_once_and_the_database_once_for_all_misses_in_th
 
 #[tokio::test]
 async fn more_than_the_batch_limit_is_refused_before_any_io() {
-    let projection = Arc::new(FakeProjection::default());
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::default());
+    let cache = Arc::new(MemoryProductCache::default());
     let ids: Vec<ProductId> = (0..=MAX_BATCH_PRODUCTS)
         .map(|i| pid(&format!("p{i}")))
         .collect();
@@ -380,13 +225,13 @@ async fn more_than_the_batch_limit_is_refused_before_any_io() {
         .expect_err("too many");
 
     assert_eq!(e.kind, ErrorKind::InvalidPayload);
-    assert_eq!(cache.gets.load(Ordering::SeqCst), 0);
+    assert_eq!(cache.gets(), 0);
 }
 
 #[tokio::test]
 async fn a_cache_that_is_down_is_read_around_and_skipped_for_the_pause() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 1)]));
+    let cache = Arc::new(MemoryProductCache::default());
     cache.fail(Some(ErrorKind::DependencyUnavailable));
     let reads = reads(&projection, &cache);
 
@@ -398,24 +243,16 @@ async fn a_cache_that_is_down_is_read_around_and_skipped_for_the_pause() {
         (first.stats.cache_errors, first.stats.cache_skipped),
         (1, false)
     );
-    assert_eq!(
-        cache.fills.load(Ordering::SeqCst),
-        0,
-        "no fill after a failed read"
-    );
+    assert_eq!(cache.fills(), 0, "no fill after a failed read");
     assert_eq!(version_of(&second, 0), Some(1));
     assert!(second.stats.cache_skipped);
-    assert_eq!(
-        cache.gets.load(Ordering::SeqCst),
-        1,
-        "paused: the second read skipped it"
-    );
+    assert_eq!(cache.gets(), 1, "paused: the second read skipped it");
 }
 
 #[tokio::test]
 async fn after_the_pause_the_cache_is_used_again() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 1)]));
+    let cache = Arc::new(MemoryProductCache::default());
     let policy = ReadPolicy {
         cache_pause: Duration::ZERO,
         ..ReadPolicy::default()
@@ -433,14 +270,12 @@ async fn after_the_pause_the_cache_is_used_again() {
 
 #[tokio::test]
 async fn a_failing_fill_still_serves_the_product_and_a_bug_does_not_pause_the_cache() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 1)]));
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 1)]));
+    let cache = Arc::new(MemoryProductCache::default());
     let reads = reads(&projection, &cache);
     // get_many succeeds (nothing cached), then the fill fails with a non-transient error.
     let cache_for_hook = cache.clone();
-    *projection.after_load.lock().expect("lock") = Some(Box::new(move || {
-        cache_for_hook.fail(Some(ErrorKind::Internal))
-    }));
+    projection.after_next_load(move || cache_for_hook.fail(Some(ErrorKind::Internal)));
 
     let read = reads.read_products(&[pid("a")]).await.expect("served");
     cache.fail(None);
@@ -456,11 +291,10 @@ async fn a_failing_fill_still_serves_the_product_and_a_bug_does_not_pause_the_ca
 
 #[tokio::test]
 async fn a_database_failure_on_a_miss_is_the_reads_error() {
-    let projection = Arc::new(FakeProjection {
-        down: true,
-        ..FakeProjection::default()
-    });
-    let cache = Arc::new(FakeCache::default());
+    let projection = Arc::new(MemoryProductReader::failing(
+        ErrorKind::DependencyUnavailable,
+    ));
+    let cache = Arc::new(MemoryProductCache::default());
 
     let e = reads(&projection, &cache)
         .read_products(&[pid("a")])
@@ -490,11 +324,11 @@ fn history_event(seq: i64) -> HistoryEvent {
 
 #[tokio::test]
 async fn history_pages_go_newest_first_and_say_where_the_next_page_starts() {
-    let projection = Arc::new(FakeProjection {
-        history: [3, 8, 5, 13, 21].into_iter().map(history_event).collect(),
-        ..FakeProjection::default()
-    });
-    let reads = reads(&projection, &Arc::new(FakeCache::default()));
+    let projection = Arc::new(
+        MemoryProductReader::default()
+            .with_history(pid("h"), [3, 8, 5, 13, 21].map(history_event).to_vec()),
+    );
+    let reads = reads(&projection, &Arc::new(MemoryProductCache::default()));
     let q = |before, limit| HistoryQuery::new(before, limit).expect("valid query");
 
     let first = reads
@@ -539,12 +373,12 @@ async fn once_days_left_the_database_the_last_page_says_since_when_events_are_he
         .with_ymd_and_hms(2026, 11, 6, 0, 0, 0)
         .single()
         .expect("valid");
-    let projection = Arc::new(FakeProjection {
-        history: [3, 8].into_iter().map(history_event).collect(),
-        retained_since: Some(since),
-        ..FakeProjection::with(&[view("gone", 4)])
-    });
-    let reads = reads(&projection, &Arc::new(FakeCache::default()));
+    let projection = Arc::new(
+        MemoryProductReader::with(&[view("gone", 4)])
+            .with_history(pid("h"), [3, 8].map(history_event).to_vec())
+            .with_retained_since(since),
+    );
+    let reads = reads(&projection, &Arc::new(MemoryProductCache::default()));
     let q = |before, limit| HistoryQuery::new(before, limit).expect("valid query");
 
     let first = reads
@@ -656,7 +490,7 @@ impl CacheRead for ShortAnsweringCache {
 
 #[tokio::test]
 async fn a_cache_answer_for_the_wrong_number_of_products_is_not_trusted_and_the_database_answers() {
-    let projection = Arc::new(FakeProjection::with(&[view("a", 2), view("b", 5)]));
+    let projection = Arc::new(MemoryProductReader::with(&[view("a", 2), view("b", 5)]));
     let cache = Arc::new(ShortAnsweringCache::default());
     let reads = ProductReads::new(projection.clone(), cache.clone(), ReadPolicy::default());
     assert_eq!(reads.policy(), &ReadPolicy::default());
@@ -675,7 +509,7 @@ async fn a_cache_answer_for_the_wrong_number_of_products_is_not_trusted_and_the_
         "every product from the database, in the order asked"
     );
     assert_eq!((read.stats.cache_errors, read.stats.hits), (1, 0));
-    assert_eq!(projection.queries.load(Ordering::SeqCst), 1);
+    assert_eq!(projection.queries(), 1);
 
     // A wrong-sized answer is a bug to log, not an outage: the cache is not paused.
     let again = reads.read_products(&[pid("a")]).await.expect("served");

@@ -7,6 +7,7 @@ use aws_lambda_events::event::kinesis::{KinesisEventRecord, KinesisRecord};
 use inventory::ports::ObjectKind;
 use inventory::steps::fanout::StreamRecord;
 use inventory::steps::payloads::{ChunkInput, MAX_CHUNK_RECORDS, MAX_INLINE_RECORD_BYTES};
+use inventory::testing::MemoryObjectStore;
 use inventory::{ArchiveKey, ErrorKind};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,45 +52,10 @@ fn planned(event: &KinesisEvent) -> Vec<PlannedChunk> {
 
 const BUCKET: &str = "inventory-archive-test";
 
-/// S3 in memory, with keys that fail on demand.
-#[derive(Default)]
-struct FakeS3 {
-    objects: Mutex<HashMap<String, (Vec<u8>, ObjectKind)>>,
-    failing: Mutex<HashSet<String>>,
-}
-
-#[async_trait]
-impl ObjectStore for FakeS3 {
-    fn bucket(&self) -> &str {
-        BUCKET
-    }
-
-    async fn put(
-        &self,
-        key: &ArchiveKey,
-        data: Vec<u8>,
-        kind: ObjectKind,
-    ) -> Result<(), PipelineError> {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        if self.failing.lock().expect("lock").contains(key.as_str()) {
-            return Err(PipelineError::new(
-                ErrorKind::DependencyUnavailable,
-                "S3 answered 503",
-            ));
-        }
-        self.objects
-            .lock()
-            .expect("lock")
-            .insert(key.to_string(), (data, kind));
-        Ok(())
-    }
-}
-
 /// Step Functions in memory: executions by name, names that fail on demand, and a check that
 /// every `data_ref` a started input names is already in S3.
-#[derive(Default)]
 struct FakeStepFunctions {
-    s3: Arc<FakeS3>,
+    s3: Arc<MemoryObjectStore>,
     executions: Mutex<HashMap<String, String>>,
     calls: Mutex<Vec<(String, StartOutcome)>>,
     failing: Mutex<HashMap<String, ErrorKind>>,
@@ -98,10 +64,14 @@ struct FakeStepFunctions {
 }
 
 impl FakeStepFunctions {
-    fn with_s3(s3: Arc<FakeS3>) -> Self {
+    fn with_s3(s3: Arc<MemoryObjectStore>) -> Self {
         Self {
             s3,
-            ..Self::default()
+            executions: Mutex::default(),
+            calls: Mutex::default(),
+            failing: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -140,7 +110,7 @@ impl ExecutionStarter for FakeStepFunctions {
         let chunk: ChunkInput = serde_json::from_str(input).expect("the input is a chunk");
         for r in chunk.records.iter().filter_map(|r| r.data_ref.as_ref()) {
             assert!(
-                self.s3.objects.lock().expect("lock").contains_key(&r.key),
+                self.s3.object(&r.key).is_some(),
                 "{name} refers to {} before it is stored",
                 r.key
             );
@@ -164,8 +134,9 @@ impl ExecutionStarter for FakeStepFunctions {
     }
 }
 
-fn fakes() -> (FakeStepFunctions, Arc<FakeS3>) {
-    let s3 = Arc::new(FakeS3::default());
+/// S3 in memory; each put takes a millisecond, so puts and starts interleave as they would.
+fn fakes() -> (FakeStepFunctions, Arc<MemoryObjectStore>) {
+    let s3 = Arc::new(MemoryObjectStore::new(BUCKET).with_put_delay(Duration::from_millis(1)));
     (FakeStepFunctions::with_s3(s3.clone()), s3)
 }
 
@@ -316,8 +287,8 @@ async fn oversized_records_are_stored_before_their_chunk_starts() {
     assert!(reported(&response).is_empty());
     let key = ArchiveKey::for_oversized_record("inventory-updates-dev", SHARD, &sequence(2));
     assert_eq!(
-        s3.objects.lock().expect("lock").get(key.as_str()),
-        Some(&(data[2].clone(), ObjectKind::Bytes)),
+        s3.object(key.as_str()).map(|o| (o.body, o.kind)),
+        Some((data[2].clone(), ObjectKind::Bytes)),
         "stored as the bytes that arrived"
     );
     let input = sfn
@@ -349,7 +320,7 @@ async fn a_failed_oversized_put_holds_back_only_its_chunk() {
         SHARD,
         &sequence(MAX_CHUNK_RECORDS + 10),
     );
-    s3.failing.lock().expect("lock").insert(key.to_string());
+    s3.fail_puts_to(&key);
     let holding = chunks
         .iter()
         .find(|c| !c.oversized.is_empty())

@@ -60,11 +60,7 @@ async fn ids_with_invisible_look_alike_or_broken_characters_are_400_problems_nam
             );
         }
     }
-    assert_eq!(
-        h.reader.queries.load(Ordering::SeqCst),
-        0,
-        "nothing reached the database"
-    );
+    assert_eq!(h.reader.queries(), 0, "nothing reached the database");
 }
 
 #[tokio::test]

@@ -132,29 +132,10 @@ fn check_answer(d: &Value, path: &str, r: &Response<Body>) -> (String, String) {
     (template, status)
 }
 
-/// A reader whose every read fails with `kind`.
-#[derive(Debug)]
-struct FailingReader(ErrorKind);
-
-#[async_trait]
-impl ProductReader for FailingReader {
-    async fn load_products(&self, _: &[ProductId]) -> Result<Vec<ProductView>, PipelineError> {
-        Err(PipelineError::new(self.0, "the reader fails"))
-    }
-
-    async fn load_history(
-        &self,
-        _: &ProductId,
-        _: HistoryQuery,
-    ) -> Result<Vec<HistoryEvent>, PipelineError> {
-        Err(PipelineError::new(self.0, "the reader fails"))
-    }
-}
-
 fn failing(kind: ErrorKind) -> App {
     App::new(
-        Arc::new(FailingReader(kind)),
-        Arc::new(MemCache::default()),
+        Arc::new(MemoryProductReader::failing(kind)),
+        Arc::new(MemoryProductCache::default()),
         ReadPolicy::default(),
         Metrics::new("product-api-test", Duration::from_secs(3600)),
     )
