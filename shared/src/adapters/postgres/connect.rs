@@ -303,6 +303,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_rds_address_the_driver_rejects_is_reported_as_the_driver_said() {
+        let mut config = rds_config();
+        config.target = DatabaseTarget::Rds {
+            host: "db internal".into(),
+            port: 6432,
+            name: "inventory".into(),
+            secret_arn: "arn:db".into(),
+        };
+
+        let e = connect(&config, Some(credentials()))
+            .await
+            .expect_err("not a host name");
+
+        let shown = e.detailed();
+        assert!(
+            shown.starts_with("could not set up the database pool: ")
+                && shown.contains("postgres://db internal:6432/inventory"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
     async fn an_rds_target_without_credentials_is_refused_before_connecting() {
         let e = connect(&rds_config(), None)
             .await
