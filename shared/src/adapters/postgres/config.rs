@@ -211,4 +211,41 @@ mod tests {
             assert!(shown.contains(part), "{shown} lacks {part}");
         }
     }
+
+    #[test]
+    fn a_postgresql_url_is_accepted_and_a_ca_bundle_turns_on_verified_tls_for_it_too() {
+        let c = config(&[
+            ("DATABASE_URL", "postgresql://app@db.internal/inv"),
+            ("DB_TLS_CA_FILE", "/opt/rds-ca.pem"),
+        ])
+        .expect("valid");
+
+        assert_eq!(
+            c.target,
+            DatabaseTarget::Url(SecretUrl::new("postgresql://app@db.internal/inv"))
+        );
+        assert_eq!(
+            c.tls,
+            TlsMode::VerifyFull {
+                ca_file: "/opt/rds-ca.pem".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_rds_port_must_be_a_port_number_and_defaults_to_5432() {
+        let mut vars = vec![
+            ("DB_HOST", "db.internal"),
+            ("DB_NAME", "inventory"),
+            ("DB_SECRET_ARN", "arn:db"),
+            ("DB_TLS_CA_FILE", "/opt/rds-ca.pem"),
+        ];
+        let c = config(&vars).expect("valid");
+        assert!(matches!(c.target, DatabaseTarget::Rds { port: 5432, .. }));
+
+        vars.push(("DB_PORT", "70000"));
+        let e = config(&vars).expect_err("not a port");
+        assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+        assert!(e.message.contains("DB_PORT"), "{}", e.message);
+    }
 }

@@ -179,4 +179,290 @@ mod tests {
         assert_eq!(opts.get_url(), "postgres://h:5432/n");
         assert_eq!(opts.get_max_connections(), Some(2));
     }
+
+    fn url_config(url: &str) -> DatabaseConfig {
+        DatabaseConfig {
+            target: DatabaseTarget::Url(crate::redact::SecretUrl::new(url)),
+            tls: TlsMode::AsConfigured,
+            pool_max: 3,
+        }
+    }
+
+    fn rds_config() -> DatabaseConfig {
+        DatabaseConfig {
+            target: DatabaseTarget::Rds {
+                host: "db.internal".into(),
+                port: 6432,
+                name: "inventory".into(),
+                secret_arn: "arn:aws:secretsmanager:eu-west-1:1:secret:db".into(),
+            },
+            tls: TlsMode::VerifyFull {
+                ca_file: "/opt/rds-ca/global-bundle.pem".into(),
+            },
+            pool_max: 2,
+        }
+    }
+
+    fn credentials() -> DbCredentials {
+        DbCredentials {
+            username: "app".into(),
+            password: "hunter2".into(),
+        }
+    }
+
+    /// The driver options a lazily built pool will connect with (nothing is connected).
+    async fn driver_options(
+        config: &DatabaseConfig,
+        credentials: Option<DbCredentials>,
+    ) -> sea_orm::sqlx::postgres::PgConnectOptions {
+        let db = connect(config, credentials).await.expect("a lazy pool");
+        (*db.get_postgres_connection_pool().connect_options()).clone()
+    }
+
+    #[test]
+    fn the_pool_is_small_lazy_quiet_and_pings_idle_connections() {
+        let opts =
+            connect_options(&url_config("postgres://u@127.0.0.1/inv"), None).expect("options");
+
+        assert_eq!(opts.get_url(), "postgres://u@127.0.0.1/inv");
+        assert_eq!(opts.get_max_connections(), Some(3));
+        assert_eq!(opts.get_min_connections(), Some(0));
+        assert_eq!(opts.get_connect_timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(opts.get_acquire_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            opts.get_test_before_acquire_if_idle_for(),
+            Some(Duration::from_secs(30))
+        );
+        assert!(
+            opts.get_connect_lazy(),
+            "a cold start never waits for the database"
+        );
+        assert!(!opts.get_sqlx_logging(), "statements are never logged");
+    }
+
+    #[tokio::test]
+    async fn an_rds_pool_connects_with_the_secrets_credentials_and_verified_tls() {
+        let opts = driver_options(&rds_config(), Some(credentials())).await;
+
+        assert_eq!(
+            (opts.get_host(), opts.get_port(), opts.get_database()),
+            ("db.internal", 6432, Some("inventory"))
+        );
+        assert_eq!(opts.get_username(), "app");
+        assert!(matches!(opts.get_ssl_mode(), PgSslMode::VerifyFull));
+        assert_eq!(opts.get_application_name(), Some("inventory-pipeline"));
+        let shown = format!("{opts:?}");
+        assert!(
+            shown.contains("/opt/rds-ca/global-bundle.pem"),
+            "the CA bundle is the trust root: {shown}"
+        );
+        assert!(
+            shown.contains("\"hunter2\""),
+            "the secret's password is used"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_local_url_keeps_its_user_and_connects_without_tls_unless_it_asks() {
+        let plain = driver_options(&url_config("postgres://dev:pw@127.0.0.1:5433/inv"), None).await;
+        let asked = driver_options(
+            &url_config("postgres://dev:pw@127.0.0.1:5433/inv?sslmode=require"),
+            None,
+        )
+        .await;
+
+        assert_eq!((plain.get_username(), plain.get_port()), ("dev", 5433));
+        assert!(matches!(plain.get_ssl_mode(), PgSslMode::Disable));
+        assert!(matches!(asked.get_ssl_mode(), PgSslMode::Require));
+    }
+
+    #[tokio::test]
+    async fn a_url_the_driver_rejects_is_reported_without_its_password() {
+        let e = connect(&url_config("postgres://app:hunter2@db:notaport/inv"), None)
+            .await
+            .expect_err("unparsable");
+        assert!(
+            e.message.starts_with("could not set up the database pool"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !e.message.contains("hunter2") && e.message.contains("app:***@db"),
+            "{}",
+            e.message
+        );
+
+        let e = connect(
+            &url_config("postgres://app:hunter2@db/inv?sslmode=sometimes"),
+            None,
+        )
+        .await
+        .expect_err("bad sslmode");
+        assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn an_rds_address_the_driver_rejects_is_reported_as_the_driver_said() {
+        let mut config = rds_config();
+        config.target = DatabaseTarget::Rds {
+            host: "db internal".into(),
+            port: 6432,
+            name: "inventory".into(),
+            secret_arn: "arn:db".into(),
+        };
+
+        let e = connect(&config, Some(credentials()))
+            .await
+            .expect_err("not a host name");
+
+        let shown = e.detailed();
+        assert!(
+            shown.starts_with("could not set up the database pool: ")
+                && shown.contains("postgres://db internal:6432/inventory"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn an_rds_target_without_credentials_is_refused_before_connecting() {
+        let e = connect(&rds_config(), None)
+            .await
+            .expect_err("no credentials");
+
+        assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+        assert!(e.message.contains("DB_SECRET_ARN"), "{}", e.message);
+    }
+
+    #[cfg(feature = "secrets")]
+    mod secret {
+        use super::*;
+        use aws_sdk_secretsmanager::config::{
+            BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+        };
+        use aws_smithy_runtime_api::client::http::{
+            HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+        };
+        use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use std::sync::{Arc, Mutex};
+
+        /// Secrets Manager answering every request with `body`, keeping the request bodies.
+        #[derive(Debug, Clone)]
+        struct Canned {
+            body: &'static str,
+            asked: Arc<Mutex<Vec<String>>>,
+        }
+
+        impl HttpConnector for Canned {
+            fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+                let asked = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
+                self.asked
+                    .lock()
+                    .expect("not poisoned")
+                    .push(asked.into_owned());
+                let status = StatusCode::try_from(200u16).expect("a status");
+                HttpConnectorFuture::ready(Ok(Response::new(status, SdkBody::from(self.body))))
+            }
+        }
+
+        fn secrets_manager(canned: &Canned) -> aws_sdk_secretsmanager::Client {
+            let canned = canned.clone();
+            let conf = aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(canned.clone())
+                }))
+                .build();
+            aws_sdk_secretsmanager::Client::from_conf(conf)
+        }
+
+        fn answering(secret: &'static str) -> Canned {
+            Canned {
+                body: secret,
+                asked: Arc::default(),
+            }
+        }
+
+        #[tokio::test]
+        async fn the_credentials_are_the_secrets_username_and_password() {
+            let sm = answering(
+                r#"{"ARN":"arn:aws:secretsmanager:eu-west-1:1:secret:db","Name":"db","SecretString":"{\"username\":\"app\",\"password\":\"hunter2\",\"engine\":\"postgres\"}"}"#,
+            );
+
+            let c = credentials_from_secret(
+                &secrets_manager(&sm),
+                "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+            )
+            .await
+            .expect("credentials");
+
+            assert_eq!(c.username, "app");
+            assert_eq!(c.password.expose_secret(), "hunter2");
+            let asked = sm.asked.lock().expect("not poisoned").clone();
+            assert_eq!(asked.len(), 1);
+            assert!(
+                asked[0].contains(r#""SecretId":"arn:aws:secretsmanager:eu-west-1:1:secret:db""#),
+                "{}",
+                asked[0]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_secret_without_a_password_is_a_configuration_error_naming_the_field() {
+            let sm = answering(r#"{"SecretString":"{\"username\":\"app\"}"}"#);
+
+            let e = credentials_from_secret(&secrets_manager(&sm), "arn:db")
+                .await
+                .expect_err("no password");
+
+            assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+            assert!(
+                e.message.contains("arn:db") && e.message.contains("\"password\""),
+                "{}",
+                e.message
+            );
+        }
+
+        #[tokio::test]
+        async fn a_url_target_connects_without_reading_any_secret() {
+            let sdk = aws_config::SdkConfig::builder().build();
+
+            let db = connect_from_config(&url_config("postgres://dev@127.0.0.1/inv"), &sdk)
+                .await
+                .expect("a lazy pool");
+
+            let opts = db.get_postgres_connection_pool().connect_options();
+            assert_eq!(opts.get_username(), "dev");
+        }
+
+        #[tokio::test]
+        async fn an_rds_target_reads_its_secret_before_connecting() {
+            let sm =
+                answering(r#"{"SecretString":"{\"username\":\"rds-app\",\"password\":\"pw\"}"}"#);
+            let canned = sm.clone();
+            let sdk = aws_config::SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                    "test", "test", None, None, "test",
+                )))
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(canned.clone())
+                }))
+                .build();
+
+            let db = connect_from_config(&rds_config(), &sdk)
+                .await
+                .expect("a lazy pool");
+
+            let opts = db.get_postgres_connection_pool().connect_options();
+            assert_eq!(opts.get_username(), "rds-app");
+            assert_eq!(sm.asked.lock().expect("not poisoned").len(), 1);
+        }
+    }
 }

@@ -110,4 +110,138 @@ mod tests {
         )));
         assert_eq!(db_error("x", e).kind, ErrorKind::Internal);
     }
+
+    /// A server error with a SQLSTATE, as the driver reports it.
+    #[derive(Debug)]
+    struct ServerSaid(Option<&'static str>);
+
+    impl std::fmt::Display for ServerSaid {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "the server said {:?}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerSaid {}
+
+    impl sea_orm::sqlx::error::DatabaseError for ServerSaid {
+        fn message(&self) -> &str {
+            "the server said no"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            self.0.map(std::borrow::Cow::Borrowed)
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+            sea_orm::sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn sqlx(e: sea_orm::sqlx::Error) -> RuntimeErr {
+        RuntimeErr::SqlxError(std::sync::Arc::new(e))
+    }
+
+    fn server(code: &'static str) -> RuntimeErr {
+        sqlx(sea_orm::sqlx::Error::Database(Box::new(ServerSaid(Some(
+            code,
+        )))))
+    }
+
+    #[test]
+    fn a_failed_statement_is_sorted_by_the_servers_sqlstate() {
+        assert_eq!(
+            db_error("x", DbErr::Query(server("40001"))).kind,
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            db_error("x", DbErr::Exec(server("40P01"))).kind,
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            db_error("x", DbErr::Exec(server("42P01"))).kind,
+            ErrorKind::Misconfigured
+        );
+        assert_eq!(
+            db_error("x", DbErr::Query(server("57014"))).kind,
+            ErrorKind::DependencyUnavailable
+        );
+        assert_eq!(
+            db_error("x", DbErr::Query(server("23505"))).kind,
+            ErrorKind::Internal
+        );
+        let no_code = sqlx(sea_orm::sqlx::Error::Database(Box::new(ServerSaid(None))));
+        assert_eq!(
+            db_error("x", DbErr::Query(no_code)).kind,
+            ErrorKind::Internal
+        );
+    }
+
+    #[test]
+    fn connecting_fails_for_good_only_when_the_server_or_the_settings_say_so() {
+        let conn = |e| db_error("connecting", DbErr::Conn(e)).kind;
+        assert_eq!(conn(server("28P01")), ErrorKind::Misconfigured);
+        assert_eq!(conn(server("3D000")), ErrorKind::Misconfigured);
+        let bad_setting = sea_orm::sqlx::Error::Configuration("sslmode".into());
+        assert_eq!(conn(sqlx(bad_setting)), ErrorKind::Misconfigured);
+        assert_eq!(conn(server("57P03")), ErrorKind::DependencyUnavailable);
+        // Anything else while connecting may pass: the server may be starting or moving.
+        assert_eq!(conn(server("XX000")), ErrorKind::DependencyUnavailable);
+        let not_found = sqlx(sea_orm::sqlx::Error::RowNotFound);
+        assert_eq!(conn(not_found), ErrorKind::DependencyUnavailable);
+        assert_eq!(
+            conn(RuntimeErr::Internal("refused".into())),
+            ErrorKind::DependencyUnavailable
+        );
+    }
+
+    #[test]
+    fn transport_failures_are_transient_and_bad_settings_are_not() {
+        use sea_orm::sqlx::Error as E;
+        for e in [
+            E::Tls("handshake".into()),
+            E::Protocol("unexpected message".into()),
+            E::WorkerCrashed,
+            E::PoolClosed,
+        ] {
+            let shown = format!("{e:?}");
+            assert_eq!(
+                db_error("x", DbErr::Query(sqlx(e))).kind,
+                ErrorKind::DependencyUnavailable,
+                "{shown}"
+            );
+        }
+        let e = DbErr::Exec(sqlx(E::Configuration("bad option".into())));
+        assert_eq!(db_error("x", e).kind, ErrorKind::Misconfigured);
+        let e = DbErr::Query(RuntimeErr::Internal("no column".into()));
+        assert_eq!(db_error("x", e).kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn every_listed_sqlstate_has_its_kind() {
+        for code in ["40001", "40P01", "55P03"] {
+            assert_eq!(classify_sqlstate(code), ErrorKind::Conflict, "{code}");
+        }
+        for code in [
+            "57P01", "57P02", "57P03", "53300", "57014", "53100", "53200", "08000", "08P01",
+        ] {
+            assert_eq!(
+                classify_sqlstate(code),
+                ErrorKind::DependencyUnavailable,
+                "{code}"
+            );
+        }
+        for code in ["28P01", "28000", "3D000", "42P01", "42501"] {
+            assert_eq!(classify_sqlstate(code), ErrorKind::Misconfigured, "{code}");
+        }
+        for code in ["23505", "22003", "P0001", "80000"] {
+            assert_eq!(classify_sqlstate(code), ErrorKind::Internal, "{code}");
+        }
+    }
 }

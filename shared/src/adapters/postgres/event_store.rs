@@ -184,3 +184,7 @@ fn changed_products(offers: &OffersByProduct, keys: &HashSet<&UpdateKey>) -> Vec
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "event_store_tests.rs"]
+pub(super) mod tests;

@@ -152,3 +152,194 @@ async fn write_change(
         .map_err(|e| db_error("could not write the projection", e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::postgres::event_store::tests::{stored_offer, update};
+    use crate::adapters::postgres::mock::{
+        affected, parameters, postgres, row, sent, sql, statement_failed,
+    };
+    use crate::domain::event::InventoryUpdateReceived;
+    use crate::domain::projection::ProductSummary;
+    use crate::domain::update::InventoryUpdate;
+    use crate::error::ErrorKind;
+    use sea_orm::{DatabaseConnection, MockDatabase, Statement, TransactionTrait, Value};
+
+    fn pid(s: &str) -> ProductId {
+        ProductId::parse(s).expect("valid product id")
+    }
+
+    fn products(ids: &[&str]) -> BTreeSet<ProductId> {
+        ids.iter().map(|p| pid(p)).collect()
+    }
+
+    fn event(u: &InventoryUpdate, seq: i64) -> EventEnvelope {
+        EventEnvelope {
+            update_key: u.update_key.clone(),
+            seq,
+            event: InventoryUpdateReceived::from(u),
+        }
+    }
+
+    fn offer(u: &InventoryUpdate, seq: i64) -> Offer {
+        rows::offer(stored_offer(u, seq)).expect("valid offer")
+    }
+
+    fn ids(v: &[&str]) -> Value {
+        v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>().into()
+    }
+
+    /// Applies `events` to `products` in a transaction of the mock `db`, and returns the
+    /// result and the statements sent between BEGIN and COMMIT.
+    async fn apply(
+        db: MockDatabase,
+        products: &BTreeSet<ProductId>,
+        events: &[EventEnvelope],
+    ) -> (Result<OffersByProduct, PipelineError>, Vec<Statement>) {
+        let conn: DatabaseConnection = db.into_connection();
+        let txn = conn.begin().await.expect("begin");
+        let out = apply_events(&txn, products, events).await;
+        txn.commit().await.expect("commit");
+        let mut log = sent(&conn);
+        assert_eq!(log.len(), 1, "one transaction");
+        let mut statements = log.remove(0);
+        assert_eq!(statements.first().map(sql).as_deref(), Some("BEGIN"));
+        assert_eq!(statements.last().map(sql).as_deref(), Some("COMMIT"));
+        statements.pop();
+        statements.remove(0);
+        (out, statements)
+    }
+
+    #[tokio::test]
+    async fn products_are_locked_in_one_statement_in_byte_order() {
+        let conn = postgres()
+            .append_exec_results([affected(3)])
+            .into_connection();
+        let txn = conn.begin().await.expect("begin");
+
+        lock_products(&txn, &products(&["p9", "p10", "P1"]))
+            .await
+            .expect("locked");
+        txn.commit().await.expect("commit");
+
+        let log = sent(&conn);
+        let lock = &log[0][1];
+        assert_eq!(sql(lock), sql(&stmt(LOCK_PRODUCTS, vec![])));
+        assert_eq!(parameters(lock), [ids(&["P1", "p10", "p9"])]);
+    }
+
+    #[tokio::test]
+    async fn a_newer_event_replaces_its_supplier_offer_and_the_summary_is_rewritten() {
+        let old = update("p1", "s1", 5, 1);
+        let other = update("p1", "s2", 2, 5);
+        let new = update("p1", "s1", 7, 9);
+        let db = postgres()
+            .append_query_results([vec![stored_offer(&old, 3), stored_offer(&other, 4)]])
+            .append_query_results([vec![row([("n", 3i64.into())])]]);
+
+        let (out, sent) = apply(db, &products(&["p1", "p2"]), &[event(&new, 10)]).await;
+
+        let out = out.expect("applied");
+        assert_eq!(out[&pid("p1")], [offer(&new, 10), offer(&other, 4)]);
+        assert!(
+            out[&pid("p2")].is_empty(),
+            "a product without offers is listed empty"
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sql(&sent[0]), sql(&stmt(LOAD_OFFERS, vec![])));
+        assert_eq!(parameters(&sent[0]), [ids(&["p1", "p2"])]);
+        assert_eq!(sql(&sent[1]), sql(&stmt(WRITE_CHANGE, vec![])));
+        let p = parameters(&sent[1]);
+        assert_eq!(p.len(), 10);
+        assert_eq!(p[0], ids(&["p1"]), "only the offer that changed");
+        assert_eq!(p[1], ids(&["s1"]));
+        assert_eq!(p[2], Value::from(vec![7i64]));
+        assert_eq!(p[3], Value::from(vec![new.price.get()]));
+        assert_eq!(p[4], ids(&["EUR"]));
+        assert_eq!(p[5], Value::from(vec![new.occurred_at]));
+        assert_eq!(p[6], ids(&[new.update_key.as_str()]));
+        assert_eq!(p[7], Value::from(vec![10i64]));
+        let Value::String(Some(summaries)) = &p[8] else {
+            panic!("summaries as JSON text: {:?}", p[8]);
+        };
+        let summaries: Vec<ProductSummary> = serde_json::from_str(summaries).expect("summaries");
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].product_id, pid("p1"));
+        assert_eq!(
+            (
+                summaries[0].total_quantity,
+                summaries[0].supplier_count,
+                summaries[0].version
+            ),
+            (9, 2, 10)
+        );
+        assert_eq!(p[9], ids(&["p2"]), "the empty product's placeholder goes");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_when_no_offer_changes_and_no_product_is_empty() {
+        let newer = update("p1", "s1", 5, 30);
+        let older = update("p1", "s1", 9, 1);
+        let db = postgres().append_query_results([vec![stored_offer(&newer, 8)]]);
+
+        let (out, sent) = apply(db, &products(&["p1"]), &[event(&older, 9)]).await;
+
+        assert_eq!(out.expect("applied")[&pid("p1")], [offer(&newer, 8)]);
+        assert_eq!(sent.len(), 1, "the load only: {sent:?}");
+    }
+
+    #[tokio::test]
+    async fn a_product_left_without_offers_has_only_its_placeholder_deleted() {
+        let db = postgres()
+            .append_query_results([Vec::<product_offer::Model>::new()])
+            .append_query_results([vec![row([("n", 0i64.into())])]]);
+
+        let (out, sent) = apply(db, &products(&["p1"]), &[]).await;
+
+        assert!(out.expect("applied")[&pid("p1")].is_empty());
+        let p = parameters(&sent[1]);
+        assert_eq!(p[0], ids(&[]), "no offers");
+        assert_eq!(p[7], Value::from(Vec::<i64>::new()));
+        assert_eq!(p[8], Value::from("[]"));
+        assert_eq!(p[9], ids(&["p1"]));
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_or_write_names_the_step_and_a_corrupt_offer_is_internal() {
+        let db = postgres().append_query_errors([statement_failed("timeout")]);
+        let e = apply(db, &products(&["p1"]), &[])
+            .await
+            .0
+            .expect_err("load");
+        assert!(
+            e.detailed().starts_with("could not load current offers"),
+            "{}",
+            e.detailed()
+        );
+
+        let u = update("p1", "s1", 5, 1);
+        let db = postgres()
+            .append_query_results([Vec::<product_offer::Model>::new()])
+            .append_query_errors([statement_failed("disk full")]);
+        let e = apply(db, &products(&["p1"]), &[event(&u, 1)])
+            .await
+            .0
+            .expect_err("write");
+        assert!(
+            e.detailed().starts_with("could not write the projection"),
+            "{}",
+            e.detailed()
+        );
+
+        let mut corrupt = stored_offer(&u, 1);
+        corrupt.currency = "euro".into();
+        let db = postgres().append_query_results([vec![corrupt]]);
+        let e = apply(db, &products(&["p1"]), &[])
+            .await
+            .0
+            .expect_err("corrupt");
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message.contains("stored currency"), "{}", e.message);
+    }
+}

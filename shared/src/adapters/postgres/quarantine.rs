@@ -154,6 +154,10 @@ pub async fn list_quarantine(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::postgres::mock::{
+        affected, parameters, postgres, sent, sql, statement_failed,
+    };
+    use sea_orm::{DbErr, Value};
 
     fn stored(
         reason_code: &str,
@@ -201,6 +205,168 @@ mod tests {
             e.message.contains("row 17") && e.message.contains("payload_ref"),
             "{}",
             e.message
+        );
+    }
+
+    fn record(sequence_number: &str, payload_ref: Option<ObjectRef>) -> QuarantinedRecord {
+        QuarantinedRecord {
+            stream: "inventory-updates".into(),
+            shard_id: "shardId-000000000001".into(),
+            sequence_number: sequence_number.into(),
+            partition_key: "p-1".into(),
+            arrived_at: DateTime::UNIX_EPOCH,
+            reason: Rejection::new(RejectionCode::NotJson, "expected value at line 1"),
+            raw: payload_ref.is_none().then(|| b"{oops".to_vec()),
+            payload_ref,
+        }
+    }
+
+    fn elsewhere() -> ObjectRef {
+        ObjectRef {
+            bucket: "oversize".into(),
+            key: "chunks/1".into(),
+            bytes: 2_000_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn no_records_send_nothing() {
+        let db = postgres().into_connection();
+
+        let new = PgQuarantine::new(db.clone()).quarantine(&[]).await;
+
+        assert_eq!(new.expect("nothing to do"), 0);
+        assert!(sent(&db).is_empty());
+    }
+
+    #[tokio::test]
+    async fn records_go_in_one_insert_that_skips_stream_positions_already_kept() {
+        let db = postgres()
+            .append_exec_results([affected(1)])
+            .into_connection();
+        let records = [record("1", None), record("2", Some(elsewhere()))];
+
+        let new = PgQuarantine::new(db.clone()).quarantine(&records).await;
+
+        assert_eq!(new.expect("inserted"), 1, "what the server inserted");
+        let log = sent(&db);
+        assert_eq!(log.len(), 1);
+        let insert = &log[0][0];
+        let text = sql(insert);
+        assert!(
+            text.starts_with(r#"INSERT INTO "quarantined_records" ("stream", "shard_id", "sequence_number", "partition_key", "arrived_at", "reason_code", "reason_message", "raw_payload", "payload_ref") VALUES"#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#"ON CONFLICT ("stream", "shard_id", "sequence_number") DO NOTHING"#),
+            "{text}"
+        );
+        let p = parameters(insert);
+        assert_eq!(p.len(), 18, "nine columns per record");
+        assert_eq!(p[2], Value::from("1"));
+        assert_eq!(p[5], Value::from("not_json"));
+        assert_eq!(p[6], Value::from("expected value at line 1"));
+        assert_eq!(p[7], Value::from(b"{oops".to_vec()));
+        assert_eq!(p[8], Value::Json(None));
+        assert_eq!(p[11], Value::from("2"));
+        assert_eq!(p[16], Value::Bytes(None));
+        assert_eq!(
+            p[17],
+            Value::from(
+                serde_json::json!({"bucket": "oversize", "key": "chunks/1", "bytes": 2_000_000})
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn records_all_kept_already_add_nothing() {
+        let db = postgres()
+            .append_exec_results([affected(0)])
+            .append_exec_errors([DbErr::RecordNotInserted])
+            .into_connection();
+        let q = PgQuarantine::new(db);
+
+        assert_eq!(q.quarantine(&[record("1", None)]).await.expect("kept"), 0);
+        assert_eq!(q.quarantine(&[record("1", None)]).await.expect("kept"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_insert_is_an_error_of_the_databases_kind() {
+        let db = postgres()
+            .append_exec_errors([statement_failed("value too long")])
+            .into_connection();
+
+        let e = PgQuarantine::new(db)
+            .quarantine(&[record("1", None)])
+            .await
+            .expect_err("failed");
+
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert_eq!(e.message, "could not quarantine records");
+    }
+
+    #[test]
+    fn a_record_is_stored_with_its_reason_and_read_back_as_it_was() {
+        let r = record("7", Some(elsewhere()));
+        let m = row(&r).expect("encodable");
+        let stored = quarantined_record::Model {
+            id: 3,
+            stream: m.stream.unwrap(),
+            shard_id: m.shard_id.unwrap(),
+            sequence_number: m.sequence_number.unwrap(),
+            partition_key: m.partition_key.unwrap(),
+            arrived_at: m.arrived_at.unwrap(),
+            reason_code: m.reason_code.unwrap(),
+            reason_message: m.reason_message.unwrap(),
+            raw_payload: m.raw_payload.unwrap(),
+            payload_ref: m.payload_ref.unwrap(),
+            quarantined_at: DateTime::UNIX_EPOCH,
+            replayed_at: None,
+        };
+
+        assert_eq!(entry(stored).expect("readable").record, r);
+    }
+
+    #[tokio::test]
+    async fn the_listing_pages_by_id_oldest_first() {
+        let mut later = stored("empty_record", None);
+        later.id = 18;
+        later.replayed_at = Some(DateTime::UNIX_EPOCH);
+        let db = postgres()
+            .append_query_results([vec![stored("not_json", None), later]])
+            .into_connection();
+
+        let page = list_quarantine(&db, 16, 2).await.expect("listed");
+
+        assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [17, 18]);
+        assert_eq!(page[1].record.reason.code, RejectionCode::EmptyRecord);
+        assert_eq!(page[1].replayed_at, Some(DateTime::UNIX_EPOCH));
+        let log = sent(&db);
+        let select = &log[0][0];
+        let text = sql(select);
+        assert!(
+            text.ends_with(r#"FROM "quarantined_records" WHERE "quarantined_records"."id" > $1 ORDER BY "quarantined_records"."id" ASC LIMIT $2"#),
+            "{text}"
+        );
+        assert_eq!(parameters(select), [Value::from(16i64), Value::from(2u64)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_unreadable_listing_is_an_error() {
+        let db = postgres()
+            .append_query_errors([statement_failed("boom")])
+            .append_query_results([vec![stored("gremlins", None)]])
+            .into_connection();
+
+        let failed = list_quarantine(&db, 0, 10).await.expect_err("failed");
+        let unreadable = list_quarantine(&db, 0, 10).await.expect_err("bad row");
+
+        assert_eq!(failed.message, "could not list quarantined records");
+        assert_eq!(unreadable.kind, ErrorKind::Internal);
+        assert!(
+            unreadable.message.contains("row 17"),
+            "{}",
+            unreadable.message
         );
     }
 }

@@ -66,3 +66,146 @@ pub async fn load_projection(
         .collect::<Result<Vec<_>, _>>()?;
     Ok((offers, summaries))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::postgres::event_store::tests::{stored_offer, update};
+    use crate::adapters::postgres::mock::{parameters, postgres, sent, sql, statement_failed};
+    use crate::error::ErrorKind;
+    use sea_orm::Value;
+
+    fn pid(s: &str) -> ProductId {
+        ProductId::parse(s).expect("valid product id")
+    }
+
+    fn summary_row(product: &str, version: i64) -> product_summary::Model {
+        product_summary::Model {
+            product_id: product.into(),
+            total_quantity: 5,
+            best_price: None,
+            best_price_currency: None,
+            best_price_supplier: None,
+            supplier_count: 1,
+            version,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_summary_is_read_only_once_committed_and_absent_otherwise() {
+        let db = postgres()
+            .append_query_results([vec![summary_row("p1", 4)], vec![]])
+            .append_query_errors([statement_failed("boom")])
+            .into_connection();
+
+        let found = load_summary(&db, &pid("p1")).await.expect("found");
+        let absent = load_summary(&db, &pid("p2")).await.expect("absent");
+        let e = load_summary(&db, &pid("p3")).await.expect_err("failed");
+
+        assert_eq!(
+            found.map(|s| (s.product_id, s.version)),
+            Some((pid("p1"), 4))
+        );
+        assert_eq!(absent, None);
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert_eq!(e.message, "could not load a product summary");
+        let log = sent(&db);
+        assert!(
+            sql(&log[0][0]).ends_with(r#"WHERE "product_summaries"."product_id" = $1 AND "product_summaries"."version" > $2 LIMIT $3"#),
+            "{}",
+            sql(&log[0][0])
+        );
+        assert_eq!(
+            parameters(&log[0][0]),
+            [Value::from("p1"), Value::from(0i32), Value::from(1u64)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_products_offers_are_read_by_supplier() {
+        let a = update("p1", "s1", 5, 1);
+        let b = update("p1", "s2", 3, 2);
+        let db = postgres()
+            .append_query_results([vec![stored_offer(&a, 1), stored_offer(&b, 2)]])
+            .append_query_errors([statement_failed("boom")])
+            .into_connection();
+
+        let offers = load_offers(&db, &pid("p1")).await.expect("offers");
+        let e = load_offers(&db, &pid("p1")).await.expect_err("failed");
+
+        assert_eq!(
+            offers
+                .iter()
+                .map(|o| (o.supplier_id.as_str(), o.event_seq))
+                .collect::<Vec<_>>(),
+            [("s1", 1), ("s2", 2)]
+        );
+        assert_eq!(e.message, "could not load product offers");
+        let log = sent(&db);
+        assert!(
+            sql(&log[0][0]).ends_with(r#"WHERE "product_offers"."product_id" = $1 ORDER BY "product_offers"."supplier_id" ASC"#),
+            "{}",
+            sql(&log[0][0])
+        );
+        assert_eq!(parameters(&log[0][0]), [Value::from("p1")]);
+    }
+
+    #[tokio::test]
+    async fn the_whole_projection_is_every_offer_then_every_summary_in_id_order() {
+        let a = update("p1", "s1", 5, 1);
+        let db = postgres()
+            .append_query_results([vec![stored_offer(&a, 1)]])
+            .append_query_results([vec![summary_row("p1", 1), summary_row("p2", 0)]])
+            .into_connection();
+
+        let (offers, summaries) = load_projection(&db).await.expect("projection");
+
+        assert_eq!(offers.len(), 1);
+        assert_eq!(
+            summaries.iter().map(|s| s.version).collect::<Vec<_>>(),
+            [1, 0],
+            "placeholders included: a check sees everything"
+        );
+        let log = sent(&db);
+        assert!(
+            sql(&log[0][0]).ends_with(
+                r#"ORDER BY "product_offers"."product_id" ASC, "product_offers"."supplier_id" ASC"#
+            ),
+            "{}",
+            sql(&log[0][0])
+        );
+        assert!(
+            sql(&log[1][0]).ends_with(
+                r#"FROM "product_summaries" ORDER BY "product_summaries"."product_id" ASC"#
+            ),
+            "{}",
+            sql(&log[1][0])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_projection_read_names_the_table_it_was_reading() {
+        let db = postgres()
+            .append_query_errors([statement_failed("boom")])
+            .into_connection();
+        let e = load_projection(&db).await.expect_err("offers failed");
+        assert_eq!(e.message, "could not load offers");
+
+        let db = postgres()
+            .append_query_results([Vec::<product_offer::Model>::new()])
+            .append_query_errors([statement_failed("boom")])
+            .into_connection();
+        let e = load_projection(&db).await.expect_err("summaries failed");
+        assert_eq!(e.message, "could not load summaries");
+
+        let mut corrupt = summary_row("p1", 1);
+        corrupt.product_id = String::new();
+        let db = postgres()
+            .append_query_results([Vec::<product_offer::Model>::new()])
+            .append_query_results([vec![corrupt]])
+            .into_connection();
+        let e = load_projection(&db).await.expect_err("corrupt summary");
+        assert_eq!(e.kind, ErrorKind::Internal);
+    }
+}

@@ -188,4 +188,106 @@ mod tests {
         m.best_price_supplier = Some(String::new());
         assert_corrupt(summary(m).expect_err("supplier"), "supplier_id");
     }
+
+    #[test]
+    fn a_summary_without_stock_has_no_best_price() {
+        let mut m = stored_summary();
+        m.best_price = None;
+        m.best_price_currency = None;
+        m.best_price_supplier = None;
+        m.total_quantity = 0;
+
+        let s = summary(m).expect("valid summary");
+
+        assert_eq!(
+            (s.best_price, s.best_price_currency, s.best_price_supplier),
+            (None, None, None)
+        );
+        assert_eq!((s.product_id.as_str(), s.total_quantity), ("p-1", 0));
+    }
+
+    #[test]
+    fn a_summary_with_a_corrupt_id_or_price_is_an_internal_error_naming_the_column() {
+        let mut m = stored_summary();
+        m.product_id = String::new();
+        assert_corrupt(summary(m).expect_err("product_id"), "product_id");
+        let mut m = stored_summary();
+        m.best_price = Some(Decimal::new(-5, 0));
+        assert_corrupt(summary(m).expect_err("price"), "price");
+    }
+
+    fn stored_event_row(
+        event_type: &str,
+        update_key: &str,
+        payload: serde_json::Value,
+    ) -> inventory_event::Model {
+        inventory_event::Model {
+            seq: 41,
+            update_key: update_key.into(),
+            event_type: event_type.into(),
+            event_version: InventoryUpdateReceived::EVENT_VERSION,
+            product_id: "p-1".into(),
+            supplier_id: "s-1".into(),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            payload,
+        }
+    }
+
+    fn an_event() -> InventoryUpdateReceived {
+        let u = crate::adapters::postgres::event_store::tests::update("p-1", "s-1", 5, 0);
+        InventoryUpdateReceived::from(&u)
+    }
+
+    #[test]
+    fn a_stored_event_comes_back_as_the_envelope_it_was() {
+        let event = an_event();
+        let key = "b".repeat(64);
+        let payload = serde_json::to_value(&event).expect("json");
+
+        let e = envelope(stored_event_row(
+            InventoryUpdateReceived::EVENT_TYPE,
+            &key,
+            payload,
+        ))
+        .expect("known event");
+
+        assert_eq!(e.seq, 41);
+        assert_eq!(e.update_key.as_str(), key);
+        assert_eq!(e.event, event);
+    }
+
+    #[test]
+    fn a_stored_event_with_a_bad_key_or_an_unknown_type_is_an_internal_error_naming_its_seq() {
+        let payload = serde_json::to_value(an_event()).expect("json");
+        let e = envelope(stored_event_row(
+            InventoryUpdateReceived::EVENT_TYPE,
+            "not-a-key",
+            payload.clone(),
+        ))
+        .expect_err("bad key");
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(
+            e.message.starts_with("event 41 has a bad update key"),
+            "{}",
+            e.message
+        );
+
+        let e = envelope(stored_event_row("StockCounted", &"b".repeat(64), payload))
+            .expect_err("unknown type");
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert_eq!(
+            e.message,
+            "event 41 is StockCounted v1, which this build does not know"
+        );
+
+        let e = stored_event(
+            41,
+            InventoryUpdateReceived::EVENT_TYPE,
+            InventoryUpdateReceived::EVENT_VERSION,
+            serde_json::json!({"product_id": "p-1"}),
+        )
+        .expect_err("incomplete payload");
+        assert_eq!(e.message, "stored event 41 does not parse");
+    }
 }

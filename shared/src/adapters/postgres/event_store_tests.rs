@@ -1,0 +1,458 @@
+use super::*;
+use crate::adapters::postgres::entity::product_offer;
+use crate::adapters::postgres::mock::{
+    affected, parameters, postgres, row, sent, sql, statement_failed,
+};
+use crate::domain::projection::Offer;
+use crate::domain::update::{SourcePosition, parse_record};
+use chrono::TimeZone;
+use sea_orm::{DbErr, MockDatabase, RuntimeErr, Statement, Value};
+use std::collections::BTreeMap;
+
+/// A valid update through the data contract; `minute` sets `occurred_at` (10:mm).
+pub(crate) fn update(product: &str, supplier: &str, quantity: i64, minute: u32) -> InventoryUpdate {
+    let json = format!(
+        r#"{{"product_id":"{product}","supplier_id":"{supplier}","quantity":{quantity},"price":"10.5","currency":"EUR","occurred_at":"2026-11-24T10:{minute:02}:00Z"}}"#
+    );
+    let source = SourcePosition {
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: format!("{minute}{quantity}"),
+        arrived_at: Utc
+            .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+            .single()
+            .expect("valid time"),
+    };
+    parse_record(json.as_bytes(), &source).expect("test updates are valid")
+}
+
+/// The row the insert statement returns for an appended event.
+fn appended(seq: i64, u: &InventoryUpdate) -> BTreeMap<String, Value> {
+    row([
+        ("seq", seq.into()),
+        ("update_key", u.update_key.as_str().into()),
+    ])
+}
+
+/// The stored offer `u` became as event `seq`.
+pub(crate) fn stored_offer(u: &InventoryUpdate, seq: i64) -> product_offer::Model {
+    product_offer::Model {
+        product_id: u.product_id.as_str().into(),
+        supplier_id: u.supplier_id.as_str().into(),
+        quantity: u.quantity.get(),
+        price: u.price.get(),
+        currency: u.currency.as_str().into(),
+        occurred_at: u.occurred_at,
+        update_key: u.update_key.as_str().into(),
+        event_seq: seq,
+    }
+}
+
+/// The answer to the projection write (how many rows it touched).
+fn written() -> Vec<BTreeMap<String, Value>> {
+    vec![row([("n", 3i64.into())])]
+}
+
+fn no_rows() -> Vec<BTreeMap<String, Value>> {
+    Vec::new()
+}
+
+/// Each statement named by what it does, per transaction.
+fn shape(log: &[Vec<Statement>]) -> Vec<Vec<&'static str>> {
+    log.iter()
+        .map(|t| {
+            t.iter()
+                .map(|s| {
+                    let text = sql(s);
+                    match text.as_str() {
+                        "BEGIN" => "begin",
+                        "COMMIT" => "commit",
+                        "ROLLBACK" => "rollback",
+                        t if t.starts_with("INSERT INTO product_summaries (product_id)") => "lock",
+                        t if t.contains("INSERT INTO inventory_events") => "insert events",
+                        t if t.starts_with("SELECT o.product_id") => "load offers",
+                        t if t.starts_with("WITH offers AS") => "write projection",
+                        _ => panic!("unexpected statement {text}"),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn texts(values: &Value) -> Vec<String> {
+    match values {
+        Value::Array(_, Some(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(Some(s)) => s.clone(),
+                other => panic!("not text: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+fn pid(s: &str) -> ProductId {
+    ProductId::parse(s).expect("valid product id")
+}
+
+async fn append(
+    db: MockDatabase,
+    updates: &[InventoryUpdate],
+) -> (Result<AppendOutcome, PipelineError>, Vec<Vec<Statement>>) {
+    let conn = db.into_connection();
+    let out = PgEventStore::new(conn.clone()).append(updates).await;
+    (out, sent(&conn))
+}
+
+#[tokio::test]
+async fn an_empty_chunk_sends_nothing() {
+    let (out, log) = append(postgres(), &[]).await;
+
+    assert_eq!(out.expect("empty chunk"), AppendOutcome::default());
+    assert!(log.is_empty(), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_chunk_is_locked_inserted_loaded_written_and_committed_in_one_transaction() {
+    let a = update("p2", "s1", 5, 1);
+    let b = update("p1", "s1", 3, 2);
+    let db = postgres()
+        .append_exec_results([affected(2)])
+        .append_query_results([vec![appended(10, &a), appended(11, &b)], vec![], written()]);
+
+    let (out, log) = append(db, &[a.clone(), b.clone()]).await;
+
+    let out = out.expect("appended");
+    assert_eq!((out.appended, out.duplicates), (2, 0));
+    assert_eq!(
+        out.changed,
+        vec![
+            ChangedProduct {
+                product_id: pid("p1"),
+                version: 11
+            },
+            ChangedProduct {
+                product_id: pid("p2"),
+                version: 10
+            },
+        ]
+    );
+    assert_eq!(
+        shape(&log),
+        [[
+            "begin",
+            "lock",
+            "insert events",
+            "load offers",
+            "write projection",
+            "commit"
+        ]]
+    );
+    let t = &log[0];
+    assert_eq!(
+        texts(&parameters(&t[1])[0]),
+        ["p1", "p2"],
+        "products are locked in id order"
+    );
+    assert_eq!(texts(&parameters(&t[3])[0]), ["p1", "p2"]);
+}
+
+#[tokio::test]
+async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_type() {
+    let a = update("p2", "s9", 5, 1);
+    let b = update("p1", "s1", 3, 2);
+    let db = postgres()
+        .append_exec_results([affected(2)])
+        .append_query_results([vec![appended(1, &a), appended(2, &b)], vec![], written()]);
+
+    let (out, log) = append(db, &[a.clone(), b.clone()]).await;
+
+    out.expect("appended");
+    let p = parameters(&log[0][2]);
+    assert_eq!(p.len(), 7);
+    assert_eq!(texts(&p[0]), [a.update_key.as_str(), b.update_key.as_str()]);
+    assert_eq!(texts(&p[1]), ["p2", "p1"]);
+    assert_eq!(texts(&p[2]), ["s9", "s1"]);
+    assert_eq!(p[3], Value::from(vec![a.occurred_at, b.occurred_at]));
+    let payloads: Vec<InventoryUpdateReceived> = texts(&p[4])
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("an event as JSON"))
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            InventoryUpdateReceived::from(&a),
+            InventoryUpdateReceived::from(&b)
+        ]
+    );
+    assert_eq!(p[5], Value::from(InventoryUpdateReceived::EVENT_TYPE));
+    assert_eq!(p[6], Value::from(InventoryUpdateReceived::EVENT_VERSION));
+}
+
+#[tokio::test]
+async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates() {
+    let u = update("p1", "s1", 5, 1);
+    let newer = update("p1", "s1", 6, 2);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([
+            vec![appended(1, &u), appended(2, &newer)],
+            vec![],
+            written(),
+        ]);
+
+    let (out, log) = append(db, &[u.clone(), u.clone(), newer.clone(), u.clone()]).await;
+
+    let out = out.expect("appended");
+    assert_eq!((out.appended, out.duplicates), (2, 2));
+    assert_eq!(
+        texts(&parameters(&log[0][2])[0]),
+        [u.update_key.as_str(), newer.update_key.as_str()],
+        "the first of each key, in chunk order"
+    );
+    assert_eq!(texts(&parameters(&log[0][1])[0]), ["p1"]);
+    assert_eq!(
+        out.changed,
+        [ChangedProduct {
+            product_id: pid("p1"),
+            version: 2
+        }]
+    );
+    let written = parameters(&log[0][4]);
+    assert_eq!(
+        written[6],
+        Value::from(vec![newer.update_key.as_str().to_owned()]),
+        "only the newest update becomes the offer"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_insert_rolls_back_and_commits_nothing() {
+    let u = update("p1", "s1", 5, 1);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_errors([statement_failed("duplicate key value")]);
+
+    let (out, log) = append(db, &[u]).await;
+
+    let e = out.expect_err("insert failed");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(
+        e.detailed().starts_with("could not append events"),
+        "{}",
+        e.detailed()
+    );
+    assert_eq!(
+        shape(&log),
+        [["begin", "lock", "insert events", "rollback"]]
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_keeps_its_kind_so_the_chunk_is_retried() {
+    let u = update("p1", "s1", 5, 1);
+    let unreachable = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+        sea_orm::sqlx::Error::PoolTimedOut,
+    )));
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_errors([unreachable]);
+
+    let (out, log) = append(db, &[u]).await;
+
+    let e = out.expect_err("insert failed");
+    assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+    assert!(e.is_transient());
+    assert_eq!(log[0].last().map(sql).as_deref(), Some("ROLLBACK"));
+}
+
+#[tokio::test]
+async fn a_failed_lock_sends_nothing_else_and_rolls_back() {
+    let db = postgres().append_exec_errors([statement_failed("permission denied")]);
+
+    let (out, log) = append(db, &[update("p1", "s1", 5, 1)]).await;
+
+    let e = out.expect_err("lock failed");
+    assert!(
+        e.detailed().starts_with("could not lock product summaries"),
+        "{}",
+        e.detailed()
+    );
+    assert_eq!(shape(&log), [["begin", "lock", "rollback"]]);
+}
+
+#[tokio::test]
+async fn a_failed_projection_write_rolls_the_appended_events_back() {
+    let u = update("p1", "s1", 5, 1);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([vec![appended(1, &u)], vec![]])
+        .append_query_errors([statement_failed("check constraint")]);
+
+    let (out, log) = append(db, &[u]).await;
+
+    let e = out.expect_err("write failed");
+    assert!(
+        e.detailed().starts_with("could not write the projection"),
+        "{}",
+        e.detailed()
+    );
+    assert_eq!(
+        shape(&log),
+        [[
+            "begin",
+            "lock",
+            "insert events",
+            "load offers",
+            "write projection",
+            "rollback"
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn a_key_the_store_did_not_append_is_an_internal_error_and_nothing_is_committed() {
+    let u = update("p1", "s1", 5, 1);
+    let stranger = update("p9", "s9", 1, 9);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([vec![appended(1, &stranger)]]);
+
+    let (out, log) = append(db, &[u]).await;
+
+    let e = out.expect_err("unknown key");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(
+        e.message.contains(stranger.update_key.as_str()) && e.message.contains("not appended"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        shape(&log),
+        [["begin", "lock", "insert events", "rollback"]]
+    );
+}
+
+#[tokio::test]
+async fn the_same_key_returned_twice_is_an_internal_error() {
+    let u = update("p1", "s1", 5, 1);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([vec![appended(1, &u), appended(2, &u)]]);
+
+    let (out, _) = append(db, &[u]).await;
+
+    assert_eq!(out.expect_err("key twice").kind, ErrorKind::Internal);
+}
+
+#[tokio::test]
+async fn an_appended_row_without_its_seq_or_key_is_an_internal_error() {
+    let u = update("p1", "s1", 5, 1);
+    for (bad, says) in [
+        (
+            row([("update_key", u.update_key.as_str().into())]),
+            "could not read an appended seq",
+        ),
+        (
+            row([("seq", 1i64.into())]),
+            "could not read an appended key",
+        ),
+    ] {
+        let db = postgres()
+            .append_exec_results([affected(1)])
+            .append_query_results([vec![bad]]);
+
+        let (out, log) = append(db, std::slice::from_ref(&u)).await;
+
+        let e = out.expect_err(says);
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.detailed().starts_with(says), "{}", e.detailed());
+        assert_eq!(log[0].last().map(sql).as_deref(), Some("ROLLBACK"));
+    }
+}
+
+/// A retry after a lost response appends nothing, writes nothing, and still reports the
+/// products whose current offers come from the chunk, at their current version.
+#[tokio::test]
+async fn a_redelivered_chunk_appends_nothing_and_reports_the_products_its_keys_still_hold() {
+    let mine = update("p1", "s1", 5, 1);
+    let superseded = update("p2", "s1", 1, 1);
+    let newer_elsewhere = update("p2", "s1", 2, 30);
+    let db = postgres()
+        .append_exec_results([affected(2)])
+        .append_query_results([no_rows()])
+        .append_query_results([vec![
+            stored_offer(&mine, 7),
+            stored_offer(&newer_elsewhere, 9),
+        ]]);
+
+    let (out, log) = append(db, &[mine.clone(), superseded]).await;
+
+    let out = out.expect("redelivery");
+    assert_eq!((out.appended, out.duplicates), (0, 2));
+    assert_eq!(
+        out.changed,
+        [ChangedProduct {
+            product_id: pid("p1"),
+            version: 7
+        }]
+    );
+    assert_eq!(
+        shape(&log),
+        [["begin", "lock", "insert events", "load offers", "commit"]],
+        "nothing to write"
+    );
+}
+
+#[tokio::test]
+async fn an_update_older_than_the_current_offer_is_kept_but_changes_nothing() {
+    let newer = update("p1", "s1", 20, 30);
+    let older = update("p1", "s1", 10, 10);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([vec![appended(12, &older)]])
+        .append_query_results([vec![stored_offer(&newer, 11)]]);
+
+    let (out, log) = append(db, &[older]).await;
+
+    let out = out.expect("appended");
+    assert_eq!((out.appended, out.duplicates), (1, 0));
+    assert!(out.changed.is_empty(), "{:?}", out.changed);
+    assert_eq!(
+        shape(&log),
+        [["begin", "lock", "insert events", "load offers", "commit"]]
+    );
+}
+
+#[test]
+fn changed_products_are_those_whose_current_offers_hold_a_key_of_the_chunk() {
+    let a = update("p1", "s1", 5, 1);
+    let b = update("p1", "s2", 4, 2);
+    let other = update("p2", "s1", 3, 3);
+    let offer = |u: &InventoryUpdate, seq| rows_offer(stored_offer(u, seq));
+    let offers: OffersByProduct = [
+        (pid("p1"), vec![offer(&a, 4), offer(&b, 6)]),
+        (pid("p2"), vec![offer(&other, 8)]),
+        (pid("p3"), vec![]),
+    ]
+    .into_iter()
+    .collect();
+    let keys: HashSet<&UpdateKey> = [&a.update_key].into_iter().collect();
+
+    let changed = changed_products(&offers, &keys);
+
+    assert_eq!(
+        changed,
+        [ChangedProduct {
+            product_id: pid("p1"),
+            version: 6
+        }],
+        "at the product's version, which another supplier's newer event set"
+    );
+    assert!(changed_products(&offers, &HashSet::new()).is_empty());
+}
+
+fn rows_offer(m: product_offer::Model) -> Offer {
+    crate::adapters::postgres::rows::offer(m).expect("valid offer")
+}
