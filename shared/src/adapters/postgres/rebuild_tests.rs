@@ -5,7 +5,9 @@
 //! commits, `ROLLBACK TO SAVEPOINT` where it is abandoned.
 
 use super::*;
-use crate::adapters::postgres::mock::{affected, parameters, postgres, row, sent, sql};
+use crate::adapters::postgres::mock::{
+    affected, parameters, postgres, row, sent, sql, statement_failed,
+};
 use crate::domain::event::{InventoryUpdateReceived, UpdateKey};
 use crate::domain::ids::SupplierId;
 use crate::domain::money::{Currency, Price, Quantity};
@@ -791,7 +793,9 @@ async fn a_snapshot_that_cannot_be_stored_does_not_stop_the_rebuild() {
         .high_water(1)
         .search_path()
         .events(&[1])
-        .failing_query(DbErr::Query(RuntimeErr::Internal("disk full".into())))
+        .failing_query(statement_failed(
+            "could not extend file: No space left on device",
+        ))
         .high_water(1)
         .analyzed()
         .switch_from(1)

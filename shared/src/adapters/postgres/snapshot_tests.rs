@@ -4,9 +4,11 @@
 
 use super::*;
 use crate::adapters::postgres::REBUILD_LOCK_KEY;
-use crate::adapters::postgres::mock::{affected, parameters, postgres, row, sent, sql};
+use crate::adapters::postgres::mock::{
+    affected, parameters, postgres, row, sent, sql, statement_failed,
+};
 use chrono::TimeZone;
-use sea_orm::{ConnAcquireErr, DbErr, MockDatabase, RuntimeErr, Statement, Value};
+use sea_orm::{ConnAcquireErr, DbErr, MockDatabase, Statement, Value};
 use std::collections::BTreeMap;
 
 fn taken_at() -> DateTime<Utc> {
@@ -47,10 +49,6 @@ fn execs(db: MockDatabase, n: usize) -> MockDatabase {
 
 fn transient() -> DbErr {
     DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)
-}
-
-fn rejected(message: &str) -> DbErr {
-    DbErr::Exec(RuntimeErr::Internal(message.to_owned()))
 }
 
 /// The log's one transaction.
@@ -256,7 +254,7 @@ async fn a_snapshot_the_database_gave_no_id_is_abandoned_before_any_copy() {
 #[tokio::test]
 async fn a_snapshot_whose_old_ones_cannot_be_pruned_is_not_kept() {
     let db = execs(answers(postgres(), vec![info_row(info(31, 500))]), 2)
-        .append_exec_errors([rejected("canceling statement due to lock timeout")])
+        .append_exec_errors([statement_failed("tuple concurrently deleted")])
         .into_connection();
 
     let e = save_from(&db, "projection_rebuild", 500)
@@ -473,7 +471,7 @@ async fn a_position_that_cannot_be_shared_with_the_copy_fails_the_snapshot() {
         db,
         vec![row([("seq", 5_i64.into()), ("snapshot", "0000-1".into())])],
     )
-    .append_exec_errors([rejected("invalid snapshot identifier")])
+    .append_exec_errors([statement_failed("invalid snapshot identifier")])
     .into_connection();
 
     let e = snapshot_live(&db).await.expect_err("not shared");
