@@ -507,6 +507,37 @@ async fn the_catch_up_gives_up_after_five_rounds_and_the_switch_takes_the_rest()
 }
 
 #[tokio::test]
+async fn a_lag_of_one_batch_or_less_is_left_to_the_switch() {
+    let batch = i64::try_from(REBUILD_BATCH).expect("fits");
+    let db = Script::new()
+        .lock(true)
+        .shadow()
+        .retired(None)
+        .high_water(0)
+        .saved(snapshot(1, 0))
+        // Exactly one batch appended since the mark: no catch-up round.
+        .high_water(batch)
+        .analyzed()
+        .switch_from(batch)
+        .events(&[batch])
+        .switched(1, 1)
+        .connect();
+
+    let (result, stages) = rebuild(&db, RebuildFrom::FirstEvent).await;
+
+    let report = result.expect("rebuild");
+    assert_eq!((report.events, report.caught_up), (1, 1));
+    assert_eq!(stages[1], RebuildStage::Switching { up_to_seq: batch });
+    let sent = statements(&db);
+    assert_eq!(count_starting(&sent, HIGH_WATER), 2);
+    assert_eq!(
+        event_reads(&sent),
+        vec![(0, batch)],
+        "read once, inside the switch"
+    );
+}
+
+#[tokio::test]
 async fn a_rebuild_from_the_latest_snapshot_restores_it_and_replays_only_the_later_events() {
     let from = snapshot(4, 100);
     let db = Script::new()
