@@ -424,3 +424,7 @@ async fn projection_counts(txn: &DatabaseTransaction) -> Result<(u64, u64), Pipe
     };
     Ok((count("offers")?, count("products")?))
 }
+
+#[cfg(test)]
+#[path = "rebuild_tests.rs"]
+mod tests;

@@ -296,3 +296,7 @@ pub(crate) async fn live_rules_version(db: &impl ConnectionTrait) -> Result<i32,
         )
     })
 }
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;
