@@ -11,6 +11,8 @@ pub mod entity;
 mod error;
 mod event_store;
 mod maintenance;
+#[cfg(test)]
+mod mock;
 mod product_reader;
 mod projection_store;
 mod quarantine;
