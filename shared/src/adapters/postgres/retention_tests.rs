@@ -740,6 +740,63 @@ async fn a_day_goes_on_after_its_verified_parts_and_its_manifest_lists_them_all(
 }
 
 #[tokio::test]
+async fn a_day_of_more_events_than_a_part_holds_is_exported_part_after_part() {
+    let total = checksum_of(&[LINE_11, LINE_12, LINE_13]);
+    let db = Script::new()
+        .lock(true)
+        .due(&[day()])
+        .verified(&[])
+        .part(&[(11, LINE_11), (12, LINE_12)])
+        .part(&[(13, LINE_13)])
+        .nothing_left()
+        .snapshot(Some((8, 13)))
+        .drop_checked(total)
+        .dropped()
+        .oldest(None)
+        .connect();
+    let store = MemoryExports::new();
+
+    let report = run(&db, &store).await.expect("a run");
+
+    assert_eq!(report.retired_days, vec![day()]);
+    assert_eq!((report.exported_parts, report.exported_events), (2, 3));
+    assert_eq!(store.lines(&part_key(day(), 0)), vec![LINE_11, LINE_12]);
+    assert_eq!(store.lines(&part_key(day(), 1)), vec![LINE_13]);
+    let manifest = store.manifest(day());
+    manifest.check().expect("a consistent manifest");
+    assert_eq!(manifest.checksum, total);
+    assert_eq!(manifest.parts.len(), 2);
+    let run = statements(&db);
+    let after: Vec<Value> = run
+        .iter()
+        .filter(|s| sql(s) == EVENTS)
+        .map(|s| parameters(s)[0].clone())
+        .collect();
+    assert_eq!(
+        after,
+        vec![Value::from(0i64), Value::from(12i64), Value::from(13i64)],
+        "each part starts where the one before ended"
+    );
+    let records: Vec<Vec<Value>> = run
+        .iter()
+        .filter(|s| sql(s).starts_with(RECORD))
+        .map(|s| parameters(s)[1..4].to_vec())
+        .collect();
+    assert_eq!(
+        records,
+        vec![
+            vec![Value::from(0i32), Value::from(0i64), Value::from(12i64)],
+            vec![Value::from(1i32), Value::from(12i64), Value::from(13i64)],
+        ]
+    );
+    let retire = parameters(the(&run, RETIRE));
+    assert_eq!(
+        (retire[1].clone(), retire[3].clone()),
+        (Value::from(3i64), Value::from(Some(13i64)))
+    );
+}
+
+#[tokio::test]
 async fn an_empty_day_is_dropped_with_an_empty_manifest_and_no_snapshot() {
     let db = Script::new()
         .lock(true)
