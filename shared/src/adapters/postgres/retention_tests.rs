@@ -890,10 +890,11 @@ async fn a_budget_spent_while_exporting_stops_after_the_part_in_hand() {
         .oldest(Some(midnight(day())))
         .connect();
     let store = MemoryExports {
-        slow_put: Some(Duration::from_millis(400)),
+        slow_put: Some(Duration::from_millis(1500)),
         ..MemoryExports::new()
     };
-    let deadline = Instant::now() + Duration::from_millis(300);
+    // Time enough to start the day, not to finish its first part.
+    let deadline = Instant::now() + Duration::from_millis(1000);
 
     let report = retain_event_store(&db, &store, config(), now(), deadline)
         .await
