@@ -121,3 +121,234 @@ pub async fn partition_report(db: &impl ConnectionTrait) -> Result<PartitionRepo
         database_bytes: row.try_get("", "database_bytes").map_err(get)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::postgres::mock::{
+        affected, parameters, postgres, row, sent, server_error, sql,
+    };
+    use sea_orm::{MockDatabase, Value};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("a time")
+    }
+
+    const SESSION: &str = "SET LOCAL TIME ZONE 'UTC'; SET LOCAL lock_timeout = '5s'";
+    const MAINTENANCE: &str =
+        "SELECT partman.run_maintenance(p_parent_table => $1, p_analyze => false)";
+    const PRUNE: &str = "DELETE FROM inventory_update_keys WHERE update_key IN ( SELECT update_key FROM inventory_update_keys WHERE first_seen < $1 LIMIT $2)";
+    const REPORT: &str = "SELECT count(*) AS partitions, min(i.child_start_time) AS oldest_from,";
+
+    /// The partition query's answer: 30 days from 2026-11-01 up to 2026-12-01, 5 events in
+    /// the default partition, 9 MB.
+    fn report_row(covered_until: Option<DateTime<Utc>>) -> MockDatabase {
+        postgres().append_query_results([vec![row([
+            ("partitions", 30i64.into()),
+            ("oldest_from", Some(at("2026-11-01T00:00:00Z")).into()),
+            ("covered_until", covered_until.into()),
+            ("default_rows", 5i64.into()),
+            ("database_bytes", 9_000_000i64.into()),
+        ])]])
+    }
+
+    fn texts(statements: &[Statement]) -> Vec<String> {
+        statements.iter().map(sql).collect()
+    }
+
+    #[tokio::test]
+    async fn maintenance_runs_in_one_utc_transaction_then_prunes_keys_and_reports() {
+        let db = report_row(Some(at("2026-12-01T00:00:00Z")))
+            .append_exec_results([affected(0), affected(0), affected(3)])
+            .into_connection();
+        let before = Utc::now();
+
+        let report = maintain_event_store(&db).await.expect("maintenance");
+
+        let after = Utc::now();
+        assert_eq!(
+            report,
+            PartitionReport {
+                partitions: 30,
+                oldest_from: Some(at("2026-11-01T00:00:00Z")),
+                covered_until: Some(at("2026-12-01T00:00:00Z")),
+                default_rows: 5,
+                pruned_keys: 3,
+                database_bytes: 9_000_000,
+            }
+        );
+        let sent = sent(&db);
+        assert_eq!(sent.len(), 3, "{sent:#?}");
+        assert_eq!(texts(&sent[0]), ["BEGIN", SESSION, MAINTENANCE, "COMMIT"]);
+        assert_eq!(
+            parameters(&sent[0][2]),
+            vec![Value::from(EVENT_STORE_PARENT)]
+        );
+        assert_eq!(texts(&sent[1]), [PRUNE]);
+        let prune = parameters(&sent[1][0]);
+        assert_eq!(prune[1], Value::from(PRUNE_BATCH));
+        let Value::ChronoDateTimeUtc(Some(cutoff)) = &prune[0] else {
+            panic!("a cutoff: {prune:?}");
+        };
+        assert!(
+            before - KEY_RETENTION <= *cutoff && *cutoff <= after - KEY_RETENTION,
+            "keys first seen more than KEY_RETENTION ago: {cutoff}"
+        );
+        assert!(sql(&sent[2][0]).starts_with(REPORT), "{}", sql(&sent[2][0]));
+        assert_eq!(
+            parameters(&sent[2][0]),
+            vec![Value::from(EVENT_STORE_PARENT)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_maintenance_that_waits_too_long_for_its_lock_is_a_conflict_and_goes_no_further() {
+        let db = postgres()
+            .append_exec_results([affected(0)])
+            .append_exec_errors([server_error("55P03")])
+            .into_connection();
+
+        let err = maintain_event_store(&db).await.expect_err("lock timeout");
+
+        assert_eq!(err.kind, ErrorKind::Conflict, "retried by the schedule");
+        assert_eq!(
+            err.message,
+            "pg_partman's maintenance of inventory_events failed"
+        );
+        let sent = sent(&db);
+        assert_eq!(sent.len(), 1, "no prune, no report");
+        assert_eq!(texts(&sent[0]), ["BEGIN", SESSION, MAINTENANCE, "ROLLBACK"]);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_cannot_be_set_fails_with_its_kind() {
+        let db = postgres()
+            .append_exec_errors([server_error("57P01")])
+            .into_connection();
+
+        let err = maintain_event_store(&db).await.expect_err("server gone");
+
+        assert_eq!(err.kind, ErrorKind::DependencyUnavailable);
+        assert_eq!(err.message, "could not set the maintenance's session");
+        assert_eq!(texts(&sent(&db)[0]), ["BEGIN", SESSION, "ROLLBACK"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_prune_or_report_after_maintenance_fails_the_run() {
+        let db = postgres()
+            .append_exec_results([affected(0), affected(0)])
+            .append_exec_errors([server_error("40P01")])
+            .into_connection();
+        let err = maintain_event_store(&db).await.expect_err("deadlock");
+        assert_eq!(err.kind, ErrorKind::Conflict);
+        assert_eq!(err.message, "could not forget old idempotency keys");
+
+        let db = postgres()
+            .append_exec_results([affected(0), affected(0), affected(0)])
+            .append_query_errors([server_error("57P01")])
+            .into_connection();
+        let err = maintain_event_store(&db).await.expect_err("server gone");
+        assert_eq!(err.kind, ErrorKind::DependencyUnavailable);
+        assert_eq!(err.message, "could not read inventory_events' partitions");
+    }
+
+    #[tokio::test]
+    async fn keys_are_pruned_in_batches_until_one_comes_back_short() {
+        let now = at("2026-12-07T10:00:00Z");
+        let db = postgres()
+            .append_exec_results([affected(10_000), affected(10_000), affected(7)])
+            .into_connection();
+
+        let pruned = prune_update_keys_as_of(&db, now).await.expect("pruned");
+
+        assert_eq!(pruned, 20_007);
+        let sent = sent(&db);
+        assert_eq!(sent.len(), 3, "one statement (and transaction) per batch");
+        for batch in &sent {
+            assert_eq!(texts(batch), [PRUNE]);
+            assert_eq!(
+                parameters(&batch[0]),
+                vec![Value::from(now - KEY_RETENTION), Value::from(10_000i64)]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_last_batch_is_followed_by_one_that_finds_nothing() {
+        let db = postgres()
+            .append_exec_results([affected(10_000), affected(0)])
+            .into_connection();
+
+        let pruned = prune_update_keys(&db).await.expect("pruned");
+
+        assert_eq!(pruned, 10_000);
+        assert_eq!(sent(&db).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_fails_the_prune_with_its_kind() {
+        let db = postgres()
+            .append_exec_results([affected(10_000)])
+            .append_exec_errors([server_error("57014")])
+            .into_connection();
+
+        let err = prune_update_keys_as_of(&db, at("2026-12-07T10:00:00Z"))
+            .await
+            .expect_err("statement timeout");
+
+        assert_eq!(err.kind, ErrorKind::DependencyUnavailable);
+        assert_eq!(err.message, "could not forget old idempotency keys");
+    }
+
+    #[tokio::test]
+    async fn the_partition_report_gives_the_database_figures() {
+        let db = report_row(None).into_connection();
+
+        let report = partition_report(&db).await.expect("a report");
+
+        assert_eq!(
+            report,
+            PartitionReport {
+                partitions: 30,
+                oldest_from: Some(at("2026-11-01T00:00:00Z")),
+                covered_until: None,
+                default_rows: 5,
+                pruned_keys: 0,
+                database_bytes: 9_000_000,
+            }
+        );
+        let sent = sent(&db);
+        let query = sql(&sent[0][0]);
+        assert!(
+            query.contains("FROM partman.check_default(p_exact_count => true) d WHERE d.default_table = $1 || '_default'"),
+            "the default partition's rows counted exactly: {query}"
+        );
+        assert!(
+            query.contains("pg_database_size(current_database()) AS database_bytes"),
+            "{query}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_partition_report_without_its_row_or_columns_is_an_internal_error() {
+        let db = postgres()
+            .append_query_results([Vec::<std::collections::BTreeMap<String, Value>>::new()])
+            .append_query_results([vec![row([("partitions", 30i64.into())])]])
+            .into_connection();
+
+        let none = partition_report(&db).await.expect_err("no row");
+        let partial = partition_report(&db).await.expect_err("no columns");
+
+        assert_eq!(
+            (none.kind, none.message.as_str()),
+            (ErrorKind::Internal, "the partition query returned no row")
+        );
+        assert_eq!(
+            (partial.kind, partial.message.as_str()),
+            (
+                ErrorKind::Internal,
+                "could not read inventory_events' partitions"
+            )
+        );
+    }
+}

@@ -55,3 +55,50 @@ pub(crate) fn sql(s: &Statement) -> String {
 pub(crate) fn parameters(s: &Statement) -> Vec<Value> {
     s.values.clone().map(|v| v.0).unwrap_or_default()
 }
+
+/// The error PostgreSQL answers with SQLSTATE `code`, as the driver reports it: 55P03
+/// (lock_not_available) or 40001 for a conflict, 57P01 (admin_shutdown) or 08006 for a
+/// dependency gone, and so on (see `error::classify_sqlstate`).
+pub(crate) fn server_error(code: &str) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+        sea_orm::sqlx::Error::Database(Box::new(ServerError(code.to_owned()))),
+    )))
+}
+
+/// A server error carrying only its SQLSTATE.
+#[derive(Debug)]
+struct ServerError(String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server answered SQLSTATE {}", self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl sea_orm::sqlx::error::DatabaseError for ServerError {
+    fn message(&self) -> &str {
+        "the server answered with an error"
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(std::borrow::Cow::Borrowed(&self.0))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+        sea_orm::sqlx::error::ErrorKind::Other
+    }
+}

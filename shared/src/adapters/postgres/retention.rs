@@ -601,3 +601,7 @@ pub async fn retired_up_to(db: &impl ConnectionTrait) -> Result<Option<i64>, Pip
     .await
     .map(Option::flatten)
 }
+
+#[cfg(test)]
+#[path = "retention_tests.rs"]
+mod tests;
