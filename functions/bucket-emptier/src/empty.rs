@@ -143,36 +143,5 @@ fn s3_error<E: aws::OperationError>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use aws_sdk_s3::types::Error as EntryError;
-
-    fn entry(key: &str, code: &str) -> EntryError {
-        EntryError::builder()
-            .key(key)
-            .code(code)
-            .message("from S3")
-            .build()
-    }
-
-    #[test]
-    fn keys_that_could_not_be_deleted_are_sorted_by_the_shared_classifier() {
-        assert!(batch_error("b", &[]).is_none());
-        let denied = batch_error("b", &[entry("k1", "AccessDenied")]).expect("an error");
-        assert_eq!(denied.kind, ErrorKind::Misconfigured);
-        assert!(!denied.is_transient(), "a denied key stays denied");
-        let busy = batch_error("b", &[entry("k1", "SlowDown")]).expect("an error");
-        assert_eq!(busy.kind, ErrorKind::Throttled);
-        let failing = batch_error("b", &[entry("k1", "InternalError")]).expect("an error");
-        assert_eq!(failing.kind, ErrorKind::DependencyUnavailable);
-    }
-
-    #[test]
-    fn a_key_that_retrying_cannot_fix_decides_the_batch_and_is_the_one_named() {
-        let e = batch_error("b", &[entry("k1", "SlowDown"), entry("k2", "AccessDenied")])
-            .expect("an error");
-        assert_eq!(e.kind, ErrorKind::Misconfigured);
-        assert!(e.message.contains("failed for 2 keys"), "{}", e.message);
-        assert!(e.message.contains("\"k2\": AccessDenied"), "{}", e.message);
-    }
-}
+#[path = "empty_tests.rs"]
+pub(crate) mod tests;

@@ -90,3 +90,117 @@ async fn warm(cache: &RedisProductCache) -> Result<(), PipelineError> {
         .map_err(|r| PipelineError::new(inventory::ErrorKind::Internal, r.to_string()))?;
     cache.get_many(&[probe]).await.map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inventory::config::FromEnv as _;
+    use inventory::{ErrorKind, ProductId};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A loopback peer that accepts every connection and closes it at once: a database or
+    /// cache that is there but does not answer. Counts the connections it was offered.
+    fn closing_peer() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let address = listener.local_addr().expect("address").to_string();
+        let offered = Arc::new(AtomicUsize::new(0));
+        let counted = offered.clone();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (address, offered)
+    }
+
+    fn config(pairs: &[(&str, String)]) -> Config {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        Config::from_lookup(|n| vars.get(n).cloned()).expect("valid configuration")
+    }
+
+    fn probe() -> ProductId {
+        ProductId::parse("sku-1").expect("valid id")
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_and_cache_do_not_fail_the_cold_start_and_reads_fail_as_transient()
+     {
+        let (db, db_offered) = closing_peer();
+        let (cache, cache_offered) = closing_peer();
+        let config = config(&[
+            (
+                "DATABASE_URL",
+                format!("postgres://app:hunter2@{db}/inventory"),
+            ),
+            ("REDIS_URL", format!("redis://{cache}")),
+            ("AWS_LAMBDA_FUNCTION_NAME", "product-api-dev".to_owned()),
+        ]);
+
+        let app = build(&config).await.expect("the cold start goes on");
+
+        assert!(
+            db_offered.load(Ordering::SeqCst) >= 1,
+            "the database connection is opened at cold start"
+        );
+        assert!(
+            cache_offered.load(Ordering::SeqCst) >= 1,
+            "the cache connection is opened at cold start"
+        );
+        let e = app
+            .reads
+            .read_products(&[probe()])
+            .await
+            .expect_err("no database to read from");
+        assert_eq!(e.kind, ErrorKind::DependencyUnavailable, "{e:?}");
+        assert!(!e.detailed().contains("hunter2"), "{}", e.detailed());
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_cannot_be_set_up_is_read_around_and_the_database_answers_reads() {
+        let (db, db_offered) = closing_peer();
+        let config = config(&[
+            ("DATABASE_URL", format!("postgres://app:pw@{db}/inventory")),
+            // Not a port: the cache client cannot be built.
+            ("REDIS_URL", "redis://127.0.0.1:99999".to_owned()),
+        ]);
+
+        let app = build(&config).await.expect("the cold start goes on");
+        let before = db_offered.load(Ordering::SeqCst);
+        let e = app
+            .reads
+            .read_products(&[probe()])
+            .await
+            .expect_err("the database does not answer either");
+
+        assert_eq!(e.kind, ErrorKind::DependencyUnavailable, "{e:?}");
+        assert!(
+            db_offered.load(Ordering::SeqCst) > before,
+            "the read went to the database"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_set_up_fails_the_cold_start_without_its_password() {
+        let config = config(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:hunter2@127.0.0.1:notaport/inventory".to_owned(),
+            ),
+            ("REDIS_URL", "redis://127.0.0.1:1".to_owned()),
+        ]);
+
+        let e = build(&config).await.expect_err("no pool");
+
+        assert!(
+            e.detailed().contains("could not set up the database pool"),
+            "{}",
+            e.detailed()
+        );
+        assert!(!e.detailed().contains("hunter2"), "{}", e.detailed());
+    }
+}

@@ -152,3 +152,181 @@ impl SchemaMigrator for UnavailableMigrator {
         Err(PipelineError::new(self.kind, self.message.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inventory::adapters::postgres::{DatabaseConfig, connect};
+    use inventory::config::FromEnv as _;
+    use inventory::ports::ObjectKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use test_support::stub_http::StubServer;
+
+    /// A lazy pool on `url`: nothing is connected until a statement runs.
+    async fn pool(url: &str) -> DatabaseConnection {
+        let url = url.to_owned();
+        let config =
+            DatabaseConfig::from_lookup(move |name| (name == "DATABASE_URL").then(|| url.clone()))
+                .expect("config");
+        connect(&config, None).await.expect("lazy pool")
+    }
+
+    /// A loopback peer that accepts every connection and closes it at once: a database that
+    /// is there but does not answer. Counts the connections it was offered.
+    fn closing_peer() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let address = listener.local_addr().expect("address").to_string();
+        let offered = Arc::new(AtomicUsize::new(0));
+        let counted = offered.clone();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (address, offered)
+    }
+
+    /// An export store that is never reached.
+    struct NoExports;
+
+    #[async_trait]
+    impl ExportStore for NoExports {
+        fn location(&self, key: &str) -> String {
+            format!("nowhere/{key}")
+        }
+        async fn put(&self, _: &str, _: Vec<u8>, _: ObjectKind) -> Result<(), PipelineError> {
+            Err(PipelineError::new(ErrorKind::Internal, "not in this test"))
+        }
+        async fn get(&self, _: &str) -> Result<Vec<u8>, PipelineError> {
+            Err(PipelineError::new(ErrorKind::Internal, "not in this test"))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_login_is_read_from_the_secret_named_by_its_arn() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-db-AbCdEf";
+        let secret = serde_json::json!({
+            "ARN": arn,
+            "Name": "app-db",
+            "SecretString": r#"{"username":"inventory_app","password":"Abcdefghijklmnop1234"}"#,
+        });
+        let stub = StubServer::always(
+            200,
+            &[("content-type", "application/x-amz-json-1.1")],
+            &secret.to_string(),
+        )
+        .await;
+        let conf = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .endpoint_url(stub.endpoint())
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "test", "test", None, None, "stub",
+            ))
+            .build();
+        let login = SecretsManagerLogin {
+            client: aws_sdk_secretsmanager::Client::from_conf(conf),
+            arn: arn.to_owned(),
+        };
+
+        let credentials = login.read().await.expect("read");
+
+        assert_eq!(credentials.username, "inventory_app");
+        assert_eq!(credentials.password.expose_secret(), "Abcdefghijklmnop1234");
+        assert_eq!(stub.received()[0].json()["SecretId"], arn);
+    }
+
+    #[tokio::test]
+    async fn a_database_that_does_not_answer_fails_the_migrations_as_transient() {
+        let (address, offered) = closing_peer();
+        let migrator = PgSchemaMigrator {
+            db: pool(&format!("postgres://migrator:pw@{address}/inventory")).await,
+            login: None,
+            retention: None,
+        };
+
+        let e = migrator.migrate().await.expect_err("no database");
+
+        assert_eq!(e.kind, ErrorKind::DependencyUnavailable, "{e:?}");
+        assert_eq!(e.message, "could not run the migrations");
+        assert!(offered.load(Ordering::SeqCst) >= 1, "it tried the database");
+    }
+
+    #[test]
+    fn a_database_refusing_the_login_role_keeps_its_kind_and_a_bad_secret_is_misconfiguration() {
+        use migration::sea_orm::RuntimeErr;
+        let refused = login_error(migration::LoginRoleError::Db(migration::DbErr::Conn(
+            RuntimeErr::Internal("connection reset".into()),
+        )));
+        assert_eq!(refused.kind, ErrorKind::DependencyUnavailable);
+        assert_eq!(
+            refused.message,
+            "could not ensure the functions' login role"
+        );
+
+        let privileged = login_error(migration::LoginRoleError::Privileged("postgres".into()));
+        assert_eq!(privileged.kind, ErrorKind::Misconfigured);
+        assert!(
+            privileged.message.starts_with(
+                "the functions' login secret (APP_DB_SECRET_ARN) is unusable: role postgres"
+            ),
+            "{}",
+            privileged.message
+        );
+    }
+
+    #[tokio::test]
+    async fn debug_says_whether_the_login_and_retention_are_managed_and_never_the_database_url() {
+        let db = pool("postgres://migrator:hunter2@127.0.0.1:1/inventory").await;
+        let plain = PgSchemaMigrator {
+            db: db.clone(),
+            login: None,
+            retention: None,
+        };
+        let full = PgSchemaMigrator {
+            db,
+            login: Some(Arc::new(SecretsManagerLogin {
+                client: aws_sdk_secretsmanager::Client::from_conf(
+                    aws_sdk_secretsmanager::Config::builder()
+                        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+                        .build(),
+                ),
+                arn: "arn:x".into(),
+            })),
+            retention: Some((
+                RetentionConfig::new(30).expect("valid"),
+                Arc::new(NoExports),
+            )),
+        };
+
+        assert_eq!(
+            format!("{plain:?}"),
+            "PgSchemaMigrator { manages_login: false, retention: None, .. }"
+        );
+        assert_eq!(
+            format!("{full:?}"),
+            "PgSchemaMigrator { manages_login: true, retention: Some(30), .. }"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_cold_start_fails_every_action_with_its_kind_and_cause() {
+        let cause = PipelineError::new(ErrorKind::DependencyUnavailable, "secret unreadable");
+        let broken = UnavailableMigrator::new(&cause);
+
+        let errors = [
+            broken.migrate().await.expect_err("migrate"),
+            broken.maintain().await.expect_err("maintain"),
+            broken
+                .retain(std::time::Instant::now())
+                .await
+                .expect_err("retain"),
+        ];
+
+        for e in errors {
+            assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+            assert_eq!(e.message, "the function could not start: secret unreadable");
+        }
+    }
+}

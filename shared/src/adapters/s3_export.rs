@@ -55,3 +55,144 @@ impl ExportStore for S3ExportStore {
         Ok(body.into_bytes().to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+    use test_support::stub_http::{Answer, StubServer};
+
+    fn store(endpoint: &str) -> S3ExportStore {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        S3ExportStore::new(
+            Client::from_conf(conf),
+            ArchiveConfig {
+                bucket: "inventory-archive-dev".into(),
+                kms_key_id: Some("alias/archive".into()),
+            },
+        )
+    }
+
+    const KEY: &str = "exports/event_store/2026/01/02/events.jsonl.gz";
+
+    #[test]
+    fn an_export_is_located_by_its_s3_uri() {
+        let store = store("http://127.0.0.1:1");
+        assert_eq!(
+            store.location(KEY),
+            "s3://inventory-archive-dev/exports/event_store/2026/01/02/events.jsonl.gz"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_export_is_written_under_its_key_encrypted_like_the_archive() {
+        let stub = StubServer::always(200, &[("etag", "\"abc\"")], "").await;
+
+        store(stub.endpoint())
+            .put(KEY, b"{\"n\":1}\n".to_vec(), ObjectKind::GzipJsonLines)
+            .await
+            .expect("written");
+
+        let request = &stub.received()[0];
+        assert_eq!(request.method(), "PUT");
+        assert!(
+            request
+                .target()
+                .starts_with(&format!("/inventory-archive-dev/{KEY}")),
+            "{}",
+            request.target()
+        );
+        assert_eq!(
+            request.header("x-amz-server-side-encryption"),
+            Some("aws:kms")
+        );
+        assert_eq!(
+            request.header("x-amz-server-side-encryption-aws-kms-key-id"),
+            Some("alias/archive")
+        );
+        assert_eq!(
+            request.header("x-amz-server-side-encryption-bucket-key-enabled"),
+            Some("true")
+        );
+        assert_eq!(request.header("content-encoding"), Some("gzip"));
+    }
+
+    #[tokio::test]
+    async fn an_export_is_read_back_whole() {
+        let stub =
+            StubServer::always(200, &[("content-type", "application/gzip")], "day-bytes").await;
+
+        let body = store(stub.endpoint()).get(KEY).await.expect("read");
+
+        assert_eq!(body, b"day-bytes");
+        let request = &stub.received()[0];
+        assert_eq!(request.method(), "GET");
+        assert!(
+            request
+                .target()
+                .starts_with(&format!("/inventory-archive-dev/{KEY}")),
+            "{}",
+            request.target()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_export_that_is_not_there_is_an_error_naming_its_location() {
+        let stub = StubServer::always(
+            404,
+            &[("content-type", "application/xml")],
+            "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>",
+        )
+        .await;
+
+        let e = store(stub.endpoint()).get(KEY).await.expect_err("missing");
+
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(
+            e.message
+                .starts_with(&format!("could not read s3://inventory-archive-dev/{KEY}")),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_breaks_off_is_transient() {
+        let stub = StubServer::always(
+            503,
+            &[("content-type", "application/xml")],
+            "<Error><Code>SlowDown</Code><Message>busy</Message></Error>",
+        )
+        .await;
+        let e = store(stub.endpoint()).get(KEY).await.expect_err("busy");
+        assert!(e.is_transient(), "{e:?}");
+
+        // The head says more bytes than come: the body ends early.
+        let stub = StubServer::start(
+            Vec::new(),
+            Answer::new(200, &[("transfer-encoding", "chunked")], "40\r\nonly-a-few"),
+        )
+        .await;
+
+        let e = store(stub.endpoint())
+            .get(KEY)
+            .await
+            .expect_err("cut short");
+
+        assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+        assert!(
+            e.message.starts_with(&format!(
+                "could not read s3://inventory-archive-dev/{KEY} to its end"
+            )),
+            "{}",
+            e.message
+        );
+    }
+}

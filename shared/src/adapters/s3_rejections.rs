@@ -193,4 +193,128 @@ mod tests {
             assert!(e.message.contains(says), "{says}: {}", e.message);
         }
     }
+
+    #[test]
+    fn an_admitted_account_that_is_not_an_account_id_is_a_configuration_error() {
+        let e = config(&[
+            ("SUPPLIER_ACCOUNTS", "acme=111111111111"),
+            ("SUPPLIER_ACCOUNT_IDS", "111111111111, not-an-account"),
+            ("REJECTIONS_BUCKET", "b"),
+        ])
+        .expect_err("not an account id");
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(
+            e.message
+                .contains("environment variable SUPPLIER_ACCOUNT_IDS is not valid"),
+            "{}",
+            e.message
+        );
+    }
+
+    fn store(endpoint: &str, kms_key_id: Option<&str>) -> S3RejectionStore {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let config = RejectionsConfig {
+            bucket: "inventory-rejections-dev".into(),
+            kms_key_id: kms_key_id.map(str::to_owned),
+            accounts: SupplierAccounts::parse("acme=111111111111").expect("mapping"),
+        };
+        S3RejectionStore::new(Client::from_conf(conf), &config)
+    }
+
+    fn key() -> RejectionKey {
+        RejectionKey::for_batch(
+            "111111111111",
+            "acme",
+            chrono::DateTime::UNIX_EPOCH,
+            "shardId-000000000000",
+            "4965",
+        )
+    }
+
+    #[tokio::test]
+    async fn rejections_are_encrypted_with_the_key_and_no_bucket_key_so_kms_sees_each_object() {
+        use test_support::stub_http::StubServer;
+        let stub = StubServer::always(200, &[("etag", "\"abc\"")], "").await;
+        let jsonl = b"{\"reason\":\"bad price\"}\n".to_vec();
+
+        store(stub.endpoint(), Some("arn:aws:kms:us-east-1:1:key/k"))
+            .put(&key(), jsonl.clone())
+            .await
+            .expect("written");
+
+        let request = &stub.received()[0];
+        assert_eq!(request.method(), "PUT");
+        assert!(
+            request.target().starts_with(
+                "/inventory-rejections-dev/rejections/111111111111/acme/19700101T000000.000000Z-shardId-000000000000-4965.jsonl"
+            ),
+            "{}",
+            request.target()
+        );
+        assert_eq!(
+            request.header("x-amz-server-side-encryption"),
+            Some("aws:kms")
+        );
+        assert_eq!(
+            request.header("x-amz-server-side-encryption-aws-kms-key-id"),
+            Some("arn:aws:kms:us-east-1:1:key/k")
+        );
+        assert_eq!(
+            request.header("x-amz-server-side-encryption-bucket-key-enabled"),
+            Some("false")
+        );
+        assert_eq!(
+            request.header("content-type"),
+            Some(REJECTIONS_CONTENT_TYPE)
+        );
+        assert_eq!(request.header("content-encoding"), None);
+        assert!(
+            request
+                .body
+                .windows(jsonl.len())
+                .any(|w| w == jsonl.as_slice()),
+            "the rejections are sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_key_the_buckets_default_encryption_applies_and_failures_keep_their_kind() {
+        use test_support::stub_http::{Answer, StubServer};
+        let stub = StubServer::start(
+            vec![Answer::status(200)],
+            Answer::new(
+                403,
+                &[("content-type", "application/xml")],
+                "<Error><Code>AccessDenied</Code><Message>no</Message></Error>",
+            ),
+        )
+        .await;
+        let store = store(stub.endpoint(), None);
+
+        store.put(&key(), b"{}\n".to_vec()).await.expect("written");
+        let e = store
+            .put(&key(), b"{}\n".to_vec())
+            .await
+            .expect_err("denied");
+
+        assert_eq!(
+            stub.received()[0].header("x-amz-server-side-encryption"),
+            None
+        );
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(
+            e.message
+                .starts_with("could not write s3://inventory-rejections-dev/rejections/"),
+            "{}",
+            e.message
+        );
+    }
 }

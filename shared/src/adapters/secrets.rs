@@ -75,4 +75,135 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(!e.message.contains("plain-text-password"));
     }
+
+    #[test]
+    fn fields_that_are_neither_strings_nor_numbers_are_left_out() {
+        let s = SecretFields::parse(
+            "arn:x",
+            r#"{"username":"app","tags":["a"],"nested":{"k":"v"},"enabled":true,"none":null}"#,
+        )
+        .expect("json");
+        assert_eq!(s.field("arn:x", "username").expect("present"), "app");
+        for name in ["tags", "nested", "enabled", "none"] {
+            let e = s.field("arn:x", name).expect_err(name);
+            assert_eq!(e.kind, ErrorKind::Misconfigured);
+        }
+    }
+
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf";
+
+    fn client(endpoint: &str) -> Client {
+        use aws_sdk_secretsmanager::config::{
+            BehaviorVersion, Credentials, Region, retry::RetryConfig,
+        };
+        let conf = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Client::from_conf(conf)
+    }
+
+    async fn answering(
+        status: u16,
+        body: serde_json::Value,
+    ) -> test_support::stub_http::StubServer {
+        test_support::stub_http::StubServer::always(
+            status,
+            &[("content-type", "application/x-amz-json-1.1")],
+            &body.to_string(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_asked_for_by_its_arn_and_its_fields_are_read() {
+        let stub = answering(
+            200,
+            serde_json::json!({
+                "ARN": ARN,
+                "Name": "db",
+                "SecretString": r#"{"username":"app","password":"hunter2"}"#,
+            }),
+        )
+        .await;
+
+        let fields = fetch(&client(stub.endpoint()), ARN).await.expect("read");
+
+        assert_eq!(fields.field(ARN, "username").expect("present"), "app");
+        assert_eq!(fields.field(ARN, "password").expect("present"), "hunter2");
+        let request = &stub.received()[0];
+        assert_eq!(
+            request.header("x-amz-target"),
+            Some("secretsmanager.GetSecretValue")
+        );
+        assert_eq!(request.json()["SecretId"], ARN);
+    }
+
+    #[tokio::test]
+    async fn a_secret_without_a_string_value_is_a_configuration_error() {
+        let stub = answering(
+            200,
+            serde_json::json!({ "ARN": ARN, "Name": "db", "SecretBinary": "aGVsbG8=" }),
+        )
+        .await;
+
+        let e = fetch(&client(stub.endpoint()), ARN)
+            .await
+            .expect_err("binary only");
+
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert_eq!(e.message, format!("secret {ARN} has no string value"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_that_is_not_json_is_refused_without_showing_it() {
+        let stub = answering(
+            200,
+            serde_json::json!({ "ARN": ARN, "Name": "db", "SecretString": "hunter2" }),
+        )
+        .await;
+
+        let e = fetch(&client(stub.endpoint()), ARN)
+            .await
+            .expect_err("not json");
+
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_is_misconfiguration_and_an_unavailable_service_is_transient() {
+        let missing = answering(
+            400,
+            serde_json::json!({
+                "__type": "ResourceNotFoundException",
+                "Message": "Secrets Manager can't find the specified secret.",
+            }),
+        )
+        .await;
+        let e = fetch(&client(missing.endpoint()), ARN)
+            .await
+            .expect_err("missing");
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(
+            e.message
+                .starts_with(&format!("could not read secret {ARN}")),
+            "{}",
+            e.message
+        );
+
+        let down = answering(
+            500,
+            serde_json::json!({ "__type": "InternalServiceError", "Message": "try later" }),
+        )
+        .await;
+        let e = fetch(&client(down.endpoint()), ARN)
+            .await
+            .expect_err("down");
+        assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+        assert!(e.is_transient());
+    }
 }
