@@ -1,7 +1,8 @@
 //! Test doubles shared by the workspace's tests, benchmarks and examples: a canned-answer HTTP
 //! server on loopback ([`stub_http`]), free loopback ports, and with their features a proxy in
-//! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`) and a moto
-//! server on loopback (`moto`), and log lines kept in memory (`logs`).
+//! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`), a moto
+//! server on loopback (`moto`), log lines kept in memory (`logs`), and the Lambda Runtime API
+//! that runs a function's binary on one invocation (`lambda-runtime-api`).
 //!
 //! It depends on nothing of the project, so every crate can take it as a dev-dependency,
 //! `inventory`'s own unit tests included. Doubles of the project's ports live behind
@@ -9,6 +10,8 @@
 
 #[cfg(feature = "fault-proxy")]
 pub mod fault_proxy;
+#[cfg(feature = "lambda-runtime-api")]
+pub mod lambda_runtime_api;
 #[cfg(feature = "logs")]
 pub mod logs;
 #[cfg(feature = "moto")]
