@@ -18,8 +18,8 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
-use clap::Parser as _;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use clap::Parser as _;
 use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{

@@ -14,8 +14,8 @@
 //! ```
 
 use anyhow::Result;
-use clap::Parser as _;
 use chrono::Utc;
+use clap::Parser as _;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{PgEventStore, RebuildFrom, rebuild_projection_from};
 use inventory::domain::update::{SourcePosition, parse_record};

@@ -111,47 +111,12 @@ mod tests {
         assert_eq!(db_error("x", e).kind, ErrorKind::Internal);
     }
 
-    /// A server error with a SQLSTATE, as the driver reports it.
-    #[derive(Debug)]
-    struct ServerSaid(Option<&'static str>);
-
-    impl std::fmt::Display for ServerSaid {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "the server said {:?}", self.0)
-        }
-    }
-
-    impl std::error::Error for ServerSaid {}
-
-    impl sea_orm::sqlx::error::DatabaseError for ServerSaid {
-        fn message(&self) -> &str {
-            "the server said no"
-        }
-        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
-            self.0.map(std::borrow::Cow::Borrowed)
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
-            sea_orm::sqlx::error::ErrorKind::Other
-        }
-    }
-
     fn sqlx(e: sea_orm::sqlx::Error) -> RuntimeErr {
         RuntimeErr::SqlxError(std::sync::Arc::new(e))
     }
 
     fn server(code: &'static str) -> RuntimeErr {
-        sqlx(sea_orm::sqlx::Error::Database(Box::new(ServerSaid(Some(
-            code,
-        )))))
+        crate::adapters::postgres::mock::server_answered(Some(code))
     }
 
     #[test]
@@ -176,7 +141,7 @@ mod tests {
             db_error("x", DbErr::Query(server("23505"))).kind,
             ErrorKind::Internal
         );
-        let no_code = sqlx(sea_orm::sqlx::Error::Database(Box::new(ServerSaid(None))));
+        let no_code = crate::adapters::postgres::mock::server_answered(None);
         assert_eq!(
             db_error("x", DbErr::Query(no_code)).kind,
             ErrorKind::Internal

@@ -60,18 +60,24 @@ pub(crate) fn parameters(s: &Statement) -> Vec<Value> {
 /// (lock_not_available) or 40001 for a conflict, 57P01 (admin_shutdown) or 08006 for a
 /// dependency gone, and so on (see `error::classify_sqlstate`).
 pub(crate) fn server_error(code: &str) -> DbErr {
-    DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
-        sea_orm::sqlx::Error::Database(Box::new(ServerError(code.to_owned()))),
+    DbErr::Query(server_answered(Some(code)))
+}
+
+/// The driver's error for a server that answered with SQLSTATE `code` (or with none), to wrap
+/// in whichever [`DbErr`] variant the test needs (a failed query, execution or connection).
+pub(crate) fn server_answered(code: Option<&str>) -> RuntimeErr {
+    RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Database(
+        Box::new(ServerError(code.map(str::to_owned))),
     )))
 }
 
 /// A server error carrying only its SQLSTATE.
 #[derive(Debug)]
-struct ServerError(String);
+struct ServerError(Option<String>);
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the server answered SQLSTATE {}", self.0)
+        write!(f, "the server answered SQLSTATE {:?}", self.0)
     }
 }
 
@@ -83,7 +89,7 @@ impl sea_orm::sqlx::error::DatabaseError for ServerError {
     }
 
     fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
-        Some(std::borrow::Cow::Borrowed(&self.0))
+        self.0.as_deref().map(std::borrow::Cow::Borrowed)
     }
 
     fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
