@@ -5,7 +5,7 @@
 use super::config::{DatabaseConfig, DatabaseTarget, TlsMode};
 use super::error::db_error;
 use crate::config::DbCredentials;
-use crate::error::PipelineError;
+use crate::error::{ErrorKind, PipelineError};
 use crate::redact::{ExposeSecret as _, without_url_password};
 use sea_orm::sqlx::postgres::PgSslMode;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -119,7 +119,13 @@ pub async fn connect(
         }
     }
     Database::connect(opts).await.map_err(|e| {
-        let e = db_error("could not set up the database pool", e);
+        // The pool is lazy: setting it up parses the settings and opens no connection, so a
+        // failure here is the settings' fault (a URL the driver cannot parse), which no retry
+        // mends.
+        let e = PipelineError {
+            kind: ErrorKind::Misconfigured,
+            ..db_error("could not set up the database pool", e)
+        };
         match &config.target {
             // The driver quotes a URL it cannot parse, password included.
             DatabaseTarget::Url(url) => PipelineError::new(
@@ -281,6 +287,7 @@ mod tests {
         let e = connect(&url_config("postgres://app:hunter2@db:notaport/inv"), None)
             .await
             .expect_err("unparsable");
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(
             e.message.starts_with("could not set up the database pool"),
             "{}",
@@ -298,7 +305,7 @@ mod tests {
         )
         .await
         .expect_err("bad sslmode");
-        assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(!e.message.contains("hunter2"), "{}", e.message);
     }
 
@@ -331,7 +338,7 @@ mod tests {
             .await
             .expect_err("no credentials");
 
-        assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(e.message.contains("DB_SECRET_ARN"), "{}", e.message);
     }
 
@@ -420,7 +427,7 @@ mod tests {
                 .await
                 .expect_err("no password");
 
-            assert_eq!(e.kind, crate::error::ErrorKind::Misconfigured);
+            assert_eq!(e.kind, ErrorKind::Misconfigured);
             assert!(
                 e.message.contains("arn:db") && e.message.contains("\"password\""),
                 "{}",
