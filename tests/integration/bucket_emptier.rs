@@ -440,16 +440,10 @@ async fn a_request_without_a_bucket_name_is_an_error_that_names_the_property() -
 #[tokio::test]
 async fn an_unreachable_s3_is_a_transient_error_naming_the_operation_and_the_bucket() -> Result<()>
 {
-    let moto = MotoServer::shared()?;
     let closed = test_support::free_addr(); // nothing listens there
-    let s3 = Client::from_conf(
-        moto.s3_client()
-            .config()
-            .to_builder()
-            .endpoint_url(format!("http://{closed}"))
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    let s3 = inventory::adapters::aws::s3_client(&test_support::aws::stub_sdk_config(&format!(
+        "http://{closed}"
+    )));
     let bucket = unique_name("emptier-unreachable");
 
     let e = empty_bucket(&s3, &bucket)

@@ -224,19 +224,7 @@ async fn an_unreachable_step_functions_endpoint_reports_the_chunk_for_redelivery
     let (event, _) = batch_with_an_oversized_record()?;
     let first_sequence = event.records[0].kinesis.sequence_number.clone();
     let closed_port = test_support::free_port();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{closed_port}"))
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "integration",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let conf = test_support::aws::stub_sdk_config(&format!("http://127.0.0.1:{closed_port}"));
     let unreachable =
         SfnExecutionStarter::new(aws_sdk_sfn::Client::new(&conf), &aws.state_machine_arn);
 

@@ -2,21 +2,13 @@
 //! and how S3's answers become the report or the error.
 
 use super::*;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
 use aws_sdk_s3::types::Error as EntryError;
 use test_support::stub_http::{Answer, Received, StubServer};
 
 /// An S3 client for the stub at `endpoint`, without retries (each answer is used once).
 pub(crate) fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(conf)
+    let sdk = test_support::aws::stub_sdk_config(endpoint);
+    aws::s3_client(&sdk)
 }
 
 fn xml(status: u16, body: &str) -> Answer {

@@ -1,27 +1,18 @@
 //! The archive bucket's [`S3ObjectStore`] as the fan-out uses it: an oversized record's bytes
 //! under its key, SSE-KMS with the configured key, and S3's errors sorted like every call's.
 
-use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
 use inventory::adapters::s3::{ArchiveConfig, S3ObjectStore};
 use inventory::ports::{ObjectKind, ObjectStore as _};
 use inventory::{ArchiveKey, ErrorKind};
 use test_support::stub_http::StubServer;
 
 fn store(endpoint: &str, kms_key_id: Option<&str>) -> S3ObjectStore {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
-        .retry_config(RetryConfig::disabled())
-        .build();
+    let sdk = test_support::aws::stub_sdk_config(endpoint);
     let config = ArchiveConfig {
         bucket: "inventory-archive-dev".into(),
         kms_key_id: kms_key_id.map(str::to_owned),
     };
-    S3ObjectStore::new(Client::from_conf(conf), config)
+    S3ObjectStore::new(inventory::adapters::aws::s3_client(&sdk), config)
 }
 
 fn key() -> ArchiveKey {

@@ -61,15 +61,8 @@ mod tests {
     use test_support::stub_http::StubServer;
 
     fn client(endpoint: &str) -> Client {
-        use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-        let conf = aws_sdk_sfn::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
-            .retry_config(RetryConfig::disabled())
-            .build();
-        Client::from_conf(conf)
+        let sdk = test_support::aws::stub_sdk_config(endpoint);
+        Client::new(&sdk)
     }
 
     const MACHINE: &str =

@@ -97,23 +97,7 @@ mod tests {
     use inventory::config::FromEnv as _;
     use inventory::{ErrorKind, ProductId};
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A loopback peer that accepts every connection and closes it at once: a database or
-    /// cache that is there but does not answer. Counts the connections it was offered.
-    fn closing_peer() -> (String, Arc<AtomicUsize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let address = listener.local_addr().expect("address").to_string();
-        let offered = Arc::new(AtomicUsize::new(0));
-        let counted = offered.clone();
-        std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                counted.fetch_add(1, Ordering::SeqCst);
-                drop(socket);
-            }
-        });
-        (address, offered)
-    }
+    use std::sync::atomic::Ordering;
 
     fn config(pairs: &[(&str, String)]) -> Config {
         let vars: HashMap<String, String> = pairs
@@ -130,8 +114,8 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_database_and_cache_do_not_fail_the_cold_start_and_reads_fail_as_transient()
      {
-        let (db, db_offered) = closing_peer();
-        let (cache, cache_offered) = closing_peer();
+        let (db, db_offered) = test_support::closing_peer();
+        let (cache, cache_offered) = test_support::closing_peer();
         let config = config(&[
             (
                 "DATABASE_URL",
@@ -162,7 +146,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cache_that_cannot_be_set_up_is_read_around_and_the_database_answers_reads() {
-        let (db, db_offered) = closing_peer();
+        let (db, db_offered) = test_support::closing_peer();
         let config = config(&[
             ("DATABASE_URL", format!("postgres://app:pw@{db}/inventory")),
             // Not a port: the cache client cannot be built.

@@ -159,7 +159,7 @@ mod tests {
     use inventory::adapters::postgres::{DatabaseConfig, connect};
     use inventory::config::FromEnv as _;
     use inventory::ports::ObjectKind;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     use test_support::stub_http::StubServer;
 
     /// A lazy pool on `url`: nothing is connected until a statement runs.
@@ -169,22 +169,6 @@ mod tests {
             DatabaseConfig::from_lookup(move |name| (name == "DATABASE_URL").then(|| url.clone()))
                 .expect("config");
         connect(&config, None).await.expect("lazy pool")
-    }
-
-    /// A loopback peer that accepts every connection and closes it at once: a database that
-    /// is there but does not answer. Counts the connections it was offered.
-    fn closing_peer() -> (String, Arc<AtomicUsize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let address = listener.local_addr().expect("address").to_string();
-        let offered = Arc::new(AtomicUsize::new(0));
-        let counted = offered.clone();
-        std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                counted.fetch_add(1, Ordering::SeqCst);
-                drop(socket);
-            }
-        });
-        (address, offered)
     }
 
     /// An export store that is never reached.
@@ -239,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_that_does_not_answer_fails_the_migrations_as_transient() {
-        let (address, offered) = closing_peer();
+        let (address, offered) = test_support::closing_peer();
         let migrator = PgSchemaMigrator {
             db: pool(&format!("postgres://migrator:pw@{address}/inventory")).await,
             login: None,

@@ -6,16 +6,17 @@ use test_support::lambda_runtime_api::invoke_once;
 const CHUNK: &str = include_str!("../../../tests/fixtures/chunk-with-bad-records.json");
 
 #[tokio::test]
-async fn a_quarantine_it_cannot_reach_fails_the_invocation_as_transient_so_nothing_is_dropped() {
-    let refused = format!(
-        "postgres://inventory@127.0.0.1:{}/inventory",
-        test_support::free_port()
-    );
+async fn a_quarantine_that_does_not_answer_fails_the_invocation_as_transient_so_nothing_is_dropped()
+{
+    // A database that is there but does not answer: the pool gives up at once (a refused port
+    // would have it retry until its acquire timeout).
+    let (silent, _) = test_support::closing_peer();
+    let silent = format!("postgres://inventory@{silent}/inventory");
     let chunk: serde_json::Value = serde_json::from_str(CHUNK).expect("the fixture is JSON");
 
     let answered = invoke_once(
         env!("CARGO_BIN_EXE_validate"),
-        &[("DATABASE_URL", &refused)],
+        &[("DATABASE_URL", &silent)],
         &chunk,
     )
     .await;

@@ -166,20 +166,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_s3_is_a_transient_failure() {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url("http://127.0.0.1:1") // nothing listens there
-            .force_path_style(true)
-            .retry_config(RetryConfig::disabled())
-            .build();
+        let sdk = test_support::aws::stub_sdk_config("http://127.0.0.1:1");
         let config = ArchiveConfig {
             bucket: "archive-test".into(),
             kms_key_id: Some("alias/archive".into()),
         };
-        let store = S3ObjectStore::new(Client::from_conf(conf), config.clone());
+        let store = S3ObjectStore::new(aws::s3_client(&sdk), config.clone());
         let key = ArchiveKey::for_chunk("s", chrono::DateTime::UNIX_EPOCH, "c");
 
         let e = store

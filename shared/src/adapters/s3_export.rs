@@ -59,20 +59,12 @@ impl ExportStore for S3ExportStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
     use test_support::stub_http::{Answer, StubServer};
 
     fn store(endpoint: &str) -> S3ExportStore {
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
-            .retry_config(RetryConfig::disabled())
-            .build();
+        let sdk = test_support::aws::stub_sdk_config(endpoint);
         S3ExportStore::new(
-            Client::from_conf(conf),
+            aws::s3_client(&sdk),
             ArchiveConfig {
                 bucket: "inventory-archive-dev".into(),
                 kms_key_id: Some("alias/archive".into()),

@@ -212,21 +212,13 @@ mod tests {
     }
 
     fn store(endpoint: &str, kms_key_id: Option<&str>) -> S3RejectionStore {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
-            .retry_config(RetryConfig::disabled())
-            .build();
+        let sdk = test_support::aws::stub_sdk_config(endpoint);
         let config = RejectionsConfig {
             bucket: "inventory-rejections-dev".into(),
             kms_key_id: kms_key_id.map(str::to_owned),
             accounts: SupplierAccounts::parse("acme=111111111111").expect("mapping"),
         };
-        S3RejectionStore::new(Client::from_conf(conf), &config)
+        S3RejectionStore::new(crate::adapters::aws::s3_client(&sdk), &config)
     }
 
     fn key() -> RejectionKey {

@@ -93,17 +93,8 @@ mod tests {
     const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf";
 
     fn client(endpoint: &str) -> Client {
-        use aws_sdk_secretsmanager::config::{
-            BehaviorVersion, Credentials, Region, retry::RetryConfig,
-        };
-        let conf = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "stub"))
-            .retry_config(RetryConfig::disabled())
-            .build();
-        Client::from_conf(conf)
+        let sdk = test_support::aws::stub_sdk_config(endpoint);
+        Client::new(&sdk)
     }
 
     async fn answering(

@@ -1,13 +1,16 @@
 //! Test doubles shared by the workspace's tests, benchmarks and examples: a canned-answer HTTP
 //! server on loopback ([`stub_http`]), free loopback ports, and with their features a proxy in
 //! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`), a moto
-//! server on loopback (`moto`), log lines kept in memory (`logs`), and the Lambda Runtime API
-//! that runs a function's binary on one invocation (`lambda-runtime-api`).
+//! server on loopback (`moto`), SDK configuration pointed at either (`aws`), log lines kept in
+//! memory (`logs`), the Lambda Runtime API that runs a function's binary on one invocation
+//! (`lambda-runtime-api`), and a peer that accepts connections and closes them at once.
 //!
 //! It depends on nothing of the project, so every crate can take it as a dev-dependency,
 //! `inventory`'s own unit tests included. Doubles of the project's ports live behind
 //! `inventory`'s `test-util` feature instead.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "fault-proxy")]
 pub mod fault_proxy;
 #[cfg(feature = "lambda-runtime-api")]
@@ -30,6 +33,25 @@ pub fn free_port() -> u16 {
 pub fn free_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.local_addr().expect("the listener's address")
+}
+
+/// A loopback peer that accepts every connection and closes it at once: a database or a cache
+/// that is there but does not answer, which clients give up on at once (a refused port makes
+/// a pool retry until its acquire timeout). Returns its `host:port` and the count of the
+/// connections it was offered.
+pub fn closing_peer() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let address = listener.local_addr().expect("address").to_string();
+    let offered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = offered.clone();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (address, offered)
 }
 
 #[cfg(test)]

@@ -6,9 +6,7 @@
 //! (see [`MotoServer::shared`]) never outlives it.
 
 use anyhow::{Context as _, Result, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_config::SdkConfig;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -99,16 +97,10 @@ impl MotoServer {
         self.moto_pid
     }
 
-    /// SDK configuration for this server: dummy credentials, us-east-1, its endpoint.
+    /// SDK configuration for this server: dummy credentials, us-east-1, its endpoint, the SDK's
+    /// standard retries.
     pub fn sdk_config(&self) -> SdkConfig {
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "moto",
-            )))
-            .endpoint_url(&self.endpoint)
-            .build()
+        crate::aws::loopback(&self.endpoint, aws_config::retry::RetryConfig::standard())
     }
 
     fn wait_until_ready(&self, port: u16) -> Result<()> {
