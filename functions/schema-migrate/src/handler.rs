@@ -123,22 +123,27 @@ pub async fn retain_logged(
     deadline: std::time::Instant,
 ) -> Result<RetentionReport, PipelineError> {
     let report = migrator.retain(deadline).await?;
-    // Two messages, one line shape: the stack's late-retention alarm counts only the first
-    // (infra/template.yaml); `stopped` is there only when the run stopped early.
-    let message = if report.complete() {
-        "event store retention ran"
+    let retired_days = report.retired_days.len();
+    if report.complete() {
+        tracing::info!(
+            retired_days,
+            exported_parts = report.exported_parts,
+            exported_events = report.exported_events,
+            overdue_days = report.overdue_days,
+            oldest_from = ?report.oldest_from,
+            "event store retention ran"
+        );
     } else {
-        "event store retention continues"
-    };
-    tracing::info!(
-        retired_days = report.retired_days.len(),
-        exported_parts = report.exported_parts,
-        exported_events = report.exported_events,
-        overdue_days = report.overdue_days,
-        oldest_from = ?report.oldest_from,
-        stopped = report.stopped.as_deref(),
-        "{message}"
-    );
+        tracing::info!(
+            retired_days,
+            exported_parts = report.exported_parts,
+            exported_events = report.exported_events,
+            overdue_days = report.overdue_days,
+            oldest_from = ?report.oldest_from,
+            stopped = report.stopped.as_deref().unwrap_or_default(),
+            "event store retention continues"
+        );
+    }
     Ok(report)
 }
 
