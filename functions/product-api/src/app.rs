@@ -148,7 +148,7 @@ mod tests {
     async fn a_cache_that_cannot_be_set_up_is_read_around_and_the_database_answers_reads() {
         let (db, db_offered) = test_support::closing_peer();
         let config = config(&[
-            ("DATABASE_URL", format!("postgres://app:pw@{db}/inventory")),
+            ("DATABASE_URL", format!("postgres://app@{db}/inventory")),
             // Not a port: the cache client cannot be built.
             ("REDIS_URL", "redis://127.0.0.1:99999".to_owned()),
         ]);

@@ -225,7 +225,7 @@ mod tests {
     async fn a_database_that_does_not_answer_fails_the_migrations_as_transient() {
         let (address, offered) = test_support::closing_peer();
         let migrator = PgSchemaMigrator {
-            db: pool(&format!("postgres://migrator:pw@{address}/inventory")).await,
+            db: pool(&format!("postgres://migrator@{address}/inventory")).await,
             login: None,
             retention: None,
         };

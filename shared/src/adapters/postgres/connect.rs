@@ -270,9 +270,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_url_keeps_its_user_and_connects_without_tls_unless_it_asks() {
-        let plain = driver_options(&url_config("postgres://dev:pw@127.0.0.1:5433/inv"), None).await;
+        let plain = driver_options(&url_config("postgres://dev@127.0.0.1:5433/inv"), None).await;
         let asked = driver_options(
-            &url_config("postgres://dev:pw@127.0.0.1:5433/inv?sslmode=require"),
+            &url_config("postgres://dev@127.0.0.1:5433/inv?sslmode=require"),
             None,
         )
         .await;
