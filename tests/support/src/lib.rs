@@ -1,7 +1,8 @@
 //! Test doubles shared by the workspace's tests, benchmarks and examples: a canned-answer HTTP
 //! server on loopback ([`stub_http`]), free loopback ports, and with their features a proxy in
 //! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`) and a moto
-//! server on loopback (`moto`), and log lines kept in memory (`logs`).
+//! server on loopback (`moto`), log lines kept in memory (`logs`), and a Redis server on
+//! loopback with scripted replies (`resp`).
 //!
 //! It depends on nothing of the project, so every crate can take it as a dev-dependency,
 //! `inventory`'s own unit tests included. Doubles of the project's ports live behind
@@ -13,6 +14,8 @@ pub mod fault_proxy;
 pub mod logs;
 #[cfg(feature = "moto")]
 pub mod moto;
+#[cfg(feature = "resp")]
+pub mod resp;
 pub mod stub_http;
 
 /// A loopback port nothing listens on at the moment of the call: the OS picked it free and the
@@ -27,6 +30,19 @@ pub fn free_port() -> u16 {
 pub fn free_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.local_addr().expect("the listener's address")
+}
+
+/// Runs the test `path` (`module::tests::name`) of the current test binary again, alone, in a
+/// child process with `env` added, and returns what it printed: for tests of something that
+/// is process-wide (a global log subscriber, TLS roots read from the environment). The test
+/// tells the two runs apart by one of the variables of `env`.
+pub fn rerun_alone(path: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let binary = std::env::current_exe().expect("the test binary");
+    std::process::Command::new(binary)
+        .args([path, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("the test binary runs again")
 }
 
 #[cfg(test)]
