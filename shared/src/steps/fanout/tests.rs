@@ -347,7 +347,7 @@ fn a_record_whose_metadata_alone_overflows_a_chunk_is_refused() {
 fn cutting_no_records_is_a_bug_not_an_empty_chunk() {
     let mut chunker = ShardChunker::new(STREAM, "shardId-000000000000", BUCKET);
 
-    let e = chunker.cut(Vec::new()).err().expect("refused");
+    let e = chunker.cut(Vec::new()).expect_err("refused");
 
     assert_eq!(e.kind, ErrorKind::Internal);
     assert_eq!(e.message, "tried to cut an empty chunk");
@@ -374,7 +374,7 @@ fn a_chunk_over_the_payload_budget_is_never_handed_out() {
         n += 1;
     }
 
-    let e = chunker.cut(placed).err().expect("over budget");
+    let e = chunker.cut(placed).expect_err("over budget");
 
     assert_eq!(e.kind, ErrorKind::Internal);
     assert!(
