@@ -76,6 +76,80 @@ mod tests {
         assert_eq!(d.error_message, "deadlock detected");
     }
 
+    #[test]
+    fn a_permanent_failure_is_logged_as_an_error_and_a_transient_one_as_a_warning() {
+        let lines = logged_by(|| {
+            let _: Diagnostic = PipelineError::new(ErrorKind::Internal, "no such column").into();
+            let _: Diagnostic = PipelineError::new(ErrorKind::Conflict, "deadlock").into();
+        });
+
+        let seen: Vec<_> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["level"].as_str().unwrap_or_default(),
+                    l["fields"]["message"].as_str().unwrap_or_default(),
+                    l["fields"]["error_type"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("ERROR", "permanent failure", "Inventory.Internal"),
+                (
+                    "WARN",
+                    "transient failure; the state machine retries",
+                    "Inventory.Conflict"
+                )
+            ]
+        );
+    }
+
+    /// Set in the process that [`init_tracing_logs_json_lines_on_stdout_at_the_level_rust_log_asks`]
+    /// starts: there, the test installs the subscriber and logs.
+    const CHILD: &str = "INVENTORY_INIT_TRACING_CHILD";
+
+    /// `init_tracing` installs a process-wide subscriber, so it runs in a process of its own:
+    /// this test binary again, running only this test.
+    #[test]
+    fn init_tracing_logs_json_lines_on_stdout_at_the_level_rust_log_asks() {
+        if std::env::var_os(CHILD).is_some() {
+            init_tracing();
+            init_tracing(); // a second call keeps the first subscriber
+            let span = tracing::warn_span!("invocation", request_id = "r-1");
+            let _entered = span.enter();
+            tracing::info!("below the level");
+            tracing::warn!(chunk = 3, "kept");
+            return;
+        }
+        let out = test_support::rerun_alone(
+            "adapters::lambda::tests::init_tracing_logs_json_lines_on_stdout_at_the_level_rust_log_asks",
+            &[(CHILD, "1"), ("RUST_LOG", "warn")],
+        );
+        assert!(out.status.success(), "{out:?}");
+
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            // The harness prints the test's name without a newline before the test's output.
+            .filter_map(|l| l.find('{').map(|start| &l[start..]))
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let line = &lines[0];
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["fields"]["message"], "kept", "{line}");
+        assert_eq!(line["fields"]["chunk"], 3, "{line}");
+        assert_eq!(
+            line["span"]["request_id"], "r-1",
+            "the current span: {line}"
+        );
+        for absent in ["timestamp", "target", "spans"] {
+            assert!(line.get(absent).is_none(), "{absent} in {line}");
+        }
+    }
+
     /// The JSON lines `f` logs, as `init_tracing`'s formatter writes them.
     fn logged_by(f: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = test_support::logs::CapturedLogs::default();

@@ -146,6 +146,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_id_lends_out_its_text_as_sent() {
+        fn text(id: &impl AsRef<str>) -> &str {
+            id.as_ref()
+        }
+        assert_eq!(text(&ProductId::parse("SKU-1").expect("valid")), "SKU-1");
+        assert_eq!(text(&SupplierId::parse("acme").expect("valid")), "acme");
+        assert_eq!(text(&UpdateId::parse("u 1").expect("valid")), "u 1");
+    }
+
+    #[test]
     fn a_plain_sku_is_a_product_id() {
         assert_eq!(
             ProductId::parse("product123").map(|p| p.to_string()),

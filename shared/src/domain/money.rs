@@ -254,6 +254,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_negative_price_too_long_for_a_decimal_is_still_named_negative() {
+        let text = format!("-{}.5", "9".repeat(40));
+        let e = Price::parse_decimal(&text).expect_err("refused");
+        assert_eq!(e.code, RejectionCode::PriceNegative);
+        assert_eq!(e.message, format!("price {text} is below zero"));
+    }
+
+    #[test]
+    fn a_currency_reads_from_text_like_parse() {
+        assert_eq!(
+            "EUR".parse::<Currency>().map(|c| c.as_str().to_owned()),
+            Ok("EUR".into())
+        );
+        assert_eq!(
+            "eur".parse::<Currency>().expect_err("lower case").code,
+            RejectionCode::CurrencyUnknown
+        );
+    }
+
+    #[test]
     fn the_currency_table_is_sorted_for_binary_search() {
         assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
     }

@@ -313,6 +313,23 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_query_counts_and_sums_the_chosen_rows_of_the_table() {
+        let sql = checksum_sql("event_store.events_2026_11_06", "e.day = $1");
+        assert!(
+            sql.starts_with("SELECT count(*)::bigint AS events, "),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("left(encode(sha256(convert_to(to_jsonb(e)::text, 'UTF8')), 'hex'), 16)"),
+            "the first eight bytes of each row's SHA-256, as line_checksum takes: {sql}"
+        );
+        assert!(
+            sql.ends_with("FROM event_store.events_2026_11_06 e WHERE e.day = $1"),
+            "{sql}"
+        );
+    }
+
+    #[test]
     fn the_cutoff_is_midnight_the_retention_before_today() {
         let config = RetentionConfig::new(30).expect("valid");
         assert_eq!(

@@ -19,11 +19,21 @@ struct ArchiveLine<'a> {
     record: &'a SourceRecord,
 }
 
-/// Encodes a chunk's records, valid or not, as gzip JSON lines. The lines are written to
-/// memory first and compressed in one call: the serializer writes token by token, and
-/// flate2 zeroes its output buffer on every write, which made encoding cost more than the
-/// upload.
+/// Encodes a chunk's records, valid or not, as gzip JSON lines.
 pub fn encode_archive(input: &ChunkInput) -> Result<Vec<u8>, PipelineError> {
+    gzip_json_lines(input).map_err(|e| {
+        PipelineError::with_source(
+            crate::ErrorKind::Internal,
+            "could not encode the archive",
+            e,
+        )
+    })
+}
+
+/// The lines are written to memory first and compressed in one call: the serializer writes
+/// token by token, and flate2 zeroes its output buffer on every write, which made encoding
+/// cost more than the upload. Both steps write to memory, so neither fails in practice.
+fn gzip_json_lines(input: &ChunkInput) -> std::io::Result<Vec<u8>> {
     let mut lines = Vec::with_capacity(input.records.len() * 256);
     for record in &input.records {
         let line = ArchiveLine {
@@ -31,25 +41,12 @@ pub fn encode_archive(input: &ChunkInput) -> Result<Vec<u8>, PipelineError> {
             shard_id: &input.chunk.shard_id,
             record,
         };
-        serde_json::to_writer(&mut lines, &line).map_err(|e| {
-            PipelineError::with_source(
-                crate::ErrorKind::Internal,
-                "could not encode the archive",
-                e,
-            )
-        })?;
+        serde_json::to_writer(&mut lines, &line)?;
         lines.push(b'\n');
     }
     let mut gz = GzEncoder::new(Vec::with_capacity(lines.len() / 3), Compression::fast());
-    gz.write_all(&lines)
-        .and_then(|()| gz.finish())
-        .map_err(|e| {
-            PipelineError::with_source(
-                crate::ErrorKind::Internal,
-                "could not compress the archive",
-                e,
-            )
-        })
+    gz.write_all(&lines)?;
+    gz.finish()
 }
 
 /// Archive: the chunk's raw records as one object at a key that is the same on every retry.

@@ -2,8 +2,10 @@
 //! server on loopback ([`stub_http`]), free loopback ports, and with their features a proxy in
 //! front of a Kinesis endpoint that fails chosen PutRecords entries (`fault-proxy`), a moto
 //! server on loopback (`moto`), SDK configuration pointed at either (`aws`), log lines kept in
-//! memory (`logs`), the Lambda Runtime API that runs a function's binary on one invocation
-//! (`lambda-runtime-api`), and a peer that accepts connections and closes them at once.
+//! memory (`logs`), a Redis server on loopback with scripted replies (`resp`), the Lambda
+//! Runtime API that runs a function's binary on one invocation (`lambda-runtime-api`); a peer
+//! that accepts connections and closes them at once, and a way to rerun one test alone in a
+//! process of its own.
 //!
 //! It depends on nothing of the project, so every crate can take it as a dev-dependency,
 //! `inventory`'s own unit tests included. Doubles of the project's ports live behind
@@ -19,6 +21,8 @@ pub mod lambda_runtime_api;
 pub mod logs;
 #[cfg(feature = "moto")]
 pub mod moto;
+#[cfg(feature = "resp")]
+pub mod resp;
 pub mod stub_http;
 
 /// A loopback port nothing listens on at the moment of the call: the OS picked it free and the
@@ -52,6 +56,19 @@ pub fn closing_peer() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>
         }
     });
     (address, offered)
+}
+
+/// Runs the test `path` (`module::tests::name`) of the current test binary again, alone, in a
+/// child process with `env` added, and returns what it printed: for tests of something that
+/// is process-wide (a global log subscriber, TLS roots read from the environment). The test
+/// tells the two runs apart by one of the variables of `env`.
+pub fn rerun_alone(path: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let binary = std::env::current_exe().expect("the test binary");
+    std::process::Command::new(binary)
+        .args([path, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("the test binary runs again")
 }
 
 #[cfg(test)]

@@ -84,6 +84,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_function_gets_the_per_call_timeouts() {
+        let sdk = sdk_config().await;
+        let t = sdk.timeout_config().expect("timeouts");
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(OPERATION_TIMEOUT));
+    }
+
+    #[cfg(feature = "s3-client")]
+    #[tokio::test]
+    async fn with_an_endpoint_override_buckets_are_addressed_by_path() {
+        use aws_config::retry::RetryConfig;
+        use aws_sdk_s3::config::Credentials;
+        let stub = test_support::stub_http::StubServer::always(200, &[], "").await;
+        let sdk = config_loader()
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(stub.endpoint())
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+
+        s3_client(&sdk)
+            .head_object()
+            .bucket("archive-test")
+            .key("raw/k.gz")
+            .send()
+            .await
+            .expect("the stub answers 200");
+
+        let request = stub.next_request().await;
+        assert_eq!(request.method(), "HEAD");
+        assert!(
+            request.target().starts_with("/archive-test/raw/k.gz"),
+            "{}",
+            request.target()
+        );
+    }
+
+    #[tokio::test]
     async fn the_bulk_functions_get_the_longer_timeouts() {
         let sdk = bulk_sdk_config().await;
         let t = sdk.timeout_config().expect("timeouts");

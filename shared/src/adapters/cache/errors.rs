@@ -27,7 +27,7 @@ pub fn kind_of(e: &RedisError) -> ErrorKind {
             | ServerErrorKind::MasterDown
             | ServerErrorKind::ReadOnly,
         ) => ErrorKind::DependencyUnavailable,
-        redis::ErrorKind::Extension => match e.code() {
+        redis::ErrorKind::Extension => match extension_code(e).as_deref() {
             // Out of memory, or another script still running: the server is busy.
             Some("OOM" | "BUSY") => ErrorKind::DependencyUnavailable,
             Some("NOAUTH" | "WRONGPASS") => ErrorKind::Misconfigured,
@@ -35,6 +35,16 @@ pub fn kind_of(e: &RedisError) -> ErrorKind {
         },
         _ => ErrorKind::Internal,
     }
+}
+
+/// The code of an error reply the client library does not name: the reply's own, or, when a
+/// pipeline failed, that of its first failed command (the library gives a pipeline's error no
+/// code of its own).
+fn extension_code(e: &RedisError) -> Option<String> {
+    e.code().map(str::to_owned).or_else(|| {
+        let failed = e.clone().into_server_errors()?;
+        failed.first().map(|(_, first)| first.code().to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -84,6 +94,12 @@ mod tests {
         assert_eq!(
             kind_of(&server_error(
                 "-WRONGPASS invalid username-password pair\r\n"
+            )),
+            ErrorKind::Misconfigured
+        );
+        assert_eq!(
+            kind_of(&server_error(
+                "-NOPERM this user has no permissions to run the 'evalsha' command\r\n"
             )),
             ErrorKind::Misconfigured
         );

@@ -112,20 +112,15 @@ impl RedisProductCache {
         config: &RedisConfig,
         token: Option<&SecretString>,
     ) -> Result<Self, PipelineError> {
-        let info = connection_info(&config.endpoint, token).map_err(|e| {
-            PipelineError::with_source(
-                ErrorKind::Misconfigured,
-                "the Redis settings are not valid",
-                e,
-            )
-        })?;
-        let client = redis::Client::open(info).map_err(|e| {
-            PipelineError::with_source(
-                ErrorKind::Misconfigured,
-                "the Redis settings are not valid",
-                e,
-            )
-        })?;
+        let client = connection_info(&config.endpoint, token)
+            .and_then(redis::Client::open)
+            .map_err(|e| {
+                PipelineError::with_source(
+                    ErrorKind::Misconfigured,
+                    "the Redis settings are not valid",
+                    e,
+                )
+            })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -313,118 +308,4 @@ pub async fn fetch_auth_token(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::redact::SecretUrl;
-
-    #[tokio::test]
-    async fn an_unreachable_redis_fails_every_call_as_transient() {
-        let config = RedisConfig {
-            endpoint: RedisEndpoint::Url(SecretUrl::new("redis://127.0.0.1:1")), // nothing listens there
-            key_prefix: "t:".into(),
-            fence_ttl_secs: 60,
-        };
-        let cache = RedisProductCache::connect(&config, None).expect("connects lazily");
-        let p = ProductId::parse("sku-1").expect("valid");
-        let changed = [ChangedProduct {
-            product_id: p.clone(),
-            version: 2,
-        }];
-
-        let invalidate = cache.invalidate(&changed).await.expect_err("unreachable");
-        let get = cache
-            .get_many(std::slice::from_ref(&p))
-            .await
-            .expect_err("unreachable");
-        let populate = cache
-            .populate(&p, 1, "{}", Duration::from_secs(5))
-            .await
-            .expect_err("unreachable");
-
-        for e in [invalidate, get, populate] {
-            assert_eq!(e.kind, ErrorKind::DependencyUnavailable, "{}", e.detailed());
-        }
-        assert_eq!(cache.keys().prefix(), "t:");
-        assert!(format!("{cache:?}").contains("fence_ttl_secs: 60"));
-    }
-
-    #[tokio::test]
-    async fn nothing_to_do_needs_no_round_trip() {
-        let config = RedisConfig {
-            endpoint: RedisEndpoint::Url(SecretUrl::new("redis://127.0.0.1:1")),
-            key_prefix: "t:".into(),
-            fence_ttl_secs: 60,
-        };
-        let cache = RedisProductCache::connect(&config, None).expect("connects lazily");
-
-        assert_eq!(
-            cache.invalidate(&[]).await.expect("no call"),
-            CacheInvalidateOutput::default()
-        );
-        assert!(cache.get_many(&[]).await.expect("no call").is_empty());
-    }
-
-    #[test]
-    fn entries_parse_only_in_the_versioned_form() {
-        assert_eq!(
-            CacheEntry::parse(r#"7|{"a":"x|y"}"#),
-            Some(CacheEntry {
-                version: 7,
-                json: r#"{"a":"x|y"}"#.into()
-            })
-        );
-        assert!(CacheEntry::parse("0|null").is_some_and(|e| e.is_absent()));
-        assert_eq!(CacheEntry::parse(r#"{"legacy":true}"#), None);
-        assert_eq!(CacheEntry::parse("seven|{}"), None);
-    }
-
-    #[test]
-    fn versions_beyond_exact_lua_numbers_are_refused() {
-        assert!(check_version(0).is_ok() && check_version(MAX_VERSION).is_ok());
-        assert_eq!(
-            check_version(-1).expect_err("negative").kind,
-            ErrorKind::Internal
-        );
-        assert_eq!(
-            check_version(MAX_VERSION + 1).expect_err("too big").kind,
-            ErrorKind::Internal
-        );
-    }
-
-    #[test]
-    fn elasticache_settings_give_a_tls_address_with_the_token() {
-        let endpoint = RedisEndpoint::Host {
-            host: "cache.example".into(),
-            port: 6380,
-            tls: true,
-            auth_secret_arn: None,
-        };
-        let info = connection_info(&endpoint, Some(&SecretString::from("tok"))).expect("valid");
-        assert!(
-            matches!(info.addr(), ConnectionAddr::TcpTls { host, port: 6380, insecure: false, .. } if host == "cache.example")
-        );
-        assert_eq!(info.redis_settings().password(), Some("tok"));
-
-        let plain = RedisEndpoint::Host {
-            host: "h".into(),
-            port: 6379,
-            tls: false,
-            auth_secret_arn: None,
-        };
-        let info = connection_info(&plain, None).expect("valid");
-        assert!(matches!(info.addr(), ConnectionAddr::Tcp(_, 6379)));
-        assert_eq!(info.redis_settings().password(), None);
-    }
-
-    #[test]
-    fn a_url_keeps_its_scheme_and_database() {
-        let info = connection_info(
-            &RedisEndpoint::Url(SecretUrl::new("rediss://cache.example:6379/2")),
-            None,
-        )
-        .expect("valid");
-        assert!(matches!(info.addr(), ConnectionAddr::TcpTls { .. }));
-        assert_eq!(info.redis_settings().db(), 2);
-        assert!(connection_info(&RedisEndpoint::Url(SecretUrl::new("redis://")), None).is_err());
-    }
-}
+mod tests;

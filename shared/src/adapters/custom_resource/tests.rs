@@ -257,6 +257,73 @@ async fn an_unreachable_response_url_is_a_transient_error() {
 }
 
 #[tokio::test]
+async fn a_response_url_that_never_answers_is_given_up_after_each_attempts_timeout() {
+    // Accepts connections and keeps them open without a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let sender = sender().with_attempt_timeout(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+
+    let e = respond(
+        request("Create", &format!("http://{addr}/x")),
+        &budget(60),
+        &sender,
+        |_| async { Ok(Outcome::default()) },
+    )
+    .await
+    .expect_err("no answer");
+
+    assert_eq!(e.kind, ErrorKind::DependencyUnavailable);
+    assert_eq!(
+        e.message,
+        "could not deliver the response after 3 attempts: no answer within 1s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "three attempts of a second each"
+    );
+}
+
+#[test]
+fn the_sender_shows_its_attempts_and_nothing_else() {
+    let shown = format!("{:?}", sender());
+    assert_eq!(shown, "ResponseSender { attempts: 3, .. }");
+}
+
+/// Set in the process that [`without_root_certificates_the_sender_is_a_configuration_error`]
+/// starts, whose environment names a certificate file that does not exist.
+const NO_ROOTS: &str = "INVENTORY_NO_ROOT_CERTIFICATES";
+
+#[test]
+fn without_root_certificates_the_sender_is_a_configuration_error() {
+    if std::env::var_os(NO_ROOTS).is_some() {
+        let e = ResponseSender::new().expect_err("no roots");
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert_eq!(e.message, "no TLS root certificates");
+        return;
+    }
+    let out = test_support::rerun_alone(
+        "adapters::custom_resource::tests::without_root_certificates_the_sender_is_a_configuration_error",
+        &[
+            (NO_ROOTS, "1"),
+            ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
+            ("SSL_CERT_DIR", "/nonexistent/certs"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+#[tokio::test]
 async fn an_unknown_request_type_is_answered_with_failed_and_runs_no_work() {
     let (url, received) = fake_response_url(&[]).await;
     let mut payload = request("Update", &url);

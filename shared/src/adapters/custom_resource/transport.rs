@@ -5,8 +5,9 @@ use super::Response;
 use crate::error::{ErrorKind, PipelineError};
 use backon::{ExponentialBuilder, Retryable};
 use http_body_util::Full;
+use hyper::Method;
 use hyper::body::Bytes;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -67,18 +68,13 @@ impl ResponseSender {
         let deliver =
             || async {
                 let attempt = attempt.fetch_add(1, Ordering::Relaxed) + 1;
+                let mut request = hyper::Request::new(Full::new(body.clone()));
+                *request.method_mut() = Method::PUT;
+                *request.uri_mut() = uri.clone();
                 // The presigned URL is signed for an empty content type.
-                let request = hyper::Request::put(uri.clone())
-                    .header(CONTENT_TYPE, "")
-                    .header(CONTENT_LENGTH, body.len())
-                    .body(Full::new(body.clone()))
-                    .map_err(|e| {
-                        PipelineError::with_source(
-                            ErrorKind::Internal,
-                            "could not build the request",
-                            e,
-                        )
-                    })?;
+                let headers = request.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(""));
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
                 let failure =
                     match tokio::time::timeout(self.attempt_timeout, self.client.request(request))
                         .await
@@ -114,6 +110,12 @@ impl ResponseSender {
     pub(super) fn with_quick_retries(mut self) -> Self {
         self.attempt_timeout = Duration::from_secs(2);
         self.backoff = Duration::from_millis(10);
+        self
+    }
+
+    #[cfg(test)]
+    pub(super) fn with_attempt_timeout(mut self, attempt_timeout: Duration) -> Self {
+        self.attempt_timeout = attempt_timeout;
         self
     }
 }

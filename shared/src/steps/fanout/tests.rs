@@ -344,6 +344,48 @@ fn a_record_whose_metadata_alone_overflows_a_chunk_is_refused() {
 }
 
 #[test]
+fn cutting_no_records_is_a_bug_not_an_empty_chunk() {
+    let mut chunker = ShardChunker::new(STREAM, "shardId-000000000000", BUCKET);
+
+    let e = chunker.cut(Vec::new()).expect_err("refused");
+
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert_eq!(e.message, "tried to cut an empty chunk");
+}
+
+#[test]
+fn a_chunk_over_the_payload_budget_is_never_handed_out() {
+    // More inline records than the planner would ever put together.
+    let mut chunker = ShardChunker::new(STREAM, "shardId-000000000000", BUCKET);
+    let mut placed = Vec::new();
+    let mut bytes = 0;
+    let mut n = 0;
+    while bytes <= MAX_CHUNK_PAYLOAD_BYTES {
+        let p = chunker
+            .place(record(
+                "shardId-000000000000",
+                n,
+                vec![b'x'; MAX_INLINE_RECORD_BYTES / 2],
+            ))
+            .expect("placed");
+        assert!(p.oversized.is_none(), "inline");
+        bytes += p.json_len;
+        placed.push(p);
+        n += 1;
+    }
+
+    let e = chunker.cut(placed).expect_err("over budget");
+
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(
+        e.message
+            .ends_with(&format!("over the {MAX_CHUNK_PAYLOAD_BYTES} budget")),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn an_empty_batch_has_no_chunks() {
     assert!(plan_chunks(Vec::new(), BUCKET).expect("planned").is_empty());
 }

@@ -223,3 +223,39 @@ fn a_rejection_that_is_the_pipelines_doing_is_not_shown_to_the_supplier() {
         "only the record acme has to fix"
     );
 }
+
+#[test]
+fn a_record_that_is_not_text_would_be_handed_over_in_base64() {
+    let acme = SupplierId::parse("acme").expect("id");
+
+    let binary = notice(&record(1, b"{\"x\":\"\xff\"}", 0), &acme);
+    let text = notice(&record(2, br#"{"supplier_id":"acme"}"#, 0), &acme);
+
+    assert_eq!(binary.raw, None);
+    assert_eq!(binary.raw_base64.as_deref(), Some("eyJ4Ijoi/yJ9"));
+    assert_eq!(text.raw.as_deref(), Some(r#"{"supplier_id":"acme"}"#));
+    assert_eq!(text.raw_base64, None);
+}
+
+#[test]
+fn the_supplier_visible_quarantine_shows_its_mapping_and_not_its_stores() {
+    let quarantine = MemoryQuarantine::default();
+    let store = MemoryRejectionStore::default();
+    let accounts = accounts();
+    let visible = SupplierVisibleQuarantine {
+        quarantine: &quarantine,
+        store: &store,
+        accounts: &accounts,
+    };
+
+    let shown = format!("{visible:?}");
+
+    assert!(
+        shown.starts_with("SupplierVisibleQuarantine { accounts: "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("111111111111") && shown.ends_with(", .. }"),
+        "{shown}"
+    );
+}
