@@ -94,16 +94,8 @@ mod tests {
     #[cfg(feature = "s3-client")]
     #[tokio::test]
     async fn with_an_endpoint_override_buckets_are_addressed_by_path() {
-        use aws_config::retry::RetryConfig;
-        use aws_sdk_s3::config::Credentials;
         let stub = test_support::stub_http::StubServer::always(200, &[], "").await;
-        let sdk = config_loader()
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(stub.endpoint())
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
+        let sdk = test_support::aws::stub_sdk_config(stub.endpoint());
 
         s3_client(&sdk)
             .head_object()

@@ -231,7 +231,6 @@ async fn settings_that_name_no_server_are_a_configuration_error() {
 #[cfg(feature = "secrets")]
 #[tokio::test]
 async fn the_auth_token_is_read_from_the_configured_secret_only() {
-    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
     use test_support::stub_http::StubServer;
     let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:redis-auth";
     let secret = serde_json::json!({
@@ -245,13 +244,8 @@ async fn the_auth_token_is_read_from_the_configured_secret_only() {
         &secret.to_string(),
     )
     .await;
-    let conf = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(stub.endpoint())
-        .build();
-    let client = aws_sdk_secretsmanager::Client::from_conf(conf);
+    let client =
+        aws_sdk_secretsmanager::Client::new(&test_support::aws::stub_sdk_config(stub.endpoint()));
     let with_secret = RedisConfig {
         endpoint: RedisEndpoint::Host {
             host: "cache.example".into(),
