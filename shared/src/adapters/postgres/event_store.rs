@@ -14,7 +14,7 @@ use crate::ports::{AppendOutcome, EventStore};
 use crate::steps::payloads::ChangedProduct;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// [`EventStore`] on PostgreSQL.
@@ -71,34 +71,37 @@ impl EventColumns {
     }
 }
 
-/// One statement: the chunk's keys go into `inventory_update_keys` first, and an event is
-/// appended only for a key that was new there. The events table is partitioned by day, and a
-/// unique index there would have to include the day; the keys table is what makes an update
-/// unique across every partition. A concurrent append of the same key waits on the key's
-/// index entry and then skips it, as it did on the events' own unique index before.
+/// The chunk's keys, each new one recorded in `inventory_update_keys`, which makes an update
+/// unique across every day partition of the events (a unique index there would have to include
+/// the day). It runs before any product is locked, so the chunk's costliest statement overlaps
+/// another lane's projection work instead of waiting for it. The keys come sorted (byte order,
+/// the column's collation): a concurrent append of one of them waits on its index entry until
+/// the other transaction ends and then skips it, and writers that take keys in one order do not
+/// deadlock on them. A writer here holds no product lock yet, so it cannot close a cycle with
+/// the product locks either.
+const INSERT_KEYS: &str = r#"
+INSERT INTO inventory_update_keys (update_key)
+SELECT k FROM unnest($1::text[]) AS t(k)
+ON CONFLICT (update_key) DO NOTHING
+RETURNING update_key"#;
+
+/// The events of the keys that were new, in chunk order, after their products are locked: `seq`
+/// is taken here, so per product it increases in commit order (which the summaries' `version`
+/// relies on).
 const INSERT_EVENTS: &str = r#"
-WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-        WITH ORDINALITY AS t(k, p, s, o, e, n)
-), fresh AS (
-    INSERT INTO inventory_update_keys (update_key)
-    SELECT k FROM input ORDER BY n
-    ON CONFLICT (update_key) DO NOTHING
-    RETURNING update_key
-)
 INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, payload)
-SELECT i.k, $6, $7, i.p, i.s, i.o, i.e::jsonb
-FROM input i JOIN fresh f ON f.update_key = i.k
-ORDER BY i.n
+SELECT k, $6, $7, p, s, o, e::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS t(k, p, s, o, e)
 RETURNING seq, update_key"#;
 
 #[async_trait]
 impl EventStore for PgEventStore {
-    /// One transaction: (a) lock the chunk's products' summary rows in id order, (b) insert
-    /// the events, skipping keys the store already has, (c)–(e) apply the new ones to the
-    /// projection through [`crate::domain::projection::project`], (f) report the products whose current
-    /// offers come from this chunk. Because (f) looks at the current state rather than at what
-    /// this attempt inserted, a retry after a lost response reports the same products.
+    /// One transaction: (a) record the chunk's keys, learning which are new, (b) lock the
+    /// chunk's products' summary rows in id order, (c) append the events of the new keys,
+    /// (d)–(f) apply them to the projection through [`crate::domain::projection::project`],
+    /// (g) report the products whose current offers come from this chunk. Because (g) looks at
+    /// the current state rather than at what this attempt inserted, a retry after a lost
+    /// response reports the same products.
     #[tracing::instrument(skip_all, fields(updates = updates.len()))]
     async fn append(&self, updates: &[InventoryUpdate]) -> Result<AppendOutcome, PipelineError> {
         if updates.is_empty() {
@@ -118,38 +121,19 @@ impl EventStore for PgEventStore {
             .begin()
             .await
             .map_err(|e| db_error("could not start the append", e))?;
+        let fresh = record_keys(&txn, &unique).await?;
         lock_products(&txn, &products).await?;
 
         let rows: Vec<(&UpdateKey, InventoryUpdateReceived)> = unique
             .iter()
+            .filter(|u| fresh.contains(u.update_key.as_str()))
             .map(|u| (&u.update_key, InventoryUpdateReceived::from(*u)))
             .collect();
-        let inserted = txn
-            .query_all_raw(stmt(INSERT_EVENTS, EventColumns::of(&rows)?.into_values()))
-            .await
-            .map_err(|e| db_error("could not append events", e))?;
-        let mut by_key: HashMap<&str, (&UpdateKey, InventoryUpdateReceived)> =
-            rows.into_iter().map(|r| (r.0.as_str(), r)).collect();
-        let mut events = Vec::with_capacity(inserted.len());
-        for row in inserted {
-            let seq: i64 = row
-                .try_get("", "seq")
-                .map_err(|e| db_error("could not read an appended seq", e))?;
-            let key: String = row
-                .try_get("", "update_key")
-                .map_err(|e| db_error("could not read an appended key", e))?;
-            let (update_key, event) = by_key.remove(key.as_str()).ok_or_else(|| {
-                PipelineError::new(
-                    ErrorKind::Internal,
-                    format!("the store returned key {key}, which was not appended"),
-                )
-            })?;
-            events.push(EventEnvelope {
-                update_key: update_key.clone(),
-                seq,
-                event,
-            });
-        }
+        let events = if rows.is_empty() {
+            Vec::new()
+        } else {
+            append_events(&txn, rows).await?
+        };
 
         let offers = apply_events(&txn, &products, &events).await?;
         txn.commit()
@@ -170,6 +154,69 @@ impl EventStore for PgEventStore {
         );
         Ok(outcome)
     }
+}
+
+/// Records the keys of `unique` (one update per key) and returns those that were new.
+async fn record_keys(
+    txn: &DatabaseTransaction,
+    unique: &[&InventoryUpdate],
+) -> Result<HashSet<String>, PipelineError> {
+    let mut keys: Vec<String> = unique
+        .iter()
+        .map(|u| u.update_key.as_str().to_owned())
+        .collect();
+    keys.sort_unstable();
+    let returned = txn
+        .query_all_raw(stmt(INSERT_KEYS, vec![keys.clone().into()]))
+        .await
+        .map_err(|e| db_error("could not record the update keys", e))?;
+    let mut fresh = HashSet::with_capacity(returned.len());
+    for row in returned {
+        let key: String = row
+            .try_get("", "update_key")
+            .map_err(|e| db_error("could not read a recorded key", e))?;
+        if keys.binary_search(&key).is_err() || !fresh.insert(key.clone()) {
+            return Err(PipelineError::new(
+                ErrorKind::Internal,
+                format!("the store recorded key {key}, which was not sent or came back twice"),
+            ));
+        }
+    }
+    Ok(fresh)
+}
+
+/// Appends `rows` (their keys new) and returns them with their `seq`.
+async fn append_events(
+    txn: &DatabaseTransaction,
+    rows: Vec<(&UpdateKey, InventoryUpdateReceived)>,
+) -> Result<Vec<EventEnvelope>, PipelineError> {
+    let inserted = txn
+        .query_all_raw(stmt(INSERT_EVENTS, EventColumns::of(&rows)?.into_values()))
+        .await
+        .map_err(|e| db_error("could not append events", e))?;
+    let mut by_key: HashMap<&str, (&UpdateKey, InventoryUpdateReceived)> =
+        rows.into_iter().map(|r| (r.0.as_str(), r)).collect();
+    let mut events = Vec::with_capacity(inserted.len());
+    for row in inserted {
+        let seq: i64 = row
+            .try_get("", "seq")
+            .map_err(|e| db_error("could not read an appended seq", e))?;
+        let key: String = row
+            .try_get("", "update_key")
+            .map_err(|e| db_error("could not read an appended key", e))?;
+        let (update_key, event) = by_key.remove(key.as_str()).ok_or_else(|| {
+            PipelineError::new(
+                ErrorKind::Internal,
+                format!("the store returned key {key}, which was not appended"),
+            )
+        })?;
+        events.push(EventEnvelope {
+            update_key: update_key.clone(),
+            seq,
+            event,
+        });
+    }
+    Ok(events)
 }
 
 /// Products whose current offers include one of `keys`, at their current version.

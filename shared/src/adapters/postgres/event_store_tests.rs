@@ -33,6 +33,14 @@ fn appended(seq: i64, u: &InventoryUpdate) -> BTreeMap<String, Value> {
     ])
 }
 
+/// The rows the key statement returns: the keys of `updates`, which were new.
+fn recorded(updates: &[&InventoryUpdate]) -> Vec<BTreeMap<String, Value>> {
+    updates
+        .iter()
+        .map(|u| row([("update_key", u.update_key.as_str().into())]))
+        .collect()
+}
+
 /// The stored offer `u` became as event `seq`.
 pub(crate) fn stored_offer(u: &InventoryUpdate, seq: i64) -> product_offer::Model {
     product_offer::Model {
@@ -67,6 +75,7 @@ fn shape(log: &[Vec<Statement>]) -> Vec<Vec<&'static str>> {
                         "BEGIN" => "begin",
                         "COMMIT" => "commit",
                         "ROLLBACK" => "rollback",
+                        t if t.starts_with("INSERT INTO inventory_update_keys") => "record keys",
                         t if t.starts_with("INSERT INTO product_summaries (product_id)") => "lock",
                         t if t.contains("INSERT INTO inventory_events") => "insert events",
                         t if t.starts_with("SELECT o.product_id") => "load offers",
@@ -114,12 +123,17 @@ async fn an_empty_chunk_sends_nothing() {
 }
 
 #[tokio::test]
-async fn a_chunk_is_locked_inserted_loaded_written_and_committed_in_one_transaction() {
+async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one_transaction() {
     let a = update("p2", "s1", 5, 1);
     let b = update("p1", "s1", 3, 2);
     let db = postgres()
         .append_exec_results([affected(2)])
-        .append_query_results([vec![appended(10, &a), appended(11, &b)], vec![], written()]);
+        .append_query_results([
+            recorded(&[&a, &b]),
+            vec![appended(10, &a), appended(11, &b)],
+            vec![],
+            written(),
+        ]);
 
     let (out, log) = append(db, &[a.clone(), b.clone()]).await;
 
@@ -142,6 +156,7 @@ async fn a_chunk_is_locked_inserted_loaded_written_and_committed_in_one_transact
         shape(&log),
         [[
             "begin",
+            "record keys",
             "lock",
             "insert events",
             "load offers",
@@ -150,12 +165,19 @@ async fn a_chunk_is_locked_inserted_loaded_written_and_committed_in_one_transact
         ]]
     );
     let t = &log[0];
+    let mut keys = vec![a.update_key.as_str(), b.update_key.as_str()];
+    keys.sort_unstable();
     assert_eq!(
         texts(&parameters(&t[1])[0]),
+        keys,
+        "keys are recorded in one order, whatever the chunk's"
+    );
+    assert_eq!(
+        texts(&parameters(&t[2])[0]),
         ["p1", "p2"],
         "products are locked in id order"
     );
-    assert_eq!(texts(&parameters(&t[3])[0]), ["p1", "p2"]);
+    assert_eq!(texts(&parameters(&t[4])[0]), ["p1", "p2"]);
 }
 
 #[tokio::test]
@@ -164,12 +186,17 @@ async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_typ
     let b = update("p1", "s1", 3, 2);
     let db = postgres()
         .append_exec_results([affected(2)])
-        .append_query_results([vec![appended(1, &a), appended(2, &b)], vec![], written()]);
+        .append_query_results([
+            recorded(&[&b, &a]),
+            vec![appended(1, &a), appended(2, &b)],
+            vec![],
+            written(),
+        ]);
 
     let (out, log) = append(db, &[a.clone(), b.clone()]).await;
 
     out.expect("appended");
-    let p = parameters(&log[0][2]);
+    let p = parameters(&log[0][3]);
     assert_eq!(p.len(), 7);
     assert_eq!(texts(&p[0]), [a.update_key.as_str(), b.update_key.as_str()]);
     assert_eq!(texts(&p[1]), ["p2", "p1"]);
@@ -197,6 +224,7 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
     let db = postgres()
         .append_exec_results([affected(1)])
         .append_query_results([
+            recorded(&[&u, &newer]),
             vec![appended(1, &u), appended(2, &newer)],
             vec![],
             written(),
@@ -207,11 +235,16 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
     let out = out.expect("appended");
     assert_eq!((out.appended, out.duplicates), (2, 2));
     assert_eq!(
-        texts(&parameters(&log[0][2])[0]),
+        texts(&parameters(&log[0][1])[0]).len(),
+        2,
+        "each key recorded once"
+    );
+    assert_eq!(
+        texts(&parameters(&log[0][3])[0]),
         [u.update_key.as_str(), newer.update_key.as_str()],
         "the first of each key, in chunk order"
     );
-    assert_eq!(texts(&parameters(&log[0][1])[0]), ["p1"]);
+    assert_eq!(texts(&parameters(&log[0][2])[0]), ["p1"]);
     assert_eq!(
         out.changed,
         [ChangedProduct {
@@ -219,7 +252,7 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
             version: 2
         }]
     );
-    let written = parameters(&log[0][4]);
+    let written = parameters(&log[0][5]);
     assert_eq!(
         written[6],
         Value::from(vec![newer.update_key.as_str().to_owned()]),
@@ -232,7 +265,8 @@ async fn a_failed_insert_rolls_back_and_commits_nothing() {
     let u = update("p1", "s1", 5, 1);
     let db = postgres()
         .append_exec_results([affected(1)])
-        .append_query_errors([statement_failed("duplicate key value")]);
+        .append_query_results([recorded(&[&u])])
+        .append_query_errors([statement_failed("check constraint")]);
 
     let (out, log) = append(db, &[u]).await;
 
@@ -245,7 +279,7 @@ async fn a_failed_insert_rolls_back_and_commits_nothing() {
     );
     assert_eq!(
         shape(&log),
-        [["begin", "lock", "insert events", "rollback"]]
+        [["begin", "record keys", "lock", "insert events", "rollback"]]
     );
 }
 
@@ -269,9 +303,12 @@ async fn a_transient_failure_keeps_its_kind_so_the_chunk_is_retried() {
 
 #[tokio::test]
 async fn a_failed_lock_sends_nothing_else_and_rolls_back() {
-    let db = postgres().append_exec_errors([statement_failed("permission denied")]);
+    let u = update("p1", "s1", 5, 1);
+    let db = postgres()
+        .append_query_results([recorded(&[&u])])
+        .append_exec_errors([statement_failed("permission denied")]);
 
-    let (out, log) = append(db, &[update("p1", "s1", 5, 1)]).await;
+    let (out, log) = append(db, &[u]).await;
 
     let e = out.expect_err("lock failed");
     assert!(
@@ -279,7 +316,7 @@ async fn a_failed_lock_sends_nothing_else_and_rolls_back() {
         "{}",
         e.detailed()
     );
-    assert_eq!(shape(&log), [["begin", "lock", "rollback"]]);
+    assert_eq!(shape(&log), [["begin", "record keys", "lock", "rollback"]]);
 }
 
 #[tokio::test]
@@ -287,7 +324,7 @@ async fn a_failed_projection_write_rolls_the_appended_events_back() {
     let u = update("p1", "s1", 5, 1);
     let db = postgres()
         .append_exec_results([affected(1)])
-        .append_query_results([vec![appended(1, &u)], vec![]])
+        .append_query_results([recorded(&[&u]), vec![appended(1, &u)], vec![]])
         .append_query_errors([statement_failed("check constraint")]);
 
     let (out, log) = append(db, &[u]).await;
@@ -302,6 +339,7 @@ async fn a_failed_projection_write_rolls_the_appended_events_back() {
         shape(&log),
         [[
             "begin",
+            "record keys",
             "lock",
             "insert events",
             "load offers",
@@ -317,7 +355,7 @@ async fn a_key_the_store_did_not_append_is_an_internal_error_and_nothing_is_comm
     let stranger = update("p9", "s9", 1, 9);
     let db = postgres()
         .append_exec_results([affected(1)])
-        .append_query_results([vec![appended(1, &stranger)]]);
+        .append_query_results([recorded(&[&u]), vec![appended(1, &stranger)]]);
 
     let (out, log) = append(db, &[u]).await;
 
@@ -330,7 +368,7 @@ async fn a_key_the_store_did_not_append_is_an_internal_error_and_nothing_is_comm
     );
     assert_eq!(
         shape(&log),
-        [["begin", "lock", "insert events", "rollback"]]
+        [["begin", "record keys", "lock", "insert events", "rollback"]]
     );
 }
 
@@ -339,7 +377,7 @@ async fn the_same_key_returned_twice_is_an_internal_error() {
     let u = update("p1", "s1", 5, 1);
     let db = postgres()
         .append_exec_results([affected(1)])
-        .append_query_results([vec![appended(1, &u), appended(2, &u)]]);
+        .append_query_results([recorded(&[&u]), vec![appended(1, &u), appended(2, &u)]]);
 
     let (out, _) = append(db, &[u]).await;
 
@@ -361,7 +399,7 @@ async fn an_appended_row_without_its_seq_or_key_is_an_internal_error() {
     ] {
         let db = postgres()
             .append_exec_results([affected(1)])
-            .append_query_results([vec![bad]]);
+            .append_query_results([recorded(&[&u]), vec![bad]]);
 
         let (out, log) = append(db, std::slice::from_ref(&u)).await;
 
@@ -400,8 +438,8 @@ async fn a_redelivered_chunk_appends_nothing_and_reports_the_products_its_keys_s
     );
     assert_eq!(
         shape(&log),
-        [["begin", "lock", "insert events", "load offers", "commit"]],
-        "nothing to write"
+        [["begin", "record keys", "lock", "load offers", "commit"]],
+        "no new key: nothing to append or write"
     );
 }
 
@@ -411,7 +449,7 @@ async fn an_update_older_than_the_current_offer_is_kept_but_changes_nothing() {
     let older = update("p1", "s1", 10, 10);
     let db = postgres()
         .append_exec_results([affected(1)])
-        .append_query_results([vec![appended(12, &older)]])
+        .append_query_results([recorded(&[&older]), vec![appended(12, &older)]])
         .append_query_results([vec![stored_offer(&newer, 11)]]);
 
     let (out, log) = append(db, &[older]).await;
@@ -421,8 +459,76 @@ async fn an_update_older_than_the_current_offer_is_kept_but_changes_nothing() {
     assert!(out.changed.is_empty(), "{:?}", out.changed);
     assert_eq!(
         shape(&log),
-        [["begin", "lock", "insert events", "load offers", "commit"]]
+        [[
+            "begin",
+            "record keys",
+            "lock",
+            "insert events",
+            "load offers",
+            "commit"
+        ]]
     );
+}
+
+/// Keys another writer recorded first are not appended again: only the events of the keys
+/// that came back as new go into the insert, and the rest count as duplicates.
+#[tokio::test]
+async fn only_the_keys_that_were_new_are_appended() {
+    let mine = update("p1", "s1", 5, 1);
+    let theirs = update("p1", "s2", 4, 2);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([
+            recorded(&[&mine]),
+            vec![appended(3, &mine)],
+            vec![],
+            written(),
+        ]);
+
+    let (out, log) = append(db, &[theirs.clone(), mine.clone()]).await;
+
+    let out = out.expect("appended");
+    assert_eq!((out.appended, out.duplicates), (1, 1));
+    assert_eq!(texts(&parameters(&log[0][1])[0]).len(), 2);
+    assert_eq!(
+        texts(&parameters(&log[0][3])[0]),
+        [mine.update_key.as_str()]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_key_record_rolls_back_before_anything_is_locked() {
+    let db = postgres().append_query_errors([statement_failed("disk full")]);
+
+    let (out, log) = append(db, &[update("p1", "s1", 5, 1)]).await;
+
+    let e = out.expect_err("keys failed");
+    assert!(
+        e.detailed().starts_with("could not record the update keys"),
+        "{}",
+        e.detailed()
+    );
+    assert_eq!(shape(&log), [["begin", "record keys", "rollback"]]);
+}
+
+#[tokio::test]
+async fn a_recorded_key_that_was_not_sent_or_came_back_twice_or_unreadable_is_internal() {
+    let u = update("p1", "s1", 5, 1);
+    let stranger = update("p9", "s9", 1, 9);
+    for (answer, says) in [
+        (recorded(&[&stranger]), "was not sent or came back twice"),
+        (recorded(&[&u, &u]), "was not sent or came back twice"),
+        (vec![row([("seq", 1i64.into())])], "could not read a recorded key"),
+    ] {
+        let db = postgres().append_query_results([answer]);
+
+        let (out, log) = append(db, std::slice::from_ref(&u)).await;
+
+        let e = out.expect_err(says);
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.detailed().contains(says), "{}", e.detailed());
+        assert_eq!(shape(&log), [["begin", "record keys", "rollback"]]);
+    }
 }
 
 #[test]
