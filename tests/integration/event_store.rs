@@ -295,6 +295,78 @@ async fn concurrent_appends_for_the_same_products_give_the_serial_state() -> Res
     serial.cleanup().await
 }
 
+/// The same updates delivered to several writers at once (two shards' redrives of one range,
+/// a supplier's duplicate send), half of them in the opposite order: every key is appended
+/// once, no writer deadlocks on another's keys or products, and the state is the serial one.
+/// Persist records the keys before it locks any product, so the keys must go in one global
+/// order: two writers inserting 300 keys from opposite ends would otherwise meet in the middle,
+/// each waiting for a key the other holds.
+#[tokio::test]
+async fn the_same_updates_from_writers_in_opposite_orders_are_appended_once_without_deadlock()
+-> Result<()> {
+    const WRITERS: usize = 4;
+    const ROUNDS: u32 = 5;
+    let t = TestDb::new().await?;
+    let rounds: Vec<Vec<InventoryUpdate>> = (0..ROUNDS)
+        .map(|r| {
+            (0..300u32)
+                .map(|i| {
+                    update(
+                        &format!("p{}", i % 40),
+                        &format!("s{}", i % 4),
+                        i64::from(r * 1000 + i),
+                        "2.5",
+                        (i + r) % 60,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let mut mine = rounds.clone();
+        if w % 2 == 1 {
+            mine.iter_mut().for_each(|r| r.reverse());
+        }
+        let store = PgEventStore::new(t.connect(1).await?);
+        let start = start.clone();
+        // Every writer takes part in every round, whatever its appends return, so that a
+        // failed one does not leave the others waiting at the barrier.
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for round in mine {
+                start.wait().await;
+                outcomes.push(store.append(&round).await);
+            }
+            outcomes
+        }));
+    }
+    let mut appended = 0;
+    for task in tasks {
+        for outcome in task.await? {
+            appended += outcome?.appended;
+        }
+    }
+
+    let all: Vec<InventoryUpdate> = rounds.concat();
+    assert_eq!(appended, all.len(), "each update appended once in all");
+    assert_eq!(count(&t.db, "inventory_events").await?, 1500);
+    assert_eq!(count(&t.db, "inventory_update_keys").await?, 1500);
+    let (offers, _) = load_projection(&t.db).await?;
+    assert_eq!(
+        offers
+            .iter()
+            .map(|o| o.update_key.clone())
+            .collect::<Vec<_>>(),
+        newest_per_offer(&all)
+            .values()
+            .map(|u| u.update_key.clone())
+            .collect::<Vec<_>>()
+    );
+    t.cleanup().await
+}
+
 #[tokio::test]
 async fn the_projection_rebuilt_from_events_equals_the_incremental_one() -> Result<()> {
     let t = TestDb::new().await?;

@@ -518,7 +518,10 @@ async fn a_recorded_key_that_was_not_sent_or_came_back_twice_or_unreadable_is_in
     for (answer, says) in [
         (recorded(&[&stranger]), "was not sent or came back twice"),
         (recorded(&[&u, &u]), "was not sent or came back twice"),
-        (vec![row([("seq", 1i64.into())])], "could not read a recorded key"),
+        (
+            vec![row([("seq", 1i64.into())])],
+            "could not read a recorded key",
+        ),
     ] {
         let db = postgres().append_query_results([answer]);
 
