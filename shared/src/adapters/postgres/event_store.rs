@@ -58,6 +58,25 @@ impl EventColumns {
         Ok(c)
     }
 
+    /// Only the events whose key `keep` says yes to, in the same order.
+    fn retain(self, keep: impl Fn(&str) -> bool) -> Self {
+        let mask: Vec<bool> = self.update_keys.iter().map(|k| keep(k)).collect();
+        fn only<T>(v: Vec<T>, mask: &[bool]) -> Vec<T> {
+            v.into_iter()
+                .zip(mask)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| x)
+                .collect()
+        }
+        Self {
+            update_keys: only(self.update_keys, &mask),
+            product_ids: only(self.product_ids, &mask),
+            supplier_ids: only(self.supplier_ids, &mask),
+            occurred_at: only(self.occurred_at, &mask),
+            payloads: only(self.payloads, &mask),
+        }
+    }
+
     fn into_values(self) -> Vec<sea_orm::Value> {
         vec![
             self.update_keys.into(),
@@ -116,6 +135,14 @@ impl EventStore for PgEventStore {
             .collect();
         let products: BTreeSet<ProductId> = unique.iter().map(|u| u.product_id.clone()).collect();
 
+        // The events are encoded before the transaction, so that none of it happens while the
+        // products are locked.
+        let rows: Vec<(&UpdateKey, InventoryUpdateReceived)> = unique
+            .iter()
+            .map(|u| (&u.update_key, InventoryUpdateReceived::from(*u)))
+            .collect();
+        let columns = EventColumns::of(&rows)?;
+
         let txn = self
             .db
             .begin()
@@ -124,15 +151,17 @@ impl EventStore for PgEventStore {
         let fresh = record_keys(&txn, &unique).await?;
         lock_products(&txn, &products).await?;
 
-        let rows: Vec<(&UpdateKey, InventoryUpdateReceived)> = unique
-            .iter()
-            .filter(|u| fresh.contains(u.update_key.as_str()))
-            .map(|u| (&u.update_key, InventoryUpdateReceived::from(*u)))
-            .collect();
-        let events = if rows.is_empty() {
+        let events = if fresh.is_empty() {
             Vec::new()
+        } else if fresh.len() == rows.len() {
+            append_events(&txn, columns, rows).await?
         } else {
-            append_events(&txn, rows).await?
+            let rows = rows
+                .into_iter()
+                .filter(|(k, _)| fresh.contains(k.as_str()))
+                .collect();
+            let columns = columns.retain(|k| fresh.contains(k));
+            append_events(&txn, columns, rows).await?
         };
 
         let offers = apply_events(&txn, &products, &events).await?;
@@ -185,13 +214,15 @@ async fn record_keys(
     Ok(fresh)
 }
 
-/// Appends `rows` (their keys new) and returns them with their `seq`.
+/// Appends the events of `rows` (their keys new; `columns` are the same events, encoded) and
+/// returns them with their `seq`.
 async fn append_events(
     txn: &DatabaseTransaction,
+    columns: EventColumns,
     rows: Vec<(&UpdateKey, InventoryUpdateReceived)>,
 ) -> Result<Vec<EventEnvelope>, PipelineError> {
     let inserted = txn
-        .query_all_raw(stmt(INSERT_EVENTS, EventColumns::of(&rows)?.into_values()))
+        .query_all_raw(stmt(INSERT_EVENTS, columns.into_values()))
         .await
         .map_err(|e| db_error("could not append events", e))?;
     let mut by_key: HashMap<&str, (&UpdateKey, InventoryUpdateReceived)> =

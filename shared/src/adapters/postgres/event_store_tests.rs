@@ -490,10 +490,16 @@ async fn only_the_keys_that_were_new_are_appended() {
     let out = out.expect("appended");
     assert_eq!((out.appended, out.duplicates), (1, 1));
     assert_eq!(texts(&parameters(&log[0][1])[0]).len(), 2);
+    let p = parameters(&log[0][3]);
+    assert_eq!(texts(&p[0]), [mine.update_key.as_str()]);
+    assert_eq!(texts(&p[1]), ["p1"]);
     assert_eq!(
-        texts(&parameters(&log[0][3])[0]),
-        [mine.update_key.as_str()]
+        texts(&p[2]),
+        ["s1"],
+        "every column keeps only the new key's event"
     );
+    assert_eq!(p[3], Value::from(vec![mine.occurred_at]));
+    assert_eq!(texts(&p[4]).len(), 1);
 }
 
 #[tokio::test]
