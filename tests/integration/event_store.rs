@@ -12,7 +12,7 @@ use inventory::ports::EventStore;
 use inventory::steps::payloads::{ChunkId, PersistInput};
 use inventory::steps::persist_updates;
 use inventory::{InventoryUpdate, ProductId, SourcePosition};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use std::collections::BTreeMap;
 
 /// When every test update reached the stream.
@@ -297,63 +297,67 @@ async fn concurrent_appends_for_the_same_products_give_the_serial_state() -> Res
 
 /// The same updates delivered to several writers at once (two shards' redrives of one range,
 /// a supplier's duplicate send), half of them in the opposite order: every key is appended
-/// once, no writer deadlocks on another's keys or products, and the state is the serial one.
-/// Persist records the keys before it locks any product, so the keys must go in one global
-/// order: two writers inserting 300 keys from opposite ends would otherwise meet in the middle,
-/// each waiting for a key the other holds.
+/// once, no writer deadlocks on another's keys or products, the offers are the newest per
+/// product and supplier, and each summary's version is its newest offer's `seq`. Persist records
+/// the keys before it locks any product, so the keys must go in one global order. To make the
+/// test certain rather than likely to catch a writer that sends them in chunk order, another
+/// transaction holds the middle key of each round until every writer has queued: writers in
+/// opposite orders would each hold one half and wait for the other's.
 #[tokio::test]
 async fn the_same_updates_from_writers_in_opposite_orders_are_appended_once_without_deadlock()
 -> Result<()> {
     const WRITERS: usize = 4;
     const ROUNDS: u32 = 5;
     let t = TestDb::new().await?;
-    let rounds: Vec<Vec<InventoryUpdate>> = (0..ROUNDS)
-        .map(|r| {
-            (0..300u32)
-                .map(|i| {
-                    update(
-                        &format!("p{}", i % 40),
-                        &format!("s{}", i % 4),
-                        i64::from(r * 1000 + i),
-                        "2.5",
-                        (i + r) % 60,
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let mut mine = rounds.clone();
-        if w % 2 == 1 {
-            mine.iter_mut().for_each(|r| r.reverse());
-        }
-        let store = PgEventStore::new(t.connect(1).await?);
-        let start = start.clone();
-        // Every writer takes part in every round, whatever its appends return, so that a
-        // failed one does not leave the others waiting at the barrier.
-        tasks.push(tokio::spawn(async move {
-            let mut outcomes = Vec::new();
-            for round in mine {
-                start.wait().await;
-                outcomes.push(store.append(&round).await);
-            }
-            outcomes
-        }));
+    let mut stores = Vec::new();
+    for _ in 0..WRITERS {
+        stores.push(PgEventStore::new(t.connect(1).await?));
     }
+    let mut all = Vec::new();
     let mut appended = 0;
-    for task in tasks {
-        for outcome in task.await? {
-            appended += outcome?.appended;
+    for r in 0..ROUNDS {
+        let round: Vec<InventoryUpdate> = (0..300u32)
+            .map(|i| {
+                update(
+                    &format!("p{}", i % 40),
+                    &format!("s{}", (i / 40) % 4),
+                    i64::from(r * 1000 + i),
+                    "2.5",
+                    (i + r) % 60,
+                )
+            })
+            .collect();
+        let mut keys: Vec<&str> = round.iter().map(|u| u.update_key.as_str()).collect();
+        keys.sort_unstable();
+        let blocker = t.db.begin().await?;
+        blocker
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "INSERT INTO inventory_update_keys (update_key) VALUES ($1)",
+                [keys[keys.len() / 2].into()],
+            ))
+            .await?;
+        let mut tasks = Vec::new();
+        for (w, store) in stores.iter().enumerate() {
+            let mut mine = round.clone();
+            if w % 2 == 1 {
+                mine.reverse();
+            }
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.append(&mine).await }));
         }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        blocker.rollback().await?;
+        for task in tasks {
+            appended += task.await??.appended;
+        }
+        all.extend(round);
     }
 
-    let all: Vec<InventoryUpdate> = rounds.concat();
     assert_eq!(appended, all.len(), "each update appended once in all");
     assert_eq!(count(&t.db, "inventory_events").await?, 1500);
     assert_eq!(count(&t.db, "inventory_update_keys").await?, 1500);
-    let (offers, _) = load_projection(&t.db).await?;
+    let (offers, summaries) = load_projection(&t.db).await?;
     assert_eq!(
         offers
             .iter()
@@ -364,6 +368,16 @@ async fn the_same_updates_from_writers_in_opposite_orders_are_appended_once_with
             .map(|u| u.update_key.clone())
             .collect::<Vec<_>>()
     );
+    assert_eq!(summaries.len(), 40);
+    for s in &summaries {
+        let max_seq = offers
+            .iter()
+            .filter(|o| o.product_id == s.product_id)
+            .map(|o| o.event_seq)
+            .max();
+        assert_eq!(Some(s.version), max_seq, "version of {}", s.product_id);
+        assert_eq!(s.supplier_count, 4, "suppliers of {}", s.product_id);
+    }
     t.cleanup().await
 }
 

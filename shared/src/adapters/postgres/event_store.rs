@@ -59,7 +59,7 @@ impl EventColumns {
     }
 
     /// Only the events whose key `keep` says yes to, in the same order.
-    fn retain(self, keep: impl Fn(&str) -> bool) -> Self {
+    fn keeping(self, keep: impl Fn(&str) -> bool) -> Self {
         let mask: Vec<bool> = self.update_keys.iter().map(|k| keep(k)).collect();
         fn only<T>(v: Vec<T>, mask: &[bool]) -> Vec<T> {
             v.into_iter()
@@ -95,8 +95,9 @@ impl EventColumns {
 /// the day). It runs before any product is locked (about a quarter of a chunk's server time),
 /// so it overlaps another lane's work on the same products instead of waiting for it. The keys
 /// come sorted (byte order, the column's collation) and `unnest` gives them in array order: a
-/// concurrent append of one of them waits on its index entry until the other transaction ends
-/// and then skips it, and writers that take keys in one order do not deadlock on them. A writer
+/// concurrent append of one of them waits on its index entry until the other transaction ends,
+/// then skips it if that one committed (with its event) or inserts it if it rolled back; and
+/// writers that take keys in one order do not deadlock on them. A writer
 /// here holds no product lock yet, so it cannot close a cycle with the product locks either.
 const INSERT_KEYS: &str = r#"
 INSERT INTO inventory_update_keys (update_key)
@@ -160,7 +161,7 @@ impl EventStore for PgEventStore {
                 .into_iter()
                 .filter(|(k, _)| fresh.contains(k.as_str()))
                 .collect();
-            let columns = columns.retain(|k| fresh.contains(k));
+            let columns = columns.keeping(|k| fresh.contains(k));
             append_events(&txn, columns, rows).await?
         };
 
@@ -190,13 +191,14 @@ async fn record_keys(
     txn: &DatabaseTransaction,
     unique: &[&InventoryUpdate],
 ) -> Result<HashSet<String>, PipelineError> {
+    let sent: HashSet<&str> = unique.iter().map(|u| u.update_key.as_str()).collect();
     let mut keys: Vec<String> = unique
         .iter()
         .map(|u| u.update_key.as_str().to_owned())
         .collect();
     keys.sort_unstable();
     let returned = txn
-        .query_all_raw(stmt(INSERT_KEYS, vec![keys.clone().into()]))
+        .query_all_raw(stmt(INSERT_KEYS, vec![keys.into()]))
         .await
         .map_err(|e| db_error("could not record the update keys", e))?;
     let mut fresh = HashSet::with_capacity(returned.len());
@@ -204,12 +206,13 @@ async fn record_keys(
         let key: String = row
             .try_get("", "update_key")
             .map_err(|e| db_error("could not read a recorded key", e))?;
-        if keys.binary_search(&key).is_err() || !fresh.insert(key.clone()) {
+        if !sent.contains(key.as_str()) || fresh.contains(&key) {
             return Err(PipelineError::new(
                 ErrorKind::Internal,
                 format!("the store recorded key {key}, which was not sent or came back twice"),
             ));
         }
+        fresh.insert(key);
     }
     Ok(fresh)
 }
@@ -246,6 +249,18 @@ async fn append_events(
             seq,
             event,
         });
+    }
+    // A key recorded without its event would be lost for good: every redelivery would find
+    // the key and count the update as a duplicate. So the whole append rolls back instead.
+    if let Some(key) = by_key.keys().next() {
+        return Err(PipelineError::new(
+            ErrorKind::Internal,
+            format!(
+                "the store appended {} of {} events; key {key} came back without its seq",
+                events.len(),
+                events.len() + by_key.len()
+            ),
+        ));
     }
     Ok(events)
 }

@@ -503,6 +503,59 @@ async fn only_the_keys_that_were_new_are_appended() {
 }
 
 #[tokio::test]
+async fn the_keys_are_sent_in_one_order_whatever_the_chunks() {
+    let mut chunk = vec![update("p1", "s1", 5, 1), update("p2", "s1", 3, 2)];
+    chunk.sort_by(|a, b| b.update_key.cmp(&a.update_key));
+    let db = postgres()
+        .append_exec_results([affected(2)])
+        .append_query_results([
+            recorded(&[&chunk[0], &chunk[1]]),
+            vec![appended(1, &chunk[0]), appended(2, &chunk[1])],
+            vec![],
+            written(),
+        ]);
+
+    let (out, log) = append(db, &chunk).await;
+
+    out.expect("appended");
+    let chunk_order = [chunk[0].update_key.as_str(), chunk[1].update_key.as_str()];
+    let mut sorted = chunk_order;
+    sorted.sort_unstable();
+    assert_ne!(chunk_order, sorted, "the chunk is not in key order");
+    assert_eq!(texts(&parameters(&log[0][1])[0]), sorted);
+    assert_eq!(
+        texts(&parameters(&log[0][3])[0]),
+        chunk_order,
+        "the events keep the chunk's order"
+    );
+}
+
+/// A recorded key whose event did not come back would be lost for good (every redelivery
+/// would count it as a duplicate), so the append rolls back.
+#[tokio::test]
+async fn a_new_key_whose_event_did_not_come_back_rolls_everything_back() {
+    let a = update("p1", "s1", 5, 1);
+    let b = update("p1", "s2", 4, 2);
+    let db = postgres()
+        .append_exec_results([affected(1)])
+        .append_query_results([recorded(&[&a, &b]), vec![appended(1, &a)]]);
+
+    let (out, log) = append(db, &[a, b.clone()]).await;
+
+    let e = out.expect_err("an event missing");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(
+        e.message.contains("appended 1 of 2 events") && e.message.contains(b.update_key.as_str()),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        shape(&log),
+        [["begin", "record keys", "lock", "insert events", "rollback"]]
+    );
+}
+
+#[tokio::test]
 async fn a_failed_key_record_rolls_back_before_anything_is_locked() {
     let db = postgres().append_query_errors([statement_failed("disk full")]);
 
