@@ -61,6 +61,9 @@ impl EventColumns {
     /// Only the events whose key `keep` says yes to, in the same order.
     fn keeping(self, keep: impl Fn(&str) -> bool) -> Self {
         let mask: Vec<bool> = self.update_keys.iter().map(|k| keep(k)).collect();
+        if mask.iter().all(|k| *k) {
+            return self;
+        }
         fn only<T>(v: Vec<T>, mask: &[bool]) -> Vec<T> {
             v.into_iter()
                 .zip(mask)
@@ -129,10 +132,10 @@ impl EventStore for PgEventStore {
         }
         // The first update per key is the one that counts; later ones in the chunk are
         // duplicates like any redelivery.
-        let mut seen: HashSet<&UpdateKey> = HashSet::with_capacity(updates.len());
+        let mut keys: HashSet<&str> = HashSet::with_capacity(updates.len());
         let unique: Vec<&InventoryUpdate> = updates
             .iter()
-            .filter(|u| seen.insert(&u.update_key))
+            .filter(|u| keys.insert(u.update_key.as_str()))
             .collect();
         let products: BTreeSet<ProductId> = unique.iter().map(|u| u.product_id.clone()).collect();
 
@@ -149,19 +152,17 @@ impl EventStore for PgEventStore {
             .begin()
             .await
             .map_err(|e| db_error("could not start the append", e))?;
-        let fresh = record_keys(&txn, &unique).await?;
+        let fresh = record_keys(&txn, &unique, &keys).await?;
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|(k, _)| fresh.contains(k.as_str()))
+            .collect();
+        let columns = columns.keeping(|k| fresh.contains(k));
         lock_products(&txn, &products).await?;
 
-        let events = if fresh.is_empty() {
+        let events = if rows.is_empty() {
             Vec::new()
-        } else if fresh.len() == rows.len() {
-            append_events(&txn, columns, rows).await?
         } else {
-            let rows = rows
-                .into_iter()
-                .filter(|(k, _)| fresh.contains(k.as_str()))
-                .collect();
-            let columns = columns.keeping(|k| fresh.contains(k));
             append_events(&txn, columns, rows).await?
         };
 
@@ -170,7 +171,6 @@ impl EventStore for PgEventStore {
             .await
             .map_err(|e| db_error("could not commit the append", e))?;
 
-        let keys: HashSet<&UpdateKey> = updates.iter().map(|u| &u.update_key).collect();
         let outcome = AppendOutcome {
             appended: events.len(),
             duplicates: updates.len() - events.len(),
@@ -186,12 +186,13 @@ impl EventStore for PgEventStore {
     }
 }
 
-/// Records the keys of `unique` (one update per key) and returns those that were new.
+/// Records the keys of `unique` (one update per key; `sent` holds the same keys) and returns
+/// those that were new.
 async fn record_keys(
     txn: &DatabaseTransaction,
     unique: &[&InventoryUpdate],
+    sent: &HashSet<&str>,
 ) -> Result<HashSet<String>, PipelineError> {
-    let sent: HashSet<&str> = unique.iter().map(|u| u.update_key.as_str()).collect();
     let mut keys: Vec<String> = unique
         .iter()
         .map(|u| u.update_key.as_str().to_owned())
@@ -266,10 +267,10 @@ async fn append_events(
 }
 
 /// Products whose current offers include one of `keys`, at their current version.
-fn changed_products(offers: &OffersByProduct, keys: &HashSet<&UpdateKey>) -> Vec<ChangedProduct> {
+fn changed_products(offers: &OffersByProduct, keys: &HashSet<&str>) -> Vec<ChangedProduct> {
     offers
         .iter()
-        .filter(|(_, o)| o.iter().any(|o| keys.contains(&o.update_key)))
+        .filter(|(_, o)| o.iter().any(|o| keys.contains(o.update_key.as_str())))
         .filter_map(|(p, o)| ProductSummary::from_offers(p, o))
         .map(|s| ChangedProduct {
             product_id: s.product_id,

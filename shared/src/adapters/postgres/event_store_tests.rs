@@ -606,7 +606,7 @@ fn changed_products_are_those_whose_current_offers_hold_a_key_of_the_chunk() {
     ]
     .into_iter()
     .collect();
-    let keys: HashSet<&UpdateKey> = [&a.update_key].into_iter().collect();
+    let keys: HashSet<&str> = [a.update_key.as_str()].into_iter().collect();
 
     let changed = changed_products(&offers, &keys);
 
