@@ -5,7 +5,10 @@
 //! N chunks are in flight at once, as when a stream has N shards (chunk i goes to lane i mod N,
 //! so each lane keeps its chunks in order, as a shard does). Before each batch size it runs the
 //! reference design (support/reference.rs: batch upsert + one gzip object + one DEL, no event store)
-//! on the same records, so the two figures are taken under the same conditions.
+//! on the same records, so the two figures are taken under the same conditions. Each line also
+//! gives the CPU time per 1,000 updates of this process (the client), PostgreSQL and the S3
+//! emulator: on a small machine they share the cores, and on AWS the emulator's share is a
+//! service elsewhere.
 //!
 //! ```text
 //! cargo xtask bench                       # 100,000 updates at batch 100 and 1000, 1 and 2 lanes
@@ -20,6 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use clap::Parser as _;
+use integration_tests::cpu::CpuTimes;
 use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
@@ -165,6 +169,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The CPU each process group used per 1,000 of `updates`, as the end of a result line.
+fn cpu_per_1000(cpu: Option<CpuTimes>, updates: usize) -> String {
+    match cpu.map(|c| c.ms_per(updates, 1000)) {
+        Some((client, postgres, emulator)) => format!(
+            "cpu per 1000 updates: client {client:.1} ms, postgres {postgres:.1} ms, emulator {emulator:.1} ms"
+        ),
+        None => "cpu per 1000 updates: n/a (no /proc)".to_owned(),
+    }
+}
+
 /// The adapters one run uses, on a fresh database, key prefix and bucket.
 struct Adapters {
     store: PgEventStore,
@@ -263,6 +277,7 @@ async fn run_batch_size(
     let total_chunks = inputs.len();
     let done = Arc::new(AtomicUsize::new(0));
     let progress_every = (total_chunks / 10).max(1);
+    let cpu_before = CpuTimes::now(moto.pid());
     let started = Instant::now();
     let mut lane_runs = tokio::task::JoinSet::new();
     for lane in 0..lanes {
@@ -284,6 +299,9 @@ async fn run_batch_size(
         figures.extend(lane??);
     }
     let wall = started.elapsed();
+    let cpu = CpuTimes::now(moto.pid())
+        .zip(cpu_before)
+        .map(|(after, before)| after.since(before));
     eprintln!();
 
     let mut per_chunk = Vec::with_capacity(total_chunks);
@@ -302,7 +320,7 @@ async fn run_batch_size(
     let share = |d: Duration| 100.0 * d.as_secs_f64() / critical.as_secs_f64().max(f64::EPSILON);
     println!(
         "batch {batch:>5} | lanes {lanes} | {n} updates in {:.2} s | {rate:>8.0} updates/s | {:.2}x reference | per chunk p50 {:.2} ms p99 {:.2} ms | \
-         validate {:.0}% archive {:.0}% (parallel) persist {:.0}% cache {:.0}% | events {appended}, cache invalidations {changed}",
+         validate {:.0}% archive {:.0}% (parallel) persist {:.0}% cache {:.0}% | events {appended}, cache invalidations {changed} | {}",
         wall.as_secs_f64(),
         rate / reference_rate,
         ms(percentile(&per_chunk, 0.50)),
@@ -311,6 +329,7 @@ async fn run_batch_size(
         share(steps.archive),
         share(steps.persist),
         share(steps.cache),
+        cpu_per_1000(cpu, n),
     );
     anyhow::ensure!(
         appended == n,
@@ -333,12 +352,13 @@ async fn main() -> Result<()> {
     let moto = MotoServer::start()?;
     for batch in &args.batches {
         let bucket = moto.create_bucket("reference").await?;
-        let r = reference::run(&records, *batch, &moto.s3_client(), &bucket).await?;
+        let r = reference::run(&records, *batch, &moto.s3_client(), &bucket, moto.pid()).await?;
         let reference_rate = records.len() as f64 / r.wall.as_secs_f64();
         println!(
-            "batch {batch:>5} | reference: upsert + gzip object + DEL, no event store | {reference_rate:>8.0} updates/s | 1.00x reference | per chunk p50 {:.2} ms p99 {:.2} ms",
+            "batch {batch:>5} | reference: upsert + gzip object + DEL, no event store | {reference_rate:>8.0} updates/s | 1.00x reference | per chunk p50 {:.2} ms p99 {:.2} ms | {}",
             ms(percentile(&r.per_chunk, 0.50)),
             ms(percentile(&r.per_chunk, 0.99)),
+            cpu_per_1000(r.cpu, records.len()),
         );
         for lanes in &args.lanes {
             run_batch_size(&records, *batch, *lanes, &moto, reference_rate).await?;

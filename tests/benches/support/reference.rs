@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use integration_tests::cpu::CpuTimes;
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -38,14 +39,18 @@ ON CONFLICT (product_id) DO UPDATE SET
 pub struct ReferenceRun {
     pub wall: Duration,
     pub per_chunk: Vec<Duration>,
+    /// CPU time the run used, per process group (`None` where `/proc` cannot be read).
+    pub cpu: Option<CpuTimes>,
 }
 
-/// Runs the reference over `records` in chunks of `batch`, one after another.
+/// Runs the reference over `records` in chunks of `batch`, one after another; `emulator` is the
+/// S3 emulator's PID, for the CPU figures.
 pub async fn run(
     records: &[Vec<u8>],
     batch: usize,
     s3: &aws_sdk_s3::Client,
     bucket: &str,
+    emulator: u32,
 ) -> Result<ReferenceRun> {
     let db = TestDb::empty().await?;
     let conn = db.connect(1).await?;
@@ -53,6 +58,7 @@ pub async fn run(
     let redis = TestRedis::new()?;
     let mut cache = redis.connection().await?;
 
+    let cpu_before = CpuTimes::now(emulator);
     let started = Instant::now();
     let mut per_chunk = Vec::new();
     for (i, chunk) in records.chunks(batch).enumerate() {
@@ -83,10 +89,17 @@ pub async fn run(
         per_chunk.push(t.elapsed());
     }
     let wall = started.elapsed();
+    let cpu = CpuTimes::now(emulator)
+        .zip(cpu_before)
+        .map(|(after, before)| after.since(before));
     drop(conn);
     db.cleanup().await?;
     per_chunk.sort();
-    Ok(ReferenceRun { wall, per_chunk })
+    Ok(ReferenceRun {
+        wall,
+        per_chunk,
+        cpu,
+    })
 }
 
 /// The latest record per product in the chunk, in one upsert.
