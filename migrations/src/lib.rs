@@ -44,6 +44,7 @@ mod m20261124_000005_drop_unread_event_index;
 mod m20261206_000006_partition_event_store;
 mod m20261206_000007_projection_snapshots;
 mod m20261206_000008_event_store_retention;
+mod m20261207_000009_update_key_ids;
 
 pub mod login_role;
 pub mod scram;
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000006_partition_event_store::Migration),
             Box::new(m20261206_000007_projection_snapshots::Migration),
             Box::new(m20261206_000008_event_store_retention::Migration),
+            Box::new(m20261207_000009_update_key_ids::Migration),
         ]
     }
 }
@@ -118,7 +120,7 @@ mod tests {
     #[test]
     fn migration_names_follow_the_seaorm_convention_and_are_ordered() {
         let names = known();
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 9);
         for n in &names {
             let (stamp, rest) = n.split_at(16);
             assert!(stamp.starts_with('m') && stamp.as_bytes()[9] == b'_', "{n}");

@@ -180,7 +180,7 @@ async fn main() -> Result<()> {
             month_days[0].format("%Y-%m"),
             mb("SELECT pg_database_size(current_database())").await?,
             mb("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits WHERE inhparent = 'inventory_events'::regclass").await?,
-            mb("SELECT pg_total_relation_size('inventory_update_keys')").await?,
+            mb("SELECT pg_total_relation_size('inventory_update_key_ids')").await?,
             mb("SELECT (pg_total_relation_size('product_offers') + pg_total_relation_size('product_summaries'))::bigint").await?,
             mb("SELECT (pg_total_relation_size('projection_snapshots') + pg_total_relation_size('projection_snapshot_offers') + pg_total_relation_size('projection_snapshot_summaries'))::bigint").await?,
             scalar(&t.db, "SELECT count(*) FROM inventory_events").await?,
@@ -247,11 +247,11 @@ async fn record_day(
             db.get_database_backend(),
             "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) \
                  AS x(update_key text, product_id text, supplier_id text, occurred_at timestamptz, payload jsonb)), \
-             k AS (INSERT INTO inventory_update_keys (update_key, first_seen) \
-                   SELECT update_key, $2 FROM u ON CONFLICT DO NOTHING RETURNING update_key) \
+             k AS (INSERT INTO inventory_update_key_ids (key_id, first_seen) \
+                   SELECT left(update_key, 32)::uuid, $2 FROM u ON CONFLICT DO NOTHING RETURNING key_id) \
              INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, recorded_at, payload) \
              SELECT u.update_key, $3, $4, u.product_id, u.supplier_id, u.occurred_at, $2, u.payload \
-             FROM u JOIN k USING (update_key)",
+             FROM u JOIN k ON k.key_id = left(u.update_key, 32)::uuid",
             [
                 serde_json::Value::Array(rows).to_string().into(),
                 at.into(),

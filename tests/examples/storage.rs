@@ -75,7 +75,7 @@ async fn main() -> Result<()> {
     let accepted = append_all(&store, first, chunk, started).await?;
     rows(
         &t.db,
-        "VACUUM ANALYZE inventory_events, inventory_update_keys, product_offers, product_summaries",
+        "VACUUM ANALYZE inventory_events, inventory_update_key_ids, product_offers, product_summaries",
     )
     .await?;
     println!(
@@ -91,7 +91,7 @@ async fn main() -> Result<()> {
         "WITH rels AS ( \
             SELECT 'inventory_events' AS rel, relid FROM pg_partition_tree('inventory_events') WHERE isleaf \
             UNION ALL SELECT c.relname::text, c.oid FROM pg_class c \
-            WHERE c.relname IN ('inventory_update_keys', 'product_offers', 'product_summaries') \
+            WHERE c.relname IN ('inventory_update_key_ids', 'product_offers', 'product_summaries') \
               AND c.relnamespace = 'public'::regnamespace) \
          SELECT rel, sum(pg_relation_size(c.oid))::bigint AS heap, \
             sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint AS toast, \
@@ -117,7 +117,7 @@ async fn main() -> Result<()> {
         &t.db,
         "SELECT i.indexrelid::regclass::text AS idx, pg_relation_size(i.indexrelid) AS size \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-         WHERE c.relname IN ('inventory_update_keys', 'product_offers', 'product_summaries') \
+         WHERE c.relname IN ('inventory_update_key_ids', 'product_offers', 'product_summaries') \
            AND c.relnamespace = 'public'::regnamespace \
          UNION ALL SELECT 'inventory_events_pkey (every partition)', sum(pg_relation_size(relid))::bigint \
          FROM pg_partition_tree('inventory_events_pkey') ORDER BY 1",
@@ -131,12 +131,12 @@ async fn main() -> Result<()> {
     println!(
         "bytes per accepted update: events {:.1} + keys {:.1}, projection {:.1} (offers {:.1} + summaries {:.1}), all {:.1}",
         per("inventory_events"),
-        per("inventory_update_keys"),
+        per("inventory_update_key_ids"),
         per("product_offers") + per("product_summaries"),
         per("product_offers"),
         per("product_summaries"),
         per("inventory_events")
-            + per("inventory_update_keys")
+            + per("inventory_update_key_ids")
             + per("product_offers")
             + per("product_summaries")
     );

@@ -333,7 +333,7 @@ async fn the_same_updates_from_writers_in_opposite_orders_are_appended_once_with
         blocker
             .execute_raw(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DbBackend::Postgres,
-                "INSERT INTO inventory_update_keys (update_key) VALUES ($1)",
+                "INSERT INTO inventory_update_key_ids (key_id) VALUES (left($1, 32)::uuid)",
                 [keys[keys.len() / 2].into()],
             ))
             .await?;
@@ -356,7 +356,7 @@ async fn the_same_updates_from_writers_in_opposite_orders_are_appended_once_with
 
     assert_eq!(appended, all.len(), "each update appended once in all");
     assert_eq!(count(&t.db, "inventory_events").await?, 1500);
-    assert_eq!(count(&t.db, "inventory_update_keys").await?, 1500);
+    assert_eq!(count(&t.db, "inventory_update_key_ids").await?, 1500);
     let (offers, summaries) = load_projection(&t.db).await?;
     assert_eq!(
         offers

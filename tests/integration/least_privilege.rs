@@ -149,6 +149,7 @@ async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection
         "ALTER TABLE inventory_events DISABLE TRIGGER ALL",
         "CREATE INDEX evil_idx ON product_offers (quantity)",
         "DELETE FROM inventory_update_keys",
+        "DELETE FROM inventory_update_key_ids",
         "TRUNCATE inventory_events_default",
         "DROP TABLE inventory_events_default",
         "SET inventory.move_default_partition = 'on'; DELETE FROM inventory_events_default",

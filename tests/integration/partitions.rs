@@ -252,17 +252,26 @@ async fn maintenance_forgets_keys_older_than_the_window_and_its_margin_and_keeps
     for (u, age) in [(&kept, days - 1), (&forgotten, days + 1)] {
         t.db.execute_raw(Statement::from_sql_and_values(
             t.db.get_database_backend(),
-            "UPDATE inventory_update_keys SET first_seen = now() - make_interval(days => $1) WHERE update_key = $2",
+            "UPDATE inventory_update_key_ids SET first_seen = now() - make_interval(days => $1) WHERE key_id = left($2, 32)::uuid",
             [i32::try_from(age)?.into(), u.update_key.as_str().into()],
         ))
         .await?;
     }
+    // A key the previous release's Persist recorded as text (migration 9's trigger records it
+    // as an id too), as old as the forgotten one: both of its rows go, and it counts once.
+    t.db.execute_raw(Statement::from_sql_and_values(
+        t.db.get_database_backend(),
+        "INSERT INTO inventory_update_keys (update_key, first_seen) VALUES ($1, now() - make_interval(days => $2))",
+        ["e".repeat(64).into(), i32::try_from(days + 1)?.into()],
+    ))
+    .await?;
 
     let report = maintain_event_store(&t.db).await?;
     let again = maintain_event_store(&t.db).await?;
 
-    assert_eq!((report.pruned_keys, again.pruned_keys), (1, 0));
-    assert_eq!(count(&t.db, "inventory_update_keys").await?, 1);
+    assert_eq!((report.pruned_keys, again.pruned_keys), (2, 0));
+    assert_eq!(count(&t.db, "inventory_update_key_ids").await?, 1);
+    assert_eq!(count(&t.db, "inventory_update_keys").await?, 0);
     assert_eq!(
         count(&t.db, "inventory_events").await?,
         2,
@@ -274,5 +283,105 @@ async fn maintenance_forgets_keys_older_than_the_window_and_its_margin_and_keeps
         (0, 1),
         "a kept key is still a repeat"
     );
+    t.cleanup().await
+}
+
+/// How Persist of the release before migration 9 records a chunk's keys (its `INSERT_KEYS`):
+/// it still runs while the stack updates, and again after a rollback.
+const PREVIOUS_RELEASE_KEYS: &str = "INSERT INTO inventory_update_keys (update_key) \
+     SELECT k FROM unnest($1::text[]) AS t(k) \
+     ON CONFLICT (update_key) DO NOTHING RETURNING update_key";
+
+/// The keys the previous release's Persist would record as new, of `updates`.
+async fn recorded_by_previous_release(
+    db: &DatabaseConnection,
+    updates: &[&inventory::InventoryUpdate],
+) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = updates
+        .iter()
+        .map(|u| u.update_key.as_str().to_owned())
+        .collect();
+    keys.sort_unstable();
+    let mut new = Vec::new();
+    for row in db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            PREVIOUS_RELEASE_KEYS,
+            [keys.into()],
+        ))
+        .await?
+    {
+        new.push(row.try_get::<String>("", "update_key")?);
+    }
+    Ok(new)
+}
+
+/// Migration 9 moves the keys to `inventory_update_key_ids`: a key recorded before it is still
+/// a repeat after it.
+#[tokio::test]
+async fn updates_recorded_before_keys_became_ids_are_still_repeats() -> Result<()> {
+    let t = TestDb::empty().await?;
+    let known = migration::known();
+    let before = known
+        .iter()
+        .position(|n| n == "m20261207_000009_update_key_ids")
+        .context("the key ids migration")?;
+    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
+    let old = update("p1", "s1", 5, "10", 1);
+    let fresh = update("p1", "s2", 3, "9.5", 2);
+    assert_eq!(
+        recorded_by_previous_release(&t.db, &[&old]).await?,
+        [old.update_key.as_str()]
+    );
+
+    let applied = migration::run(&t.db).await?;
+    let outcome = PgEventStore::new(t.db.clone())
+        .append(&[old.clone(), fresh.clone()])
+        .await?;
+
+    assert_eq!(applied, known[before..]);
+    assert_eq!(
+        (outcome.appended, outcome.duplicates),
+        (1, 1),
+        "the key recorded before the migration is a repeat after it"
+    );
+    assert_eq!(count(&t.db, "inventory_update_key_ids").await?, 2);
+    t.cleanup().await
+}
+
+/// While the stack updates (and after a rollback), Persist of the previous release records
+/// keys as text and this release's as ids: each sees the other's keys, so an update is
+/// appended once whichever of them takes it, and the next delivery is a repeat for both.
+#[tokio::test]
+async fn the_previous_release_and_this_one_see_each_others_keys() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let theirs = update("p1", "s1", 5, "10", 1);
+    let ours = update("p1", "s2", 3, "9.5", 2);
+    let later = update("p2", "s1", 1, "1", 3);
+
+    let first = recorded_by_previous_release(&t.db, &[&theirs]).await?;
+    let outcome = store.append(&[theirs.clone(), ours.clone()]).await?;
+    let second = recorded_by_previous_release(&t.db, &[&ours, &later]).await?;
+    let again = store.append(std::slice::from_ref(&later)).await?;
+
+    assert_eq!(first, [theirs.update_key.as_str()]);
+    assert_eq!(
+        (outcome.appended, outcome.duplicates),
+        (1, 1),
+        "the previous release's key is a repeat here"
+    );
+    assert_eq!(
+        second,
+        [later.update_key.as_str()],
+        "this release's key is a repeat there"
+    );
+    assert_eq!(
+        (again.appended, again.duplicates),
+        (0, 1),
+        "and the previous release's newer key here too"
+    );
+    assert_eq!(count(&t.db, "inventory_update_key_ids").await?, 3);
+    assert_eq!(count(&t.db, "inventory_update_keys").await?, 2);
     t.cleanup().await
 }

@@ -32,6 +32,7 @@ async fn concurrent_migration_runs_all_succeed_and_apply_the_schema_once() -> Re
     for table in [
         "inventory_events",
         "inventory_update_keys",
+        "inventory_update_key_ids",
         "product_offers",
         "product_summaries",
         "quarantined_records",

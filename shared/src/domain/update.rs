@@ -53,7 +53,7 @@ pub const MAX_VALIDATION_DELAY: Duration =
 pub const RETURN_MARGIN: Duration =
     Duration::days(MAX_VALIDATION_DELAY.num_days() + REDRIVE_WINDOW.num_days() + 1);
 
-/// How long `inventory_update_keys` keeps a key after its first append: the dedup window plus
+/// How long `inventory_update_key_ids` keeps a key after its first append: the dedup window plus
 /// [`RETURN_MARGIN`]. The daily maintenance deletes older keys.
 pub const KEY_RETENTION: Duration =
     Duration::days(DEDUP_WINDOW.num_days() + RETURN_MARGIN.num_days());

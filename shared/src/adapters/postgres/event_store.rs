@@ -1,5 +1,5 @@
 //! The event store on PostgreSQL: a chunk's events are appended once each (by update key, kept
-//! in `inventory_update_keys`) to the day's partition of `inventory_events`, and applied to the
+//! in `inventory_update_key_ids`) to the day's partition of `inventory_events`, and applied to the
 //! projection in the same transaction.
 
 use super::error::db_error;
@@ -93,20 +93,27 @@ impl EventColumns {
     }
 }
 
-/// The chunk's keys, each new one recorded in `inventory_update_keys`, which makes an update
-/// unique across every day partition of the events (a unique index there would have to include
-/// the day). It runs before any product is locked (about a quarter of a chunk's server time),
-/// so it overlaps another lane's work on the same products instead of waiting for it. The keys
-/// come sorted (byte order, the column's collation) and `unnest` gives them in array order: a
-/// concurrent append of one of them waits on its index entry until the other transaction ends,
-/// then skips it if that one committed (with its event) or inserts it if it rolled back; and
-/// writers that take keys in one order do not deadlock on them. A writer
+/// The chunk's keys, each new one recorded in `inventory_update_key_ids` (as its first 128 bits,
+/// a `uuid`), which makes an update unique across every day partition of the events (a unique
+/// index there would have to include the day). It runs before any product is locked (about a
+/// quarter of a chunk's server time), so it overlaps another lane's work on the same products
+/// instead of waiting for it. The keys come sorted, and `unnest` and the materialised `sent`
+/// give them in array order, so the ids go in in their own order too (the hex prefix sorts as
+/// the `uuid` does): a concurrent append of one of them waits on its index entry until the
+/// other transaction ends, then skips it if that one committed (with its event) or inserts it
+/// if it rolled back; and writers that take keys in one order do not deadlock on them. A writer
 /// here holds no product lock yet, so it cannot close a cycle with the product locks either.
+/// The answer is the full keys that were new.
 const INSERT_KEYS: &str = r#"
-INSERT INTO inventory_update_keys (update_key)
-SELECT k FROM unnest($1::text[]) AS t(k)
-ON CONFLICT (update_key) DO NOTHING
-RETURNING update_key"#;
+WITH sent AS MATERIALIZED (
+    SELECT k, left(k, 32)::uuid AS id FROM unnest($1::text[]) AS t(k)
+), recorded AS (
+    INSERT INTO inventory_update_key_ids (key_id)
+    SELECT id FROM sent
+    ON CONFLICT (key_id) DO NOTHING
+    RETURNING key_id
+)
+SELECT sent.k AS update_key FROM sent JOIN recorded ON recorded.key_id = sent.id"#;
 
 /// The events of the keys that were new, in chunk order, after their products are locked: `seq`
 /// is taken here, so per product it increases in commit order (which the summaries' `version`

@@ -75,7 +75,7 @@ fn shape(log: &[Vec<Statement>]) -> Vec<Vec<&'static str>> {
                         "BEGIN" => "begin",
                         "COMMIT" => "commit",
                         "ROLLBACK" => "rollback",
-                        t if t.starts_with("INSERT INTO inventory_update_keys") => "record keys",
+                        t if t.contains("INSERT INTO inventory_update_key_ids") => "record keys",
                         t if t.starts_with("INSERT INTO product_summaries (product_id)") => "lock",
                         t if t.contains("INSERT INTO inventory_events") => "insert events",
                         t if t.starts_with("SELECT o.product_id") => "load offers",

@@ -62,26 +62,46 @@ pub async fn maintain_event_store(
 /// Keys deleted per statement, so that each holds its locks and its WAL briefly.
 const PRUNE_BATCH: i64 = 10_000;
 
+/// One batch of the keys Persist records (`inventory_update_key_ids`).
+const PRUNE_KEY_IDS: &str = "DELETE FROM inventory_update_key_ids WHERE key_id IN ( \
+     SELECT key_id FROM inventory_update_key_ids WHERE first_seen < $1 LIMIT $2)";
+
+/// One batch of the text keys the previous release's Persist recorded, until a migration drops
+/// their table (migration 9): each of them is in `inventory_update_key_ids` too.
+const PRUNE_TEXT_KEYS: &str = "DELETE FROM inventory_update_keys WHERE update_key IN ( \
+     SELECT update_key FROM inventory_update_keys WHERE first_seen < $1 LIMIT $2)";
+
 /// Deletes the idempotency keys first seen more than [`KEY_RETENTION`] ago, in batches (a
-/// BRIN index on `first_seen` finds them). Safe to interrupt: what is left goes next time.
+/// BRIN index on `first_seen` finds them), and returns how many it deleted. Safe to interrupt:
+/// what is left goes next time.
 pub async fn prune_update_keys(db: &DatabaseConnection) -> Result<u64, PipelineError> {
     prune_update_keys_as_of(db, Utc::now()).await
 }
 
 /// [`prune_update_keys`] as if it were `now` (a simulation drives the clock through its data).
+/// The previous release's text keys go too; they are copies, so they are not counted.
 pub async fn prune_update_keys_as_of(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
 ) -> Result<u64, PipelineError> {
     let cutoff = now - KEY_RETENTION;
+    let pruned = prune_in_batches(db, PRUNE_KEY_IDS, cutoff).await?;
+    prune_in_batches(db, PRUNE_TEXT_KEYS, cutoff).await?;
+    Ok(pruned)
+}
+
+/// Runs the batch delete `sql` until a batch comes back short, and returns the rows deleted.
+async fn prune_in_batches(
+    db: &DatabaseConnection,
+    sql: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, PipelineError> {
     let mut total = 0;
     loop {
         let done = db
             .execute_raw(Statement::from_sql_and_values(
                 db.get_database_backend(),
-                "DELETE FROM inventory_update_keys WHERE update_key IN ( \
-                     SELECT update_key FROM inventory_update_keys \
-                     WHERE first_seen < $1 LIMIT $2)",
+                sql,
                 [cutoff.into(), PRUNE_BATCH.into()],
             ))
             .await
@@ -137,7 +157,8 @@ mod tests {
     const SESSION: &str = "SET LOCAL TIME ZONE 'UTC'; SET LOCAL lock_timeout = '5s'";
     const MAINTENANCE: &str =
         "SELECT partman.run_maintenance(p_parent_table => $1, p_analyze => false)";
-    const PRUNE: &str = "DELETE FROM inventory_update_keys WHERE update_key IN ( SELECT update_key FROM inventory_update_keys WHERE first_seen < $1 LIMIT $2)";
+    const PRUNE: &str = "DELETE FROM inventory_update_key_ids WHERE key_id IN ( SELECT key_id FROM inventory_update_key_ids WHERE first_seen < $1 LIMIT $2)";
+    const PRUNE_TEXT: &str = "DELETE FROM inventory_update_keys WHERE update_key IN ( SELECT update_key FROM inventory_update_keys WHERE first_seen < $1 LIMIT $2)";
     const REPORT: &str = "SELECT count(*) AS partitions, min(i.child_start_time) AS oldest_from,";
 
     /// The partition query's answer: 30 days from 2026-11-01 up to 2026-12-01, 5 events in
@@ -159,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn maintenance_runs_in_one_utc_transaction_then_prunes_keys_and_reports() {
         let db = report_row(Some(at("2026-12-01T00:00:00Z")))
-            .append_exec_results([affected(0), affected(0), affected(3)])
+            .append_exec_results([affected(0), affected(0), affected(3), affected(3)])
             .into_connection();
         let before = Utc::now();
 
@@ -178,7 +199,7 @@ mod tests {
             }
         );
         let sent = sent(&db);
-        assert_eq!(sent.len(), 3, "{sent:#?}");
+        assert_eq!(sent.len(), 4, "{sent:#?}");
         assert_eq!(texts(&sent[0]), ["BEGIN", SESSION, MAINTENANCE, "COMMIT"]);
         assert_eq!(
             parameters(&sent[0][2]),
@@ -194,9 +215,11 @@ mod tests {
             before - KEY_RETENTION <= *cutoff && *cutoff <= after - KEY_RETENTION,
             "keys first seen more than KEY_RETENTION ago: {cutoff}"
         );
-        assert!(sql(&sent[2][0]).starts_with(REPORT), "{}", sql(&sent[2][0]));
+        assert_eq!(texts(&sent[2]), [PRUNE_TEXT]);
+        assert_eq!(parameters(&sent[2][0]), prune, "the same cutoff and batch");
+        assert!(sql(&sent[3][0]).starts_with(REPORT), "{}", sql(&sent[3][0]));
         assert_eq!(
-            parameters(&sent[2][0]),
+            parameters(&sent[3][0]),
             vec![Value::from(EVENT_STORE_PARENT)]
         );
     }
@@ -244,7 +267,7 @@ mod tests {
         assert_eq!(err.message, "could not forget old idempotency keys");
 
         let db = postgres()
-            .append_exec_results([affected(0), affected(0), affected(0)])
+            .append_exec_results([affected(0), affected(0), affected(0), affected(0)])
             .append_query_errors([server_error("57P01")])
             .into_connection();
         let err = maintain_event_store(&db).await.expect_err("server gone");
@@ -257,15 +280,16 @@ mod tests {
         let now = at("2026-12-07T10:00:00Z");
         let db = postgres()
             .append_exec_results([affected(10_000), affected(10_000), affected(7)])
+            .append_exec_results([affected(10_000), affected(2)])
             .into_connection();
 
         let pruned = prune_update_keys_as_of(&db, now).await.expect("pruned");
 
-        assert_eq!(pruned, 20_007);
+        assert_eq!(pruned, 20_007, "the text keys are copies, not counted");
         let sent = sent(&db);
-        assert_eq!(sent.len(), 3, "one statement (and transaction) per batch");
-        for batch in &sent {
-            assert_eq!(texts(batch), [PRUNE]);
+        assert_eq!(sent.len(), 5, "one statement (and transaction) per batch");
+        for (i, batch) in sent.iter().enumerate() {
+            assert_eq!(texts(batch), [if i < 3 { PRUNE } else { PRUNE_TEXT }]);
             assert_eq!(
                 parameters(&batch[0]),
                 vec![Value::from(now - KEY_RETENTION), Value::from(10_000i64)]
@@ -276,13 +300,13 @@ mod tests {
     #[tokio::test]
     async fn a_full_last_batch_is_followed_by_one_that_finds_nothing() {
         let db = postgres()
-            .append_exec_results([affected(10_000), affected(0)])
+            .append_exec_results([affected(10_000), affected(0), affected(0)])
             .into_connection();
 
         let pruned = prune_update_keys(&db).await.expect("pruned");
 
         assert_eq!(pruned, 10_000);
-        assert_eq!(sent(&db).len(), 2);
+        assert_eq!(sent(&db).len(), 3, "two batches of ids, one of text keys");
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub seq: i64,
-    /// Unique through `inventory_update_keys`, not by an index of this table.
+    /// Unique through `inventory_update_key_ids` (its first 128 bits), not by an index of this
+    /// table.
     pub update_key: String,
     pub event_type: String,
     pub event_version: i32,
