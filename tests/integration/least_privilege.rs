@@ -119,6 +119,15 @@ async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection
         &PgEventStore::new(writer.clone()),
     )
     .await?;
+    // The previous release's Persist, still running while the stack updates, records its keys
+    // as this role too, through migration 9's trigger.
+    let previous = crate::partitions::recorded_by_previous_release(
+        writer,
+        &validated.valid.iter().collect::<Vec<_>>(),
+    )
+    .await?;
+    let newer = crate::event_store::update("product9", "s9", 1, "1", 9);
+    let previous_new = crate::partitions::recorded_by_previous_release(writer, &[&newer]).await?;
     let offers = load_offers(writer, &pid("product123")).await?;
     let quarantined = list_quarantine(writer, 0, 100).await?;
 
@@ -128,6 +137,11 @@ async fn does_only_what_the_functions_do(t: &TestDb, writer: &DatabaseConnection
         validated.valid.len()
     );
     assert_eq!(again.appended, 0, "a redelivery appends nothing");
+    assert!(
+        previous.is_empty(),
+        "this release's keys are repeats for the previous release: {previous:?}"
+    );
+    assert_eq!(previous_new, [newer.update_key.as_str()]);
     assert!(
         !offers.is_empty(),
         "the projection was updated and is readable"

@@ -16,7 +16,7 @@ use inventory::domain::update::KEY_RETENTION;
 use inventory::ports::{EventStore as _, ProductReader as _};
 use inventory::read::HistoryQuery;
 use migration::{Migrator, MigratorTrait as _};
-use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};
 
 /// Events written by the schema before partitioning, recorded `days_ago`, as persist wrote them.
 pub(crate) async fn append_unpartitioned(
@@ -293,7 +293,7 @@ const PREVIOUS_RELEASE_KEYS: &str = "INSERT INTO inventory_update_keys (update_k
      ON CONFLICT (update_key) DO NOTHING RETURNING update_key";
 
 /// The keys the previous release's Persist would record as new, of `updates`.
-async fn recorded_by_previous_release(
+pub(crate) async fn recorded_by_previous_release(
     db: &DatabaseConnection,
     updates: &[&inventory::InventoryUpdate],
 ) -> Result<Vec<String>> {
@@ -383,5 +383,49 @@ async fn the_previous_release_and_this_one_see_each_others_keys() -> Result<()> 
     );
     assert_eq!(count(&t.db, "inventory_update_key_ids").await?, 3);
     assert_eq!(count(&t.db, "inventory_update_keys").await?, 2);
+    t.cleanup().await
+}
+
+/// Migration 9 copies the keys while the previous release's Persist may be inserting more: an
+/// insert in flight when the migration starts is waited for and copied, so its update is a
+/// repeat afterwards.
+#[tokio::test]
+async fn a_key_recorded_while_the_key_ids_migration_starts_is_copied() -> Result<()> {
+    let t = TestDb::empty().await?;
+    let known = migration::known();
+    let before = known
+        .iter()
+        .position(|n| n == "m20261207_000009_update_key_ids")
+        .context("the key ids migration")?;
+    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
+    let in_flight = update("p1", "s1", 5, "10", 1);
+    let writer = t.db.begin().await?;
+    writer
+        .execute_raw(Statement::from_sql_and_values(
+            t.db.get_database_backend(),
+            PREVIOUS_RELEASE_KEYS,
+            [vec![in_flight.update_key.as_str().to_owned()].into()],
+        ))
+        .await?;
+
+    let migrating = {
+        let db = t.connect(1).await?;
+        tokio::spawn(async move { migration::run(&db).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let waited = !migrating.is_finished();
+    writer.commit().await?;
+    let applied = migrating.await??;
+    let outcome = PgEventStore::new(t.db.clone())
+        .append(std::slice::from_ref(&in_flight))
+        .await?;
+
+    assert!(waited, "the migration waits for the insert in flight");
+    assert_eq!(applied, known[before..]);
+    assert_eq!(
+        (outcome.appended, outcome.duplicates),
+        (0, 1),
+        "the key recorded while the migration started is a repeat"
+    );
     t.cleanup().await
 }

@@ -97,19 +97,18 @@ impl EventColumns {
 /// a `uuid`), which makes an update unique across every day partition of the events (a unique
 /// index there would have to include the day). It runs before any product is locked (about a
 /// quarter of a chunk's server time), so it overlaps another lane's work on the same products
-/// instead of waiting for it. The keys come sorted, and `unnest` and the materialised `sent`
-/// give them in array order, so the ids go in in their own order too (the hex prefix sorts as
-/// the `uuid` does): a concurrent append of one of them waits on its index entry until the
-/// other transaction ends, then skips it if that one committed (with its event) or inserts it
+/// instead of waiting for it. The ids go in sorted (the previous release's Persist sorted its
+/// text keys, whose hex prefixes sort as the ids do): a concurrent append of one of them waits
+/// on its index entry until the other transaction ends, then skips it if that one committed (with its event) or inserts it
 /// if it rolled back; and writers that take keys in one order do not deadlock on them. A writer
 /// here holds no product lock yet, so it cannot close a cycle with the product locks either.
 /// The answer is the full keys that were new.
 const INSERT_KEYS: &str = r#"
-WITH sent AS MATERIALIZED (
+WITH sent AS (
     SELECT k, left(k, 32)::uuid AS id FROM unnest($1::text[]) AS t(k)
 ), recorded AS (
     INSERT INTO inventory_update_key_ids (key_id)
-    SELECT id FROM sent
+    SELECT id FROM sent ORDER BY id
     ON CONFLICT (key_id) DO NOTHING
     RETURNING key_id
 )
