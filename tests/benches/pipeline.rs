@@ -299,9 +299,7 @@ async fn run_batch_size(
         figures.extend(lane??);
     }
     let wall = started.elapsed();
-    let cpu = CpuTimes::now(moto.pid())
-        .zip(cpu_before)
-        .map(|(after, before)| after.since(before));
+    let cpu = CpuTimes::used_since(cpu_before, moto.pid());
     eprintln!();
 
     let mut per_chunk = Vec::with_capacity(total_chunks);

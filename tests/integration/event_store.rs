@@ -12,7 +12,7 @@ use inventory::ports::EventStore;
 use inventory::steps::payloads::{ChunkId, PersistInput};
 use inventory::steps::persist_updates;
 use inventory::{InventoryUpdate, ProductId, SourcePosition};
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::collections::BTreeMap;
 
 /// When every test update reached the stream.
@@ -295,6 +295,42 @@ async fn concurrent_appends_for_the_same_products_give_the_serial_state() -> Res
     serial.cleanup().await
 }
 
+/// Round `r` of `n` distinct updates over `products` products and 4 suppliers each, for tests
+/// where several writers append the same updates at once.
+pub fn contended_round(r: u32, n: u32, products: u32) -> Vec<InventoryUpdate> {
+    (0..n)
+        .map(|i| {
+            update(
+                &format!("p{}", i % products),
+                &format!("s{}", (i / products) % 4),
+                i64::from(r * 1000 + i),
+                "2.5",
+                (i + r) % 60,
+            )
+        })
+        .collect()
+}
+
+/// A transaction holding the middle key (in key order) of `updates` in the keys index until it
+/// ends: writers that take the keys in different orders would each hold one half and wait for
+/// the other's, which makes a deadlock certain rather than likely.
+pub async fn hold_middle_key(
+    db: &DatabaseConnection,
+    updates: &[InventoryUpdate],
+) -> Result<DatabaseTransaction> {
+    let mut keys: Vec<&str> = updates.iter().map(|u| u.update_key.as_str()).collect();
+    keys.sort_unstable();
+    let blocker = db.begin().await?;
+    blocker
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO inventory_update_key_ids (key_id) VALUES (left($1, 32)::uuid)",
+            [keys[keys.len() / 2].into()],
+        ))
+        .await?;
+    Ok(blocker)
+}
+
 /// The same updates delivered to several writers at once (two shards' redrives of one range,
 /// a supplier's duplicate send), half of them in the opposite order: every key is appended
 /// once, no writer deadlocks on another's keys or products, the offers are the newest per
@@ -316,27 +352,8 @@ async fn the_same_updates_from_writers_in_opposite_orders_are_appended_once_with
     let mut all = Vec::new();
     let mut appended = 0;
     for r in 0..ROUNDS {
-        let round: Vec<InventoryUpdate> = (0..300u32)
-            .map(|i| {
-                update(
-                    &format!("p{}", i % 40),
-                    &format!("s{}", (i / 40) % 4),
-                    i64::from(r * 1000 + i),
-                    "2.5",
-                    (i + r) % 60,
-                )
-            })
-            .collect();
-        let mut keys: Vec<&str> = round.iter().map(|u| u.update_key.as_str()).collect();
-        keys.sort_unstable();
-        let blocker = t.db.begin().await?;
-        blocker
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "INSERT INTO inventory_update_key_ids (key_id) VALUES (left($1, 32)::uuid)",
-                [keys[keys.len() / 2].into()],
-            ))
-            .await?;
+        let round = contended_round(r, 300, 40);
+        let blocker = hold_middle_key(&t.db, &round).await?;
         let mut tasks = Vec::new();
         for (w, store) in stores.iter().enumerate() {
             let mut mine = round.clone();

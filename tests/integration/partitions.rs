@@ -3,7 +3,7 @@
 //! event and the `seq` order, reads go across partitions, and maintenance keeps the days
 //! ahead, is safe to repeat, and recovers events that landed in the default partition.
 
-use crate::event_store::{count, pid, scalar, update};
+use crate::event_store::{contended_round, count, hold_middle_key, pid, scalar, update};
 use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use integration_tests::postgres::TestDb;
@@ -45,16 +45,23 @@ pub(crate) async fn append_unpartitioned(
     Ok(())
 }
 
+/// A database with every migration applied up to, not including, `name`, and `name`'s position
+/// in [`migration::known`] (so `known[position..]` is what the next run applies).
+pub(crate) async fn migrated_to_before(name: &str) -> Result<(TestDb, usize)> {
+    let t = TestDb::empty().await?;
+    let before = migration::known()
+        .iter()
+        .position(|n| n == name)
+        .with_context(|| format!("the migration {name}"))?;
+    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
+    Ok((t, before))
+}
+
 #[tokio::test]
 async fn updates_appended_before_partitioning_stay_repeats_in_every_partition_and_seq_goes_on()
 -> Result<()> {
-    let t = TestDb::empty().await?;
+    let (t, before) = migrated_to_before("m20261206_000006_partition_event_store").await?;
     let known = migration::known();
-    let before = known
-        .iter()
-        .position(|n| n == "m20261206_000006_partition_event_store")
-        .context("the partitioning migration")?;
-    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
     let old = [
         (update("p1", "s1", 5, "10", 1), 3),
         (update("p1", "s2", 3, "9.5", 2), 2),
@@ -320,13 +327,8 @@ pub(crate) async fn recorded_by_previous_release(
 /// a repeat after it.
 #[tokio::test]
 async fn updates_recorded_before_keys_became_ids_are_still_repeats() -> Result<()> {
-    let t = TestDb::empty().await?;
+    let (t, before) = migrated_to_before("m20261207_000009_update_key_ids").await?;
     let known = migration::known();
-    let before = known
-        .iter()
-        .position(|n| n == "m20261207_000009_update_key_ids")
-        .context("the key ids migration")?;
-    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
     let old = update("p1", "s1", 5, "10", 1);
     let fresh = update("p1", "s2", 3, "9.5", 2);
     assert_eq!(
@@ -391,13 +393,8 @@ async fn the_previous_release_and_this_one_see_each_others_keys() -> Result<()> 
 /// repeat afterwards.
 #[tokio::test]
 async fn a_key_recorded_while_the_key_ids_migration_starts_is_copied() -> Result<()> {
-    let t = TestDb::empty().await?;
+    let (t, before) = migrated_to_before("m20261207_000009_update_key_ids").await?;
     let known = migration::known();
-    let before = known
-        .iter()
-        .position(|n| n == "m20261207_000009_update_key_ids")
-        .context("the key ids migration")?;
-    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
     let in_flight = update("p1", "s1", 5, "10", 1);
     let writer = t.db.begin().await?;
     writer
@@ -442,27 +439,8 @@ async fn writers_of_both_releases_on_the_same_keys_record_each_once_without_dead
     let t = TestDb::new().await?;
     let mut total = 0;
     for r in 0..ROUNDS {
-        let round: Vec<inventory::InventoryUpdate> = (0..200u32)
-            .map(|i| {
-                update(
-                    &format!("p{}", i % 20),
-                    &format!("s{}", i % 3),
-                    i64::from(r * 1000 + i),
-                    "2.5",
-                    (i + r) % 60,
-                )
-            })
-            .collect();
-        let mut keys: Vec<&str> = round.iter().map(|u| u.update_key.as_str()).collect();
-        keys.sort_unstable();
-        let blocker = t.db.begin().await?;
-        blocker
-            .execute_raw(Statement::from_sql_and_values(
-                t.db.get_database_backend(),
-                "INSERT INTO inventory_update_key_ids (key_id) VALUES (left($1, 32)::uuid)",
-                [keys[keys.len() / 2].into()],
-            ))
-            .await?;
+        let round = contended_round(r, 200, 20);
+        let blocker = hold_middle_key(&t.db, &round).await?;
         let mut ours = Vec::new();
         let mut theirs = Vec::new();
         for w in 0..2 {

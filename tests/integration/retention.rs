@@ -6,7 +6,7 @@
 //! the next run goes on from what was verified.
 
 use crate::event_store::{count, scalar, update};
-use crate::partitions::append_unpartitioned;
+use crate::partitions::{append_unpartitioned, migrated_to_before};
 use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use chrono::{Duration, NaiveDate, Utc};
@@ -24,7 +24,6 @@ use inventory::domain::retention::{
 };
 use inventory::ports::{EventStore as _, ExportStore, ObjectKind};
 use inventory::{ErrorKind, InventoryUpdate, PipelineError};
-use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -34,13 +33,7 @@ use std::time::Instant;
 /// persist, and a projection rebuilt from all of them. No snapshot is left. With `gaps`, a
 /// `seq` is skipped after each old event, as a transaction that rolled back leaves one.
 async fn store_with_days(days: &[(i64, usize)], today: usize, gaps: bool) -> Result<TestDb> {
-    let t = TestDb::empty().await?;
-    let known = migration::known();
-    let before = known
-        .iter()
-        .position(|n| n == "m20261206_000006_partition_event_store")
-        .context("the partitioning migration")?;
-    Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
+    let (t, _) = migrated_to_before("m20261206_000006_partition_event_store").await?;
     let mut n = 0u32;
     for (days_ago, events) in days {
         for _ in 0..*events {

@@ -50,6 +50,12 @@ impl CpuTimes {
         })
     }
 
+    /// What each group used since the reading `before` (taken with [`CpuTimes::now`] for the
+    /// same `emulator`); `None` if either reading is missing.
+    pub fn used_since(before: Option<Self>, emulator: u32) -> Option<Self> {
+        Some(Self::now(emulator)?.since(before?))
+    }
+
     /// What each group used between `earlier` and `self`.
     pub fn since(self, earlier: Self) -> Self {
         Self {

@@ -89,9 +89,7 @@ pub async fn run(
         per_chunk.push(t.elapsed());
     }
     let wall = started.elapsed();
-    let cpu = CpuTimes::now(emulator)
-        .zip(cpu_before)
-        .map(|(after, before)| after.since(before));
+    let cpu = CpuTimes::used_since(cpu_before, emulator);
     drop(conn);
     db.cleanup().await?;
     per_chunk.sort();
