@@ -45,6 +45,7 @@ mod m20261206_000006_partition_event_store;
 mod m20261206_000007_projection_snapshots;
 mod m20261206_000008_event_store_retention;
 mod m20261207_000009_update_key_ids;
+mod m20261207_000010_typed_event_columns;
 
 pub mod login_role;
 pub mod scram;
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000007_projection_snapshots::Migration),
             Box::new(m20261206_000008_event_store_retention::Migration),
             Box::new(m20261207_000009_update_key_ids::Migration),
+            Box::new(m20261207_000010_typed_event_columns::Migration),
         ]
     }
 }
@@ -120,7 +122,7 @@ mod tests {
     #[test]
     fn migration_names_follow_the_seaorm_convention_and_are_ordered() {
         let names = known();
-        assert_eq!(names.len(), 9);
+        assert_eq!(names.len(), 10);
         for n in &names {
             let (stamp, rest) = n.split_at(16);
             assert!(stamp.starts_with('m') && stamp.as_bytes()[9] == b'_', "{n}");

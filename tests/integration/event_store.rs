@@ -4,14 +4,16 @@
 use anyhow::Result;
 use chrono::{DateTime, TimeZone, Utc};
 use integration_tests::postgres::TestDb;
+use inventory::adapters::postgres::entity::inventory_event;
 use inventory::adapters::postgres::{
-    PgEventStore, load_offers, load_projection, load_summary, rebuild_projection,
+    PgEventStore, load_offers, load_projection, load_summary, rebuild_projection, stored_envelope,
 };
 use inventory::domain::update::parse_record;
 use inventory::ports::EventStore;
 use inventory::steps::payloads::{ChunkId, PersistInput};
 use inventory::steps::persist_updates;
 use inventory::{InventoryUpdate, ProductId, SourcePosition};
+use sea_orm::EntityTrait as _;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::collections::BTreeMap;
 
@@ -461,6 +463,8 @@ async fn the_event_store_refuses_updates_and_deletes() -> Result<()> {
     t.cleanup().await
 }
 
+/// An event row keeps the whole update, in typed columns: read back, it is the event that
+/// was appended, and the price keeps its scale.
 #[tokio::test]
 async fn stored_events_keep_the_whole_update() -> Result<()> {
     let t = TestDb::new().await?;
@@ -469,26 +473,22 @@ async fn stored_events_keep_the_whole_update() -> Result<()> {
         .append(std::slice::from_ref(&u))
         .await?;
 
-    let row = t
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(
+    let rows = inventory_event::Entity::find().all(&t.db).await?;
+    let stored = rows.first().ok_or_else(|| anyhow::anyhow!("no event"))?;
+    let raw =
+        t.db.query_one_raw(sea_orm::Statement::from_string(
             t.db.get_database_backend(),
-            "SELECT update_key, event_type, event_version, payload::text AS payload FROM inventory_events",
+            "SELECT price::text AS price, payload IS NULL AS typed FROM inventory_events",
         ))
         .await?
         .ok_or_else(|| anyhow::anyhow!("no event"))?;
-    let payload: String = row.try_get("", "payload")?;
-    let event: inventory::InventoryUpdateReceived = serde_json::from_str(&payload)?;
+    let envelope = stored_envelope(stored.clone())?;
 
-    assert_eq!(event, inventory::InventoryUpdateReceived::from(&u));
-    assert_eq!(
-        row.try_get::<String>("", "update_key")?,
-        u.update_key.to_string()
-    );
-    assert_eq!(
-        row.try_get::<String>("", "event_type")?,
-        "InventoryUpdateReceived"
-    );
+    assert_eq!(envelope.event, inventory::InventoryUpdateReceived::from(&u));
+    assert_eq!(envelope.update_key, u.update_key);
+    assert_eq!(stored.event_type, "InventoryUpdateReceived");
+    assert_eq!(raw.try_get::<String>("", "price")?, "12.3456");
+    assert!(raw.try_get::<bool>("", "typed")?, "no payload");
     assert_eq!(
         load_offers(&t.db, &pid("p1")).await?[0].price.to_string(),
         "12.3456"

@@ -5,6 +5,7 @@ mod archive;
 mod bucket_emptier;
 mod cache;
 mod e2e;
+mod event_rows;
 mod event_store;
 mod fanout;
 mod functions_db;

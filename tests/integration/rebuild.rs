@@ -6,16 +6,16 @@
 use crate::event_store::{count, scalar, update};
 use anyhow::{Context as _, Result, bail};
 use integration_tests::postgres::TestDb;
+use inventory::InventoryUpdate;
 use inventory::adapters::postgres::entity::inventory_event;
 use inventory::adapters::postgres::{
     PgEventStore, REBUILD_SCHEMA, RebuildFrom, RebuildStage, SNAPSHOTS_KEPT, load_projection,
-    rebuild_projection, rebuild_projection_from, rebuild_projection_observed,
+    rebuild_projection, rebuild_projection_from, rebuild_projection_observed, stored_envelope,
 };
 use inventory::domain::projection::InMemoryProjection;
 use inventory::ports::EventStore;
 use inventory::steps::payloads::PersistInput;
 use inventory::steps::persist_updates;
-use inventory::{EventEnvelope, InventoryUpdate, InventoryUpdateReceived, UpdateKey};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement};
 use std::sync::{Arc, Mutex};
 
@@ -28,16 +28,10 @@ async fn fold_of_all_events(
         .order_by_asc(inventory_event::Column::Seq)
         .all(db)
         .await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for m in rows {
-        let event: InventoryUpdateReceived = serde_json::from_value(m.payload)?;
-        let update_key = UpdateKey::try_from(m.update_key).map_err(anyhow::Error::msg)?;
-        events.push(EventEnvelope {
-            update_key,
-            seq: m.seq,
-            event,
-        });
-    }
+    let events = rows
+        .into_iter()
+        .map(stored_envelope)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut catalog = InMemoryProjection::default();
     for chunk in events.chunks(7) {
         catalog.apply(chunk);

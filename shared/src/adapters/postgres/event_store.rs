@@ -14,6 +14,7 @@ use crate::ports::{AppendOutcome, EventStore};
 use crate::steps::payloads::ChangedProduct;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -30,32 +31,50 @@ impl PgEventStore {
 }
 
 /// The events as the insert statement reads them: one typed array per column, sent in
-/// PostgreSQL's binary format, so the server parses only each event's own small payload
-/// (parsing one JSON document of the whole chunk cost more than writing the rows). Payloads
-/// go as JSON text, cast to `jsonb` by the server: a `serde_json::Value` per event would be
-/// built as a tree of allocations, and deep-copied again when the statement is bound.
+/// PostgreSQL's binary format, so the server parses no text (a JSON payload per event cost
+/// more to parse than the rest of the row to write; docs/event-store.md, "Typed columns").
+/// An update without a supplier `update_id` sends an empty one (never a valid id), which the
+/// statement stores as null: an array parameter cannot hold nulls here.
 #[derive(Default)]
 struct EventColumns {
     update_keys: Vec<String>,
     product_ids: Vec<String>,
     supplier_ids: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
-    payloads: Vec<String>,
+    quantities: Vec<i64>,
+    prices: Vec<Decimal>,
+    currencies: Vec<String>,
+    occurred_at_from_supplier: Vec<bool>,
+    update_ids: Vec<String>,
+    shard_ids: Vec<String>,
+    sequence_numbers: Vec<String>,
+    arrived_at: Vec<DateTime<Utc>>,
 }
 
 impl EventColumns {
-    fn of(events: &[(&UpdateKey, InventoryUpdateReceived)]) -> Result<Self, PipelineError> {
+    fn of(events: &[(&UpdateKey, InventoryUpdateReceived)]) -> Self {
         let mut c = Self::default();
-        for (key, event) in events {
+        for (key, e) in events {
             c.update_keys.push(key.as_str().to_owned());
-            c.product_ids.push(event.product_id.as_str().to_owned());
-            c.supplier_ids.push(event.supplier_id.as_str().to_owned());
-            c.occurred_at.push(event.occurred_at);
-            c.payloads.push(serde_json::to_string(event).map_err(|e| {
-                PipelineError::with_source(ErrorKind::Internal, "could not encode an event", e)
-            })?);
+            c.product_ids.push(e.product_id.as_str().to_owned());
+            c.supplier_ids.push(e.supplier_id.as_str().to_owned());
+            c.occurred_at.push(e.occurred_at);
+            c.quantities.push(e.quantity.get());
+            c.prices.push(e.price.get());
+            c.currencies.push(e.currency.as_str().to_owned());
+            c.occurred_at_from_supplier
+                .push(e.occurred_at_from_supplier);
+            c.update_ids.push(
+                e.update_id
+                    .as_ref()
+                    .map(|u| u.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+            c.shard_ids.push(e.source.shard_id.clone());
+            c.sequence_numbers.push(e.source.sequence_number.clone());
+            c.arrived_at.push(e.source.arrived_at);
         }
-        Ok(c)
+        c
     }
 
     /// Only the events whose key `keep` says yes to, in the same order.
@@ -76,7 +95,14 @@ impl EventColumns {
             product_ids: only(self.product_ids, &mask),
             supplier_ids: only(self.supplier_ids, &mask),
             occurred_at: only(self.occurred_at, &mask),
-            payloads: only(self.payloads, &mask),
+            quantities: only(self.quantities, &mask),
+            prices: only(self.prices, &mask),
+            currencies: only(self.currencies, &mask),
+            occurred_at_from_supplier: only(self.occurred_at_from_supplier, &mask),
+            update_ids: only(self.update_ids, &mask),
+            shard_ids: only(self.shard_ids, &mask),
+            sequence_numbers: only(self.sequence_numbers, &mask),
+            arrived_at: only(self.arrived_at, &mask),
         }
     }
 
@@ -86,7 +112,14 @@ impl EventColumns {
             self.product_ids.into(),
             self.supplier_ids.into(),
             self.occurred_at.into(),
-            self.payloads.into(),
+            self.quantities.into(),
+            self.prices.into(),
+            self.currencies.into(),
+            self.occurred_at_from_supplier.into(),
+            self.update_ids.into(),
+            self.shard_ids.into(),
+            self.sequence_numbers.into(),
+            self.arrived_at.into(),
             InventoryUpdateReceived::EVENT_TYPE.into(),
             InventoryUpdateReceived::EVENT_VERSION.into(),
         ]
@@ -118,9 +151,13 @@ SELECT sent.k AS update_key FROM sent JOIN recorded ON recorded.key_id = sent.id
 /// is taken here, so per product it increases in commit order (which the summaries' `version`
 /// relies on).
 const INSERT_EVENTS: &str = r#"
-INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, payload)
-SELECT k, $6, $7, p, s, o, e::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS t(k, p, s, o, e)
+INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at,
+    quantity, price, currency, occurred_at_from_supplier, update_id, source_shard_id, source_sequence_number,
+    source_arrived_at)
+SELECT k, $13, $14, p, s, o, q, pr, c, f, nullif(u, ''), sh, sn, a
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::numeric[], $7::text[],
+    $8::boolean[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+    AS t(k, p, s, o, q, pr, c, f, u, sh, sn, a)
 RETURNING seq, update_key"#;
 
 #[async_trait]
@@ -151,7 +188,7 @@ impl EventStore for PgEventStore {
             .iter()
             .map(|u| (&u.update_key, InventoryUpdateReceived::from(*u)))
             .collect();
-        let columns = EventColumns::of(&rows)?;
+        let columns = EventColumns::of(&rows);
 
         let txn = self
             .db

@@ -3,6 +3,7 @@ use crate::adapters::postgres::entity::product_offer;
 use crate::adapters::postgres::mock::{
     affected, parameters, postgres, row, sent, sql, statement_failed,
 };
+use crate::domain::ids::UpdateId;
 use crate::domain::projection::Offer;
 use crate::domain::update::{SourcePosition, parse_record};
 use chrono::TimeZone;
@@ -183,7 +184,8 @@ async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one
 #[tokio::test]
 async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_type() {
     let a = update("p2", "s9", 5, 1);
-    let b = update("p1", "s1", 3, 2);
+    let mut b = update("p1", "s1", 3, 2);
+    b.update_id = Some(UpdateId::parse("feed-7/42").expect("valid"));
     let db = postgres()
         .append_exec_results([affected(2)])
         .append_query_results([
@@ -197,24 +199,43 @@ async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_typ
 
     out.expect("appended");
     let p = parameters(&log[0][3]);
-    assert_eq!(p.len(), 7);
+    assert_eq!(p.len(), 14);
     assert_eq!(texts(&p[0]), [a.update_key.as_str(), b.update_key.as_str()]);
     assert_eq!(texts(&p[1]), ["p2", "p1"]);
     assert_eq!(texts(&p[2]), ["s9", "s1"]);
     assert_eq!(p[3], Value::from(vec![a.occurred_at, b.occurred_at]));
-    let payloads: Vec<InventoryUpdateReceived> = texts(&p[4])
-        .iter()
-        .map(|e| serde_json::from_str(e).expect("an event as JSON"))
-        .collect();
+    assert_eq!(p[4], Value::from(vec![a.quantity.get(), b.quantity.get()]));
+    assert_eq!(p[5], Value::from(vec![a.price.get(), b.price.get()]));
+    assert_eq!(texts(&p[6]), [a.currency.as_str(), b.currency.as_str()]);
     assert_eq!(
-        payloads,
+        p[7],
+        Value::from(vec![
+            a.occurred_at_from_supplier,
+            b.occurred_at_from_supplier
+        ])
+    );
+    assert_eq!(
+        texts(&p[8]),
+        ["", "feed-7/42"],
+        "no update_id is sent empty"
+    );
+    assert_eq!(
+        texts(&p[9]),
+        [a.source.shard_id.as_str(), b.source.shard_id.as_str()]
+    );
+    assert_eq!(
+        texts(&p[10]),
         [
-            InventoryUpdateReceived::from(&a),
-            InventoryUpdateReceived::from(&b)
+            a.source.sequence_number.as_str(),
+            b.source.sequence_number.as_str()
         ]
     );
-    assert_eq!(p[5], Value::from(InventoryUpdateReceived::EVENT_TYPE));
-    assert_eq!(p[6], Value::from(InventoryUpdateReceived::EVENT_VERSION));
+    assert_eq!(
+        p[11],
+        Value::from(vec![a.source.arrived_at, b.source.arrived_at])
+    );
+    assert_eq!(p[12], Value::from(InventoryUpdateReceived::EVENT_TYPE));
+    assert_eq!(p[13], Value::from(InventoryUpdateReceived::EVENT_VERSION));
 }
 
 #[tokio::test]
@@ -499,7 +520,7 @@ async fn only_the_keys_that_were_new_are_appended() {
         "every column keeps only the new key's event"
     );
     assert_eq!(p[3], Value::from(vec![mine.occurred_at]));
-    assert_eq!(texts(&p[4]).len(), 1);
+    assert_eq!(texts(&p[6]).len(), 1);
 }
 
 #[tokio::test]

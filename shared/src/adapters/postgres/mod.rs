@@ -43,5 +43,6 @@ pub use rebuild::{
     rebuild_projection_from, rebuild_projection_observed,
 };
 pub use retention::{RETENTION_LOCK_KEY, retain_event_store, retired_up_to};
+pub use rows::envelope as stored_envelope;
 pub use sea_orm::DatabaseConnection;
 pub use snapshot::{LiveSnapshot, SNAPSHOTS_KEPT, SnapshotInfo, latest_snapshot, snapshot_live};

@@ -117,7 +117,7 @@ impl ProductReader for PgProductReader {
 }
 
 fn history_event(m: inventory_event::Model) -> Result<HistoryEvent, PipelineError> {
-    let event = rows::stored_event(m.seq, &m.event_type, m.event_version, m.payload)?;
+    let event = rows::stored_event(&m)?;
     Ok(HistoryEvent {
         seq: m.seq,
         supplier_id: event.supplier_id,
@@ -145,17 +145,13 @@ mod tests {
         event_version: i32,
         payload: serde_json::Value,
     ) -> inventory_event::Model {
-        inventory_event::Model {
-            seq: 41,
-            update_key: "a".repeat(64),
-            event_type: event_type.into(),
-            event_version,
-            product_id: "p-1".into(),
-            supplier_id: "s-1".into(),
-            occurred_at: DateTime::UNIX_EPOCH,
-            recorded_at: DateTime::UNIX_EPOCH,
-            payload,
-        }
+        let u = update("p-1", "s-1", 5, 0);
+        let mut m =
+            rows::stored::payload_row(41, &"a".repeat(64), &InventoryUpdateReceived::from(&u));
+        m.event_type = event_type.into();
+        m.event_version = event_version;
+        m.payload = Some(payload);
+        m
     }
 
     /// History shows only events this reader understands: anything else is an internal

@@ -159,17 +159,7 @@ fn stored(seq: i64) -> inventory_event::Model {
             arrived_at: occurred_at,
         },
     };
-    inventory_event::Model {
-        seq,
-        update_key: update_key.as_str().to_owned(),
-        event_type: InventoryUpdateReceived::EVENT_TYPE.into(),
-        event_version: InventoryUpdateReceived::EVENT_VERSION,
-        product_id: product_id.as_str().to_owned(),
-        supplier_id: supplier_id.as_str().to_owned(),
-        occurred_at,
-        recorded_at: occurred_at,
-        payload: serde_json::to_value(&event).expect("event serialises"),
-    }
+    crate::adapters::postgres::rows::stored::typed_row(seq, update_key.as_str(), &event)
 }
 
 fn snapshot(id: i64, up_to_seq: i64) -> SnapshotInfo {

@@ -3,9 +3,10 @@
 
 use super::entity::{inventory_event, product_offer, product_summary};
 use crate::domain::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
-use crate::domain::ids::{ProductId, SupplierId};
+use crate::domain::ids::{ProductId, SupplierId, UpdateId};
 use crate::domain::money::{Currency, Price, Quantity};
 use crate::domain::projection::{Offer, ProductSummary};
+use crate::domain::update::SourcePosition;
 use crate::error::{ErrorKind, PipelineError};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> PipelineError {
@@ -62,34 +63,68 @@ pub(crate) fn summary(m: product_summary::Model) -> Result<ProductSummary, Pipel
 }
 
 /// The event a stored row holds, for every reader of the store (replay, rebuild, history):
-/// the one place that says which event types and versions this build knows. Anything else,
-/// or a payload that does not parse, is an internal error naming the event's `seq`.
+/// the one place that says which event types and versions this build knows, and how a row
+/// holds one. Rows appended since migration 10 hold it in typed columns; older rows in a JSON
+/// payload. An unknown type or version, a payload that does not parse, or a typed row with a
+/// column missing or out of range is an internal error naming the event's `seq`.
 pub(crate) fn stored_event(
-    seq: i64,
-    event_type: &str,
-    event_version: i32,
-    payload: serde_json::Value,
+    m: &inventory_event::Model,
 ) -> Result<InventoryUpdateReceived, PipelineError> {
-    if event_type != InventoryUpdateReceived::EVENT_TYPE
-        || event_version != InventoryUpdateReceived::EVENT_VERSION
+    let seq = m.seq;
+    if m.event_type != InventoryUpdateReceived::EVENT_TYPE
+        || m.event_version != InventoryUpdateReceived::EVENT_VERSION
     {
         return Err(PipelineError::new(
             ErrorKind::Internal,
-            format!("event {seq} is {event_type} v{event_version}, which this build does not know"),
+            format!(
+                "event {seq} is {} v{}, which this build does not know",
+                m.event_type, m.event_version
+            ),
         ));
     }
-    serde_json::from_value(payload).map_err(|e| {
-        PipelineError::with_source(
-            ErrorKind::Internal,
-            format!("stored event {seq} does not parse"),
-            e,
-        )
+    let does_not_parse = format!("stored event {seq} does not parse");
+    match &m.payload {
+        Some(payload) => serde_json::from_value(payload.clone())
+            .map_err(|e| PipelineError::with_source(ErrorKind::Internal, does_not_parse, e)),
+        None => typed_event(m)
+            .map_err(|e| PipelineError::with_source(ErrorKind::Internal, does_not_parse, e)),
+    }
+}
+
+/// The event of a row written with typed columns (and no payload).
+fn typed_event(m: &inventory_event::Model) -> Result<InventoryUpdateReceived, PipelineError> {
+    fn present<T>(v: Option<T>, column: &str) -> Result<T, PipelineError> {
+        v.ok_or_else(|| corrupt(column, "null in a row without a payload"))
+    }
+    Ok(InventoryUpdateReceived {
+        product_id: product_id(&m.product_id)?,
+        supplier_id: supplier_id(&m.supplier_id)?,
+        quantity: Quantity::new(present(m.quantity, "quantity")?)
+            .map_err(|r| corrupt("quantity", r))?,
+        price: price(present(m.price, "price")?)?,
+        currency: currency(present(m.currency.as_deref(), "currency")?)?,
+        occurred_at: m.occurred_at,
+        occurred_at_from_supplier: present(
+            m.occurred_at_from_supplier,
+            "occurred_at_from_supplier",
+        )?,
+        update_id: m
+            .update_id
+            .as_deref()
+            .map(|u| UpdateId::parse(u).map_err(|r| corrupt("update_id", r)))
+            .transpose()?,
+        source: SourcePosition {
+            shard_id: present(m.source_shard_id.clone(), "source_shard_id")?,
+            sequence_number: present(m.source_sequence_number.clone(), "source_sequence_number")?,
+            arrived_at: present(m.source_arrived_at, "source_arrived_at")?,
+        },
     })
 }
 
-/// A stored event back as an envelope; an event type this build does not know is an error.
-pub(crate) fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, PipelineError> {
-    let event = stored_event(m.seq, &m.event_type, m.event_version, m.payload)?;
+/// A stored event row back as an envelope, whichever form it holds the event in; an event
+/// type this build does not know is an error.
+pub fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, PipelineError> {
+    let event = stored_event(&m)?;
     let update_key = UpdateKey::try_from(m.update_key).map_err(|e| {
         PipelineError::new(
             ErrorKind::Internal,
@@ -101,6 +136,65 @@ pub(crate) fn envelope(m: inventory_event::Model) -> Result<EventEnvelope, Pipel
         seq: m.seq,
         event,
     })
+}
+
+/// Stored event rows for tests, in the two forms the store holds.
+#[cfg(test)]
+pub(crate) mod stored {
+    use super::inventory_event::Model;
+    use crate::domain::event::InventoryUpdateReceived;
+
+    /// `event` as Persist writes it: in typed columns, without a payload.
+    pub(crate) fn typed_row(seq: i64, update_key: &str, event: &InventoryUpdateReceived) -> Model {
+        Model {
+            seq,
+            update_key: update_key.to_owned(),
+            event_type: InventoryUpdateReceived::EVENT_TYPE.into(),
+            event_version: InventoryUpdateReceived::EVENT_VERSION,
+            product_id: event.product_id.as_str().to_owned(),
+            supplier_id: event.supplier_id.as_str().to_owned(),
+            occurred_at: event.occurred_at,
+            recorded_at: event.source.arrived_at,
+            payload: None,
+            quantity: Some(event.quantity.get()),
+            price: Some(event.price.get()),
+            currency: Some(event.currency.as_str().to_owned()),
+            occurred_at_from_supplier: Some(event.occurred_at_from_supplier),
+            update_id: event.update_id.as_ref().map(|u| u.as_str().to_owned()),
+            source_shard_id: Some(event.source.shard_id.clone()),
+            source_sequence_number: Some(event.source.sequence_number.clone()),
+            source_arrived_at: Some(event.source.arrived_at),
+        }
+    }
+
+    /// `event` as Persist wrote it before migration 10: in a JSON payload, the typed columns
+    /// null.
+    pub(crate) fn payload_row(
+        seq: i64,
+        update_key: &str,
+        event: &InventoryUpdateReceived,
+    ) -> Model {
+        with_payload(
+            typed_row(seq, update_key, event),
+            serde_json::to_value(event).expect("an event serialises"),
+        )
+    }
+
+    /// `row` holding `payload` instead of its typed columns.
+    pub(crate) fn with_payload(row: Model, payload: serde_json::Value) -> Model {
+        Model {
+            payload: Some(payload),
+            quantity: None,
+            price: None,
+            currency: None,
+            occurred_at_from_supplier: None,
+            update_id: None,
+            source_shard_id: None,
+            source_sequence_number: None,
+            source_arrived_at: None,
+            ..row
+        }
+    }
 }
 
 #[cfg(test)]
@@ -216,56 +310,34 @@ mod tests {
         assert_corrupt(summary(m).expect_err("price"), "price");
     }
 
-    fn stored_event_row(
-        event_type: &str,
-        update_key: &str,
-        payload: serde_json::Value,
-    ) -> inventory_event::Model {
-        inventory_event::Model {
-            seq: 41,
-            update_key: update_key.into(),
-            event_type: event_type.into(),
-            event_version: InventoryUpdateReceived::EVENT_VERSION,
-            product_id: "p-1".into(),
-            supplier_id: "s-1".into(),
-            occurred_at: chrono::DateTime::UNIX_EPOCH,
-            recorded_at: chrono::DateTime::UNIX_EPOCH,
-            payload,
-        }
-    }
-
     fn an_event() -> InventoryUpdateReceived {
         let u = crate::adapters::postgres::event_store::tests::update("p-1", "s-1", 5, 0);
         InventoryUpdateReceived::from(&u)
     }
 
     #[test]
-    fn a_stored_event_comes_back_as_the_envelope_it_was() {
-        let event = an_event();
+    fn a_stored_event_comes_back_as_the_envelope_it_was_in_either_form() {
+        let mut event = an_event();
         let key = "b".repeat(64);
-        let payload = serde_json::to_value(&event).expect("json");
+        for supplier_update_id in [None, Some(UpdateId::parse("feed-7/42").expect("valid"))] {
+            event.update_id = supplier_update_id;
+            for row in [
+                stored::typed_row(41, &key, &event),
+                stored::payload_row(41, &key, &event),
+            ] {
+                let e = envelope(row).expect("known event");
 
-        let e = envelope(stored_event_row(
-            InventoryUpdateReceived::EVENT_TYPE,
-            &key,
-            payload,
-        ))
-        .expect("known event");
-
-        assert_eq!(e.seq, 41);
-        assert_eq!(e.update_key.as_str(), key);
-        assert_eq!(e.event, event);
+                assert_eq!(e.seq, 41);
+                assert_eq!(e.update_key.as_str(), key);
+                assert_eq!(e.event, event);
+            }
+        }
     }
 
     #[test]
     fn a_stored_event_with_a_bad_key_or_an_unknown_type_is_an_internal_error_naming_its_seq() {
-        let payload = serde_json::to_value(an_event()).expect("json");
-        let e = envelope(stored_event_row(
-            InventoryUpdateReceived::EVENT_TYPE,
-            "not-a-key",
-            payload.clone(),
-        ))
-        .expect_err("bad key");
+        let event = an_event();
+        let e = envelope(stored::typed_row(41, "not-a-key", &event)).expect_err("bad key");
         assert_eq!(e.kind, ErrorKind::Internal);
         assert!(
             e.message.starts_with("event 41 has a bad update key"),
@@ -273,21 +345,103 @@ mod tests {
             e.message
         );
 
-        let e = envelope(stored_event_row("StockCounted", &"b".repeat(64), payload))
-            .expect_err("unknown type");
+        let mut unknown = stored::typed_row(41, &"b".repeat(64), &event);
+        unknown.event_type = "StockCounted".into();
+        let e = envelope(unknown).expect_err("unknown type");
         assert_eq!(e.kind, ErrorKind::Internal);
         assert_eq!(
             e.message,
             "event 41 is StockCounted v1, which this build does not know"
         );
 
-        let e = stored_event(
-            41,
-            InventoryUpdateReceived::EVENT_TYPE,
-            InventoryUpdateReceived::EVENT_VERSION,
+        let incomplete = stored::with_payload(
+            stored::typed_row(41, &"b".repeat(64), &event),
             serde_json::json!({"product_id": "p-1"}),
-        )
-        .expect_err("incomplete payload");
+        );
+        let e = stored_event(&incomplete).expect_err("incomplete payload");
         assert_eq!(e.message, "stored event 41 does not parse");
+    }
+
+    /// A row without a payload must have every typed column but `update_id`, each in range;
+    /// one that does not is corrupt, and the error names the event and the column.
+    #[test]
+    fn a_typed_row_with_a_column_missing_or_out_of_range_is_an_internal_error_naming_it() {
+        let row = || stored::typed_row(41, &"b".repeat(64), &an_event());
+        let broken: [(&str, inventory_event::Model); 9] = [
+            (
+                "quantity",
+                inventory_event::Model {
+                    quantity: None,
+                    ..row()
+                },
+            ),
+            (
+                "quantity",
+                inventory_event::Model {
+                    quantity: Some(-1),
+                    ..row()
+                },
+            ),
+            (
+                "price",
+                inventory_event::Model {
+                    price: None,
+                    ..row()
+                },
+            ),
+            (
+                "currency",
+                inventory_event::Model {
+                    currency: Some("dollars".into()),
+                    ..row()
+                },
+            ),
+            (
+                "occurred_at_from_supplier",
+                inventory_event::Model {
+                    occurred_at_from_supplier: None,
+                    ..row()
+                },
+            ),
+            (
+                "update_id",
+                inventory_event::Model {
+                    update_id: Some(String::new()),
+                    ..row()
+                },
+            ),
+            (
+                "source_shard_id",
+                inventory_event::Model {
+                    source_shard_id: None,
+                    ..row()
+                },
+            ),
+            (
+                "source_sequence_number",
+                inventory_event::Model {
+                    source_sequence_number: None,
+                    ..row()
+                },
+            ),
+            (
+                "source_arrived_at",
+                inventory_event::Model {
+                    source_arrived_at: None,
+                    ..row()
+                },
+            ),
+        ];
+        for (column, m) in broken {
+            let e = stored_event(&m).expect_err(column);
+            assert_eq!(e.kind, ErrorKind::Internal);
+            assert_eq!(e.message, "stored event 41 does not parse");
+            assert!(
+                e.detailed()
+                    .contains(&format!("stored {column} is not valid")),
+                "{column}: {}",
+                e.detailed()
+            );
+        }
     }
 }

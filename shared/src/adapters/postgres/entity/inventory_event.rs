@@ -18,8 +18,18 @@ pub struct Model {
     pub supplier_id: String,
     pub occurred_at: DateTimeUtc,
     pub recorded_at: DateTimeUtc,
-    /// The serialised event (`InventoryUpdateReceived` for version 1).
-    pub payload: Json,
+    /// The serialised event (`InventoryUpdateReceived` for version 1), in events appended
+    /// before migration 10; `None` in the others, whose fields are the typed columns below.
+    pub payload: Option<Json>,
+    pub quantity: Option<i64>,
+    pub price: Option<Decimal>,
+    pub currency: Option<String>,
+    pub occurred_at_from_supplier: Option<bool>,
+    /// `None` when the supplier sent no `update_id` (and in payload rows).
+    pub update_id: Option<String>,
+    pub source_shard_id: Option<String>,
+    pub source_sequence_number: Option<String>,
+    pub source_arrived_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
