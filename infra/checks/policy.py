@@ -505,6 +505,51 @@ def check_event_targets(template: dict) -> list[str]:
     return out
 
 
+# The functions that decode the events Persist writes (the history of the read API; the
+# snapshots and rebuilds of schema-migrate), by their binaries.
+EVENT_STORE_WRITER = "persist"
+EVENT_STORE_READERS = ("product-api", "schema-migrate")
+
+
+def depends_on(template: dict) -> dict[str, set[str]]:
+    """Each resource's direct dependencies: its DependsOn, and every resource it names with
+    Ref or Fn::GetAtt (CloudFormation orders those the same way)."""
+    names = dict(resources(template))
+    out = {}
+    for logical, res in names.items():
+        direct = res.get("DependsOn") or []
+        deps = set([direct] if isinstance(direct, str) else direct)
+        for _, value in walk(res.get("Properties") or {}):
+            target = logical_of(value)
+            if isinstance(target, str) and target in names:
+                deps.add(target)
+        out[logical] = deps
+    return out
+
+
+def check_event_store_readers_before_writer(template: dict) -> list[str]:
+    """A release may change how Persist stores an event (migration 10 moved it from a JSON
+    payload to typed columns), and the previous release's readers cannot read the new form. So
+    on an update CloudFormation must update every function that reads events before Persist:
+    Persist depends, directly or through others, on each of them."""
+    graph = depends_on(template)
+    binary = {logical: dig(res, ("Metadata", "BuildProperties", "Binary"))
+              for logical, res in resources(template) if res.get("Type") in FUNCTION_TYPES}
+    out = []
+    for writer in (l for l, b in binary.items() if b == EVENT_STORE_WRITER):
+        reached, todo = set(), [writer]
+        while todo:
+            for dep in graph.get(todo.pop(), ()):
+                if dep not in reached:
+                    reached.add(dep)
+                    todo.append(dep)
+        for reader in sorted(l for l, b in binary.items() if b in EVENT_STORE_READERS):
+            if reader not in reached:
+                out.append(f"{writer} may be updated before {reader}, which reads the events it "
+                           f"writes: add {reader} to its DependsOn")
+    return out
+
+
 ALL_RULES = [
     check_event_targets,
     check_suffix,
@@ -515,4 +560,5 @@ ALL_RULES = [
     check_function_log_groups,
     check_wildcards,
     check_retention,
+    check_event_store_readers_before_writer,
 ]

@@ -479,3 +479,30 @@ def test_an_event_target_needs_an_encrypted_dlq_that_eventbridge_may_write():
     assert policy.check_event_targets(resources_snippet(rule + queue + other_rule)) == [
         "Rule target alarm-topic: no queue policy lets events.amazonaws.com SendMessage to RuleDlq for this "
         "rule (aws:SourceArn)"]
+
+
+def event_store_functions(persist_depends_on: str) -> dict:
+    return resources_snippet(f"""
+  Migrate:
+    Type: AWS::Serverless::Function
+    Metadata: {{ BuildProperties: {{ Binary: schema-migrate }} }}
+  Migration:
+    Type: Custom::SchemaMigration
+    Properties: {{ ServiceToken: !GetAtt Migrate.Arn }}
+  Api:
+    Type: AWS::Serverless::Function
+    DependsOn: Migration
+    Metadata: {{ BuildProperties: {{ Binary: product-api }} }}
+  Persist:
+    Type: AWS::Serverless::Function
+    DependsOn: {persist_depends_on}
+    Metadata: {{ BuildProperties: {{ Binary: persist }} }}
+""")
+
+
+def test_persist_updated_before_a_reader_of_its_events_is_caught():
+    problems = policy.check_event_store_readers_before_writer(event_store_functions("Migration"))
+    assert problems == ["Persist may be updated before Api, which reads the events it writes: "
+                        "add Api to its DependsOn"]
+    # Through others (Migration's GetAtt of Migrate) counts as well as directly.
+    assert policy.check_event_store_readers_before_writer(event_store_functions("[Migration, Api]")) == []
