@@ -15,6 +15,7 @@ use crate::steps::payloads::ChangedProduct;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use sea_orm::prelude::Uuid;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -127,25 +128,21 @@ impl EventColumns {
 }
 
 /// The chunk's keys, each new one recorded in `inventory_update_key_ids` (as its first 128 bits,
-/// a `uuid`), which makes an update unique across every day partition of the events (a unique
-/// index there would have to include the day). It runs before any product is locked (about a
-/// quarter of a chunk's server time), so it overlaps another lane's work on the same products
-/// instead of waiting for it. The ids go in sorted (the previous release's Persist sorted its
-/// text keys, whose hex prefixes sort as the ids do): a concurrent append of one of them waits
-/// on its index entry until the other transaction ends, then skips it if that one committed (with its event) or inserts it
-/// if it rolled back; and writers that take keys in one order do not deadlock on them. A writer
-/// here holds no product lock yet, so it cannot close a cycle with the product locks either.
-/// The answer is the full keys that were new.
+/// a `uuid`, which Persist computes and sends in binary), which makes an update unique across
+/// every day partition of the events (a unique index there would have to include the day). It
+/// runs before any product is locked (about a quarter of a chunk's server time), so it
+/// overlaps another lane's work on the same products instead of waiting for it. The ids go in
+/// sorted (the previous release's Persist sorted its text keys, whose hex prefixes sort as the
+/// ids do): a concurrent append of one of them waits on its index entry until the other
+/// transaction ends, then skips it if that one committed (with its event) or inserts it if it
+/// rolled back; and writers that take keys in one order do not deadlock on them. A writer here
+/// holds no product lock yet, so it cannot close a cycle with the product locks either. The
+/// answer is the ids that were new.
 const INSERT_KEYS: &str = r#"
-WITH sent AS (
-    SELECT k, left(k, 32)::uuid AS id FROM unnest($1::text[]) AS t(k)
-), recorded AS (
-    INSERT INTO inventory_update_key_ids (key_id)
-    SELECT id FROM sent ORDER BY id
-    ON CONFLICT (key_id) DO NOTHING
-    RETURNING key_id
-)
-SELECT sent.k AS update_key FROM sent JOIN recorded ON recorded.key_id = sent.id"#;
+INSERT INTO inventory_update_key_ids (key_id)
+SELECT id FROM unnest($1::uuid[]) AS t(id) ORDER BY id
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id"#;
 
 /// The events of the keys that were new, in chunk order, after their products are locked: `seq`
 /// is taken here, so per product it increases in commit order (which the summaries' `version`
@@ -195,7 +192,7 @@ impl EventStore for PgEventStore {
             .begin()
             .await
             .map_err(|e| db_error("could not start the append", e))?;
-        let fresh = record_keys(&txn, &unique, &keys).await?;
+        let fresh = record_keys(&txn, &unique).await?;
         let rows: Vec<_> = rows
             .into_iter()
             .filter(|(k, _)| fresh.contains(k.as_str()))
@@ -229,36 +226,49 @@ impl EventStore for PgEventStore {
     }
 }
 
-/// Records the keys of `unique` (one update per key; `sent` holds the same keys) and returns
-/// those that were new.
+/// Records the keys of `unique` (one update per key) and returns those that were new.
 async fn record_keys(
     txn: &DatabaseTransaction,
     unique: &[&InventoryUpdate],
-    sent: &HashSet<&str>,
 ) -> Result<HashSet<String>, PipelineError> {
-    let mut keys: Vec<String> = unique
-        .iter()
-        .map(|u| u.update_key.as_str().to_owned())
-        .collect();
-    keys.sort_unstable();
+    let mut by_id: HashMap<Uuid, &str> = HashMap::with_capacity(unique.len());
+    for u in unique {
+        by_id.insert(key_id(&u.update_key)?, u.update_key.as_str());
+    }
+    let mut ids: Vec<Uuid> = by_id.keys().copied().collect();
+    ids.sort_unstable();
     let returned = txn
-        .query_all_raw(stmt(INSERT_KEYS, vec![keys.into()]))
+        .query_all_raw(stmt(INSERT_KEYS, vec![ids.into()]))
         .await
         .map_err(|e| db_error("could not record the update keys", e))?;
     let mut fresh = HashSet::with_capacity(returned.len());
     for row in returned {
-        let key: String = row
-            .try_get("", "update_key")
+        let id: Uuid = row
+            .try_get("", "key_id")
             .map_err(|e| db_error("could not read a recorded key", e))?;
-        if !sent.contains(key.as_str()) || fresh.contains(&key) {
-            return Err(PipelineError::new(
+        let key = by_id.remove(&id).ok_or_else(|| {
+            PipelineError::new(
                 ErrorKind::Internal,
-                format!("the store recorded key {key}, which was not sent or came back twice"),
-            ));
-        }
-        fresh.insert(key);
+                format!("the store recorded key id {id}, which was not sent or came back twice"),
+            )
+        })?;
+        fresh.insert(key.to_owned());
     }
     Ok(fresh)
+}
+
+/// The id `inventory_update_key_ids` keeps of `key`: its first 128 bits (32 hex digits), as
+/// `left(update_key, 32)::uuid` gives in SQL (the previous release's trigger computes it so).
+fn key_id(key: &UpdateKey) -> Result<Uuid, PipelineError> {
+    key.as_str()
+        .get(..32)
+        .and_then(|hex| Uuid::try_parse(hex).ok())
+        .ok_or_else(|| {
+            PipelineError::new(
+                ErrorKind::Internal,
+                format!("update key {key} does not begin with 32 hex digits"),
+            )
+        })
 }
 
 /// Appends the events of `rows` (their keys new; `columns` are the same events, encoded) and

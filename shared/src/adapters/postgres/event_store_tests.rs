@@ -7,6 +7,7 @@ use crate::domain::ids::UpdateId;
 use crate::domain::projection::Offer;
 use crate::domain::update::{SourcePosition, parse_record};
 use chrono::TimeZone;
+use sea_orm::prelude::Uuid;
 use sea_orm::{DbErr, MockDatabase, RuntimeErr, Statement, Value};
 use std::collections::BTreeMap;
 
@@ -38,8 +39,27 @@ fn appended(seq: i64, u: &InventoryUpdate) -> BTreeMap<String, Value> {
 fn recorded(updates: &[&InventoryUpdate]) -> Vec<BTreeMap<String, Value>> {
     updates
         .iter()
-        .map(|u| row([("update_key", u.update_key.as_str().into())]))
+        .map(|u| row([("key_id", id_of(u).into())]))
         .collect()
+}
+
+/// The id the keys table keeps of `u`'s key: its first 32 hex digits, as a uuid.
+fn id_of(u: &InventoryUpdate) -> Uuid {
+    Uuid::parse_str(&u.update_key.as_str()[..32]).expect("a key begins with 32 hex digits")
+}
+
+/// The uuids of an array parameter.
+fn ids(values: &Value) -> Vec<Uuid> {
+    match values {
+        Value::Array(_, Some(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::Uuid(Some(id)) => *id,
+                other => panic!("not a uuid: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not an array: {other:?}"),
+    }
 }
 
 /// The stored offer `u` became as event `seq`.
@@ -166,10 +186,10 @@ async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one
         ]]
     );
     let t = &log[0];
-    let mut keys = vec![a.update_key.as_str(), b.update_key.as_str()];
+    let mut keys = vec![id_of(&a), id_of(&b)];
     keys.sort_unstable();
     assert_eq!(
-        texts(&parameters(&t[1])[0]),
+        ids(&parameters(&t[1])[0]),
         keys,
         "keys are recorded in one order, whatever the chunk's"
     );
@@ -256,7 +276,7 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
     let out = out.expect("appended");
     assert_eq!((out.appended, out.duplicates), (2, 2));
     assert_eq!(
-        texts(&parameters(&log[0][1])[0]).len(),
+        ids(&parameters(&log[0][1])[0]).len(),
         2,
         "each key recorded once"
     );
@@ -510,7 +530,7 @@ async fn only_the_keys_that_were_new_are_appended() {
 
     let out = out.expect("appended");
     assert_eq!((out.appended, out.duplicates), (1, 1));
-    assert_eq!(texts(&parameters(&log[0][1])[0]).len(), 2);
+    assert_eq!(ids(&parameters(&log[0][1])[0]).len(), 2);
     let p = parameters(&log[0][3]);
     assert_eq!(texts(&p[0]), [mine.update_key.as_str()]);
     assert_eq!(texts(&p[1]), ["p1"]);
@@ -540,10 +560,14 @@ async fn the_keys_are_sent_in_one_order_whatever_the_chunks() {
 
     out.expect("appended");
     let chunk_order = [chunk[0].update_key.as_str(), chunk[1].update_key.as_str()];
-    let mut sorted = chunk_order;
+    let mut sorted = [id_of(&chunk[0]), id_of(&chunk[1])];
     sorted.sort_unstable();
-    assert_ne!(chunk_order, sorted, "the chunk is not in key order");
-    assert_eq!(texts(&parameters(&log[0][1])[0]), sorted);
+    assert_ne!(
+        [id_of(&chunk[0]), id_of(&chunk[1])],
+        sorted,
+        "the chunk is not in key order"
+    );
+    assert_eq!(ids(&parameters(&log[0][1])[0]), sorted);
     assert_eq!(
         texts(&parameters(&log[0][3])[0]),
         chunk_order,
