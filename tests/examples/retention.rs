@@ -3,9 +3,9 @@
 //!
 //! The feed (the generator's Zipf-popular products, no duplicates or bad records) is spread
 //! evenly over `--months` months that end today. Each simulated day's events and idempotency
-//! keys are written with the rows persist writes (the same columns, the real event payload
-//! JSON, a key per update, one statement per chunk) but recorded at the simulated day, since
-//! PostgreSQL's `now()` cannot be moved; the day's partition is made by pg_partman
+//! keys are written with the rows persist writes (the same typed columns, a key per update,
+//! one statement per chunk) but recorded at the simulated day, since PostgreSQL's `now()`
+//! cannot be moved; the day's partition is made by pg_partman
 //! (`create_partition_time`). At each month's end, as of that time: the keys past the dedup
 //! window's margin are forgotten (the daily maintenance's prune), the projection is rebuilt
 //! from its newest snapshot (the real rebuild), the retention job runs (the real
@@ -239,18 +239,31 @@ async fn record_day(
                     "product_id": u.product_id.as_str(),
                     "supplier_id": u.supplier_id.as_str(),
                     "occurred_at": u.occurred_at,
-                    "payload": serde_json::to_value(InventoryUpdateReceived::from(u))?,
+                    "quantity": u.quantity.get(),
+                    "price": u.price.get().to_string(),
+                    "currency": u.currency.as_str(),
+                    "occurred_at_from_supplier": u.occurred_at_from_supplier,
+                    "update_id": u.update_id.as_ref().map(|i| i.as_str()),
+                    "source_shard_id": u.source.shard_id,
+                    "source_sequence_number": u.source.sequence_number,
+                    "source_arrived_at": u.source.arrived_at,
                 }))
             })
             .collect::<Result<_>>()?;
         db.execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) \
-                 AS x(update_key text, product_id text, supplier_id text, occurred_at timestamptz, payload jsonb)), \
+                 AS x(update_key text, product_id text, supplier_id text, occurred_at timestamptz, quantity bigint, \
+                      price numeric, currency text, occurred_at_from_supplier boolean, update_id text, \
+                      source_shard_id text, source_sequence_number text, source_arrived_at timestamptz)), \
              k AS (INSERT INTO inventory_update_key_ids (key_id, first_seen) \
                    SELECT left(update_key, 32)::uuid, $2 FROM u ON CONFLICT DO NOTHING RETURNING key_id) \
-             INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, recorded_at, payload) \
-             SELECT u.update_key, $3, $4, u.product_id, u.supplier_id, u.occurred_at, $2, u.payload \
+             INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at, \
+                 recorded_at, quantity, price, currency, occurred_at_from_supplier, update_id, source_shard_id, \
+                 source_sequence_number, source_arrived_at) \
+             SELECT u.update_key, $3, $4, u.product_id, u.supplier_id, u.occurred_at, $2, u.quantity, u.price, \
+                 u.currency, u.occurred_at_from_supplier, u.update_id, u.source_shard_id, u.source_sequence_number, \
+                 u.source_arrived_at \
              FROM u JOIN k ON k.key_id = left(u.update_key, 32)::uuid",
             [
                 serde_json::Value::Array(rows).to_string().into(),
