@@ -13,8 +13,14 @@
 //!
 //! The previous release's Persist, still running while the stack updates (or after a
 //! rollback), writes payload rows, which this release reads. The previous release's readers
-//! cannot read the typed rows: the template updates the read API before Persist, and the
-//! down migration gives the typed rows a payload back before it drops the columns.
+//! (the read API's history, the CLI's rebuild) cannot read the typed rows: the template updates
+//! the read API before Persist. After a rollback they fail on the typed rows Persist wrote; the
+//! down migration would give those rows a payload back, but no deployed tool runs it, so the
+//! way back past this migration is forward (docs/event-store.md, "Typed columns").
+//!
+//! A retention export line is a row as `to_jsonb` gives it, so the new columns change the
+//! checksum of every line: a day exported but not yet dropped is forgotten here, and the next
+//! retention run exports it again instead of failing its last check.
 
 use sea_orm_migration::prelude::*;
 
@@ -22,7 +28,14 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const UP: &str = r#"
--- Appends hold the table only for a chunk's transaction. Wait for them at most 5 s: a migration
+-- A retention run holds partitions (it reads, locks and drops them) and may need the whole table
+-- next, which this migration is about to take: let a run in progress end first (a minute at
+-- most). A run that starts meanwhile finds its advisory lock taken and leaves the work to the
+-- next hour. 7597139558985462894 is RETENTION_LOCK_KEY (shared/src/adapters/postgres/retention.rs).
+SET LOCAL lock_timeout = '60s';
+SELECT pg_advisory_xact_lock(7597139558985462894);
+-- Then the table and every partition, each waited for at most 5 s: appends hold them for a
+-- chunk's transaction, reads of history for a query, a rebuild's replay for longer. A migration
 -- queued behind a long transaction would hold up every append behind it, while a failed deploy
 -- is simply run again.
 SET LOCAL lock_timeout = '5s';
@@ -43,16 +56,22 @@ ALTER TABLE inventory_events ADD CONSTRAINT inventory_events_payload_or_typed_co
         AND source_sequence_number IS NOT NULL AND source_arrived_at IS NOT NULL)
 ) NOT VALID;
 SET LOCAL lock_timeout TO DEFAULT;
+DELETE FROM event_store_exports x
+WHERE NOT EXISTS (SELECT 1 FROM event_store_retired_days r WHERE r.day = x.day);
 COMMENT ON COLUMN inventory_events.payload IS
     'The serialised event (InventoryUpdateReceived v1), in events appended before the typed columns existed; null in the others, whose fields are the typed columns.';
 "#;
 
 /// Back to payloads alone: every typed row gets the payload the previous release reads (the
 /// append-only trigger is set aside for that one update, inside this transaction), then the
-/// columns go.
+/// columns go, and the days exported but not dropped are exported again.
 const DOWN: &str = r#"
 SET LOCAL TIME ZONE 'UTC';
+SET LOCAL lock_timeout = '60s';
+SELECT pg_advisory_xact_lock(7597139558985462894);
+SET LOCAL lock_timeout = '5s';
 LOCK TABLE inventory_events IN EXCLUSIVE MODE;
+SET LOCAL lock_timeout TO DEFAULT;
 ALTER TABLE inventory_events DISABLE TRIGGER inventory_events_no_update_or_delete;
 UPDATE inventory_events SET payload = jsonb_build_object(
     'product_id', product_id,
@@ -81,6 +100,8 @@ ALTER TABLE inventory_events
     DROP COLUMN IF EXISTS source_sequence_number,
     DROP COLUMN IF EXISTS source_arrived_at;
 COMMENT ON COLUMN inventory_events.payload IS NULL;
+DELETE FROM event_store_exports x
+WHERE NOT EXISTS (SELECT 1 FROM event_store_retired_days r WHERE r.day = x.day);
 "#;
 
 crate::sql_migration!();

@@ -1,21 +1,22 @@
 //! Migration 10 keeps an event's fields in typed columns instead of a JSON payload, against
 //! real PostgreSQL: rows of both forms are read alike (history and rebuild), the previous
 //! release's Persist still appends payload rows while the stack updates, a row with neither
-//! form is refused, and the down migration gives the typed rows their payload back.
+//! form is refused, the down migration gives the typed rows their payload back, and the
+//! migration keeps out of a retention run's way.
 
 use crate::event_store::{newest_per_offer, pid, scalar, update};
 use crate::partitions::migrated_to_before;
 use anyhow::Result;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
-    PgEventStore, PgProductReader, load_offers, rebuild_projection,
+    PgEventStore, PgProductReader, RETENTION_LOCK_KEY, load_offers, rebuild_projection,
 };
 use inventory::domain::ids::UpdateId;
 use inventory::ports::{EventStore as _, ProductReader as _};
 use inventory::read::HistoryQuery;
 use inventory::{InventoryUpdate, InventoryUpdateReceived};
 use migration::{Migrator, MigratorTrait as _};
-use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};
 
 /// The previous release's statement for a chunk's events (before migration 10): each event
 /// as a JSON payload.
@@ -211,5 +212,71 @@ async fn the_down_migration_gives_typed_events_the_payload_the_previous_release_
         migration::run(&t.db).await?,
         ["m20261207_000010_typed_event_columns"]
     );
+    t.cleanup().await
+}
+
+/// Export lines are rows as `to_jsonb` gives them, so the new columns change their checksums:
+/// the migration forgets the parts of a day exported but not yet dropped (the next retention
+/// run exports it again rather than failing its last check), and keeps those of retired days.
+#[tokio::test]
+async fn the_migration_forgets_the_exports_of_days_not_yet_dropped() -> Result<()> {
+    let (t, _) = migrated_to_before("m20261207_000010_typed_event_columns").await?;
+    t.db.execute_unprepared(
+        "INSERT INTO event_store_exports (day, part, after_seq, up_to_seq, events, checksum, object_key) VALUES \
+             ('2026-10-01', 0, 0, 10, 10, 42, 'event-store/inventory_events/2026/10/01/part-00000.jsonl.gz'), \
+             ('2026-10-02', 0, 10, 20, 10, 43, 'event-store/inventory_events/2026/10/02/part-00000.jsonl.gz'), \
+             ('2026-10-02', 1, 20, 25, 5, 44, 'event-store/inventory_events/2026/10/02/part-00001.jsonl.gz'); \
+         INSERT INTO event_store_retired_days (day, events, checksum, max_seq, manifest) VALUES \
+             ('2026-10-01', 10, 42, 10, 'event-store/inventory_events/2026/10/01/manifest.json')",
+    )
+    .await?;
+
+    migration::run(&t.db).await?;
+
+    assert_eq!(
+        scalar(
+            &t.db,
+            "SELECT count(*) FROM event_store_exports WHERE day = '2026-10-02'"
+        )
+        .await?,
+        0,
+        "the day not yet dropped is exported again"
+    );
+    assert_eq!(
+        scalar(
+            &t.db,
+            "SELECT count(*) FROM event_store_exports WHERE day = '2026-10-01'"
+        )
+        .await?,
+        1,
+        "the retired day keeps its record"
+    );
+    t.cleanup().await
+}
+
+/// A retention run in progress holds partitions the migration's `ALTER TABLE` needs, and may
+/// need the table next: the migration waits for the run's advisory lock before it takes any.
+#[tokio::test]
+async fn the_migration_waits_for_a_retention_run_in_progress() -> Result<()> {
+    let (t, before) = migrated_to_before("m20261207_000010_typed_event_columns").await?;
+    let run = t.db.begin().await?;
+    run.execute_raw(Statement::from_sql_and_values(
+        t.db.get_database_backend(),
+        "SELECT pg_advisory_xact_lock($1)",
+        [RETENTION_LOCK_KEY.into()],
+    ))
+    .await?;
+
+    let migrating = {
+        let db = t.connect(1).await?;
+        tokio::spawn(async move { migration::run(&db).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let waited = !migrating.is_finished();
+    run.commit().await?;
+    let applied = migrating.await??;
+
+    assert!(waited, "the migration waits for the retention run");
+    assert_eq!(applied, migration::known()[before..]);
     t.cleanup().await
 }
