@@ -505,23 +505,25 @@ def check_event_targets(template: dict) -> list[str]:
     return out
 
 
-# The functions that decode the events Persist writes (the history of the read API; the
-# snapshots and rebuilds of schema-migrate), by their binaries.
+# The functions that decode the events Persist writes, by their binaries: the read API's history.
+# (schema-migrate copies rows and the projection without decoding events; the other reader is
+# the operator's `inventory rebuild-projection`, upgraded with the stack, docs/deploy.md.)
 EVENT_STORE_WRITER = "persist"
-EVENT_STORE_READERS = ("product-api", "schema-migrate")
+EVENT_STORE_READERS = ("product-api",)
 
 
 def depends_on(template: dict) -> dict[str, set[str]]:
     """Each resource's direct dependencies: its DependsOn, and every resource it names with
-    Ref or Fn::GetAtt (CloudFormation orders those the same way)."""
+    Ref or Fn::GetAtt (CloudFormation orders those the same way). A name under Fn::If is not
+    counted: the branch that names it may not be the one taken."""
     names = dict(resources(template))
     out = {}
     for logical, res in names.items():
         direct = res.get("DependsOn") or []
         deps = set([direct] if isinstance(direct, str) else direct)
-        for _, value in walk(res.get("Properties") or {}):
+        for path, value in walk(res.get("Properties") or {}):
             target = logical_of(value)
-            if isinstance(target, str) and target in names:
+            if isinstance(target, str) and target in names and "Fn::If" not in path:
                 deps.add(target)
         out[logical] = deps
     return out
@@ -531,21 +533,28 @@ def check_event_store_readers_before_writer(template: dict) -> list[str]:
     """A release may change how Persist stores an event (migration 10 moved it from a JSON
     payload to typed columns), and the previous release's readers cannot read the new form. So
     on an update CloudFormation must update every function that reads events before Persist:
-    Persist depends, directly or through others, on each of them."""
+    Persist depends, directly or through others, on each of them. A template without exactly
+    one Persist, or without a reader, fails: the rule would otherwise pass for want of them."""
     graph = depends_on(template)
     binary = {logical: dig(res, ("Metadata", "BuildProperties", "Binary"))
               for logical, res in resources(template) if res.get("Type") in FUNCTION_TYPES}
+    writers = sorted(l for l, b in binary.items() if b == EVENT_STORE_WRITER)
+    if len(writers) != 1:
+        return [f"expected one function with the binary {EVENT_STORE_WRITER}, found {writers}"]
     out = []
-    for writer in (l for l, b in binary.items() if b == EVENT_STORE_WRITER):
-        reached, todo = set(), [writer]
-        while todo:
-            for dep in graph.get(todo.pop(), ()):
-                if dep not in reached:
-                    reached.add(dep)
-                    todo.append(dep)
-        for reader in sorted(l for l, b in binary.items() if b in EVENT_STORE_READERS):
+    reached, todo = set(), [writers[0]]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in reached:
+                reached.add(dep)
+                todo.append(dep)
+    for name in EVENT_STORE_READERS:
+        readers = sorted(l for l, b in binary.items() if b == name)
+        if not readers:
+            out.append(f"no function with the binary {name}, which reads the events")
+        for reader in readers:
             if reader not in reached:
-                out.append(f"{writer} may be updated before {reader}, which reads the events it "
+                out.append(f"{writers[0]} may be updated before {reader}, which reads the events it "
                            f"writes: add {reader} to its DependsOn")
     return out
 

@@ -481,7 +481,7 @@ def test_an_event_target_needs_an_encrypted_dlq_that_eventbridge_may_write():
         "rule (aws:SourceArn)"]
 
 
-def event_store_functions(persist_depends_on: str) -> dict:
+def event_store_functions(persist_depends_on: str, api_binary: str = "product-api") -> dict:
     return resources_snippet(f"""
   Migrate:
     Type: AWS::Serverless::Function
@@ -492,7 +492,10 @@ def event_store_functions(persist_depends_on: str) -> dict:
   Api:
     Type: AWS::Serverless::Function
     DependsOn: Migration
-    Metadata: {{ BuildProperties: {{ Binary: product-api }} }}
+    Metadata: {{ BuildProperties: {{ Binary: {api_binary} }} }}
+  Gate:
+    Type: AWS::SQS::Queue
+    Properties: {{ QueueName: !If [Never, !GetAtt Api.Arn, plain] }}
   Persist:
     Type: AWS::Serverless::Function
     DependsOn: {persist_depends_on}
@@ -501,8 +504,18 @@ def event_store_functions(persist_depends_on: str) -> dict:
 
 
 def test_persist_updated_before_a_reader_of_its_events_is_caught():
-    problems = policy.check_event_store_readers_before_writer(event_store_functions("Migration"))
-    assert problems == ["Persist may be updated before Api, which reads the events it writes: "
-                        "add Api to its DependsOn"]
-    # Through others (Migration's GetAtt of Migrate) counts as well as directly.
-    assert policy.check_event_store_readers_before_writer(event_store_functions("[Migration, Api]")) == []
+    check = policy.check_event_store_readers_before_writer
+    assert check(event_store_functions("Migration")) == [
+        "Persist may be updated before Api, which reads the events it writes: add Api to its DependsOn"]
+    # A reference under Fn::If is not a dependency: its branch may not be taken.
+    assert len(check(event_store_functions("Gate"))) == 1
+    # Directly, or through others, it holds.
+    assert check(event_store_functions("[Migration, Api]")) == []
+    assert check(event_store_functions("[Migration, Gate, Api]")) == []
+
+
+def test_a_template_without_its_reader_or_with_no_persist_fails_the_rule():
+    check = policy.check_event_store_readers_before_writer
+    assert check(event_store_functions("Migration", api_binary="something-else")) == [
+        "no function with the binary product-api, which reads the events"]
+    assert check(resources_snippet("")) == ["expected one function with the binary persist, found []"]
