@@ -8,13 +8,14 @@ use inventory::adapters::postgres::entity::inventory_event;
 use inventory::adapters::postgres::{
     PgEventStore, load_offers, load_projection, load_summary, rebuild_projection, stored_envelope,
 };
+use inventory::domain::ids::UpdateId;
 use inventory::domain::update::parse_record;
 use inventory::ports::EventStore;
 use inventory::steps::payloads::{ChunkId, PersistInput};
 use inventory::steps::persist_updates;
 use inventory::{InventoryUpdate, ProductId, SourcePosition};
-use sea_orm::EntityTrait as _;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{EntityTrait as _, QueryOrder as _};
 use std::collections::BTreeMap;
 
 /// When every test update reached the stream.
@@ -464,29 +465,38 @@ async fn the_event_store_refuses_updates_and_deletes() -> Result<()> {
 }
 
 /// An event row keeps the whole update, in typed columns: read back, it is the event that
-/// was appended, and the price keeps its scale.
+/// was appended (the supplier's `update_id` or its absence, the stream position, whether
+/// `occurred_at` came from the supplier), and the price keeps its scale.
 #[tokio::test]
 async fn stored_events_keep_the_whole_update() -> Result<()> {
     let t = TestDb::new().await?;
-    let u = update("p1", "s1", 3, "12.3456", 5);
-    PgEventStore::new(t.db.clone())
-        .append(std::slice::from_ref(&u))
-        .await?;
+    let plain = update("p1", "s1", 3, "12.3456", 5);
+    let mut with_id = update("p2", "s1", 4, "7", 6);
+    with_id.update_id = Some(UpdateId::parse("feed-7/42").map_err(anyhow::Error::msg)?);
+    with_id.occurred_at_from_supplier = false;
+    let appended = [plain.clone(), with_id.clone()];
+    PgEventStore::new(t.db.clone()).append(&appended).await?;
 
-    let rows = inventory_event::Entity::find().all(&t.db).await?;
-    let stored = rows.first().ok_or_else(|| anyhow::anyhow!("no event"))?;
+    let rows = inventory_event::Entity::find()
+        .order_by_asc(inventory_event::Column::Seq)
+        .all(&t.db)
+        .await?;
     let raw =
         t.db.query_one_raw(sea_orm::Statement::from_string(
             t.db.get_database_backend(),
-            "SELECT price::text AS price, payload IS NULL AS typed FROM inventory_events",
+            "SELECT min(price::text) FILTER (WHERE product_id = 'p1') AS price, \
+                    bool_and(payload IS NULL) AS typed FROM inventory_events",
         ))
         .await?
         .ok_or_else(|| anyhow::anyhow!("no event"))?;
-    let envelope = stored_envelope(stored.clone())?;
 
-    assert_eq!(envelope.event, inventory::InventoryUpdateReceived::from(&u));
-    assert_eq!(envelope.update_key, u.update_key);
-    assert_eq!(stored.event_type, "InventoryUpdateReceived");
+    assert_eq!(rows.len(), 2);
+    for (m, u) in rows.into_iter().zip(&appended) {
+        assert_eq!(m.event_type, "InventoryUpdateReceived");
+        let envelope = stored_envelope(m)?;
+        assert_eq!(envelope.event, inventory::InventoryUpdateReceived::from(u));
+        assert_eq!(envelope.update_key, u.update_key);
+    }
     assert_eq!(raw.try_get::<String>("", "price")?, "12.3456");
     assert!(raw.try_get::<bool>("", "typed")?, "no payload");
     assert_eq!(

@@ -266,8 +266,11 @@ async fn old_days_leave_only_once_exported_and_verified_and_a_rebuild_still_equa
             })
             .collect::<Result<_>>()?;
         assert_eq!(&exported, events, "every event of the day, in seq order");
+        // These days were appended before migration 10: the line holds the row's payload, and
+        // the typed columns it does not use, as nulls.
+        let first: serde_json::Value = serde_json::from_str(&lines[0])?;
         assert!(
-            lines[0].contains("\"payload\""),
+            first["payload"].is_object() && first["quantity"].is_null(),
             "the whole row: {}",
             lines[0]
         );

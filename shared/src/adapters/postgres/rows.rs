@@ -8,6 +8,7 @@ use crate::domain::money::{Currency, Price, Quantity};
 use crate::domain::projection::{Offer, ProductSummary};
 use crate::domain::update::SourcePosition;
 use crate::error::{ErrorKind, PipelineError};
+use serde::Deserialize as _;
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> PipelineError {
     PipelineError::new(
@@ -84,7 +85,7 @@ pub(crate) fn stored_event(
     }
     let does_not_parse = format!("stored event {seq} does not parse");
     match &m.payload {
-        Some(payload) => serde_json::from_value(payload.clone())
+        Some(payload) => InventoryUpdateReceived::deserialize(payload)
             .map_err(|e| PipelineError::with_source(ErrorKind::Internal, does_not_parse, e)),
         None => typed_event(m)
             .map_err(|e| PipelineError::with_source(ErrorKind::Internal, does_not_parse, e)),
