@@ -10,8 +10,9 @@
 //! ```
 //!
 //! With a file name it also writes, for the generator's feed, the `inventory_events` rows that
-//! persist would insert (tab-separated: update_key, product_id, supplier_id, occurred_at,
-//! payload), for loading into a scratch database with the event store's schema and measuring
+//! persist would insert (tab-separated, as `COPY` reads them: update_key, product_id,
+//! supplier_id, occurred_at, quantity, price, currency, occurred_at_from_supplier, update_id,
+//! source_shard_id, source_sequence_number, source_arrived_at), for loading into a scratch database with the event store's schema and measuring
 //! the bytes per event there (docs/cost.md says how).
 //!
 //! Two feeds: the generator's (`inventory generate`, no bad records or duplicates: the full
@@ -20,7 +21,7 @@
 //! positions look like Kinesis's: 56-digit sequence numbers and millisecond arrival times,
 //! 417 records a second on the shard (100x the brief's rate over 4 shards).
 
-use chrono::{Duration, TimeZone as _, Utc};
+use chrono::{Duration, SubsecRound as _, Utc};
 use inventory::InventoryUpdateReceived;
 use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, generate};
@@ -33,10 +34,9 @@ const STREAM: &str = "inventory-updates-prod";
 const SHARD: &str = "shardId-000000000003";
 
 fn stream_records(feed: &[(String, Vec<u8>)]) -> Vec<StreamRecord> {
-    let start = Utc
-        .with_ymd_and_hms(2026, 12, 1, 9, 0, 0)
-        .single()
-        .unwrap_or_default();
+    // From now, to the second: the generator's times are recent, and an update whose time is
+    // after its arrival is rejected (so none would be written out as an event row).
+    let start = Utc::now().trunc_subsecs(0);
     feed.iter()
         .enumerate()
         .map(|(i, (key, data))| StreamRecord {
@@ -165,16 +165,25 @@ fn write_event_rows(feed: &[(String, Vec<u8>)], path: &str) {
             continue;
         }
         let event = InventoryUpdateReceived::from(&update);
-        let payload = serde_json::to_string(&event)
-            .unwrap_or_else(|e| panic!("encoding an event: {e}"))
-            .replace('\\', "\\\\");
         writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{payload}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             update.update_key.as_str(),
             event.product_id.as_str(),
             event.supplier_id.as_str(),
             event.occurred_at.to_rfc3339(),
+            event.quantity.get(),
+            event.price.get(),
+            event.currency.as_str(),
+            event.occurred_at_from_supplier,
+            // COPY's text format: \N is null, and a backslash is doubled.
+            event
+                .update_id
+                .as_ref()
+                .map_or_else(|| "\\N".to_owned(), |u| u.as_str().replace('\\', "\\\\")),
+            event.source.shard_id,
+            event.source.sequence_number,
+            event.source.arrived_at.to_rfc3339(),
         )
         .unwrap_or_else(|e| panic!("writing {path}: {e}"));
     }
