@@ -87,6 +87,13 @@ impl MigratorTrait for Migrator {
 /// then finds nothing pending. The lock is released on commit or rollback, and by the server
 /// if the process dies mid-run, so it can never be left behind. PostgreSQL's DDL is
 /// transactional, so a failed run leaves the schema as it was.
+///
+/// A database that a newer release migrated (this build is the one a rollback went back to)
+/// has migrations this build does not know. They stay, nothing is applied, and this build runs
+/// on the schema as it is: each migration keeps the release before it working (docs/deploy.md,
+/// "Rolling back"), so a rollback completes instead of failing on the newer migrations. Only
+/// if this build also has a migration the database lacks is that an error: applying it below
+/// newer ones was never tested.
 pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let txn = db.begin().await?;
     txn.execute_raw(Statement::from_sql_and_values(
@@ -95,6 +102,23 @@ pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
         [MIGRATION_LOCK_KEY.into()],
     ))
     .await?;
+    Migrator::install(&txn).await?;
+    let applied = applied_names(&txn).await?;
+    let known = known();
+    let newer: Vec<&String> = applied.iter().filter(|a| !known.contains(a)).collect();
+    if !newer.is_empty() {
+        let missing: Vec<&String> = known.iter().filter(|k| !applied.contains(k)).collect();
+        txn.commit().await?;
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(DbErr::Custom(format!(
+            "the database has migrations this build does not know ({}), but not this build's {}: \
+             deploy the release that applied them, or a newer one",
+            names(&newer),
+            names(&missing)
+        )));
+    }
     let pending: Vec<String> = Migrator::get_pending_migrations(&txn)
         .await?
         .iter()
@@ -105,6 +129,36 @@ pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     }
     txn.commit().await?;
     Ok(pending)
+}
+
+/// The migrations the database has that this build does not know, oldest first: those of a
+/// newer release, after a rollback to this one (empty otherwise).
+pub async fn newer_than_this_build(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
+    let known = known();
+    Ok(applied_names(db)
+        .await?
+        .into_iter()
+        .filter(|a| !known.contains(a))
+        .collect())
+}
+
+/// The names of the migrations the database has applied, oldest first.
+async fn applied_names(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT version FROM seaql_migrations ORDER BY version",
+    ))
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String>("", "version"))
+    .collect()
+}
+
+fn names(list: &[&String]) -> String {
+    list.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Names of all migrations this build knows, oldest first.

@@ -46,6 +46,12 @@ impl SchemaMigrator for PgSchemaMigrator {
             .await
             .map_err(|e| db_error("could not run the migrations", e))?;
         tracing::info!(applied = ?applied, "migrations run");
+        let newer = migration::newer_than_this_build(&self.db)
+            .await
+            .map_err(|e| db_error("could not read the applied migrations", e))?;
+        if !newer.is_empty() {
+            tracing::warn!(newer = ?newer, "the database has migrations of a newer release (a rollback): this build runs on its schema as it is");
+        }
         match &self.login {
             Some(secret) => {
                 ensure_login(&self.db, secret.as_ref()).await?;
