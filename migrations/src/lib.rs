@@ -95,6 +95,21 @@ impl MigratorTrait for Migrator {
 /// if this build also has a migration the database lacks is that an error: applying it below
 /// newer ones was never tested.
 pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    Ok(run_reporting(db).await?.applied)
+}
+
+/// What a migration run did and found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRun {
+    /// The migrations it applied, oldest first.
+    pub applied: Vec<String>,
+    /// The migrations the database has that this build does not know, oldest first: those of
+    /// a newer release, after a rollback to this one (empty otherwise).
+    pub newer: Vec<String>,
+}
+
+/// [`run`], with the migrations of a newer release it found left in place.
+pub async fn run_reporting(db: &DatabaseConnection) -> Result<MigrationRun, DbErr> {
     let txn = db.begin().await?;
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -110,7 +125,10 @@ pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
         let missing: Vec<&String> = known.iter().filter(|k| !applied.contains(k)).collect();
         txn.commit().await?;
         if missing.is_empty() {
-            return Ok(Vec::new());
+            return Ok(MigrationRun {
+                applied: Vec::new(),
+                newer: newer.into_iter().cloned().collect(),
+            });
         }
         return Err(DbErr::Custom(format!(
             "the database has migrations this build does not know ({}), but not this build's {}: \
@@ -128,18 +146,10 @@ pub async fn run(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
         Migrator::up(&txn, None).await?;
     }
     txn.commit().await?;
-    Ok(pending)
-}
-
-/// The migrations the database has that this build does not know, oldest first: those of a
-/// newer release, after a rollback to this one (empty otherwise).
-pub async fn newer_than_this_build(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
-    let known = known();
-    Ok(applied_names(db)
-        .await?
-        .into_iter()
-        .filter(|a| !known.contains(a))
-        .collect())
+    Ok(MigrationRun {
+        applied: pending,
+        newer: Vec::new(),
+    })
 }
 
 /// The names of the migrations the database has applied, oldest first.

@@ -5,7 +5,7 @@
 //! migration keeps out of a retention run's way.
 
 use crate::event_store::{newest_per_offer, pid, scalar, update};
-use crate::partitions::migrated_to_before;
+use crate::partitions::{migrate_while_held, migrated_to_before};
 use anyhow::Result;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
@@ -267,14 +267,7 @@ async fn the_migration_waits_for_a_retention_run_in_progress() -> Result<()> {
     ))
     .await?;
 
-    let migrating = {
-        let db = t.connect(1).await?;
-        tokio::spawn(async move { migration::run(&db).await })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let waited = !migrating.is_finished();
-    run.commit().await?;
-    let applied = migrating.await??;
+    let (waited, applied) = migrate_while_held(&t, run).await?;
 
     assert!(waited, "the migration waits for the retention run");
     assert_eq!(applied, migration::known()[before..]);

@@ -16,7 +16,9 @@ use inventory::domain::update::KEY_RETENTION;
 use inventory::ports::{EventStore as _, ProductReader as _};
 use inventory::read::HistoryQuery;
 use migration::{Migrator, MigratorTrait as _};
-use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};
+use sea_orm::{
+    ConnectionTrait as _, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait as _,
+};
 
 /// Events written by the schema before partitioning, recorded `days_ago`, as persist wrote them.
 pub(crate) async fn append_unpartitioned(
@@ -55,6 +57,23 @@ pub(crate) async fn migrated_to_before(name: &str) -> Result<(TestDb, usize)> {
         .with_context(|| format!("the migration {name}"))?;
     Migrator::up(&t.db, Some(u32::try_from(before)?)).await?;
     Ok((t, before))
+}
+
+/// Runs the migrations on a connection of their own while `holder` holds what they need:
+/// whether they were still waiting half a second later, and what they applied once `holder`
+/// committed.
+pub(crate) async fn migrate_while_held(
+    t: &TestDb,
+    holder: DatabaseTransaction,
+) -> Result<(bool, Vec<String>)> {
+    let migrating = {
+        let db = t.connect(1).await?;
+        tokio::spawn(async move { migration::run(&db).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let waited = !migrating.is_finished();
+    holder.commit().await?;
+    Ok((waited, migrating.await??))
 }
 
 #[tokio::test]
@@ -405,14 +424,7 @@ async fn a_key_recorded_while_the_key_ids_migration_starts_is_copied() -> Result
         ))
         .await?;
 
-    let migrating = {
-        let db = t.connect(1).await?;
-        tokio::spawn(async move { migration::run(&db).await })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let waited = !migrating.is_finished();
-    writer.commit().await?;
-    let applied = migrating.await??;
+    let (waited, applied) = migrate_while_held(&t, writer).await?;
     let outcome = PgEventStore::new(t.db.clone())
         .append(std::slice::from_ref(&in_flight))
         .await?;

@@ -42,15 +42,13 @@ pub struct PgSchemaMigrator {
 impl SchemaMigrator for PgSchemaMigrator {
     #[tracing::instrument(skip_all)]
     async fn migrate(&self) -> Result<Vec<String>, PipelineError> {
-        let applied = migration::run(&self.db)
+        let run = migration::run_reporting(&self.db)
             .await
             .map_err(|e| db_error("could not run the migrations", e))?;
+        let applied = run.applied;
         tracing::info!(applied = ?applied, "migrations run");
-        let newer = migration::newer_than_this_build(&self.db)
-            .await
-            .map_err(|e| db_error("could not read the applied migrations", e))?;
-        if !newer.is_empty() {
-            tracing::warn!(newer = ?newer, "the database has migrations of a newer release (a rollback): this build runs on its schema as it is");
+        if !run.newer.is_empty() {
+            tracing::warn!(newer = ?run.newer, "the database has migrations of a newer release (a rollback): this build runs on its schema as it is");
         }
         match &self.login {
             Some(secret) => {

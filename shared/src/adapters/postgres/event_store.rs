@@ -78,35 +78,6 @@ impl EventColumns {
         c
     }
 
-    /// Only the events whose key `keep` says yes to, in the same order.
-    fn keeping(self, keep: impl Fn(&str) -> bool) -> Self {
-        let mask: Vec<bool> = self.update_keys.iter().map(|k| keep(k)).collect();
-        if mask.iter().all(|k| *k) {
-            return self;
-        }
-        fn only<T>(v: Vec<T>, mask: &[bool]) -> Vec<T> {
-            v.into_iter()
-                .zip(mask)
-                .filter(|(_, k)| **k)
-                .map(|(x, _)| x)
-                .collect()
-        }
-        Self {
-            update_keys: only(self.update_keys, &mask),
-            product_ids: only(self.product_ids, &mask),
-            supplier_ids: only(self.supplier_ids, &mask),
-            occurred_at: only(self.occurred_at, &mask),
-            quantities: only(self.quantities, &mask),
-            prices: only(self.prices, &mask),
-            currencies: only(self.currencies, &mask),
-            occurred_at_from_supplier: only(self.occurred_at_from_supplier, &mask),
-            update_ids: only(self.update_ids, &mask),
-            shard_ids: only(self.shard_ids, &mask),
-            sequence_numbers: only(self.sequence_numbers, &mask),
-            arrived_at: only(self.arrived_at, &mask),
-        }
-    }
-
     fn into_values(self) -> Vec<sea_orm::Value> {
         vec![
             self.update_keys.into(),
@@ -179,13 +150,10 @@ impl EventStore for PgEventStore {
             .collect();
         let products: BTreeSet<ProductId> = unique.iter().map(|u| u.product_id.clone()).collect();
 
-        // The events are encoded before the transaction, so that none of it happens while the
-        // products are locked.
         let rows: Vec<(&UpdateKey, InventoryUpdateReceived)> = unique
             .iter()
             .map(|u| (&u.update_key, InventoryUpdateReceived::from(*u)))
             .collect();
-        let columns = EventColumns::of(&rows);
 
         let txn = self
             .db
@@ -197,7 +165,9 @@ impl EventStore for PgEventStore {
             .into_iter()
             .filter(|(k, _)| fresh.contains(k.as_str()))
             .collect();
-        let columns = columns.keeping(|k| fresh.contains(k));
+        // The new keys' events become the statement's columns before any product is locked,
+        // so none of that work happens while the locks are held.
+        let columns = EventColumns::of(&rows);
         lock_products(&txn, &products).await?;
 
         let events = if rows.is_empty() {
