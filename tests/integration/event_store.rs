@@ -196,6 +196,48 @@ async fn versions_increase_with_every_change_and_equal_the_newest_event_position
     t.cleanup().await
 }
 
+/// The summary's best price, currency and supplier are null together when no offer has stock,
+/// and are written again when one has.
+#[tokio::test]
+async fn a_product_without_stock_has_no_best_price() -> Result<()> {
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.db.clone());
+    let best = |s: &inventory::ProductSummary| {
+        (
+            s.total_quantity,
+            s.best_price.map(|p| p.to_string()),
+            s.best_price_currency.map(|c| c.to_string()),
+            s.best_price_supplier.as_ref().map(ToString::to_string),
+            s.supplier_count,
+        )
+    };
+    let mut seen = Vec::new();
+    for u in [
+        update("p1", "s1", 0, "10.50", 1),
+        update("p1", "s2", 3, "7.25", 2),
+        update("p1", "s2", 0, "7.25", 3),
+    ] {
+        store.append(&[u]).await?;
+        let summary = load_summary(&t.db, &pid("p1")).await?.expect("summary");
+        seen.push(best(&summary));
+    }
+    assert_eq!(
+        seen,
+        [
+            (0, None, None, None, 1),
+            (
+                3,
+                Some("7.25".into()),
+                Some("USD".into()),
+                Some("s2".into()),
+                2
+            ),
+            (0, None, None, None, 2),
+        ]
+    );
+    t.cleanup().await
+}
+
 #[tokio::test]
 async fn concurrent_appends_for_the_same_products_give_the_serial_state() -> Result<()> {
     let concurrent = TestDb::new().await?;

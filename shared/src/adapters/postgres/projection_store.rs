@@ -1,13 +1,12 @@
 //! Applying events to the stored projection, for the append path and the rebuild alike: load
 //! the touched products' offers, run the pure [`project`] on them, write what changed. Every
-//! step is one statement whatever the number of rows (typed array parameters with `unnest`,
-//! and a JSON parameter for the summaries, whose columns may be null), so a chunk costs the
-//! same few round trips at any size.
+//! step is one statement whatever the number of rows (typed array parameters with `unnest`),
+//! so a chunk costs the same few round trips at any size.
 
 use super::entity::product_offer;
 use super::error::db_error;
 use super::rows;
-use super::sql::{ids_param, json_param, stmt};
+use super::sql::{ids_param, stmt};
 use crate::domain::event::EventEnvelope;
 use crate::domain::ids::ProductId;
 use crate::domain::projection::{Offer, ProjectionChange, project};
@@ -70,16 +69,16 @@ WITH offers AS (
 ), summaries AS (
     INSERT INTO product_summaries (product_id, total_quantity, best_price, best_price_currency, best_price_supplier,
         supplier_count, version, updated_at)
-    SELECT product_id, total_quantity, best_price, best_price_currency, best_price_supplier, supplier_count, version, updated_at
-    FROM jsonb_to_recordset($9::jsonb) AS x(product_id text, total_quantity bigint, best_price numeric,
-        best_price_currency text, best_price_supplier text, supplier_count int, version bigint, updated_at timestamptz)
+    SELECT p, q, nullif(pr, '')::numeric, nullif(c, ''), nullif(s, ''), n, v, u
+    FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::int[], $15::bigint[],
+        $16::timestamptz[]) AS x(p, q, pr, c, s, n, v, u)
     ON CONFLICT (product_id) DO UPDATE SET
         total_quantity = EXCLUDED.total_quantity, best_price = EXCLUDED.best_price,
         best_price_currency = EXCLUDED.best_price_currency, best_price_supplier = EXCLUDED.best_price_supplier,
         supplier_count = EXCLUDED.supplier_count, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
     RETURNING 1
 ), emptied AS (
-    DELETE FROM product_summaries s USING unnest($10::text[]) AS e(p)
+    DELETE FROM product_summaries s USING unnest($17::text[]) AS e(p)
     WHERE s.product_id = e.p AND s.version = 0
     RETURNING 1
 )
@@ -121,12 +120,20 @@ pub(crate) async fn apply_events(
     Ok(by_product)
 }
 
-/// One field of every offer as a typed array parameter.
-fn column<T>(offers: &[Offer], field: impl Fn(&Offer) -> T) -> sea_orm::Value
+/// One field of every row as a typed array parameter.
+fn column<R, T>(rows: &[R], field: impl Fn(&R) -> T) -> sea_orm::Value
 where
     Vec<T>: Into<sea_orm::Value>,
 {
-    offers.iter().map(field).collect::<Vec<T>>().into()
+    rows.iter().map(field).collect::<Vec<T>>().into()
+}
+
+/// A summary's nullable field as an element of a `text[]` parameter: an array parameter
+/// cannot hold nulls here, so the empty string stands for null, which none of these fields
+/// can be (a price is never empty text, nor is a currency code or a supplier id). The
+/// statement reads it back with `nullif`.
+fn or_empty<T: ToString>(field: Option<&T>) -> String {
+    field.map(ToString::to_string).unwrap_or_default()
 }
 
 async fn write_change(
@@ -145,8 +152,18 @@ async fn write_change(
         column(o, |o| o.update_key.as_str().to_owned()),
         column(o, |o| o.event_seq),
     ];
-    values.push(json_param(&change.summaries)?);
-    values.push(ids_param(emptied.iter().copied()));
+    let s = &change.summaries;
+    values.extend([
+        ids_param(s.iter().map(|s| &s.product_id)),
+        column(s, |s| s.total_quantity),
+        column(s, |s| or_empty(s.best_price.as_ref())),
+        column(s, |s| or_empty(s.best_price_currency.as_ref())),
+        column(s, |s| or_empty(s.best_price_supplier.as_ref())),
+        column(s, |s| s.supplier_count),
+        column(s, |s| s.version),
+        column(s, |s| s.updated_at),
+        ids_param(emptied.iter().copied()),
+    ]);
     txn.query_one_raw(stmt(WRITE_CHANGE, values))
         .await
         .map_err(|e| db_error("could not write the projection", e))?;
@@ -161,7 +178,6 @@ mod tests {
         affected, parameters, postgres, row, sent, sql, statement_failed,
     };
     use crate::domain::event::InventoryUpdateReceived;
-    use crate::domain::projection::ProductSummary;
     use crate::domain::update::InventoryUpdate;
     use crate::error::ErrorKind;
     use sea_orm::{DatabaseConnection, MockDatabase, Statement, TransactionTrait, Value};
@@ -251,7 +267,7 @@ mod tests {
         assert_eq!(parameters(&sent[0]), [ids(&["p1", "p2"])]);
         assert_eq!(sql(&sent[1]), sql(&stmt(WRITE_CHANGE, vec![])));
         let p = parameters(&sent[1]);
-        assert_eq!(p.len(), 10);
+        assert_eq!(p.len(), 17);
         assert_eq!(p[0], ids(&["p1"]), "only the offer that changed");
         assert_eq!(p[1], ids(&["s1"]));
         assert_eq!(p[2], Value::from(vec![7i64]));
@@ -260,21 +276,23 @@ mod tests {
         assert_eq!(p[5], Value::from(vec![new.occurred_at]));
         assert_eq!(p[6], ids(&[new.update_key.as_str()]));
         assert_eq!(p[7], Value::from(vec![10i64]));
-        let Value::String(Some(summaries)) = &p[8] else {
-            panic!("summaries as JSON text: {:?}", p[8]);
-        };
-        let summaries: Vec<ProductSummary> = serde_json::from_str(summaries).expect("summaries");
-        assert_eq!(summaries.len(), 1);
-        assert_eq!(summaries[0].product_id, pid("p1"));
         assert_eq!(
-            (
-                summaries[0].total_quantity,
-                summaries[0].supplier_count,
-                summaries[0].version
-            ),
-            (9, 2, 10)
+            p[8],
+            ids(&["p1"]),
+            "the summary of the product that changed"
         );
-        assert_eq!(p[9], ids(&["p2"]), "the empty product's placeholder goes");
+        assert_eq!(p[9], Value::from(vec![9i64]), "total quantity");
+        assert_eq!(p[10], ids(&["10.5"]), "best price, as text");
+        assert_eq!(p[11], ids(&["EUR"]));
+        assert_eq!(
+            p[12],
+            ids(&["s1"]),
+            "the lower supplier id of two equal prices"
+        );
+        assert_eq!(p[13], Value::from(vec![2i32]), "supplier count");
+        assert_eq!(p[14], Value::from(vec![10i64]), "version");
+        assert_eq!(p[15], Value::from(vec![new.occurred_at]));
+        assert_eq!(p[16], ids(&["p2"]), "the empty product's placeholder goes");
     }
 
     #[tokio::test]
@@ -301,8 +319,8 @@ mod tests {
         let p = parameters(&sent[1]);
         assert_eq!(p[0], ids(&[]), "no offers");
         assert_eq!(p[7], Value::from(Vec::<i64>::new()));
-        assert_eq!(p[8], Value::from("[]"));
-        assert_eq!(p[9], ids(&["p1"]));
+        assert_eq!(p[8], ids(&[]), "no summaries");
+        assert_eq!(p[16], ids(&["p1"]));
     }
 
     #[tokio::test]
