@@ -26,6 +26,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use clap::Parser as _;
 use integration_tests::cpu::CpuTimes;
+use integration_tests::kinesis::shard_of;
 use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
@@ -36,7 +37,6 @@ use inventory::domain::update::{SourcePosition, parse_record};
 use inventory::feed::{FeedSpec, RecordKind, generate};
 use inventory::steps::{archive_chunk, invalidate_cache, persist_updates, validate_chunk};
 use inventory::{CacheInvalidateInput, ChunkId, ChunkInput, PersistInput, SourceRecord};
-use md5::{Digest as _, Md5};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -107,18 +107,8 @@ fn brief_records(updates: usize, products: usize) -> Vec<BriefRecord> {
         .collect()
 }
 
-/// The shard, of `shards` made together (each owns an equal range of the 128-bit hash key
-/// space), that Kinesis puts a record with `partition_key` on: the one whose range holds the
-/// key's MD5 read as an unsigned integer.
-fn shard_of(partition_key: &str, shards: usize) -> usize {
-    let hash = u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into());
-    // floor(hash * shards / 2^128); the hash's high 64 bits decide it for any shard count here.
-    let shard = ((hash >> 64) * shards as u128) >> 64;
-    usize::try_from(shard).unwrap_or(0)
-}
-
 /// Each lane's chunks of `batch` records, in the order the records arrived: lane `l` gets the
-/// records of shard `l` of `lanes` (see [`shard_of`]), with the sequence numbers and shard id
+/// records of shard `l` of `lanes` (see [`shard_of`], checked against the emulator's Kinesis), with the sequence numbers and shard id
 /// that shard would give them.
 fn chunks(
     records: &[BriefRecord],
