@@ -13,7 +13,7 @@
 //! service elsewhere.
 //!
 //! ```text
-//! cargo xtask bench                       # 100,000 updates at batch 100 and 1000, 1 and 2 lanes
+//! cargo xtask bench                       # 100,000 updates at batch 100 and 1000, 1, 2 and 4 lanes
 //! cargo xtask bench -- --updates 20000 --batches 100,500,1000 --products 5000 --lanes 1,4
 //! ```
 
@@ -62,7 +62,12 @@ struct Args {
     /// Chunks in flight at once, as with that many shards (each shard's chunks run one after
     /// another; the event source mapping and Step Functions run shards side by side);
     /// comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2", value_name = "N,N")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4",
+        value_name = "N,N"
+    )]
     lanes: Vec<usize>,
     /// Passed by `cargo bench`; nothing to do with the benchmark.
     #[arg(long, hide = true)]
