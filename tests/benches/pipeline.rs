@@ -2,10 +2,8 @@
 //! products) through validate -> archive ∥ persist -> cache-invalidate, with the real adapters
 //! on the local PostgreSQL, Redis and a moto S3, and prints updates/s, p50/p99 per chunk and
 //! each step's share of the time. With one lane, chunks run one after another; with N lanes,
-//! N chunks are in flight at once, as when a stream has N shards: each record goes to the lane
-//! Kinesis would put it on (the MD5 of its partition key, the product id, in one of N equal
-//! hash key ranges), so a product's updates stay on one lane in order, as on a shard, and two
-//! lanes never hold the same product. Before each batch size it runs the
+//! N chunks are in flight at once, as when a stream has N shards (chunk i goes to lane i mod N,
+//! so each lane keeps its chunks in order, as a shard does). Before each batch size it runs the
 //! reference design (support/reference.rs: batch upsert + one gzip object + one DEL, no event store)
 //! on the same records, so the two figures are taken under the same conditions. Each line also
 //! gives the CPU time per 1,000 updates of this process (the client), PostgreSQL and the S3
@@ -13,7 +11,7 @@
 //! service elsewhere.
 //!
 //! ```text
-//! cargo xtask bench                       # 100,000 updates at batch 100 and 1000, 1, 2 and 4 lanes
+//! cargo xtask bench                       # 100,000 updates at batch 100 and 1000, 1 and 2 lanes
 //! cargo xtask bench -- --updates 20000 --batches 100,500,1000 --products 5000 --lanes 1,4
 //! ```
 
@@ -26,7 +24,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use clap::Parser as _;
 use integration_tests::cpu::CpuTimes;
-use integration_tests::kinesis::shard_of;
 use integration_tests::moto::{MotoS3 as _, MotoServer};
 use integration_tests::postgres::TestDb;
 use integration_tests::redis::TestRedis;
@@ -62,26 +59,15 @@ struct Args {
     /// Chunks in flight at once, as with that many shards (each shard's chunks run one after
     /// another; the event source mapping and Step Functions run shards side by side);
     /// comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "1,2,4",
-        value_name = "N,N"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_name = "N,N")]
     lanes: Vec<usize>,
     /// Passed by `cargo bench`; nothing to do with the benchmark.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
-/// One record as a supplier puts it: the partition key (the product id) and the data.
-struct BriefRecord {
-    partition_key: String,
-    data: Vec<u8>,
-}
-
 /// The brief's record format, with Zipf-popular products taken from the shared feed generator.
-fn brief_records(updates: usize, products: usize) -> Vec<BriefRecord> {
+fn brief_records(updates: usize, products: usize) -> Vec<Vec<u8>> {
     let spec = FeedSpec {
         updates,
         products,
@@ -99,70 +85,57 @@ fn brief_records(updates: usize, products: usize) -> Vec<BriefRecord> {
         .into_iter()
         .filter(|r| r.kind == RecordKind::Update)
         .filter_map(|r| parse_record(&r.data, &probe).ok())
-        .map(|u| BriefRecord {
-            data: format!(
+        .map(|u| {
+            format!(
                 r#"{{"product_id": "{}", "inventory": {}, "price": {}}}"#,
                 u.product_id,
                 u.quantity.get(),
                 u.price
             )
-            .into_bytes(),
-            partition_key: u.product_id.as_str().to_owned(),
+            .into_bytes()
         })
         .collect()
 }
 
-/// Each lane's chunks of `batch` records, in the order the records arrived: lane `l` gets the
-/// records of shard `l` of `lanes` (see [`shard_of`], checked against the emulator's Kinesis), with the sequence numbers and shard id
-/// that shard would give them.
-fn chunks(
-    records: &[BriefRecord],
-    batch: usize,
-    lanes: usize,
-    run: &str,
-) -> Vec<Vec<Arc<ChunkInput>>> {
+fn chunks(records: &[Vec<u8>], batch: usize, run: &str) -> Vec<ChunkInput> {
     let t0 = Utc
         .with_ymd_and_hms(2026, 11, 24, 0, 0, 0)
         .single()
         .unwrap_or_else(Utc::now);
-    let mut shards: Vec<Vec<SourceRecord>> = (0..lanes).map(|_| Vec::new()).collect();
-    for (i, r) in records.iter().enumerate() {
-        let shard = &mut shards[shard_of(&r.partition_key, lanes)];
-        shard.push(SourceRecord {
-            sequence_number: format!("{:020}", shard.len()),
-            partition_key: r.partition_key.clone(),
-            // One millisecond apart, so identical content still makes distinct updates.
-            arrived_at: t0 + ChronoDuration::milliseconds(i64::try_from(i).unwrap_or(0)),
-            data: Some(BASE64.encode(&r.data)),
-            data_ref: None,
-        });
-    }
-    shards
-        .into_iter()
+    records
+        .chunks(batch)
         .enumerate()
-        .map(|(lane, records)| {
-            records
-                .chunks(batch)
+        .map(|(c, recs)| {
+            let first = c * batch;
+            let records: Vec<SourceRecord> = recs
+                .iter()
                 .enumerate()
-                .map(|(c, records)| {
-                    Arc::new(ChunkInput {
-                        chunk: ChunkId {
-                            stream: format!("bench-{run}"),
-                            shard_id: format!("shardId-{lane:012}"),
-                            first_sequence: records
-                                .first()
-                                .map(|r| r.sequence_number.clone())
-                                .unwrap_or_default(),
-                            last_sequence: records
-                                .last()
-                                .map(|r| r.sequence_number.clone())
-                                .unwrap_or_default(),
-                            index: u32::try_from(c).unwrap_or(u32::MAX),
-                        },
-                        records: records.to_vec(),
-                    })
+                .map(|(i, data)| SourceRecord {
+                    sequence_number: format!("{:020}", first + i),
+                    partition_key: String::new(),
+                    // One millisecond apart, so identical content still makes distinct updates.
+                    arrived_at: t0
+                        + ChronoDuration::milliseconds(i64::try_from(first + i).unwrap_or(0)),
+                    data: Some(BASE64.encode(data)),
+                    data_ref: None,
                 })
-                .collect()
+                .collect();
+            ChunkInput {
+                chunk: ChunkId {
+                    stream: format!("bench-{run}"),
+                    shard_id: "shardId-000000000000".into(),
+                    first_sequence: records
+                        .first()
+                        .map(|r| r.sequence_number.clone())
+                        .unwrap_or_default(),
+                    last_sequence: records
+                        .last()
+                        .map(|r| r.sequence_number.clone())
+                        .unwrap_or_default(),
+                    index: u32::try_from(c).unwrap_or(u32::MAX),
+                },
+                records,
+            }
         })
         .collect()
 }
@@ -225,7 +198,12 @@ struct ChunkFigures {
 /// One chunk through validate -> archive ∥ persist -> cache-invalidate, as the state machine
 /// runs it. Archive runs as a task of its own, as it runs in a Lambda of its own: polled in
 /// the same task as persist, its encoding and request signing would hold persist up.
-async fn run_chunk(input: &Arc<ChunkInput>, a: &Arc<Adapters>) -> Result<ChunkFigures> {
+async fn run_chunk(
+    inputs: &Arc<Vec<ChunkInput>>,
+    i: usize,
+    a: &Arc<Adapters>,
+) -> Result<ChunkFigures> {
+    let input = &inputs[i];
     let chunk_started = Instant::now();
     let mut steps = StepTimes::default();
     let t = Instant::now();
@@ -238,9 +216,9 @@ async fn run_chunk(input: &Arc<ChunkInput>, a: &Arc<Adapters>) -> Result<ChunkFi
     };
     let t_parallel = Instant::now();
     let archiving = tokio::spawn({
-        let (input, a) = (input.clone(), a.clone());
+        let (inputs, a) = (inputs.clone(), a.clone());
         async move {
-            let r = archive_chunk(&input, &a.archive).await;
+            let r = archive_chunk(&inputs[i], &a.archive).await;
             (r, t_parallel.elapsed())
         }
     });
@@ -270,7 +248,7 @@ async fn run_chunk(input: &Arc<ChunkInput>, a: &Arc<Adapters>) -> Result<ChunkFi
 }
 
 async fn run_batch_size(
-    records: &[BriefRecord],
+    records: &[Vec<u8>],
     batch: usize,
     lanes: usize,
     moto: &MotoServer,
@@ -295,23 +273,19 @@ async fn run_batch_size(
         cache: RedisProductCache::connect(&redis.cache_config(86_400), None)?,
     });
 
-    let lane_inputs = chunks(records, batch, lanes, &format!("b{batch}l{lanes}"));
-    let lane_updates: Vec<String> = lane_inputs
-        .iter()
-        .map(|l| l.iter().map(|c| c.records.len()).sum::<usize>().to_string())
-        .collect();
-    let total_chunks: usize = lane_inputs.iter().map(Vec::len).sum();
+    let inputs = Arc::new(chunks(records, batch, &format!("b{batch}l{lanes}")));
+    let total_chunks = inputs.len();
     let done = Arc::new(AtomicUsize::new(0));
     let progress_every = (total_chunks / 10).max(1);
     let cpu_before = CpuTimes::now(moto.pid());
     let started = Instant::now();
     let mut lane_runs = tokio::task::JoinSet::new();
-    for inputs in lane_inputs {
-        let (adapters, done) = (adapters.clone(), done.clone());
+    for lane in 0..lanes {
+        let (inputs, adapters, done) = (inputs.clone(), adapters.clone(), done.clone());
         lane_runs.spawn(async move {
             let mut figures = Vec::new();
-            for input in &inputs {
-                figures.push(run_chunk(input, &adapters).await?);
+            for i in (lane..inputs.len()).step_by(lanes) {
+                figures.push(run_chunk(&inputs, i, &adapters).await?);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % progress_every == 0 {
                     eprint!("\r  batch {batch}, {lanes} lane(s): {n}/{total_chunks} chunks");
@@ -343,9 +317,8 @@ async fn run_batch_size(
     let critical = steps.validate + steps.archive.max(steps.persist) + steps.cache;
     let share = |d: Duration| 100.0 * d.as_secs_f64() / critical.as_secs_f64().max(f64::EPSILON);
     println!(
-        "batch {batch:>5} | lanes {lanes} ({} updates) | {n} updates in {:.2} s | {rate:>8.0} updates/s | {:.2}x reference | per chunk p50 {:.2} ms p99 {:.2} ms | \
+        "batch {batch:>5} | lanes {lanes} | {n} updates in {:.2} s | {rate:>8.0} updates/s | {:.2}x reference | per chunk p50 {:.2} ms p99 {:.2} ms | \
          validate {:.0}% archive {:.0}% (parallel) persist {:.0}% cache {:.0}% | events {appended}, cache invalidations {changed} | {}",
-        lane_updates.join(" + "),
         wall.as_secs_f64(),
         rate / reference_rate,
         ms(percentile(&per_chunk, 0.50)),
@@ -375,10 +348,9 @@ async fn main() -> Result<()> {
         args.products
     );
     let moto = MotoServer::start()?;
-    let data: Vec<Vec<u8>> = records.iter().map(|r| r.data.clone()).collect();
     for batch in &args.batches {
         let bucket = moto.create_bucket("reference").await?;
-        let r = reference::run(&data, *batch, &moto.s3_client(), &bucket, moto.pid()).await?;
+        let r = reference::run(&records, *batch, &moto.s3_client(), &bucket, moto.pid()).await?;
         let reference_rate = records.len() as f64 / r.wall.as_secs_f64();
         println!(
             "batch {batch:>5} | reference: upsert + gzip object + DEL, no event store | {reference_rate:>8.0} updates/s | 1.00x reference | per chunk p50 {:.2} ms p99 {:.2} ms | {}",

@@ -10,7 +10,6 @@ mod event_store;
 mod fanout;
 mod functions_db;
 mod functions_s3_redis;
-mod kinesis_routing;
 mod least_privilege;
 mod partitions;
 mod quarantine;

@@ -1,10 +1,8 @@
 //! Support for the integration tests: a fresh migrated PostgreSQL database per test, a Redis
 //! key prefix per test, and a moto server (S3, Kinesis, SQS, Step Functions) on loopback; for
-//! the benchmarks, the CPU time each process on the machine used and the shard Kinesis puts a
-//! record on.
+//! the benchmarks, the CPU time each process on the machine used.
 
 pub mod cpu;
-pub mod kinesis;
 pub mod moto;
 pub mod postgres;
 pub mod redis;

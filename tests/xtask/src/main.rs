@@ -58,7 +58,7 @@ enum Command {
     /// go to it (--reads N --products N --update-rate N --http-reads N).
     BenchReads(bench::BenchArgs),
     /// The pipeline benchmark on the local services; arguments go to it (--updates N
-    /// --products N --batches 100,1000 --lanes 1,2,4).
+    /// --products N --batches 100,1000 --lanes 1,2).
     Bench(bench::BenchArgs),
     /// The functions as AWS runs them: cargo lambda build --release --arm64 (adds the arm64
     /// Rust target and cargo-lambda first).
