@@ -308,6 +308,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_summary_without_stock_sends_empty_text_for_its_best_price_currency_and_supplier() {
+        let sold_out = update("p1", "s1", 0, 1);
+        let db = postgres()
+            .append_query_results([Vec::<product_offer::Model>::new()])
+            .append_query_results([vec![row([("n", 2i64.into())])]]);
+
+        let (out, sent) = apply(db, &products(&["p1"]), &[event(&sold_out, 3)]).await;
+
+        out.expect("applied");
+        let p = parameters(&sent[1]);
+        assert_eq!(p[8], ids(&["p1"]));
+        assert_eq!(p[9], Value::from(vec![0i64]), "total quantity");
+        for (i, field) in [(10, "best price"), (11, "currency"), (12, "supplier")] {
+            assert_eq!(p[i], ids(&[""]), "no {field}: empty text, stored as null");
+        }
+    }
+
+    #[tokio::test]
     async fn a_product_left_without_offers_has_only_its_placeholder_deleted() {
         let db = postgres()
             .append_query_results([Vec::<product_offer::Model>::new()])
