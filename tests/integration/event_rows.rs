@@ -4,16 +4,15 @@
 //! form is refused, the down migration gives the typed rows their payload back, and the
 //! migration keeps out of a retention run's way.
 
-use crate::event_store::{newest_per_offer, pid, scalar, update};
+use crate::event_store::{history, newest_per_offer, pid, scalar, update};
 use crate::partitions::{migrate_while_held, migrated_to_before};
 use anyhow::Result;
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::{
-    PgEventStore, PgProductReader, RETENTION_LOCK_KEY, load_offers, rebuild_projection,
+    PgEventStore, RETENTION_LOCK_KEY, load_offers, rebuild_projection,
 };
 use inventory::domain::ids::UpdateId;
-use inventory::ports::{EventStore as _, ProductReader as _};
-use inventory::read::HistoryQuery;
+use inventory::ports::EventStore as _;
 use inventory::{InventoryUpdate, InventoryUpdateReceived};
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement, TransactionTrait as _};
@@ -99,15 +98,7 @@ async fn events_of_both_forms_are_read_alike_by_history_and_the_rebuild() -> Res
     );
 
     let all: Vec<InventoryUpdate> = [&before_migration[..], &ours, &while_updating].concat();
-    let history = PgProductReader::new(t.db.clone())
-        .load_history(
-            &pid("p1"),
-            HistoryQuery {
-                before: None,
-                limit: 10,
-            },
-        )
-        .await?;
+    let history = history(&t.db, "p1").await?;
     let read: Vec<_> = history
         .iter()
         .map(|e| (e.supplier_id.clone(), e.quantity, e.price, e.occurred_at))

@@ -6,11 +6,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::entity::inventory_event;
 use inventory::adapters::postgres::{
-    PgEventStore, load_offers, load_projection, load_summary, rebuild_projection, stored_envelope,
+    PgEventStore, PgProductReader, load_offers, load_projection, load_summary, rebuild_projection,
+    stored_envelope,
 };
 use inventory::domain::ids::UpdateId;
 use inventory::domain::update::parse_record;
-use inventory::ports::EventStore;
+use inventory::ports::{EventStore, ProductReader as _};
 use inventory::steps::payloads::{ChunkId, PersistInput};
 use inventory::steps::persist_updates;
 use inventory::{InventoryUpdate, ProductId, SourcePosition};
@@ -56,6 +57,20 @@ pub fn chunk(index: u32) -> ChunkId {
 
 pub fn pid(s: &str) -> ProductId {
     ProductId::parse(s).expect("valid product id")
+}
+
+/// The first 10 events of `product`'s history as the read API reads it, newest first.
+pub async fn history(
+    db: &DatabaseConnection,
+    product: &str,
+) -> Result<Vec<inventory::read::HistoryEvent>> {
+    let query = inventory::read::HistoryQuery {
+        before: None,
+        limit: 10,
+    };
+    Ok(PgProductReader::new(db.clone())
+        .load_history(&pid(product), query)
+        .await?)
 }
 
 pub async fn count(db: &DatabaseConnection, table: &str) -> Result<i64> {

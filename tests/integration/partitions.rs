@@ -3,18 +3,15 @@
 //! event and the `seq` order, reads go across partitions, and maintenance keeps the days
 //! ahead, is safe to repeat, and recovers events that landed in the default partition.
 
-use crate::event_store::{contended_round, count, hold_middle_key, pid, scalar, update};
+use crate::event_store::{contended_round, count, history, hold_middle_key, scalar, update};
 use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use integration_tests::postgres::TestDb;
-use inventory::adapters::postgres::{
-    PgEventStore, PgProductReader, maintain_event_store, partition_report,
-};
+use inventory::adapters::postgres::{PgEventStore, maintain_event_store, partition_report};
 use inventory::domain::event::InventoryUpdateReceived;
 use inventory::domain::partitions::PartitionReport;
 use inventory::domain::update::KEY_RETENTION;
-use inventory::ports::{EventStore as _, ProductReader as _};
-use inventory::read::HistoryQuery;
+use inventory::ports::EventStore as _;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{
     ConnectionTrait as _, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait as _,
@@ -135,15 +132,7 @@ async fn updates_appended_before_partitioning_stay_repeats_in_every_partition_an
         "seq goes on from the old table's sequence"
     );
 
-    let history = PgProductReader::new(t.db.clone())
-        .load_history(
-            &pid("p1"),
-            HistoryQuery {
-                before: None,
-                limit: 10,
-            },
-        )
-        .await?;
+    let history = history(&t.db, "p1").await?;
     assert_eq!(
         history.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [4, 2, 1],
