@@ -213,6 +213,54 @@ async fn versions_increase_with_every_change_and_equal_the_newest_event_position
 
 /// The summary's best price, currency and supplier are null together when no offer has stock,
 /// and are written again when one has.
+/// A chunk takes its events' `seq`s only once it holds every product lock it needs: a chunk
+/// that waits for another transaction's lock on one of its products has taken none yet. Were a
+/// `seq` taken before the wait, a chunk committing later could change a product with a lower
+/// `seq` than one already committed, and the summary's `version` would not increase with that
+/// change.
+#[tokio::test]
+async fn a_chunk_takes_no_seq_while_it_waits_for_a_product_lock() -> Result<()> {
+    const LAST_SEQ: &str = "SELECT last_value FROM inventory_events_seq_seq";
+    let t = TestDb::new().await?;
+    let store = PgEventStore::new(t.connect(1).await?);
+    store.append(&[update("p2", "s1", 1, "1.00", 1)]).await?;
+    let watcher = t.connect(1).await?;
+    let before = scalar(&watcher, LAST_SEQ).await?;
+
+    let holder = t.db.begin().await?;
+    holder
+        .execute_unprepared("SELECT 1 FROM product_summaries WHERE product_id = 'p2' FOR UPDATE")
+        .await?;
+    let chunk = vec![
+        update("p1", "s1", 2, "2.00", 2),
+        update("p2", "s1", 3, "3.00", 3),
+        update("p3", "s1", 4, "4.00", 4),
+    ];
+    let appending = tokio::spawn(async move { store.append(&chunk).await });
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+        WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while scalar(&watcher, waiting).await? == 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the append never waited for the lock on p2"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let while_waiting = scalar(&watcher, LAST_SEQ).await?;
+    holder.rollback().await?;
+    let out = appending.await??;
+
+    assert_eq!(
+        while_waiting, before,
+        "no seq is taken while a product lock is awaited"
+    );
+    assert_eq!(out.appended, 3);
+    assert_eq!(scalar(&watcher, LAST_SEQ).await?, before + 3);
+    watcher.close().await?;
+    t.cleanup().await
+}
+
 #[tokio::test]
 async fn a_product_without_stock_has_no_best_price() -> Result<()> {
     let t = TestDb::new().await?;

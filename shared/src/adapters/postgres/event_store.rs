@@ -3,8 +3,8 @@
 //! projection in the same transaction.
 
 use super::error::db_error;
-use super::projection_store::{OffersByProduct, apply_events, lock_products};
-use super::sql::stmt;
+use super::projection_store::{OffersByProduct, apply_events};
+use super::sql::{ids_param, stmt};
 use crate::domain::event::{EventEnvelope, InventoryUpdateReceived, UpdateKey};
 use crate::domain::ids::ProductId;
 use crate::domain::projection::ProductSummary;
@@ -115,10 +115,28 @@ SELECT id FROM unnest($1::uuid[]) AS t(id) ORDER BY id
 ON CONFLICT (key_id) DO NOTHING
 RETURNING key_id"#;
 
-/// The events of the keys that were new, in chunk order, after their products are locked: `seq`
-/// is taken here, so per product it increases in commit order (which the summaries' `version`
-/// relies on).
-const INSERT_EVENTS: &str = r#"
+/// Locks the chunk's products, then appends the events of the keys that were new, in one
+/// statement (one round trip fewer while the locks are held, which is what chunks in flight on
+/// the same products wait on).
+///
+/// The lock: a placeholder summary for each new product and a lock on each existing row, in
+/// one global order (the ids' byte order, the order of the `SELECT`), so concurrent writers of
+/// overlapping products wait for each other instead of deadlocking. `DO UPDATE` locks every
+/// conflicting row, and `WHERE false` leaves it unchanged (no new row version).
+///
+/// The events: `seq` is taken as each is inserted, and only once every lock is held, so per
+/// product it increases in commit order (which the summaries' `version` relies on). The insert
+/// reads its rows only once the one-time filter on `locked` has passed, and that filter runs
+/// the lock to its end first (a data-modifying `WITH` that nothing read would run after the
+/// insert instead). A chunk whose keys are all repeats sends empty event arrays: it still
+/// takes the locks, since the projection is loaded under them.
+const LOCK_AND_APPEND: &str = r#"
+WITH locked AS (
+    INSERT INTO product_summaries (product_id)
+    SELECT p FROM unnest($15::text[]) AS l(p) ORDER BY p COLLATE "C"
+    ON CONFLICT (product_id) DO UPDATE SET version = product_summaries.version WHERE false
+    RETURNING 1
+)
 INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at,
     quantity, price, currency, occurred_at_from_supplier, update_id, source_shard_id, source_sequence_number,
     source_arrived_at)
@@ -126,13 +144,14 @@ SELECT k, $13, $14, p, s, o, q, pr, c, f, nullif(u, ''), sh, sn, a
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::numeric[], $7::text[],
     $8::boolean[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
     AS t(k, p, s, o, q, pr, c, f, u, sh, sn, a)
+WHERE (SELECT count(*) FROM locked) >= 0
 RETURNING seq, update_key"#;
 
 #[async_trait]
 impl EventStore for PgEventStore {
     /// One transaction: (a) record the chunk's keys, learning which are new, (b) lock the
-    /// chunk's products' summary rows in id order, (c) append the events of the new keys,
-    /// (d)–(f) apply them to the projection through [`crate::domain::projection::project`],
+    /// chunk's products' summary rows in id order and (c) append the events of the new keys, in
+    /// one statement, (d)–(f) apply them to the projection through [`crate::domain::projection::project`],
     /// (g) report the products whose current offers come from this chunk. Because (g) looks at
     /// the current state rather than at what this attempt inserted, a retry after a lost
     /// response reports the same products.
@@ -165,16 +184,11 @@ impl EventStore for PgEventStore {
             .into_iter()
             .filter(|(k, _)| fresh.contains(k.as_str()))
             .collect();
-        // The new keys' events become the statement's columns before any product is locked,
-        // so none of that work happens while the locks are held.
-        let columns = EventColumns::of(&rows);
-        lock_products(&txn, &products).await?;
-
-        let events = if rows.is_empty() {
-            Vec::new()
-        } else {
-            append_events(&txn, columns, rows).await?
-        };
+        // The new keys' events become the statement's parameters before any product is
+        // locked, so none of that work happens while the locks are held.
+        let mut values = EventColumns::of(&rows).into_values();
+        values.push(ids_param(&products));
+        let events = lock_and_append(&txn, values, rows).await?;
 
         let offers = apply_events(&txn, &products, &events).await?;
         txn.commit()
@@ -241,17 +255,17 @@ fn key_id(key: &UpdateKey) -> Result<Uuid, PipelineError> {
         })
 }
 
-/// Appends the events of `rows` (their keys new; `columns` are the same events, encoded) and
-/// returns them with their `seq`.
-async fn append_events(
+/// Locks the chunk's products and appends the events of `rows` (their keys new; `values` are
+/// the same events, encoded, then the products) and returns them with their `seq`.
+async fn lock_and_append(
     txn: &DatabaseTransaction,
-    columns: EventColumns,
+    values: Vec<sea_orm::Value>,
     rows: Vec<(&UpdateKey, InventoryUpdateReceived)>,
 ) -> Result<Vec<EventEnvelope>, PipelineError> {
     let inserted = txn
-        .query_all_raw(stmt(INSERT_EVENTS, columns.into_values()))
+        .query_all_raw(stmt(LOCK_AND_APPEND, values))
         .await
-        .map_err(|e| db_error("could not append events", e))?;
+        .map_err(|e| db_error("could not lock the products and append their events", e))?;
     let mut by_key: HashMap<&str, (&UpdateKey, InventoryUpdateReceived)> =
         rows.into_iter().map(|r| (r.0.as_str(), r)).collect();
     let mut events = Vec::with_capacity(inserted.len());

@@ -1,8 +1,6 @@
 use super::*;
 use crate::adapters::postgres::entity::product_offer;
-use crate::adapters::postgres::mock::{
-    affected, parameters, postgres, row, sent, sql, statement_failed,
-};
+use crate::adapters::postgres::mock::{parameters, postgres, row, sent, sql, statement_failed};
 use crate::domain::ids::UpdateId;
 use crate::domain::projection::Offer;
 use crate::domain::update::{SourcePosition, parse_record};
@@ -97,8 +95,7 @@ fn shape(log: &[Vec<Statement>]) -> Vec<Vec<&'static str>> {
                         "COMMIT" => "commit",
                         "ROLLBACK" => "rollback",
                         t if t.contains("INSERT INTO inventory_update_key_ids") => "record keys",
-                        t if t.starts_with("INSERT INTO product_summaries (product_id)") => "lock",
-                        t if t.contains("INSERT INTO inventory_events") => "insert events",
+                        t if t.starts_with("WITH locked AS") => "lock and append",
                         t if t.starts_with("SELECT o.product_id") => "load offers",
                         t if t.starts_with("WITH offers AS") => "write projection",
                         _ => panic!("unexpected statement {text}"),
@@ -147,14 +144,12 @@ async fn an_empty_chunk_sends_nothing() {
 async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one_transaction() {
     let a = update("p2", "s1", 5, 1);
     let b = update("p1", "s1", 3, 2);
-    let db = postgres()
-        .append_exec_results([affected(2)])
-        .append_query_results([
-            recorded(&[&a, &b]),
-            vec![appended(10, &a), appended(11, &b)],
-            vec![],
-            written(),
-        ]);
+    let db = postgres().append_query_results([
+        recorded(&[&a, &b]),
+        vec![appended(10, &a), appended(11, &b)],
+        vec![],
+        written(),
+    ]);
 
     let (out, log) = append(db, &[a.clone(), b.clone()]).await;
 
@@ -178,8 +173,7 @@ async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one
         [[
             "begin",
             "record keys",
-            "lock",
-            "insert events",
+            "lock and append",
             "load offers",
             "write projection",
             "commit"
@@ -194,11 +188,11 @@ async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one
         "keys are recorded in one order, whatever the chunk's"
     );
     assert_eq!(
-        texts(&parameters(&t[2])[0]),
+        texts(&parameters(&t[2])[14]),
         ["p1", "p2"],
         "products are locked in id order"
     );
-    assert_eq!(texts(&parameters(&t[4])[0]), ["p1", "p2"]);
+    assert_eq!(texts(&parameters(&t[3])[0]), ["p1", "p2"]);
 }
 
 #[tokio::test]
@@ -206,20 +200,18 @@ async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_typ
     let a = update("p2", "s9", 5, 1);
     let mut b = update("p1", "s1", 3, 2);
     b.update_id = Some(UpdateId::parse("feed-7/42").expect("valid"));
-    let db = postgres()
-        .append_exec_results([affected(2)])
-        .append_query_results([
-            recorded(&[&b, &a]),
-            vec![appended(1, &a), appended(2, &b)],
-            vec![],
-            written(),
-        ]);
+    let db = postgres().append_query_results([
+        recorded(&[&b, &a]),
+        vec![appended(1, &a), appended(2, &b)],
+        vec![],
+        written(),
+    ]);
 
     let (out, log) = append(db, &[a.clone(), b.clone()]).await;
 
     out.expect("appended");
-    let p = parameters(&log[0][3]);
-    assert_eq!(p.len(), 14);
+    let p = parameters(&log[0][2]);
+    assert_eq!(p.len(), 15);
     assert_eq!(texts(&p[0]), [a.update_key.as_str(), b.update_key.as_str()]);
     assert_eq!(texts(&p[1]), ["p2", "p1"]);
     assert_eq!(texts(&p[2]), ["s9", "s1"]);
@@ -256,20 +248,23 @@ async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_typ
     );
     assert_eq!(p[12], Value::from(InventoryUpdateReceived::EVENT_TYPE));
     assert_eq!(p[13], Value::from(InventoryUpdateReceived::EVENT_VERSION));
+    assert_eq!(
+        texts(&p[14]),
+        ["p1", "p2"],
+        "the products to lock, in id order"
+    );
 }
 
 #[tokio::test]
 async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates() {
     let u = update("p1", "s1", 5, 1);
     let newer = update("p1", "s1", 6, 2);
-    let db = postgres()
-        .append_exec_results([affected(1)])
-        .append_query_results([
-            recorded(&[&u, &newer]),
-            vec![appended(1, &u), appended(2, &newer)],
-            vec![],
-            written(),
-        ]);
+    let db = postgres().append_query_results([
+        recorded(&[&u, &newer]),
+        vec![appended(1, &u), appended(2, &newer)],
+        vec![],
+        written(),
+    ]);
 
     let (out, log) = append(db, &[u.clone(), u.clone(), newer.clone(), u.clone()]).await;
 
@@ -281,11 +276,11 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
         "each key recorded once"
     );
     assert_eq!(
-        texts(&parameters(&log[0][3])[0]),
+        texts(&parameters(&log[0][2])[0]),
         [u.update_key.as_str(), newer.update_key.as_str()],
         "the first of each key, in chunk order"
     );
-    assert_eq!(texts(&parameters(&log[0][2])[0]), ["p1"]);
+    assert_eq!(texts(&parameters(&log[0][2])[14]), ["p1"]);
     assert_eq!(
         out.changed,
         [ChangedProduct {
@@ -293,7 +288,7 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
             version: 2
         }]
     );
-    let written = parameters(&log[0][5]);
+    let written = parameters(&log[0][4]);
     assert_eq!(
         written[6],
         Value::from(vec![newer.update_key.as_str().to_owned()]),
@@ -302,10 +297,9 @@ async fn duplicate_keys_inside_a_chunk_are_sent_once_and_counted_as_duplicates()
 }
 
 #[tokio::test]
-async fn a_failed_insert_rolls_back_and_commits_nothing() {
+async fn a_failed_lock_or_insert_rolls_back_and_commits_nothing() {
     let u = update("p1", "s1", 5, 1);
     let db = postgres()
-        .append_exec_results([affected(1)])
         .append_query_results([recorded(&[&u])])
         .append_query_errors([statement_failed("check constraint")]);
 
@@ -314,13 +308,14 @@ async fn a_failed_insert_rolls_back_and_commits_nothing() {
     let e = out.expect_err("insert failed");
     assert_eq!(e.kind, ErrorKind::Internal);
     assert!(
-        e.detailed().starts_with("could not append events"),
+        e.detailed()
+            .starts_with("could not lock the products and append their events"),
         "{}",
         e.detailed()
     );
     assert_eq!(
         shape(&log),
-        [["begin", "record keys", "lock", "insert events", "rollback"]]
+        [["begin", "record keys", "lock and append", "rollback"]]
     );
 }
 
@@ -330,9 +325,7 @@ async fn a_transient_failure_keeps_its_kind_so_the_chunk_is_retried() {
     let unreachable = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
         sea_orm::sqlx::Error::PoolTimedOut,
     )));
-    let db = postgres()
-        .append_exec_results([affected(1)])
-        .append_query_errors([unreachable]);
+    let db = postgres().append_query_errors([unreachable]);
 
     let (out, log) = append(db, &[u]).await;
 
@@ -343,28 +336,9 @@ async fn a_transient_failure_keeps_its_kind_so_the_chunk_is_retried() {
 }
 
 #[tokio::test]
-async fn a_failed_lock_sends_nothing_else_and_rolls_back() {
-    let u = update("p1", "s1", 5, 1);
-    let db = postgres()
-        .append_query_results([recorded(&[&u])])
-        .append_exec_errors([statement_failed("permission denied")]);
-
-    let (out, log) = append(db, &[u]).await;
-
-    let e = out.expect_err("lock failed");
-    assert!(
-        e.detailed().starts_with("could not lock product summaries"),
-        "{}",
-        e.detailed()
-    );
-    assert_eq!(shape(&log), [["begin", "record keys", "lock", "rollback"]]);
-}
-
-#[tokio::test]
 async fn a_failed_projection_write_rolls_the_appended_events_back() {
     let u = update("p1", "s1", 5, 1);
     let db = postgres()
-        .append_exec_results([affected(1)])
         .append_query_results([recorded(&[&u]), vec![appended(1, &u)], vec![]])
         .append_query_errors([statement_failed("check constraint")]);
 
@@ -381,8 +355,7 @@ async fn a_failed_projection_write_rolls_the_appended_events_back() {
         [[
             "begin",
             "record keys",
-            "lock",
-            "insert events",
+            "lock and append",
             "load offers",
             "write projection",
             "rollback"
@@ -394,9 +367,7 @@ async fn a_failed_projection_write_rolls_the_appended_events_back() {
 async fn a_key_the_store_did_not_append_is_an_internal_error_and_nothing_is_committed() {
     let u = update("p1", "s1", 5, 1);
     let stranger = update("p9", "s9", 1, 9);
-    let db = postgres()
-        .append_exec_results([affected(1)])
-        .append_query_results([recorded(&[&u]), vec![appended(1, &stranger)]]);
+    let db = postgres().append_query_results([recorded(&[&u]), vec![appended(1, &stranger)]]);
 
     let (out, log) = append(db, &[u]).await;
 
@@ -409,16 +380,15 @@ async fn a_key_the_store_did_not_append_is_an_internal_error_and_nothing_is_comm
     );
     assert_eq!(
         shape(&log),
-        [["begin", "record keys", "lock", "insert events", "rollback"]]
+        [["begin", "record keys", "lock and append", "rollback"]]
     );
 }
 
 #[tokio::test]
 async fn the_same_key_returned_twice_is_an_internal_error() {
     let u = update("p1", "s1", 5, 1);
-    let db = postgres()
-        .append_exec_results([affected(1)])
-        .append_query_results([recorded(&[&u]), vec![appended(1, &u), appended(2, &u)]]);
+    let db =
+        postgres().append_query_results([recorded(&[&u]), vec![appended(1, &u), appended(2, &u)]]);
 
     let (out, _) = append(db, &[u]).await;
 
@@ -438,9 +408,7 @@ async fn an_appended_row_without_its_seq_or_key_is_an_internal_error() {
             "could not read an appended key",
         ),
     ] {
-        let db = postgres()
-            .append_exec_results([affected(1)])
-            .append_query_results([recorded(&[&u]), vec![bad]]);
+        let db = postgres().append_query_results([recorded(&[&u]), vec![bad]]);
 
         let (out, log) = append(db, std::slice::from_ref(&u)).await;
 
@@ -459,8 +427,7 @@ async fn a_redelivered_chunk_appends_nothing_and_reports_the_products_its_keys_s
     let superseded = update("p2", "s1", 1, 1);
     let newer_elsewhere = update("p2", "s1", 2, 30);
     let db = postgres()
-        .append_exec_results([affected(2)])
-        .append_query_results([no_rows()])
+        .append_query_results([no_rows(), no_rows()])
         .append_query_results([vec![
             stored_offer(&mine, 7),
             stored_offer(&newer_elsewhere, 9),
@@ -479,8 +446,14 @@ async fn a_redelivered_chunk_appends_nothing_and_reports_the_products_its_keys_s
     );
     assert_eq!(
         shape(&log),
-        [["begin", "record keys", "lock", "load offers", "commit"]],
-        "no new key: nothing to append or write"
+        [[
+            "begin",
+            "record keys",
+            "lock and append",
+            "load offers",
+            "commit"
+        ]],
+        "no new key: nothing appended or written"
     );
 }
 
@@ -489,7 +462,6 @@ async fn an_update_older_than_the_current_offer_is_kept_but_changes_nothing() {
     let newer = update("p1", "s1", 20, 30);
     let older = update("p1", "s1", 10, 10);
     let db = postgres()
-        .append_exec_results([affected(1)])
         .append_query_results([recorded(&[&older]), vec![appended(12, &older)]])
         .append_query_results([vec![stored_offer(&newer, 11)]]);
 
@@ -503,8 +475,7 @@ async fn an_update_older_than_the_current_offer_is_kept_but_changes_nothing() {
         [[
             "begin",
             "record keys",
-            "lock",
-            "insert events",
+            "lock and append",
             "load offers",
             "commit"
         ]]
@@ -517,21 +488,19 @@ async fn an_update_older_than_the_current_offer_is_kept_but_changes_nothing() {
 async fn only_the_keys_that_were_new_are_appended() {
     let mine = update("p1", "s1", 5, 1);
     let theirs = update("p1", "s2", 4, 2);
-    let db = postgres()
-        .append_exec_results([affected(1)])
-        .append_query_results([
-            recorded(&[&mine]),
-            vec![appended(3, &mine)],
-            vec![],
-            written(),
-        ]);
+    let db = postgres().append_query_results([
+        recorded(&[&mine]),
+        vec![appended(3, &mine)],
+        vec![],
+        written(),
+    ]);
 
     let (out, log) = append(db, &[theirs.clone(), mine.clone()]).await;
 
     let out = out.expect("appended");
     assert_eq!((out.appended, out.duplicates), (1, 1));
     assert_eq!(ids(&parameters(&log[0][1])[0]).len(), 2);
-    let p = parameters(&log[0][3]);
+    let p = parameters(&log[0][2]);
     assert_eq!(texts(&p[0]), [mine.update_key.as_str()]);
     assert_eq!(texts(&p[1]), ["p1"]);
     assert_eq!(
@@ -547,14 +516,12 @@ async fn only_the_keys_that_were_new_are_appended() {
 async fn the_keys_are_sent_in_one_order_whatever_the_chunks() {
     let mut chunk = vec![update("p1", "s1", 5, 1), update("p2", "s1", 3, 2)];
     chunk.sort_by(|a, b| b.update_key.cmp(&a.update_key));
-    let db = postgres()
-        .append_exec_results([affected(2)])
-        .append_query_results([
-            recorded(&[&chunk[0], &chunk[1]]),
-            vec![appended(1, &chunk[0]), appended(2, &chunk[1])],
-            vec![],
-            written(),
-        ]);
+    let db = postgres().append_query_results([
+        recorded(&[&chunk[0], &chunk[1]]),
+        vec![appended(1, &chunk[0]), appended(2, &chunk[1])],
+        vec![],
+        written(),
+    ]);
 
     let (out, log) = append(db, &chunk).await;
 
@@ -569,7 +536,7 @@ async fn the_keys_are_sent_in_one_order_whatever_the_chunks() {
     );
     assert_eq!(ids(&parameters(&log[0][1])[0]), sorted);
     assert_eq!(
-        texts(&parameters(&log[0][3])[0]),
+        texts(&parameters(&log[0][2])[0]),
         chunk_order,
         "the events keep the chunk's order"
     );
@@ -581,9 +548,7 @@ async fn the_keys_are_sent_in_one_order_whatever_the_chunks() {
 async fn a_new_key_whose_event_did_not_come_back_rolls_everything_back() {
     let a = update("p1", "s1", 5, 1);
     let b = update("p1", "s2", 4, 2);
-    let db = postgres()
-        .append_exec_results([affected(1)])
-        .append_query_results([recorded(&[&a, &b]), vec![appended(1, &a)]]);
+    let db = postgres().append_query_results([recorded(&[&a, &b]), vec![appended(1, &a)]]);
 
     let (out, log) = append(db, &[a, b.clone()]).await;
 
@@ -596,7 +561,7 @@ async fn a_new_key_whose_event_did_not_come_back_rolls_everything_back() {
     );
     assert_eq!(
         shape(&log),
-        [["begin", "record keys", "lock", "insert events", "rollback"]]
+        [["begin", "record keys", "lock and append", "rollback"]]
     );
 }
 

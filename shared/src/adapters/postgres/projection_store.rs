@@ -14,28 +14,6 @@ use crate::error::PipelineError;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Inserts a placeholder for each new product and locks each existing row: `DO UPDATE` locks
-/// every conflicting row, and `WHERE false` leaves it unchanged (no new row version). Rows are
-/// taken in the order of the `SELECT`.
-const LOCK_PRODUCTS: &str = r#"
-INSERT INTO product_summaries (product_id)
-SELECT p FROM unnest($1::text[]) AS t(p) ORDER BY p COLLATE "C"
-ON CONFLICT (product_id) DO UPDATE SET version = product_summaries.version WHERE false"#;
-
-/// Locks the summary rows of `products`, creating placeholders for new products, in one
-/// statement and one global order (the ids' byte order), so concurrent writers of overlapping
-/// products wait for each other instead of deadlocking. Events appended after this get `seq`s
-/// in commit order per product.
-pub(crate) async fn lock_products(
-    txn: &DatabaseTransaction,
-    products: &BTreeSet<ProductId>,
-) -> Result<(), PipelineError> {
-    txn.execute_raw(stmt(LOCK_PRODUCTS, vec![ids_param(products)]))
-        .await
-        .map_err(|e| db_error("could not lock product summaries", e))?;
-    Ok(())
-}
-
 /// A join with the ids, not `product_id = ANY($1)`: the statement is prepared, and a generic
 /// plan made while the table is small scans it and compares every row with every id in the
 /// array (measured: 14 ms of a 1,000-update chunk's persist over 5,000 products, against
@@ -174,9 +152,7 @@ async fn write_change(
 mod tests {
     use super::*;
     use crate::adapters::postgres::event_store::tests::{stored_offer, update};
-    use crate::adapters::postgres::mock::{
-        affected, parameters, postgres, row, sent, sql, statement_failed,
-    };
+    use crate::adapters::postgres::mock::{parameters, postgres, row, sent, sql, statement_failed};
     use crate::domain::event::InventoryUpdateReceived;
     use crate::domain::update::InventoryUpdate;
     use crate::error::ErrorKind;
@@ -225,24 +201,6 @@ mod tests {
         statements.pop();
         statements.remove(0);
         (out, statements)
-    }
-
-    #[tokio::test]
-    async fn products_are_locked_in_one_statement_in_byte_order() {
-        let conn = postgres()
-            .append_exec_results([affected(3)])
-            .into_connection();
-        let txn = conn.begin().await.expect("begin");
-
-        lock_products(&txn, &products(&["p9", "p10", "P1"]))
-            .await
-            .expect("locked");
-        txn.commit().await.expect("commit");
-
-        let log = sent(&conn);
-        let lock = &log[0][1];
-        assert_eq!(sql(lock), sql(&stmt(LOCK_PRODUCTS, vec![])));
-        assert_eq!(parameters(lock), [ids(&["P1", "p10", "p9"])]);
     }
 
     #[tokio::test]
