@@ -223,7 +223,7 @@ async fn make_partitions(db: &DatabaseConnection, days: &[NaiveDate]) -> Result<
 
 /// One simulated day's updates: their keys first seen and their events recorded at noon that
 /// day, in one statement per thousand (keys first, events for the new keys, as persist appends
-/// them; persist takes two statements, with the products locked between them).
+/// them; persist locks the products in the statement that inserts the events).
 async fn record_day(
     db: &DatabaseConnection,
     day: NaiveDate,

@@ -127,25 +127,35 @@ RETURNING key_id"#;
 /// The events: `seq` is taken as each is inserted, and only once every lock is held, so per
 /// product it increases in commit order (which the summaries' `version` relies on). The insert
 /// reads its rows only once the one-time filter on `locked` has passed, and that filter runs
-/// the lock to its end first (a data-modifying `WITH` that nothing read would run after the
-/// insert instead). A chunk whose keys are all repeats sends empty event arrays: it still
-/// takes the locks, since the projection is loaded under them.
+/// the lock to its end first. PostgreSQL documents no order between the parts of a `WITH`
+/// (one that nothing read would run after the insert); this order is its executor's, and
+/// `a_chunk_takes_no_seq_while_it_waits_for_a_product_lock` checks it, with custom and generic
+/// plans. A chunk whose keys are all repeats sends empty event arrays: it still takes the
+/// locks, since the projection is loaded under them.
+///
+/// Both inserts are `WITH` parts, in this order, so the statement locks `product_summaries`
+/// before `inventory_events` in its first run and when it runs again prepared (then tables are
+/// locked in the order of the plan: the top-level statement's first, then each `WITH` part's).
+/// The rebuild's switch locks them in that order too; the other order deadlocks an append that
+/// arrives while the switch waits (`an_append_arriving_while_the_switch_waits_does_not_deadlock_with_it`).
 const LOCK_AND_APPEND: &str = r#"
 WITH locked AS (
     INSERT INTO product_summaries (product_id)
     SELECT p FROM unnest($15::text[]) AS l(p) ORDER BY p COLLATE "C"
     ON CONFLICT (product_id) DO UPDATE SET version = product_summaries.version WHERE false
     RETURNING 1
+), appended AS (
+    INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at,
+        quantity, price, currency, occurred_at_from_supplier, update_id, source_shard_id, source_sequence_number,
+        source_arrived_at)
+    SELECT k, $13, $14, p, s, o, q, pr, c, f, nullif(u, ''), sh, sn, a
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::numeric[], $7::text[],
+        $8::boolean[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+        AS t(k, p, s, o, q, pr, c, f, u, sh, sn, a)
+    WHERE (SELECT count(*) FROM locked) >= 0
+    RETURNING seq, update_key
 )
-INSERT INTO inventory_events (update_key, event_type, event_version, product_id, supplier_id, occurred_at,
-    quantity, price, currency, occurred_at_from_supplier, update_id, source_shard_id, source_sequence_number,
-    source_arrived_at)
-SELECT k, $13, $14, p, s, o, q, pr, c, f, nullif(u, ''), sh, sn, a
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::numeric[], $7::text[],
-    $8::boolean[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-    AS t(k, p, s, o, q, pr, c, f, u, sh, sn, a)
-WHERE (SELECT count(*) FROM locked) >= 0
-RETURNING seq, update_key"#;
+SELECT seq, update_key FROM appended"#;
 
 #[async_trait]
 impl EventStore for PgEventStore {

@@ -190,15 +190,15 @@ async fn a_chunk_is_recorded_locked_inserted_loaded_written_and_committed_in_one
     assert_eq!(
         texts(&parameters(&t[2])[14]),
         ["p1", "p2"],
-        "products are locked in id order"
+        "the products to lock are sent in id order"
     );
     assert_eq!(texts(&parameters(&t[3])[0]), ["p1", "p2"]);
 }
 
 #[tokio::test]
 async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_type() {
-    let a = update("p2", "s9", 5, 1);
-    let mut b = update("p1", "s1", 3, 2);
+    let a = update("p10", "s9", 5, 1);
+    let mut b = update("P1", "s1", 3, 2);
     b.update_id = Some(UpdateId::parse("feed-7/42").expect("valid"));
     let db = postgres().append_query_results([
         recorded(&[&b, &a]),
@@ -213,7 +213,7 @@ async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_typ
     let p = parameters(&log[0][2]);
     assert_eq!(p.len(), 15);
     assert_eq!(texts(&p[0]), [a.update_key.as_str(), b.update_key.as_str()]);
-    assert_eq!(texts(&p[1]), ["p2", "p1"]);
+    assert_eq!(texts(&p[1]), ["p10", "P1"]);
     assert_eq!(texts(&p[2]), ["s9", "s1"]);
     assert_eq!(p[3], Value::from(vec![a.occurred_at, b.occurred_at]));
     assert_eq!(p[4], Value::from(vec![a.quantity.get(), b.quantity.get()]));
@@ -250,8 +250,8 @@ async fn the_insert_binds_one_array_per_column_in_chunk_order_with_the_event_typ
     assert_eq!(p[13], Value::from(InventoryUpdateReceived::EVENT_VERSION));
     assert_eq!(
         texts(&p[14]),
-        ["p1", "p2"],
-        "the products to lock, in id order"
+        ["P1", "p10"],
+        "the products to lock, in the ids' byte order"
     );
 }
 
@@ -455,6 +455,13 @@ async fn a_redelivered_chunk_appends_nothing_and_reports_the_products_its_keys_s
         ]],
         "no new key: nothing appended or written"
     );
+    let lock = parameters(&log[0][2]);
+    assert_eq!(
+        texts(&lock[14]),
+        ["p1", "p2"],
+        "the products are locked all the same"
+    );
+    assert!(texts(&lock[0]).is_empty(), "no event to insert");
 }
 
 #[tokio::test]
