@@ -2,8 +2,9 @@
 //! products) through validate -> archive ∥ persist -> cache-invalidate, with the real adapters
 //! on the local PostgreSQL, Redis and a moto S3, and prints updates/s, p50/p99 per chunk and
 //! each step's share of the time. With one lane, chunks run one after another; with N lanes,
-//! N chunks are in flight at once, as when a stream has N shards (chunk i goes to lane i mod N,
-//! so each lane keeps its chunks in order, as a shard does). Before each batch size it runs the
+//! N chunks are in flight at once (chunk i goes to lane i mod N). The fanout starts an execution
+//! per chunk without waiting for the others, so in production a shard's chunks run side by side
+//! as well as other shards', and they share the popular products. Before each batch size it runs the
 //! reference design (support/reference.rs: batch upsert + one gzip object + one DEL, no event store)
 //! on the same records, so the two figures are taken under the same conditions. Each line also
 //! gives the CPU time per 1,000 updates of this process (the client), PostgreSQL and the S3
@@ -56,9 +57,8 @@ struct Args {
         value_name = "N,N"
     )]
     batches: Vec<usize>,
-    /// Chunks in flight at once, as with that many shards (each shard's chunks run one after
-    /// another; the event source mapping and Step Functions run shards side by side);
-    /// comma-separated.
+    /// Chunks in flight at once, whatever their shard (the fanout starts an execution per
+    /// chunk without waiting for the others); comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2", value_name = "N,N")]
     lanes: Vec<usize>,
     /// Passed by `cargo bench`; nothing to do with the benchmark.
