@@ -235,7 +235,8 @@ async fn takes_no_seq_while_waiting(plan_cache_mode: &str) -> Result<()> {
         t.name()
     ))
     .await?;
-    let store = PgEventStore::new(t.connect(1).await?);
+    let writer = t.connect(1).await?;
+    let store = PgEventStore::new(writer.clone());
     store.append(&[update("p2", "s1", 1, "1.00", 1)]).await?;
     let watcher = t.connect(1).await?;
     let before = scalar(&watcher, LAST_SEQ).await?;
@@ -273,6 +274,20 @@ async fn takes_no_seq_while_waiting(plan_cache_mode: &str) -> Result<()> {
     );
     assert_eq!(out.appended, 3);
     assert_eq!(scalar(&watcher, LAST_SEQ).await?, before + 3);
+    // The writer's one backend ran the statement twice, with the plans the mode asks for.
+    let generic_plans = scalar(
+        &writer,
+        "SELECT coalesce(sum(generic_plans), -1)::bigint FROM pg_prepared_statements \
+         WHERE statement LIKE '%WITH locked AS%' AND statement NOT LIKE '%pg_prepared%'",
+    )
+    .await?;
+    let expected = if plan_cache_mode == "force_generic_plan" {
+        2
+    } else {
+        0
+    };
+    assert_eq!(generic_plans, expected, "runs with a generic plan");
+    writer.close().await?;
     watcher.close().await?;
     t.cleanup().await
 }

@@ -102,7 +102,7 @@ impl EventColumns {
 /// a `uuid`, which Persist computes and sends in binary), which makes an update unique across
 /// every day partition of the events (a unique index there would have to include the day). It
 /// runs before any product is locked (about a quarter of a chunk's server time), so it
-/// overlaps another lane's work on the same products instead of waiting for it. The ids go in
+/// overlaps the work of another chunk in flight on the same products instead of waiting for it. The ids go in
 /// sorted (the previous release's Persist sorted its text keys, whose hex prefixes sort as the
 /// ids do): a concurrent append of one of them waits on its index entry until the other
 /// transaction ends, then skips it if that one committed (with its event) or inserts it if it

@@ -213,6 +213,8 @@ where
         .begin()
         .await
         .map_err(|e| db_error("could not start the switch", e))?;
+    // In Persist's table order (LOCK_AND_APPEND in event_store.rs, then the projection write):
+    // an append that waits here while holding a table this lock wants later would deadlock.
     txn.execute_unprepared(&format!(
         "LOCK TABLE {live}.product_summaries, {live}.inventory_events, {live}.product_offers IN EXCLUSIVE MODE"
     ))
@@ -317,8 +319,9 @@ $$;
 
 /// The greatest `seq` such that every event at or below it is committed and every event
 /// appended later gets a greater one: read under a SHARE lock, which waits for the appends in
-/// flight (an append holds ROW EXCLUSIVE on the store from its insert to its commit) and
-/// holds new ones for this one statement.
+/// flight (an append holds ROW EXCLUSIVE on the store from its lock-and-append statement,
+/// including its wait for product locks, to its commit: so a mark also waits for the chunks
+/// queued on the same products) and holds new ones for this one statement.
 async fn high_water(db: &DatabaseConnection) -> Result<i64, PipelineError> {
     let txn = db
         .begin()
