@@ -89,6 +89,25 @@ pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> Result<i64> {
     Ok(row.try_get_by_index(0)?)
 }
 
+/// Waits up to 10 s until `sql` (one `bigint`) is at least `target`; `what` says what was
+/// awaited when it never is.
+pub async fn wait_until(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    target: i64,
+    what: &str,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while scalar(db, sql).await? < target {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// The offers "newest occurred_at per product and supplier (ties: greater key)" gives.
 pub fn newest_per_offer(
     updates: &[InventoryUpdate],
@@ -256,14 +275,13 @@ async fn takes_no_seq_while_waiting(plan_cache_mode: &str) -> Result<()> {
         "SELECT count(*) FROM pg_stat_activity \
          WHERE {holder_pid} = ANY(pg_blocking_pids(pid)) AND query LIKE '%WITH locked AS%'"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while scalar(&watcher, &blocked).await? == 0 {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the append never waited for the lock on p2"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_until(
+        &watcher,
+        &blocked,
+        1,
+        "the append waiting for the lock on p2",
+    )
+    .await?;
     let while_waiting = scalar(&watcher, LAST_SEQ).await?;
     holder.rollback().await?;
     let out = appending.await??;

@@ -3,7 +3,7 @@
 //! of every event, those appended during the rebuild included (SPEC invariants 7 and 8). A
 //! rebuild from the latest snapshot plus the later events equals one from the first event.
 
-use crate::event_store::{count, scalar, update};
+use crate::event_store::{count, scalar, update, wait_until};
 use anyhow::{Context as _, Result, bail};
 use integration_tests::postgres::TestDb;
 use inventory::adapters::postgres::entity::inventory_event;
@@ -67,17 +67,12 @@ async fn fold_of_all_events(
     ))
 }
 
-/// Backends of this database waiting for a lock.
+/// How many backends of this database wait for a lock.
+const LOCK_WAITERS: &str = "SELECT count(*) FROM pg_stat_activity \
+    WHERE datname = current_database() AND wait_event_type = 'Lock'";
+
 async fn lock_waiters(db: &DatabaseConnection) -> Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT count(*) AS n FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        ))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no count"))?;
-    Ok(row.try_get("", "n")?)
+    scalar(db, LOCK_WAITERS).await
 }
 
 /// Persists `input` through the real use case on its own pool (another persist instance),
@@ -297,19 +292,6 @@ async fn an_append_arriving_while_the_switch_waits_does_not_deadlock_with_it() -
     }
     let watcher = t.connect(1).await?;
     let switcher = t.connect(1).await?;
-    let wait_for = |waiters: i64| {
-        let watcher = watcher.clone();
-        async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while lock_waiters(&watcher).await? < waiters {
-                if std::time::Instant::now() > deadline {
-                    bail!("{waiters} sessions never waited for a lock");
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Ok(())
-        }
-    };
 
     let earlier_append = t.db.begin().await?;
     earlier_append
@@ -320,9 +302,15 @@ async fn an_append_arriving_while_the_switch_waits_does_not_deadlock_with_it() -
         txn.execute_unprepared(SWITCH_LOCK).await?;
         txn.commit().await
     });
-    wait_for(1).await?;
+    wait_until(&watcher, LOCK_WAITERS, 1, "the switch waiting for a lock").await?;
     let append = tokio::spawn(async move { store.append(&feed(60, 20)).await });
-    wait_for(2).await?;
+    wait_until(
+        &watcher,
+        LOCK_WAITERS,
+        2,
+        "the append waiting behind the switch",
+    )
+    .await?;
     earlier_append.rollback().await?;
 
     switch.await?.context("the switch")?;

@@ -78,7 +78,8 @@ impl EventColumns {
         c
     }
 
-    fn into_values(self) -> Vec<sea_orm::Value> {
+    /// The parameters of [`LOCK_AND_APPEND`]: the events' columns, then the products to lock.
+    fn into_values(self, products: &BTreeSet<ProductId>) -> Vec<sea_orm::Value> {
         vec![
             self.update_keys.into(),
             self.product_ids.into(),
@@ -94,6 +95,7 @@ impl EventColumns {
             self.arrived_at.into(),
             InventoryUpdateReceived::EVENT_TYPE.into(),
             InventoryUpdateReceived::EVENT_VERSION.into(),
+            ids_param(products),
         ]
     }
 }
@@ -102,13 +104,13 @@ impl EventColumns {
 /// a `uuid`, which Persist computes and sends in binary), which makes an update unique across
 /// every day partition of the events (a unique index there would have to include the day). It
 /// runs before any product is locked (about a quarter of a chunk's server time), so it
-/// overlaps the work of another chunk in flight on the same products instead of waiting for it. The ids go in
-/// sorted (the previous release's Persist sorted its text keys, whose hex prefixes sort as the
-/// ids do): a concurrent append of one of them waits on its index entry until the other
-/// transaction ends, then skips it if that one committed (with its event) or inserts it if it
-/// rolled back; and writers that take keys in one order do not deadlock on them. A writer here
-/// holds no product lock yet, so it cannot close a cycle with the product locks either. The
-/// answer is the ids that were new.
+/// overlaps the work of another chunk in flight on the same products instead of waiting for
+/// it. The ids go in sorted (the previous release's Persist sorted its text keys, whose hex
+/// prefixes sort as the ids do): a concurrent append of one of them waits on its index entry
+/// until the other transaction ends, then skips it if that one committed (with its event) or
+/// inserts it if it rolled back; and writers that take keys in one order do not deadlock on
+/// them. A writer here holds no product lock yet, so it cannot close a cycle with the product
+/// locks either. The answer is the ids that were new.
 const INSERT_KEYS: &str = r#"
 INSERT INTO inventory_update_key_ids (key_id)
 SELECT id FROM unnest($1::uuid[]) AS t(id) ORDER BY id
@@ -137,7 +139,8 @@ RETURNING key_id"#;
 /// before `inventory_events` in its first run and when it runs again prepared (then tables are
 /// locked in the order of the plan: the top-level statement's first, then each `WITH` part's).
 /// The rebuild's switch locks them in that order too; the other order deadlocks an append that
-/// arrives while the switch waits (`an_append_arriving_while_the_switch_waits_does_not_deadlock_with_it`).
+/// arrives while the switch waits
+/// (`an_append_arriving_while_the_switch_waits_does_not_deadlock_with_it`).
 const LOCK_AND_APPEND: &str = r#"
 WITH locked AS (
     INSERT INTO product_summaries (product_id)
@@ -161,10 +164,10 @@ SELECT seq, update_key FROM appended"#;
 impl EventStore for PgEventStore {
     /// One transaction: (a) record the chunk's keys, learning which are new, (b) lock the
     /// chunk's products' summary rows in id order and (c) append the events of the new keys, in
-    /// one statement, (d)–(f) apply them to the projection through [`crate::domain::projection::project`],
-    /// (g) report the products whose current offers come from this chunk. Because (g) looks at
-    /// the current state rather than at what this attempt inserted, a retry after a lost
-    /// response reports the same products.
+    /// one statement, (d)–(f) apply them to the projection through
+    /// [`crate::domain::projection::project`], (g) report the products whose current offers
+    /// come from this chunk. Because (g) looks at the current state rather than at what this
+    /// attempt inserted, a retry after a lost response reports the same products.
     #[tracing::instrument(skip_all, fields(updates = updates.len()))]
     async fn append(&self, updates: &[InventoryUpdate]) -> Result<AppendOutcome, PipelineError> {
         if updates.is_empty() {
@@ -196,8 +199,7 @@ impl EventStore for PgEventStore {
             .collect();
         // The new keys' events become the statement's parameters before any product is
         // locked, so none of that work happens while the locks are held.
-        let mut values = EventColumns::of(&rows).into_values();
-        values.push(ids_param(&products));
+        let values = EventColumns::of(&rows).into_values(&products);
         let events = lock_and_append(&txn, values, rows).await?;
 
         let offers = apply_events(&txn, &products, &events).await?;
